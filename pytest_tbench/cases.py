@@ -1,0 +1,54 @@
+"""One benchmark item's coordinates, and the sweep that expands settings into items."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .config import TBenchConfig
+from .devices import resolve_device, resolve_dtype
+from .models.loading import ModelKey
+from .models.registry import resolve
+
+MODES = ("forward",)
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    mode: str
+    model: str
+    head: str
+    batch_size: int
+    seq_len: int
+    device: str
+    dtype: str
+
+    @property
+    def id(self) -> str:
+        label = resolve(self.model).label if "/" in self.model or "\\" in self.model else self.model
+        return f"{label}-b{self.batch_size}-s{self.seq_len}-{self.device}-{self.dtype}"
+
+    @property
+    def model_key(self) -> ModelKey:
+        return ModelKey(self.model, self.head, self.device, self.dtype)
+
+    def as_params(self) -> dict[str, Any]:
+        """JSON-friendly form; it is what pytest-benchmark stores as the item's ``params``."""
+        return asdict(self)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> BenchCase:
+        return cls(**params)
+
+
+def build_cases(config: TBenchConfig, mode: str, head: str) -> list[BenchCase]:
+    """Items model by model, so that each model is loaded once and released before the next."""
+    devices = dict.fromkeys(resolve_device(d) for d in config.devices)
+    return [
+        BenchCase(mode, model, head, batch, seq, device, dtype)
+        for model in config.models
+        for device in devices
+        for dtype in dict.fromkeys(resolve_dtype(d, device) for d in config.dtype)
+        for batch in config.batch_sizes
+        for seq in config.seq_lens
+    ]

@@ -1,0 +1,92 @@
+"""All tbench settings of a session as one frozen dataclass.
+
+Precedence, highest first: command line, config file (``--tbench-config``), ini key, preset, default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .configfile import load_config_file
+from .models.registry import DEFAULT_MODELS, CustomModel, parse_custom_models
+from .options import SETTINGS, OptionError
+from .presets import DEFAULT_PRESET, PRESETS
+
+DEFAULT_WARMUP = 2
+DEFAULT_MAX_BATCH_INPUT_PRODUCT = 131072
+
+
+@dataclass(frozen=True)
+class TBenchConfig:
+    preset: str = DEFAULT_PRESET
+    models: tuple[str, ...] = DEFAULT_MODELS
+    batch_sizes: tuple[int, ...] = PRESETS[DEFAULT_PRESET].batch_sizes
+    seq_lens: tuple[int, ...] = PRESETS[DEFAULT_PRESET].seq_lens
+    devices: tuple[str, ...] = ("auto",)
+    dtype: tuple[str, ...] = ("auto",)
+    rounds: int = PRESETS[DEFAULT_PRESET].rounds
+    warmup: int = DEFAULT_WARMUP
+    max_batch_input_product: int = DEFAULT_MAX_BATCH_INPUT_PRODUCT
+    custom_models: dict[str, CustomModel] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_pytest_config(cls, config: pytest.Config) -> TBenchConfig:
+        try:
+            return cls._resolve(config)
+        except OptionError as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+    @classmethod
+    def _resolve(cls, config: pytest.Config) -> TBenchConfig:
+        layers: list[tuple[str, dict[str, Any]]] = []  # highest precedence first
+        cli = {s.key: config.getoption(s.dest) for s in SETTINGS}
+        layers.append(("command line", {k: v for k, v in cli.items() if v is not None}))
+
+        file_path = config.getoption("tbench_config") or config.getini("tbench_config")
+        file_values: dict[str, Any] = {}
+        if file_path:
+            base = Path.cwd() if config.getoption("tbench_config") else config.rootpath
+            file_values = load_config_file(base / file_path)
+            layers.append((f"config file {file_path}", file_values))
+
+        ini = {s.key: config.getini(s.ini) for s in SETTINGS}
+        layers.append(("ini", {k: v for k, v in ini.items() if v not in ("", None)}))
+
+        def pick(key: str) -> tuple[str, Any] | None:
+            for source, values in layers:
+                if key in values:
+                    return source, values[key]
+            return None
+
+        resolved: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for setting in SETTINGS:
+            found = pick(setting.key)
+            if found is None:
+                continue
+            source, raw = found
+            label = (
+                setting.cli
+                if source == "command line"
+                else f"{source} key {setting.ini if source == 'ini' else setting.key}"
+            )
+            resolved[setting.key] = setting.parse_from(raw, label)
+            sources[setting.key] = source
+
+        preset = PRESETS[resolved.get("preset", DEFAULT_PRESET)]
+        for key, value in (
+            ("batch_sizes", preset.batch_sizes),
+            ("seq_lens", preset.seq_lens),
+            ("rounds", preset.rounds),
+        ):
+            if key not in resolved:
+                resolved[key] = value
+                sources[key] = f"preset {preset.name}"
+
+        custom = parse_custom_models(file_values.get("custom_models", {}), source=f"config file {file_path}")
+        return cls(**resolved, custom_models=custom, sources=sources)

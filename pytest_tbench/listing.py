@@ -1,0 +1,39 @@
+"""Text for --tbench-list-presets and --tbench-list-models."""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from .config import TBenchConfig
+from .models.registry import BUILTIN_MODELS, DEFAULT_MODELS, known_names, resolve
+from .presets import PRESETS, ROUNDS_PER_RUN
+
+
+def _span(values: tuple[int, ...]) -> str:
+    return ", ".join(map(str, values)) if len(values) <= 4 else f"{values[0]} ... {values[-1]} (powers of 2)"
+
+
+def list_presets() -> str:
+    rows = [
+        [p.name, _span(p.batch_sizes), _span(p.seq_lens), p.new_tokens, p.runs, p.rounds, p.description]
+        for p in PRESETS.values()
+    ]
+    headers = ["preset", "batch sizes", "input lengths", "output length", "runs", "forward rounds", ""]
+    return (
+        tabulate(rows, headers)
+        + f"\n\nforward rounds = runs x {ROUNDS_PER_RUN}; --tbench-rounds overrides."
+        + f"\nDefault models: {', '.join(DEFAULT_MODELS)}"
+    )
+
+
+def list_models(config: TBenchConfig) -> str:
+    rows = []
+    for name in known_names(config.custom_models):
+        resolved = resolve(name, config.custom_models)
+        rows.append([name, resolved.kind, "yes" if name in config.models else ""])
+    text = tabulate(rows, ["spec", "kind", "selected"])
+    return (
+        text
+        + "\n\nAlso accepted: a local directory written by save_pretrained(), or a Hugging Face Hub id "
+        + f"(from_pretrained). Built-in names ({len(BUILTIN_MODELS)}) shadow Hub ids of the same name."
+    )

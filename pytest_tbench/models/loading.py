@@ -1,0 +1,151 @@
+"""Building or loading a model once per (spec, head, device, dtype), and releasing it after its last item."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForSeq2SeqLM,
+    PretrainedConfig,
+    PreTrainedModel,
+)
+
+from ..devices import empty_cache, synchronize
+from .hub import load_failure_hint, pretrained_kwargs
+from .registry import BUILTIN_MODELS, CustomModel, ResolvedSpec, resolve
+
+HEADS = {
+    "base": AutoModel,
+    "causal-lm": AutoModelForCausalLM,
+    "seq2seq-lm": AutoModelForSeq2SeqLM,
+    "masked-lm": AutoModelForMaskedLM,
+}
+
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+# Seeded so that random-weight models are the same in every run.
+WEIGHTS_SEED = 0
+
+
+class ModelLoadError(RuntimeError):
+    """The model of a spec could not be built or loaded; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    spec: str
+    head: str
+    device: str
+    dtype: str
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    config: PretrainedConfig
+    load_time_s: float
+    num_parameters: int
+    parameter_bytes: int
+    source: str
+
+
+def max_positions(config: PretrainedConfig) -> int | None:
+    """The longest input the model's position embeddings allow; None where nothing limits it (T5)."""
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def load_model(resolved: ResolvedSpec, key: ModelKey) -> LoadedModel:
+    head_class = HEADS[key.head]
+    dtype = TORCH_DTYPES[key.dtype]
+    start = time.perf_counter()
+    try:
+        if resolved.make_config is not None:
+            config = resolved.make_config()
+            torch.manual_seed(WEIGHTS_SEED)
+            model = head_class.from_config(config, dtype=dtype)
+        else:
+            assert resolved.target is not None
+            model = head_class.from_pretrained(
+                resolved.target, dtype=dtype, **pretrained_kwargs(resolved.target)
+            )
+        model.to(key.device).eval()
+        synchronize(key.device)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        if resolved.target is not None:
+            hint = load_failure_hint(resolved.spec, resolved.target, list(BUILTIN_MODELS))
+            raise ModelLoadError(f"{hint}\nCause: {type(exc).__name__}: {exc}") from exc
+        raise ModelLoadError(
+            f"model {resolved.spec!r} ({resolved.describe()}) failed to build: {exc}"
+        ) from exc
+    load_time_s = time.perf_counter() - start
+    params = list(model.parameters())
+    return LoadedModel(
+        model=model,
+        config=model.config,
+        load_time_s=load_time_s,
+        num_parameters=sum(p.numel() for p in params),
+        parameter_bytes=sum(p.numel() * p.element_size() for p in params),
+        source=resolved.describe(),
+    )
+
+
+class ModelCache:
+    """Holds loaded models, and load failures so that each failing spec costs its time once per session."""
+
+    def __init__(self, custom_models: Mapping[str, CustomModel]) -> None:
+        self._custom = custom_models
+        self._loaded: dict[ModelKey, LoadedModel | ModelLoadError] = {}
+        self._configs: dict[str, PretrainedConfig | ModelLoadError] = {}
+
+    def resolve(self, spec: str) -> ResolvedSpec:
+        return resolve(spec, self._custom)
+
+    def config(self, spec: str) -> PretrainedConfig:
+        """The model's config alone (cheap), for skip decisions before any weights are touched."""
+        if spec not in self._configs:
+            resolved = self.resolve(spec)
+            try:
+                self._configs[spec] = resolved.load_config()
+            except (OSError, ValueError, KeyError) as exc:
+                hint = load_failure_hint(spec, resolved.target or spec, list(BUILTIN_MODELS))
+                self._configs[spec] = ModelLoadError(f"{hint}\nCause: {type(exc).__name__}: {exc}")
+        found = self._configs[spec]
+        if isinstance(found, ModelLoadError):
+            raise found
+        return found
+
+    def get(self, key: ModelKey) -> LoadedModel:
+        if key not in self._loaded:
+            try:
+                self._loaded[key] = load_model(self.resolve(key.spec), key)
+            except ModelLoadError as exc:
+                self._loaded[key] = exc
+        found = self._loaded[key]
+        if isinstance(found, ModelLoadError):
+            raise found
+        return found
+
+    def release(self, key: ModelKey) -> None:
+        entry = self._loaded.get(key)
+        if isinstance(entry, LoadedModel):
+            del self._loaded[key]
+            del entry
+            gc.collect()
+            empty_cache(key.device)
+
+    def release_all(self) -> None:
+        for key in list(self._loaded):
+            self.release(key)

@@ -1,0 +1,189 @@
+"""Turning a model spec string into something that can make its config and weights.
+
+Resolution order, first match wins:
+1. a user-defined model: ``register_model()`` in a conftest.py, or ``custom_models`` in the config file;
+2. a built-in architecture name (real-size configs, random weights, no network);
+3. an existing local directory, loaded with ``from_pretrained``;
+4. anything else is a Hugging Face Hub id, loaded with ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from transformers import (
+    AutoConfig,
+    BertConfig,
+    GPT2Config,
+    LlamaConfig,
+    PretrainedConfig,
+    T5Config,
+)
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+from ..options import OptionError
+from .hub import pretrained_kwargs
+
+ConfigFactory = Callable[[], PretrainedConfig]
+
+
+def _smollm_135m() -> LlamaConfig:
+    # The shape of HuggingFaceTB/SmolLM-135M.
+    return LlamaConfig(
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        vocab_size=49152,
+        max_position_embeddings=2048,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+    )
+
+
+BUILTIN_MODELS: dict[str, ConfigFactory] = {
+    "gpt2": GPT2Config,  # gpt2-small, 124M parameters
+    "bert-base-uncased": BertConfig,  # bert-base, 110M
+    "smollm-135m": _smollm_135m,  # a small Llama-style decoder, 135M
+    "t5-small": T5Config,  # encoder-decoder, 60M
+    # Tiny shapes for the plugin's own tests.
+    "tiny-gpt2": lambda: GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=1000, n_positions=256),
+    "tiny-bert": lambda: BertConfig(
+        num_hidden_layers=2,
+        hidden_size=64,
+        num_attention_heads=2,
+        intermediate_size=128,
+        vocab_size=1000,
+        max_position_embeddings=256,
+    ),
+    "tiny-llama": lambda: LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=1000,
+        max_position_embeddings=256,
+    ),
+    "tiny-t5": lambda: T5Config(d_model=64, d_ff=128, num_layers=2, num_heads=2, d_kv=32, vocab_size=1000),
+}
+
+DEFAULT_MODELS = ("gpt2", "bert-base-uncased", "smollm-135m", "t5-small")
+
+_REGISTERED: dict[str, ConfigFactory] = {}
+
+
+def register_model(name: str, config: PretrainedConfig | ConfigFactory) -> None:
+    """Make ``name`` usable in ``--tbench-models``: a config (or a zero-argument factory of one), random weights.
+
+    >>> register_model("bert-384-hid", BertConfig(hidden_size=384))
+    """
+    if isinstance(config, PretrainedConfig):
+        frozen = config.to_dict()
+        config_class = type(config)
+        _REGISTERED[name] = lambda: config_class.from_dict(frozen)
+    elif callable(config):
+        _REGISTERED[name] = config
+    else:
+        raise TypeError(f"register_model({name!r}, ...) needs a PretrainedConfig or a callable returning one")
+
+
+@dataclass(frozen=True)
+class CustomModel:
+    """A config-file entry: ``base`` (a built-in name, a model_type such as "bert", a local dir or a hub id)
+    plus attribute overrides, like the classic ``bert-384-hid = BertConfig(hidden_size=384)``."""
+
+    base: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+
+def parse_custom_models(value: Any, source: str) -> dict[str, CustomModel]:
+    if not isinstance(value, Mapping):
+        raise OptionError(f"{source}: custom_models must map names to {{base: ..., overrides: {{...}}}}")
+    models = {}
+    for name, entry in value.items():
+        where = f"{source}: custom_models.{name}"
+        if not isinstance(entry, Mapping) or "base" not in entry:
+            raise OptionError(
+                f"{where} needs a 'base' (e.g. base: bert-base-uncased) and optional 'overrides'"
+            )
+        unknown = set(entry) - {"base", "overrides"}
+        if unknown:
+            raise OptionError(f"{where}: unknown key(s) {sorted(unknown)}; valid: base, overrides")
+        overrides = entry.get("overrides", {})
+        if not isinstance(overrides, Mapping):
+            raise OptionError(f"{where}.overrides must be a mapping of config attributes to values")
+        models[str(name)] = CustomModel(str(entry["base"]), dict(overrides))
+    return models
+
+
+SpecKind = Literal["user", "builtin", "local", "hub"]
+
+
+@dataclass(frozen=True)
+class ResolvedSpec:
+    spec: str
+    kind: SpecKind
+    # For "user" and "builtin": builds the config (weights are random); for "local"/"hub": the from_pretrained target.
+    make_config: ConfigFactory | None = None
+    target: str | None = None
+
+    @property
+    def label(self) -> str:
+        """A short name for test ids: a local directory is named by its last part."""
+        return Path(self.spec).name if self.kind == "local" else self.spec
+
+    def load_config(self) -> PretrainedConfig:
+        if self.make_config is not None:
+            return self.make_config()
+        assert self.target is not None
+        return AutoConfig.from_pretrained(self.target, **pretrained_kwargs(self.target))
+
+    def describe(self) -> str:
+        if self.kind in ("user", "builtin"):
+            return f"{self.kind} config, random weights"
+        return f"from_pretrained({self.target!r})"
+
+
+def _config_of_base(base: str, custom: Mapping[str, CustomModel]) -> PretrainedConfig:
+    if base in CONFIG_MAPPING and base not in BUILTIN_MODELS and not os.path.isdir(base):
+        return AutoConfig.for_model(base)
+    return resolve(base, custom).load_config()
+
+
+def _custom_factory(name: str, entry: CustomModel, custom: Mapping[str, CustomModel]) -> ConfigFactory:
+    def make() -> PretrainedConfig:
+        config = _config_of_base(entry.base, {k: v for k, v in custom.items() if k != name})
+        unknown = [key for key in entry.overrides if not hasattr(config, key)]
+        if unknown:
+            raise OptionError(
+                f"custom model {name!r}: {type(config).__name__} has no attribute(s) {unknown}; "
+                "use the config's own names (e.g. hidden_size, num_hidden_layers)"
+            )
+        for key, value in entry.overrides.items():
+            setattr(config, key, value)
+        return config
+
+    return make
+
+
+def resolve(spec: str, custom: Mapping[str, CustomModel] | None = None) -> ResolvedSpec:
+    custom = custom or {}
+    if spec in custom:
+        return ResolvedSpec(spec, "user", make_config=_custom_factory(spec, custom[spec], custom))
+    if spec in _REGISTERED:
+        return ResolvedSpec(spec, "user", make_config=_REGISTERED[spec])
+    if spec in BUILTIN_MODELS:
+        return ResolvedSpec(spec, "builtin", make_config=BUILTIN_MODELS[spec])
+    if os.path.isdir(spec):
+        return ResolvedSpec(spec, "local", target=str(Path(spec).resolve()))
+    return ResolvedSpec(spec, "hub", target=spec)
+
+
+def known_names(custom: Mapping[str, CustomModel] | None = None) -> list[str]:
+    return [*(custom or {}), *_REGISTERED, *BUILTIN_MODELS]

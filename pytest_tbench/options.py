@@ -1,0 +1,165 @@
+"""The table of tbench settings: one entry gives the command-line option, the ini key and the config-file key.
+
+A value can arrive as a string (command line, ini file) or as a native YAML/TOML value (config file); every
+parser takes both and raises ``OptionError`` naming the bad value and what would be valid.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .presets import PRESETS
+
+DTYPES = ("float32", "float16", "bfloat16", "auto")
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class OptionError(ValueError):
+    """A bad setting value; the message names the value and the fix."""
+
+
+def _items(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        return [part for part in re.split(r"[,\s]+", value.strip()) if part]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _int(value: Any, *, minimum: int) -> int:
+    try:
+        number = int(value)
+        if isinstance(value, float) or str(number) != str(value).strip():
+            raise ValueError
+    except (TypeError, ValueError):
+        raise OptionError(f"{value!r} is not an integer") from None
+    if number < minimum:
+        raise OptionError(f"{value!r} is below the minimum of {minimum}")
+    return number
+
+
+def parse_int_list(value: Any) -> tuple[int, ...]:
+    numbers = tuple(_int(item, minimum=1) for item in _items(value))
+    if not numbers:
+        raise OptionError("no values given")
+    return numbers
+
+
+def parse_str_list(value: Any) -> tuple[str, ...]:
+    names = tuple(str(item) for item in _items(value))
+    if not names:
+        raise OptionError("no values given")
+    return names
+
+
+def parse_devices(value: Any) -> tuple[str, ...]:
+    devices = parse_str_list(value)
+    for device in devices:
+        if not _DEVICE_RE.match(device):
+            raise OptionError(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:N")
+    return devices
+
+
+def parse_dtypes(value: Any) -> tuple[str, ...]:
+    dtypes = parse_str_list(value)
+    for dtype in dtypes:
+        if dtype not in DTYPES:
+            raise OptionError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+    return dtypes
+
+
+def parse_preset(value: Any) -> str:
+    name = str(value).strip()
+    if name not in PRESETS:
+        raise OptionError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+    return name
+
+
+def _parse_min(minimum: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        return _int(value, minimum=minimum)
+
+    return parse
+
+
+def parse_path(value: Any) -> str:
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    parse: Callable[[Any], Any]
+    metavar: str
+    help: str
+
+    @property
+    def cli(self) -> str:
+        return "--tbench-" + self.key.replace("_", "-")
+
+    @property
+    def dest(self) -> str:
+        return "tbench_" + self.key
+
+    @property
+    def ini(self) -> str:
+        return "tbench_" + self.key
+
+    def parse_from(self, value: Any, source: str) -> Any:
+        try:
+            return self.parse(value)
+        except OptionError as exc:
+            raise OptionError(f"{source}: {exc}") from None
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("preset", parse_preset, "NAME", f"sweep preset: {', '.join(PRESETS)} (default quick_test)"),
+    Setting("models", parse_str_list, "SPECS", "comma-separated model specs (see --tbench-list-models)"),
+    Setting("batch_sizes", parse_int_list, "N,N", "comma-separated batch sizes (default: the preset's)"),
+    Setting("seq_lens", parse_int_list, "N,N", "comma-separated input lengths (default: the preset's)"),
+    Setting("devices", parse_devices, "DEV,DEV", "auto (cuda if available else cpu), cpu, cuda, cuda:N"),
+    Setting("dtype", parse_dtypes, "DTYPE", "float32, float16, bfloat16 or auto (fp16 on cuda, fp32 on cpu)"),
+    Setting("rounds", _parse_min(1), "N", "measured rounds per item (default: preset runs x 10)"),
+    Setting("warmup", _parse_min(0), "N", "warm-up rounds per item, never counted (default 2)"),
+    Setting(
+        "max_batch_input_product",
+        _parse_min(1),
+        "N",
+        "skip items whose batch x input length exceeds N (default 131072)",
+    ),
+)
+SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+
+# Keys a config file may hold beyond the settings above.
+CONFIG_FILE_ONLY_KEYS = ("custom_models",)
+
+# Spellings of the classic PyTorchBenchmark command line and of earlier drafts, mapped to the fix.
+_LEGACY_FLAGS = {
+    "--models": "--tbench-models",
+    "--batch_sizes": "--tbench-batch-sizes",
+    "--sequence_lengths": "--tbench-seq-lens",
+    "--fp16": "--tbench-dtype float16",
+    "--no_memory": "nothing: speed and memory are always both measured",
+    "--no-memory": "nothing: speed and memory are always both measured",
+    "--no_speed": "nothing: speed and memory are always both measured",
+    "--no-speed": "nothing: speed and memory are always both measured",
+    "--no_env_print": "nothing: the environment is always recorded in machine_info",
+}
+
+
+def legacy_spelling_errors(args: Sequence[str]) -> list[str]:
+    """Messages for command-line words that use an old spelling, each naming the new one."""
+    errors = []
+    for arg in args:
+        flag = arg.split("=", 1)[0]
+        if flag.startswith("--tbench_"):
+            fixed = "--tbench-" + flag[len("--tbench_") :].replace("_", "-")
+            errors.append(f"Arg {flag} is no longer used, please use {fixed} instead")
+        elif flag in _LEGACY_FLAGS:
+            errors.append(
+                f"Arg {flag} is a classic benchmark flag; in pytest-tbench use {_LEGACY_FLAGS[flag]}"
+            )
+    return errors

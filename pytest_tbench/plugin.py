@@ -1,0 +1,180 @@
+"""pytest hooks and fixtures of pytest-tbench; the work itself lives in the modules they call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from .cases import MODES, BenchCase, build_cases
+from .config import TBenchConfig
+from .devices import absent_reason
+from .environment import environment
+from .listing import list_models, list_presets
+from .models.loading import HEADS, ModelCache, ModelKey, ModelLoadError, max_positions
+from .options import SETTINGS, legacy_spelling_errors
+from .results import ItemResult
+from .runner import TBench
+from .summary import LEGEND, summary_tables
+
+
+@dataclass
+class SessionState:
+    config: TBenchConfig
+    models: ModelCache
+    results: list[ItemResult] = field(default_factory=list)
+    last_user: dict[ModelKey, str] = field(default_factory=dict)
+
+
+STATE = pytest.StashKey[SessionState]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("tbench", "transformers benchmarks (pytest-tbench)")
+    for setting in SETTINGS:
+        group.addoption(
+            setting.cli, dest=setting.dest, default=None, metavar=setting.metavar, help=setting.help
+        )
+        parser.addini(setting.ini, setting.help, default="")
+    config_help = "YAML or TOML file with the same keys as the tbench_* ini keys (and custom_models)"
+    group.addoption("--tbench-config", dest="tbench_config", default=None, metavar="FILE", help=config_help)
+    parser.addini("tbench_config", config_help, default="")
+    group.addoption("--tbench-list-presets", action="store_true", help="show the presets and exit")
+    group.addoption("--tbench-list-models", action="store_true", help="show the model specs and exit")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> None:
+    errors = legacy_spelling_errors(args)
+    if errors:
+        raise pytest.UsageError(*errors)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"tbench(mode='forward', head='base'): the mode ({', '.join(MODES)}) and model head "
+        f"({', '.join(HEADS)}) of a test that takes the tbench fixture",
+    )
+    if hasattr(config.option, "benchmark_save_data"):
+        # Raw samples are what later statistics (and regression gates) are computed from: always keep them.
+        config.option.benchmark_save_data = True
+    tbench_config = TBenchConfig.from_pytest_config(config)
+    config.stash[STATE] = SessionState(tbench_config, ModelCache(tbench_config.custom_models))
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if config.getoption("tbench_list_presets"):
+        print(list_presets())
+        return 0
+    if config.getoption("tbench_list_models"):
+        print(list_models(config.stash[STATE].config))
+        return 0
+    return None
+
+
+def _mode_and_head(marker: pytest.Mark | None) -> tuple[str, str]:
+    kwargs = dict(marker.kwargs) if marker else {}
+    mode = kwargs.pop("mode", marker.args[0] if marker and marker.args else "forward")
+    head = kwargs.pop("head", "base")
+    if mode not in MODES or head not in HEADS or kwargs:
+        raise pytest.UsageError(
+            f"@pytest.mark.tbench(mode={mode!r}, head={head!r}{', ' if kwargs else ''}"
+            f"{', '.join(f'{k}=...' for k in kwargs)}): valid modes {', '.join(MODES)}; "
+            f"valid heads {', '.join(HEADS)}; no other arguments"
+        )
+    return mode, head
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "tbench_case" not in metafunc.fixturenames:
+        return
+    mode, head = _mode_and_head(metafunc.definition.get_closest_marker("tbench"))
+    cases = build_cases(metafunc.config.stash[STATE].config, mode, head)
+    metafunc.parametrize(
+        "tbench_case", [c.as_params() for c in cases], ids=[c.id for c in cases], indirect=True
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = config.stash[STATE]
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "tbench_case" in params:
+            state.last_user[BenchCase.from_params(params["tbench_case"]).model_key] = item.nodeid
+
+
+@pytest.fixture
+def tbench_case(request: pytest.FixtureRequest) -> BenchCase:
+    """The item's coordinates: mode, model, head, batch size, input length, device, dtype."""
+    return BenchCase.from_params(request.param)
+
+
+def _skip_reason(case: BenchCase, config: TBenchConfig, models: ModelCache) -> str | None:
+    product = case.batch_size * case.seq_len
+    if product > config.max_batch_input_product:
+        return (
+            f"batch {case.batch_size} x input length {case.seq_len} = {product} exceeds "
+            f"--tbench-max-batch-input-product {config.max_batch_input_product}"
+        )
+    absent = absent_reason(case.device)
+    if absent:
+        return absent
+    limit = max_positions(models.config(case.model))
+    if limit is not None and case.seq_len > limit:
+        return f"input length {case.seq_len} exceeds {case.model}'s max positions ({limit})"
+    return None
+
+
+@pytest.fixture
+def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase, benchmark: Any) -> TBench:
+    """Benchmark the item's model: ``tbench.forward()``, or ``tbench.measure(call, tokens=...)``."""
+    state: SessionState = request.config.stash[STATE]
+    case = tbench_case
+
+    def release_if_last() -> None:
+        if state.last_user.get(case.model_key) == request.node.nodeid:
+            state.models.release(case.model_key)
+
+    request.addfinalizer(release_if_last)  # first, so that skipped and failed items release too
+    try:
+        reason = _skip_reason(case, state.config, state.models)
+        if reason:
+            pytest.skip(reason)
+        loaded = state.models.get(case.model_key)
+    except ModelLoadError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return TBench(
+        case,
+        loaded,
+        benchmark,
+        rounds=state.config.rounds,
+        warmup=state.config.warmup,
+        record=state.results.append,
+        nodeid=request.node.nodeid,
+    )
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    machine_info["tbench"] = environment()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is None or not state.results:
+        return
+    for title, table in summary_tables(state.results):
+        terminalreporter.write_sep("-", title)
+        terminalreporter.write_line(table)
+    terminalreporter.write_line(LEGEND)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None:
+        state.models.release_all()

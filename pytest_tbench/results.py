@@ -1,0 +1,16 @@
+"""What an item measured, kept for the terminal summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .cases import BenchCase
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    nodeid: str
+    case: BenchCase
+    median_s: float | None
+    extra_info: dict[str, Any]

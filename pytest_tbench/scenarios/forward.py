@@ -1,0 +1,26 @@
+"""Inference: one forward pass over the whole batch, under ``torch.inference_mode``."""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from ..cases import BenchCase
+from ..inputs import make_inputs
+from ..models.loading import LoadedModel
+from .base import Work
+
+
+def forward_work(loaded: LoadedModel, case: BenchCase) -> Work:
+    model = loaded.model
+    kwargs: dict[str, object] = dict(make_inputs(loaded.config, case.batch_size, case.seq_len, case.device))
+    # A lone forward pass has no use for a KV cache; building one would add to its time and memory.
+    if "use_cache" in inspect.signature(model.forward).parameters:
+        kwargs["use_cache"] = False
+
+    def call() -> None:
+        with torch.inference_mode():
+            model(**kwargs)  # the output is dropped at once, so rounds do not hold each other's activations
+
+    return Work(call, samples=case.batch_size, tokens=case.batch_size * case.seq_len)
