@@ -27,7 +27,7 @@ def _yaml_key_lines(text: str) -> dict[str, int]:
 
 
 def _toml_key_lines(text: str) -> dict[str, int]:
-    lines = {}
+    lines: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         match = re.match(r"\s*\[?\s*([A-Za-z0-9_\-\"']+)", line)
         if match:

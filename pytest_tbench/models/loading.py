@@ -65,6 +65,14 @@ def max_positions(config: PretrainedConfig) -> int | None:
     return None
 
 
+def load_error(resolved: ResolvedSpec, exc: Exception) -> ModelLoadError:
+    """The error for a spec that failed to build or load, with the ways to fix it."""
+    if resolved.target is not None:
+        hint = load_failure_hint(resolved.spec, resolved.target, list(BUILTIN_MODELS))
+        return ModelLoadError(f"{hint}\nCause: {type(exc).__name__}: {exc}")
+    return ModelLoadError(f"model {resolved.spec!r} ({resolved.describe()}) failed to build: {exc}")
+
+
 def load_model(resolved: ResolvedSpec, key: ModelKey) -> LoadedModel:
     head_class = HEADS[key.head]
     dtype = TORCH_DTYPES[key.dtype]
@@ -81,15 +89,8 @@ def load_model(resolved: ResolvedSpec, key: ModelKey) -> LoadedModel:
             )
         model.to(key.device).eval()
         synchronize(key.device)
-    except ModelLoadError:
-        raise
     except (OSError, ValueError, KeyError) as exc:
-        if resolved.target is not None:
-            hint = load_failure_hint(resolved.spec, resolved.target, list(BUILTIN_MODELS))
-            raise ModelLoadError(f"{hint}\nCause: {type(exc).__name__}: {exc}") from exc
-        raise ModelLoadError(
-            f"model {resolved.spec!r} ({resolved.describe()}) failed to build: {exc}"
-        ) from exc
+        raise load_error(resolved, exc) from exc
     load_time_s = time.perf_counter() - start
     params = list(model.parameters())
     return LoadedModel(
@@ -120,8 +121,7 @@ class ModelCache:
             try:
                 self._configs[spec] = resolved.load_config()
             except (OSError, ValueError, KeyError) as exc:
-                hint = load_failure_hint(spec, resolved.target or spec, list(BUILTIN_MODELS))
-                self._configs[spec] = ModelLoadError(f"{hint}\nCause: {type(exc).__name__}: {exc}")
+                self._configs[spec] = load_error(resolved, exc)
         found = self._configs[spec]
         if isinstance(found, ModelLoadError):
             raise found

@@ -79,7 +79,7 @@ _REGISTERED: dict[str, ConfigFactory] = {}
 
 
 def register_model(name: str, config: PretrainedConfig | ConfigFactory) -> None:
-    """Make ``name`` usable in ``--tbench-models``: a config (or a zero-argument factory of one), random weights.
+    """Make ``name`` usable in ``--tbench-models``: a config (or a factory of one), built with random weights.
 
     >>> register_model("bert-384-hid", BertConfig(hidden_size=384))
     """
@@ -129,7 +129,7 @@ SpecKind = Literal["user", "builtin", "local", "hub"]
 class ResolvedSpec:
     spec: str
     kind: SpecKind
-    # For "user" and "builtin": builds the config (weights are random); for "local"/"hub": the from_pretrained target.
+    # "user"/"builtin": builds the config (weights are random); "local"/"hub": the from_pretrained target.
     make_config: ConfigFactory | None = None
     target: str | None = None
 

@@ -9,10 +9,11 @@ Every tracker reports ``peak_memory_bytes`` (the peak the item reached) and ``pe
 
 from __future__ import annotations
 
+import ctypes
 import re
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,6 +38,13 @@ def _status_kib(field: str) -> int:
     if match is None:
         raise OSError(f"{field} not in {_STATUS}")
     return int(match.group(1)) * 1024
+
+
+def release_free_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc), so that memory an earlier item freed but the allocator
+    kept does not count as this item's starting RSS and hide its growth."""
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def can_reset_peak_rss() -> bool:
@@ -65,6 +73,7 @@ class RssTracker:
             self._sampled_peak = max(self._sampled_peak, self._process.memory_info().rss)
 
     def start(self) -> None:
+        release_free_heap()
         self._start_rss = self._process.memory_info().rss
         if self.method == "vmhwm":
             _CLEAR_REFS.write_text("5")

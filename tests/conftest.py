@@ -1,0 +1,52 @@
+"""Shared helpers for the plugin's own tests; most tests drive a whole pytest run through pytester."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+# The smallest sweep that still has two of everything; tiny models keep a run well under a second.
+TINY = [
+    "--tbench-models",
+    "tiny-gpt2",
+    "--tbench-batch-sizes",
+    "1",
+    "--tbench-seq-lens",
+    "8",
+    "--tbench-rounds",
+    "2",
+    "--tbench-warmup",
+    "0",
+    "-p",
+    "no:cacheprovider",
+]
+
+FORWARD_BENCH = """
+from pytest_tbench import TBench
+
+def test_forward(tbench: TBench) -> None:
+    tbench.forward()
+"""
+
+
+@pytest.fixture
+def forward_bench(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A pytester directory holding the one-line forward bench a user would write."""
+    pytester.makepyfile(test_bench=FORWARD_BENCH)
+    return pytester
+
+
+def run_json(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[str, Any]]:
+    """Run pytest with ``--benchmark-json`` and return the result and the parsed JSON."""
+    out = pytester.path / "out.json"
+    result = pytester.runpytest(*args, f"--benchmark-json={out}")
+    data = json.loads(Path(out).read_text()) if out.exists() else {}
+    return result, data

@@ -1,0 +1,186 @@
+"""Are the numbers true: timings against torch.utils.benchmark, memory against known allocations, warm-up."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import torch
+from torch.utils.benchmark import Timer
+
+from pytest_tbench.cases import BenchCase
+from pytest_tbench.models.loading import ModelKey, load_model
+from pytest_tbench.models.registry import resolve
+from pytest_tbench.runner import TBench
+from pytest_tbench.scenarios import forward_work
+from pytest_tbench.trackers import memory
+from pytest_tbench.trackers.memory import CudaTracker, RssTracker, summarise
+
+from .conftest import TINY, run_json
+
+MIB = 1024 * 1024
+ALLOC_MIB = 256
+
+
+def test_forward_latency_agrees_with_torch_utils_benchmark(pytester: pytest.Pytester) -> None:
+    # Big enough that a call is milliseconds, so fixture overhead cannot decide the ratio.
+    pytester.makeconftest(
+        """
+from transformers import GPT2Config
+from pytest_tbench import register_model
+register_model("gpt2-mid", GPT2Config(n_layer=4, n_embd=256, n_head=4, vocab_size=4000, n_positions=512))
+"""
+    )
+    pytester.makepyfile(test_bench="def test_forward(tbench):\n    tbench.forward()\n")
+    args = ["--tbench-models", "gpt2-mid", "--tbench-batch-sizes", "2", "--tbench-seq-lens", "128"]
+    result, data = run_json(pytester, *args, "--tbench-rounds", "15", "--tbench-warmup", "3")
+    result.assert_outcomes(passed=1)
+    ours = data["benchmarks"][0]["stats"]["median"]
+
+    case = BenchCase("forward", "gpt2-mid", "base", 2, 128, "cpu", "float32")
+    loaded = load_model(resolve("gpt2-mid"), ModelKey("gpt2-mid", "base", "cpu", "float32"))
+    work = forward_work(loaded, case)
+    reference = (
+        Timer(stmt="call()", globals={"call": work.call}, num_threads=torch.get_num_threads())
+        .blocked_autorange(min_run_time=1.0)
+        .median
+    )
+    assert 0.6 < ours / reference < 1.6, (
+        f"tbench median {ours:.5f}s vs torch.utils.benchmark {reference:.5f}s"
+    )
+
+
+def test_peak_memory_of_a_known_allocation(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_bench=f"""
+import torch
+
+def test_alloc(tbench):
+    # torch.ones writes every page, so all {ALLOC_MIB} MiB become resident.
+    tbench.measure(lambda: torch.ones({ALLOC_MIB} * 1024 * 1024 // 4).sum())
+"""
+    )
+    result, data = run_json(pytester, *TINY)
+    result.assert_outcomes(passed=1)
+    info = data["benchmarks"][0]["extra_info"]
+    assert info["peak_rss_method"] == "vmhwm"
+    assert info["peak_memory_increase_bytes"] == pytest.approx(ALLOC_MIB * MIB, rel=0.05)
+    assert info["peak_memory_bytes"] >= info["rss_at_start_bytes"] + 0.95 * ALLOC_MIB * MIB
+
+
+def test_peak_memory_is_the_items_own_not_the_sessions(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_bench="""
+import pytest, torch
+
+@pytest.mark.parametrize("mib", [512, 64])
+def test_alloc(tbench, mib):
+    tbench.measure(lambda: torch.ones(mib * 1024 * 1024 // 4).sum())
+"""
+    )
+    result, data = run_json(pytester, *TINY)
+    result.assert_outcomes(passed=2)
+    by_mib = {b["params"]["mib"]: b["extra_info"] for b in data["benchmarks"]}
+    assert by_mib[64]["peak_memory_increase_bytes"] == pytest.approx(64 * MIB, rel=0.1)
+    # The big item ran first; its high-water mark must not leak into the small one.
+    assert by_mib[64]["peak_memory_bytes"] < by_mib[512]["peak_memory_bytes"] - 300 * MIB
+
+
+def test_sampling_fallback_sees_a_held_allocation() -> None:
+    tracker = RssTracker(force_sampling=True, interval_s=0.001)
+    tracker.start()
+    block = torch.ones(ALLOC_MIB * MIB // 4)
+    time.sleep(0.1)
+    del block
+    info = tracker.stop()
+    assert info["peak_rss_method"] == "sampling"
+    assert info["peak_rss_increase_bytes"] == pytest.approx(ALLOC_MIB * MIB, rel=0.05)
+
+
+def test_warmup_rounds_are_not_counted(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_bench="""
+import time
+
+def test_slow_start(tbench):
+    calls = []
+    def call():
+        calls.append(1)
+        time.sleep(0.3 if len(calls) <= 3 else 0.005)
+    tbench.measure(call)
+    assert len(calls) == 3 + 4
+"""
+    )
+    result, data = run_json(pytester, *TINY, "--tbench-rounds", "4", "--tbench-warmup", "3")
+    result.assert_outcomes(passed=1)
+    stats = data["benchmarks"][0]["stats"]
+    assert len(stats["data"]) == 4
+    assert stats["max"] < 0.2
+
+
+class _FakeBenchmark:
+    """pytest-benchmark's fixture, reduced to what TBench.run uses."""
+
+    def __init__(self) -> None:
+        self.extra_info: dict[str, Any] = {}
+        self.stats = None
+
+    def pedantic(self, target: Any, setup: Any, rounds: int, warmup_rounds: int, iterations: int) -> None:
+        for _ in range(warmup_rounds + rounds):
+            setup()
+            target()
+
+
+def test_cuda_timed_calls_are_synchronised_inside_the_timed_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+    monkeypatch.setattr("pytest_tbench.runner.synchronize", lambda device: events.append(f"sync:{device}"))
+    monkeypatch.setattr("pytest_tbench.runner.memory_tracker", _no_memory)
+    case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cuda:0", "float16")
+    tbench = TBench(
+        case, _fake_loaded(), _FakeBenchmark(), rounds=2, warmup=1, record=lambda r: None, nodeid="x"
+    )
+    tbench.measure(lambda: events.append("call"))
+    # setup (untimed) syncs before each round, the timed target syncs after its call: 3 rounds in all.
+    assert events == ["sync:cuda:0", "call", "sync:cuda:0"] * 3
+
+
+def test_cuda_tracker_arithmetic_with_a_fake_allocator(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = {"allocated": 100 * MIB, "max_allocated": 900 * MIB, "max_reserved": 1024 * MIB, "reset": 0}
+    cuda = torch.cuda
+    monkeypatch.setattr(cuda, "reset_peak_memory_stats", lambda device=None: fake.__setitem__("reset", 1))
+    monkeypatch.setattr(cuda, "memory_allocated", lambda device=None: fake["allocated"])
+    monkeypatch.setattr(cuda, "max_memory_allocated", lambda device=None: fake["max_allocated"])
+    monkeypatch.setattr(cuda, "max_memory_reserved", lambda device=None: fake["max_reserved"])
+    monkeypatch.setattr(memory, "synchronize", lambda device: None)
+    monkeypatch.setattr(memory.nvml, "device_used_bytes", lambda index: 2048 * MIB)
+    tracker = CudaTracker("cuda:0")
+    tracker.start()
+    info = tracker.stop()
+    assert fake["reset"] == 1
+    assert info == {
+        "cuda_max_allocated_bytes": 900 * MIB,
+        "cuda_max_reserved_bytes": 1024 * MIB,
+        "cuda_allocated_at_start_bytes": 100 * MIB,
+        "nvml_device_used_bytes": 2048 * MIB,
+    }
+    assert summarise("cuda:0", info) == {
+        "peak_memory_bytes": 900 * MIB,
+        "peak_memory_increase_bytes": 800 * MIB,
+        "peak_memory_kind": "cuda_max_allocated",
+    }
+
+
+def _fake_loaded() -> Any:
+    return load_model(resolve("tiny-gpt2"), ModelKey("tiny-gpt2", "base", "cpu", "float32"))
+
+
+class _no_memory:
+    def __init__(self, device: str) -> None:
+        self.info: dict[str, Any] = {}
+
+    def __enter__(self) -> dict[str, Any]:
+        return self.info
+
+    def __exit__(self, *exc: object) -> None:
+        return None
