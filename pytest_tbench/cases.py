@@ -9,8 +9,7 @@ from .config import TBenchConfig
 from .devices import resolve_device, resolve_dtype
 from .models.loading import ModelKey
 from .models.registry import resolve
-
-MODES = ("forward",)
+from .presets import GENERATING_MODES
 
 
 @dataclass(frozen=True)
@@ -22,11 +21,13 @@ class BenchCase:
     seq_len: int
     device: str
     dtype: str
+    new_tokens: int = 0
 
     @property
     def id(self) -> str:
         label = resolve(self.model).label if "/" in self.model or "\\" in self.model else self.model
-        return f"{label}-b{self.batch_size}-s{self.seq_len}-{self.device}-{self.dtype}"
+        new = f"-n{self.new_tokens}" if self.new_tokens else ""
+        return f"{label}-b{self.batch_size}-s{self.seq_len}{new}-{self.device}-{self.dtype}"
 
     @property
     def model_key(self) -> ModelKey:
@@ -44,8 +45,9 @@ class BenchCase:
 def build_cases(config: TBenchConfig, mode: str, head: str) -> list[BenchCase]:
     """Items model by model, so that each model is loaded once and released before the next."""
     devices = dict.fromkeys(resolve_device(d) for d in config.devices)
+    new_tokens = config.new_tokens if mode in GENERATING_MODES else 0
     return [
-        BenchCase(mode, model, head, batch, seq, device, dtype)
+        BenchCase(mode, model, head, batch, seq, device, dtype, new_tokens)
         for model in config.models
         for device in devices
         for dtype in dict.fromkeys(resolve_dtype(d, device) for d in config.dtype)

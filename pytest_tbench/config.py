@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from .configfile import load_config_file
+from .generation import GenerateSettings
 from .models.registry import DEFAULT_MODELS, CustomModel, parse_custom_models
 from .options import SETTINGS, OptionError
-from .presets import DEFAULT_PRESET, PRESETS
+from .presets import DEFAULT_PRESET, PRESETS, rounds_for_mode
 
 DEFAULT_WARMUP = 2
 DEFAULT_MAX_BATCH_INPUT_PRODUCT = 131072
@@ -28,7 +29,13 @@ class TBenchConfig:
     seq_lens: tuple[int, ...] = PRESETS[DEFAULT_PRESET].seq_lens
     devices: tuple[str, ...] = ("auto",)
     dtype: tuple[str, ...] = ("auto",)
-    rounds: int = PRESETS[DEFAULT_PRESET].rounds
+    runs: int = PRESETS[DEFAULT_PRESET].runs
+    rounds: int | None = None  # set only when given explicitly; else derived from runs per mode
+    new_tokens: int = PRESETS[DEFAULT_PRESET].new_tokens
+    temperature: float | None = None
+    top_p: float | None = None
+    use_cache: bool = True
+    cache_implementation: str | None = None
     warmup: int = DEFAULT_WARMUP
     max_batch_input_product: int = DEFAULT_MAX_BATCH_INPUT_PRODUCT
     custom_models: dict[str, CustomModel] = field(default_factory=dict)
@@ -50,7 +57,8 @@ class TBenchConfig:
         file_path = config.getoption("tbench_config") or config.getini("tbench_config")
         file_values: dict[str, Any] = {}
         if file_path:
-            base = Path.cwd() if config.getoption("tbench_config") else config.rootpath
+            from_ini = not config.getoption("tbench_config")
+            base = (config.inipath.parent if config.inipath else config.rootpath) if from_ini else Path.cwd()
             file_values = load_config_file(base / file_path)
             layers.append((f"config file {file_path}", file_values))
 
@@ -82,11 +90,20 @@ class TBenchConfig:
         for key, value in (
             ("batch_sizes", preset.batch_sizes),
             ("seq_lens", preset.seq_lens),
-            ("rounds", preset.rounds),
+            ("new_tokens", preset.new_tokens),
         ):
             if key not in resolved:
                 resolved[key] = value
                 sources[key] = f"preset {preset.name}"
 
         custom = parse_custom_models(file_values.get("custom_models", {}), source=f"config file {file_path}")
-        return cls(**resolved, custom_models=custom, sources=sources)
+        return cls(**resolved, runs=preset.runs, custom_models=custom, sources=sources)
+
+    def rounds_for(self, mode: str) -> int:
+        """Measured rounds of an item: ``--tbench-rounds``, else derived from the preset's runs per mode."""
+        return self.rounds if self.rounds is not None else rounds_for_mode(self.runs, mode)
+
+    def generate_settings(self, new_tokens: int) -> GenerateSettings:
+        return GenerateSettings(
+            new_tokens, self.temperature, self.top_p, self.use_cache, self.cache_implementation
+        )

@@ -27,11 +27,13 @@ def _yaml_key_lines(text: str) -> dict[str, int]:
 
 
 def _toml_key_lines(text: str) -> dict[str, int]:
+    """Line of each top-level key or table header: a bare key at the line's start followed by ``=``, or a
+    ``[table]``; the values of a multi-line array never match."""
     lines: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
-        match = re.match(r"\s*\[?\s*([A-Za-z0-9_\-\"']+)", line)
+        match = re.match(r"(?:([A-Za-z0-9_\-]+)\s*=|\[\s*([A-Za-z0-9_\-]+))", line)
         if match:
-            lines.setdefault(match.group(1).strip("\"'"), number)
+            lines.setdefault(match.group(1) or match.group(2), number)
     return lines
 
 

@@ -6,7 +6,7 @@ from tabulate import tabulate
 
 from .config import TBenchConfig
 from .models.registry import BUILTIN_MODELS, DEFAULT_MODELS, known_names, resolve
-from .presets import PRESETS, ROUNDS_PER_RUN
+from .presets import PRESETS, ROUNDS_PER_RUN, rounds_for_mode
 
 
 def _span(values: tuple[int, ...]) -> str:
@@ -15,10 +15,28 @@ def _span(values: tuple[int, ...]) -> str:
 
 def list_presets() -> str:
     rows = [
-        [p.name, _span(p.batch_sizes), _span(p.seq_lens), p.new_tokens, p.runs, p.rounds, p.description]
+        [
+            p.name,
+            _span(p.batch_sizes),
+            _span(p.seq_lens),
+            p.new_tokens,
+            p.runs,
+            rounds_for_mode(p.runs, "forward"),
+            rounds_for_mode(p.runs, "generate"),
+            p.description,
+        ]
         for p in PRESETS.values()
     ]
-    headers = ["preset", "batch sizes", "input lengths", "output length", "runs", "forward rounds", ""]
+    headers = [
+        "preset",
+        "batch sizes",
+        "input lengths",
+        "output length",
+        "runs",
+        "forward rounds",
+        "generate rounds",
+        "",
+    ]
     return (
         tabulate(rows, headers)
         + f"\n\nforward rounds = runs x {ROUNDS_PER_RUN}; --tbench-rounds overrides."

@@ -85,8 +85,49 @@ def _parse_min(minimum: int) -> Callable[[Any], int]:
     return parse
 
 
-def parse_path(value: Any) -> str:
-    return str(value)
+def _parse_float_in(low: float, high: float, low_open: bool = True) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise OptionError(f"{value!r} is not a number") from None
+        if not (low < number <= high if low_open else low <= number <= high):
+            bracket = "(" if low_open else "["
+            raise OptionError(f"{value!r} is outside {bracket}{low}, {high}]")
+        return number
+
+    return parse
+
+
+_BOOLS = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "off": False,
+}
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    found = _BOOLS.get(str(value).strip().lower())
+    if found is None:
+        raise OptionError(f"{value!r} is not a boolean; use true or false")
+    return found
+
+
+CACHE_IMPLEMENTATIONS = ("dynamic", "static")
+
+
+def parse_cache_implementation(value: Any) -> str:
+    name = str(value).strip()
+    if name not in CACHE_IMPLEMENTATIONS:
+        raise OptionError(f"unknown cache implementation {name!r}; valid: {', '.join(CACHE_IMPLEMENTATIONS)}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -122,8 +163,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("seq_lens", parse_int_list, "N,N", "comma-separated input lengths (default: the preset's)"),
     Setting("devices", parse_devices, "DEV,DEV", "auto (cuda if available else cpu), cpu, cuda, cuda:N"),
     Setting("dtype", parse_dtypes, "DTYPE", "float32, float16, bfloat16 or auto (fp16 on cuda, fp32 on cpu)"),
-    Setting("rounds", _parse_min(1), "N", "measured rounds per item (default: preset runs x 10)"),
+    Setting(
+        "rounds",
+        _parse_min(1),
+        "N",
+        "measured rounds per item (default: the preset's runs; x 10 for forward)",
+    ),
     Setting("warmup", _parse_min(0), "N", "warm-up rounds per item, never counted (default 2)"),
+    Setting("new_tokens", _parse_min(1), "N", "tokens generated per row in generate (default: the preset's)"),
+    Setting("temperature", _parse_float_in(0.0, 100.0), "T", "sample in generate with this temperature"),
+    Setting("top_p", _parse_float_in(0.0, 1.0), "P", "sample in generate with nucleus top_p (0 < P <= 1)"),
+    Setting("use_cache", parse_bool, "BOOL", "use the KV cache in generate (default true)"),
+    Setting(
+        "cache_implementation",
+        parse_cache_implementation,
+        "NAME",
+        "KV cache for generate: dynamic or static (default: the model's)",
+    ),
     Setting(
         "max_batch_input_product",
         _parse_min(1),

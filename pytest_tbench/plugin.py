@@ -7,15 +7,17 @@ from typing import Any
 
 import pytest
 
-from .cases import MODES, BenchCase, build_cases
+from .cases import BenchCase, build_cases
 from .config import TBenchConfig
 from .devices import absent_reason
 from .environment import environment
 from .listing import list_models, list_presets
-from .models.loading import HEADS, ModelCache, ModelKey, ModelLoadError, max_positions
+from .models.architecture import max_positions
+from .models.loading import HEADS, ModelCache, ModelKey, ModelLoadError
 from .options import SETTINGS, legacy_spelling_errors
 from .results import ItemResult
 from .runner import TBench
+from .scenarios import MODES, SCENARIOS
 from .summary import LEGEND, summary_tables
 
 
@@ -57,8 +59,8 @@ def pytest_load_initial_conftests(
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"tbench(mode='forward', head='base'): the mode ({', '.join(MODES)}) and model head "
-        f"({', '.join(HEADS)}) of a test that takes the tbench fixture",
+        f"tbench(mode='forward', head=...): the mode ({', '.join(MODES)}) and model head "
+        f"({', '.join(HEADS)}; default: the mode's) of a test that takes the tbench fixture",
     )
     if hasattr(config.option, "benchmark_save_data"):
         # Raw samples are what later statistics (and regression gates) are computed from: always keep them.
@@ -72,7 +74,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         print(list_presets())
         return 0
     if config.getoption("tbench_list_models"):
-        print(list_models(config.stash[STATE].config))
+        print(list_models(TBenchConfig.from_pytest_config(config)))  # runs before pytest_configure
         return 0
     return None
 
@@ -80,7 +82,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 def _mode_and_head(marker: pytest.Mark | None) -> tuple[str, str]:
     kwargs = dict(marker.kwargs) if marker else {}
     mode = kwargs.pop("mode", marker.args[0] if marker and marker.args else "forward")
-    head = kwargs.pop("head", "base")
+    head = kwargs.pop("head", SCENARIOS[mode].default_head if mode in SCENARIOS else "base")
     if mode not in MODES or head not in HEADS or kwargs:
         raise pytest.UsageError(
             f"@pytest.mark.tbench(mode={mode!r}, head={head!r}{', ' if kwargs else ''}"
@@ -125,14 +127,22 @@ def _skip_reason(case: BenchCase, config: TBenchConfig, models: ModelCache) -> s
     absent = absent_reason(case.device)
     if absent:
         return absent
-    limit = max_positions(models.config(case.model))
-    if limit is not None and case.seq_len > limit:
-        return f"input length {case.seq_len} exceeds {case.model}'s max positions ({limit})"
+    model_config = models.config(case.model)
+    scenario = SCENARIOS[case.mode]
+    unsupported = scenario.unsupported_reason(case.model, model_config)
+    if unsupported:
+        return unsupported
+    limit, needed = max_positions(model_config), scenario.positions_needed(case)
+    if limit is not None and needed > limit:
+        what = f"input length {case.seq_len}" + (
+            f" + {case.new_tokens} new tokens" if case.new_tokens else ""
+        )
+        return f"{what} exceeds {case.model}'s max positions ({limit})"
     return None
 
 
 @pytest.fixture
-def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase, benchmark: Any) -> TBench:
+def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
     """Benchmark the item's model: ``tbench.forward()``, or ``tbench.measure(call, tokens=...)``."""
     state: SessionState = request.config.stash[STATE]
     case = tbench_case
@@ -152,9 +162,8 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase, benchmark: An
     return TBench(
         case,
         loaded,
-        benchmark,
-        rounds=state.config.rounds,
-        warmup=state.config.warmup,
+        request.getfixturevalue("benchmark"),  # only now: a skipped item never creates an unused benchmark
+        config=state.config,
         record=state.results.append,
         nodeid=request.node.nodeid,
     )

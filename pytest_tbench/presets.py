@@ -13,6 +13,13 @@ def _powers_of_two(low: int, high: int) -> tuple[int, ...]:
 # grid point in the seed suite) becomes this many measured rounds there; generate uses runs as rounds.
 ROUNDS_PER_RUN = 10
 
+# Modes whose items generate tokens: their rounds are whole requests, and their ids carry the new tokens.
+GENERATING_MODES = ("generate",)
+
+
+def rounds_for_mode(runs: int, mode: str) -> int:
+    return runs if mode in GENERATING_MODES else runs * ROUNDS_PER_RUN
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -22,10 +29,6 @@ class Preset:
     new_tokens: int
     runs: int
     description: str
-
-    @property
-    def rounds(self) -> int:
-        return self.runs * ROUNDS_PER_RUN
 
 
 PRESETS: dict[str, Preset] = {

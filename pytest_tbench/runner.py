@@ -6,10 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from .cases import BenchCase
+from .config import TBenchConfig
 from .devices import synchronize
 from .models.loading import LoadedModel
 from .results import ItemResult
-from .scenarios import Work, forward_work
+from .scenarios import Work, forward_work, generate_work
 from .trackers import memory_tracker
 
 
@@ -21,16 +22,16 @@ class TBench:
         case: BenchCase,
         loaded: LoadedModel,
         benchmark: Any,
-        rounds: int,
-        warmup: int,
+        config: TBenchConfig,
         record: Callable[[ItemResult], None],
         nodeid: str,
     ) -> None:
         self.case = case
         self.loaded = loaded
         self.benchmark = benchmark
-        self.rounds = rounds
-        self.warmup = warmup
+        self.settings = config
+        self.rounds = config.rounds_for(case.mode)
+        self.warmup = config.warmup
         self._record = record
         self._nodeid = nodeid
 
@@ -46,6 +47,11 @@ class TBench:
         """Benchmark one forward pass of the case's batch."""
         return self.run(forward_work(self.loaded, self.case))
 
+    def generate(self) -> dict[str, Any]:
+        """Benchmark ``model.generate`` of exactly the case's new tokens per row: TTFT, decode, total."""
+        settings = self.settings.generate_settings(self.case.new_tokens)
+        return self.run(generate_work(self.loaded, self.case, settings))
+
     def measure(
         self, call: Callable[[], object], *, samples: int | None = None, tokens: int | None = None
     ) -> dict[str, Any]:
@@ -55,15 +61,22 @@ class TBench:
     def run(self, work: Work) -> dict[str, Any]:
         device = self.case.device
 
+        def before_round() -> None:  # untimed: every round starts with the device idle
+            synchronize(device)
+            work.before_round()
+
         def timed() -> None:
             work.call()
             synchronize(device)  # a CUDA call returns before the GPU is done; the timer must wait for it
 
-        # setup runs untimed before every round: the device starts each round idle.
+        def after_round() -> None:
+            work.after_round()
+
         with memory_tracker(device) as memory:
             self.benchmark.pedantic(
                 timed,
-                setup=lambda: synchronize(device),
+                setup=before_round,
+                teardown=after_round,
                 rounds=self.rounds,
                 warmup_rounds=self.warmup,
                 iterations=1,
@@ -71,6 +84,7 @@ class TBench:
 
         info = self._describe(work)
         info.update(memory)
+        info.update(work.metrics(self.warmup))
         median_s = self._median_s()
         if median_s is not None and median_s > 0:
             info["median_s"] = median_s

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from tabulate import tabulate
 
@@ -10,9 +11,52 @@ from .results import ItemResult
 
 _MIB = 1024 * 1024
 
+Column = tuple[str, Callable[[ItemResult], Any]]
 
-def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
-    return "-" if value is None else f"{value * scale:,.{digits}f}"
+
+def _num(key: str, scale: float = 1.0, digits: int = 2) -> Callable[[ItemResult], str]:
+    def cell(result: ItemResult) -> str:
+        value = result.extra_info.get(key)
+        return "-" if value is None else f"{value * scale:,.{digits}f}"
+
+    return cell
+
+
+_LEADING: list[Column] = [
+    ("model", lambda r: r.case.model),
+    ("batch", lambda r: r.case.batch_size),
+    ("seq", lambda r: r.case.seq_len),
+]
+_TRAILING: list[Column] = [
+    ("device", lambda r: r.case.device),
+    ("dtype", lambda r: r.case.dtype),
+]
+_MEMORY: list[Column] = [
+    ("peak mem (MiB)", _num("peak_memory_bytes", 1 / _MIB, 1)),
+    ("item +mem (MiB)", _num("peak_memory_increase_bytes", 1 / _MIB, 1)),
+]
+
+COLUMNS: dict[str, list[Column]] = {
+    "forward": [
+        *_LEADING,
+        *_TRAILING,
+        ("median (ms)", _num("median_s", 1000, 3)),
+        ("samples/s", _num("throughput_samples_per_s", digits=1)),
+        ("tokens/s", _num("throughput_tokens_per_s", digits=0)),
+        *_MEMORY,
+    ],
+    "generate": [
+        *_LEADING,
+        ("new", lambda r: r.case.new_tokens),
+        *_TRAILING,
+        ("TTFT (ms)", _num("ttft_mean_s", 1000, 1)),
+        ("ms/token", _num("decode_token_latency_mean_s", 1000, 2)),
+        ("decode tok/s", _num("decode_tokens_per_s", digits=1)),
+        ("e2e tok/s", _num("e2e_tokens_per_s", digits=1)),
+        ("total (ms)", _num("total_time_mean_s", 1000, 1)),
+        *_MEMORY,
+    ],
+}
 
 
 def summary_tables(results: Iterable[ItemResult]) -> list[tuple[str, str]]:
@@ -22,42 +66,15 @@ def summary_tables(results: Iterable[ItemResult]) -> list[tuple[str, str]]:
         by_mode.setdefault(result.case.mode, []).append(result)
     tables = []
     for mode, rows in by_mode.items():
-        body = []
-        for r in rows:
-            info = r.extra_info
-            body.append(
-                [
-                    r.case.model,
-                    r.case.batch_size,
-                    r.case.seq_len,
-                    r.case.device,
-                    r.case.dtype,
-                    _fmt(r.median_s, 1000, 3),
-                    _fmt(info.get("throughput_samples_per_s"), digits=1),
-                    _fmt(info.get("throughput_tokens_per_s"), digits=0),
-                    _fmt(info.get("peak_memory_bytes"), 1 / _MIB, 1),
-                    _fmt(info.get("peak_memory_increase_bytes"), 1 / _MIB, 1),
-                ]
-            )
-        headers = [
-            "model",
-            "batch",
-            "seq",
-            "device",
-            "dtype",
-            "median (ms)",
-            "samples/s",
-            "tokens/s",
-            "peak mem (MiB)",
-            "item +mem (MiB)",
-        ]
-        tables.append(
-            (f"tbench {mode.upper()} - SPEED AND MEMORY", tabulate(body, headers, tablefmt="simple"))
-        )
+        columns = COLUMNS.get(mode, COLUMNS["forward"])
+        body = [[cell(r) for _, cell in columns] for r in rows]
+        table = tabulate(body, [name for name, _ in columns], tablefmt="simple", disable_numparse=True)
+        tables.append((f"tbench {mode.upper()} - SPEED AND MEMORY", table))
     return tables
 
 
 LEGEND = (
     "peak mem: CUDA max allocated on GPU items, process peak RSS on CPU items; "
-    "item +mem: that peak over the memory in use when the item started."
+    "item +mem: that peak over the memory in use when the item started. "
+    "generate: TTFT = prefill time, ms/token = mean decode step, times are means over measured rounds."
 )

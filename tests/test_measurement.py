@@ -10,6 +10,7 @@ import torch
 from torch.utils.benchmark import Timer
 
 from pytest_tbench.cases import BenchCase
+from pytest_tbench.config import TBenchConfig
 from pytest_tbench.models.loading import ModelKey, load_model
 from pytest_tbench.models.registry import resolve
 from pytest_tbench.runner import TBench
@@ -24,14 +25,6 @@ ALLOC_MIB = 256
 
 
 def test_forward_latency_agrees_with_torch_utils_benchmark(pytester: pytest.Pytester) -> None:
-    # Big enough that a call is milliseconds, so fixture overhead cannot decide the ratio.
-    pytester.makeconftest(
-        """
-from transformers import GPT2Config
-from pytest_tbench import register_model
-register_model("gpt2-mid", GPT2Config(n_layer=4, n_embd=256, n_head=4, vocab_size=4000, n_positions=512))
-"""
-    )
     pytester.makepyfile(test_bench="def test_forward(tbench):\n    tbench.forward()\n")
     args = ["--tbench-models", "gpt2-mid", "--tbench-batch-sizes", "2", "--tbench-seq-lens", "128"]
     result, data = run_json(pytester, *args, "--tbench-rounds", "15", "--tbench-warmup", "3")
@@ -126,10 +119,13 @@ class _FakeBenchmark:
         self.extra_info: dict[str, Any] = {}
         self.stats = None
 
-    def pedantic(self, target: Any, setup: Any, rounds: int, warmup_rounds: int, iterations: int) -> None:
+    def pedantic(
+        self, target: Any, setup: Any, teardown: Any, rounds: int, warmup_rounds: int, iterations: int
+    ) -> None:
         for _ in range(warmup_rounds + rounds):
             setup()
             target()
+            teardown()
 
 
 def test_cuda_timed_calls_are_synchronised_inside_the_timed_region(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,9 +133,8 @@ def test_cuda_timed_calls_are_synchronised_inside_the_timed_region(monkeypatch: 
     monkeypatch.setattr("pytest_tbench.runner.synchronize", lambda device: events.append(f"sync:{device}"))
     monkeypatch.setattr("pytest_tbench.runner.memory_tracker", _no_memory)
     case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cuda:0", "float16")
-    tbench = TBench(
-        case, _fake_loaded(), _FakeBenchmark(), rounds=2, warmup=1, record=lambda r: None, nodeid="x"
-    )
+    settings = TBenchConfig(rounds=2, warmup=1)
+    tbench = TBench(case, _fake_loaded(), _FakeBenchmark(), settings, record=lambda r: None, nodeid="x")
     tbench.measure(lambda: events.append("call"))
     # setup (untimed) syncs before each round, the timed target syncs after its call: 3 rounds in all.
     assert events == ["sync:cuda:0", "call", "sync:cuda:0"] * 3

@@ -152,6 +152,7 @@ def test_json_holds_units_raw_samples_and_environment(forward_bench: pytest.Pyte
         "seq_len": 8,
         "device": "cpu",
         "dtype": "float32",
+        "new_tokens": 0,
     }
     stats, info = bench["stats"], bench["extra_info"]
     assert len(stats["data"]) == stats["rounds"] == 3

@@ -6,6 +6,7 @@ import gc
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import (
@@ -18,15 +19,27 @@ from transformers import (
 )
 
 from ..devices import empty_cache, synchronize
+from .architecture import is_encoder_only
 from .hub import load_failure_hint, pretrained_kwargs
 from .registry import BUILTIN_MODELS, CustomModel, ResolvedSpec, resolve
 
-HEADS = {
+HEADS: dict[str, type | None] = {
     "base": AutoModel,
     "causal-lm": AutoModelForCausalLM,
     "seq2seq-lm": AutoModelForSeq2SeqLM,
     "masked-lm": AutoModelForMaskedLM,
+    "lm": None,  # the language-modelling head the architecture trains with, chosen from its config
 }
+
+
+def head_class(head: str, config: PretrainedConfig) -> Any:
+    found = HEADS[head]
+    if found is not None:
+        return found
+    if config.is_encoder_decoder:
+        return AutoModelForSeq2SeqLM
+    return AutoModelForMaskedLM if is_encoder_only(config) else AutoModelForCausalLM
+
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -56,15 +69,6 @@ class LoadedModel:
     source: str
 
 
-def max_positions(config: PretrainedConfig) -> int | None:
-    """The longest input the model's position embeddings allow; None where nothing limits it (T5)."""
-    for name in ("max_position_embeddings", "n_positions"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
 def load_error(resolved: ResolvedSpec, exc: Exception) -> ModelLoadError:
     """The error for a spec that failed to build or load, with the ways to fix it."""
     if resolved.target is not None:
@@ -74,17 +78,17 @@ def load_error(resolved: ResolvedSpec, exc: Exception) -> ModelLoadError:
 
 
 def load_model(resolved: ResolvedSpec, key: ModelKey) -> LoadedModel:
-    head_class = HEADS[key.head]
     dtype = TORCH_DTYPES[key.dtype]
     start = time.perf_counter()
     try:
+        config = resolved.load_config()
+        model_class = head_class(key.head, config)
         if resolved.make_config is not None:
-            config = resolved.make_config()
             torch.manual_seed(WEIGHTS_SEED)
-            model = head_class.from_config(config, dtype=dtype)
+            model = model_class.from_config(config, dtype=dtype)
         else:
             assert resolved.target is not None
-            model = head_class.from_pretrained(
+            model = model_class.from_pretrained(
                 resolved.target, dtype=dtype, **pretrained_kwargs(resolved.target)
             )
         model.to(key.device).eval()

@@ -46,13 +46,18 @@ def _smollm_135m() -> LlamaConfig:
     )
 
 
+# As in the Hub's t5 configs: generation starts the decoder at the pad token.
+_T5_START: dict[str, Any] = {"decoder_start_token_id": 0}
+
 BUILTIN_MODELS: dict[str, ConfigFactory] = {
     "gpt2": GPT2Config,  # gpt2-small, 124M parameters
     "bert-base-uncased": BertConfig,  # bert-base, 110M
     "smollm-135m": _smollm_135m,  # a small Llama-style decoder, 135M
-    "t5-small": T5Config,  # encoder-decoder, 60M
+    "t5-small": lambda: T5Config(**_T5_START),  # encoder-decoder, 60M; start id as on the Hub
     # Tiny shapes for the plugin's own tests.
-    "tiny-gpt2": lambda: GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=1000, n_positions=256),
+    "tiny-gpt2": lambda: GPT2Config(
+        n_layer=2, n_embd=64, n_head=2, vocab_size=1000, n_positions=256, bos_token_id=999, eos_token_id=999
+    ),
     "tiny-bert": lambda: BertConfig(
         num_hidden_layers=2,
         hidden_size=64,
@@ -70,7 +75,9 @@ BUILTIN_MODELS: dict[str, ConfigFactory] = {
         vocab_size=1000,
         max_position_embeddings=256,
     ),
-    "tiny-t5": lambda: T5Config(d_model=64, d_ff=128, num_layers=2, num_heads=2, d_kv=32, vocab_size=1000),
+    "tiny-t5": lambda: T5Config(
+        d_model=64, d_ff=128, num_layers=2, num_heads=2, d_kv=32, vocab_size=1000, **_T5_START
+    ),
 }
 
 DEFAULT_MODELS = ("gpt2", "bert-base-uncased", "smollm-135m", "t5-small")

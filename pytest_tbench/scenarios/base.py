@@ -1,13 +1,31 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _nothing() -> None:
+    return None
+
+
+def _no_metrics(warmup_rounds: int) -> dict[str, Any]:
+    return {}
 
 
 @dataclass(frozen=True)
 class Work:
-    """One measured call and how much it processes, for throughput."""
+    """One measured call, how much it processes (for throughput), and optional per-round hooks.
+
+    ``before_round`` and ``after_round`` run untimed around every round, warm-up included (after the device is
+    synchronised); ``metrics`` turns what the rounds recorded into extra_info, given how many leading rounds
+    were warm-up; ``cleanup`` runs once after the item, even when it failed.
+    """
 
     call: Callable[[], object]
     samples: int
     tokens: int
+    before_round: Callable[[], None] = _nothing
+    after_round: Callable[[], None] = _nothing
+    metrics: Callable[[int], dict[str, Any]] = field(default=_no_metrics)
+    cleanup: Callable[[], None] = _nothing
