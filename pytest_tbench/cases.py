@@ -31,7 +31,7 @@ class BenchCase:
 
     @property
     def model_key(self) -> ModelKey:
-        return ModelKey(self.model, self.head, self.device, self.dtype)
+        return ModelKey(self.model, self.head, self.device, self.dtype, train=self.mode == "train")
 
     def as_params(self) -> dict[str, Any]:
         """JSON-friendly form; it is what pytest-benchmark stores as the item's ``params``."""

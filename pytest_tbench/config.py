@@ -36,6 +36,9 @@ class TBenchConfig:
     top_p: float | None = None
     use_cache: bool = True
     cache_implementation: str | None = None
+    optimizer: str = "adamw"
+    isolate: bool = False
+    oom_skip: bool = False
     warmup: int = DEFAULT_WARMUP
     max_batch_input_product: int = DEFAULT_MAX_BATCH_INPUT_PRODUCT
     custom_models: dict[str, CustomModel] = field(default_factory=dict)

@@ -121,6 +121,15 @@ def parse_bool(value: Any) -> bool:
 
 
 CACHE_IMPLEMENTATIONS = ("dynamic", "static")
+# What scenarios.train can build; listed here so that parsing settings needs no torch code.
+OPTIMIZERS = ("adamw", "sgd", "none")
+
+
+def parse_optimizer(value: Any) -> str:
+    name = str(value).strip().lower()
+    if name not in OPTIMIZERS:
+        raise OptionError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
+    return name
 
 
 def parse_cache_implementation(value: Any) -> str:
@@ -136,6 +145,7 @@ class Setting:
     parse: Callable[[Any], Any]
     metavar: str
     help: str
+    flag: bool = False  # on the command line a bare switch; in ini and config files a boolean
 
     @property
     def cli(self) -> str:
@@ -179,6 +189,15 @@ SETTINGS: tuple[Setting, ...] = (
         parse_cache_implementation,
         "NAME",
         "KV cache for generate: dynamic or static (default: the model's)",
+    ),
+    Setting("optimizer", parse_optimizer, "NAME", "train: adamw (default), sgd, or none (forward+backward)"),
+    Setting("isolate", parse_bool, "", "run each item in a fresh worker process", flag=True),
+    Setting(
+        "oom_skip",
+        parse_bool,
+        "",
+        "after an item runs out of memory, skip the same model's items that are no smaller",
+        flag=True,
     ),
     Setting(
         "max_batch_input_product",

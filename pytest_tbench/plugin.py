@@ -12,6 +12,7 @@ from .config import TBenchConfig
 from .devices import absent_reason
 from .environment import environment
 from .listing import list_models, list_presets
+from .memory_errors import OOM_ERRORS, OomRecord, free_memory, oom_reason
 from .models.architecture import max_positions
 from .models.loading import HEADS, ModelCache, ModelKey, ModelLoadError
 from .options import SETTINGS, legacy_spelling_errors
@@ -27,6 +28,7 @@ class SessionState:
     models: ModelCache
     results: list[ItemResult] = field(default_factory=list)
     last_user: dict[ModelKey, str] = field(default_factory=dict)
+    ooms: OomRecord = field(default_factory=OomRecord)
 
 
 STATE = pytest.StashKey[SessionState]()
@@ -35,9 +37,12 @@ STATE = pytest.StashKey[SessionState]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("tbench", "transformers benchmarks (pytest-tbench)")
     for setting in SETTINGS:
-        group.addoption(
-            setting.cli, dest=setting.dest, default=None, metavar=setting.metavar, help=setting.help
-        )
+        if setting.flag:
+            group.addoption(
+                setting.cli, dest=setting.dest, action="store_const", const=True, help=setting.help
+            )
+        else:
+            group.addoption(setting.cli, dest=setting.dest, metavar=setting.metavar, help=setting.help)
         parser.addini(setting.ini, setting.help, default="")
     config_help = "YAML or TOML file with the same keys as the tbench_* ini keys (and custom_models)"
     group.addoption("--tbench-config", dest="tbench_config", default=None, metavar="FILE", help=config_help)
@@ -154,18 +159,27 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
     request.addfinalizer(release_if_last)  # first, so that skipped and failed items release too
     try:
         reason = _skip_reason(case, state.config, state.models)
+        if reason is None and state.config.oom_skip:
+            reason = state.ooms.covering(case)
         if reason:
             pytest.skip(reason)
-        loaded = state.models.get(case.model_key)
+        if not state.config.isolate:
+            state.models.get(case.model_key)  # load now, so a broken model errors at setup, not in the test
     except ModelLoadError as exc:
         pytest.fail(str(exc), pytrace=False)
+    except OOM_ERRORS as exc:
+        state.models.release(case.model_key)
+        free_memory(case.device)
+        pytest.skip(oom_reason(case, f"while loading the model: {type(exc).__name__}: {exc}"))
     return TBench(
         case,
-        loaded,
+        lambda: state.models.get(case.model_key),
+        state.models.resolve(case.model),
         request.getfixturevalue("benchmark"),  # only now: a skipped item never creates an unused benchmark
         config=state.config,
         record=state.results.append,
         nodeid=request.node.nodeid,
+        ooms=state.ooms,
     )
 
 

@@ -2,38 +2,56 @@
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
+import pytest
+
+from .benchmark_stats import record_samples
 from .cases import BenchCase
 from .config import TBenchConfig
 from .devices import synchronize
+from .launchers import Job, WorkerDied, run_isolated
+from .measurement import describe, throughput
+from .memory_errors import OOM_ERRORS, OomRecord, free_memory, oom_reason
 from .models.loading import LoadedModel
+from .models.registry import ResolvedSpec
 from .results import ItemResult
-from .scenarios import Work, forward_work, generate_work
+from .scenarios import Work, build_work
 from .trackers import memory_tracker
 
 
 class TBench:
-    """One item: its case, its (shared) model, and the ways to measure it."""
+    """One item: its case, its model (loaded lazily: an isolated item never loads it here), and the ways to
+    measure it."""
 
     def __init__(
         self,
         case: BenchCase,
-        loaded: LoadedModel,
+        load: Callable[[], LoadedModel],
+        resolved: ResolvedSpec,
         benchmark: Any,
         config: TBenchConfig,
         record: Callable[[ItemResult], None],
         nodeid: str,
+        ooms: OomRecord | None = None,
     ) -> None:
         self.case = case
-        self.loaded = loaded
+        self._load = load
+        self._resolved = resolved
         self.benchmark = benchmark
         self.settings = config
         self.rounds = config.rounds_for(case.mode)
         self.warmup = config.warmup
         self._record = record
         self._nodeid = nodeid
+        self._ooms = ooms if ooms is not None else OomRecord()
+
+    @property
+    def loaded(self) -> LoadedModel:
+        return self._load()
 
     @property
     def model(self) -> Any:
@@ -45,20 +63,35 @@ class TBench:
 
     def forward(self) -> dict[str, Any]:
         """Benchmark one forward pass of the case's batch."""
-        return self.run(forward_work(self.loaded, self.case))
+        return self._scenario("forward")
 
     def generate(self) -> dict[str, Any]:
         """Benchmark ``model.generate`` of exactly the case's new tokens per row: TTFT, decode, total."""
-        settings = self.settings.generate_settings(self.case.new_tokens)
-        return self.run(generate_work(self.loaded, self.case, settings))
+        return self._scenario("generate")
+
+    def train(self) -> dict[str, Any]:
+        """Benchmark one training step: forward with labels, backward, optimizer step, zero_grad."""
+        return self._scenario("train")
 
     def measure(
         self, call: Callable[[], object], *, samples: int | None = None, tokens: int | None = None
     ) -> dict[str, Any]:
-        """Benchmark any call on this item's model: ``samples`` and ``tokens`` per call give throughput."""
+        """Benchmark any call on this item's model: ``samples`` and ``tokens`` per call give throughput.
+        It always runs in this process: a closure cannot move to an isolated worker."""
         return self.run(Work(call, samples=samples or self.case.batch_size, tokens=tokens or 0))
 
+    def _scenario(self, mode: str) -> dict[str, Any]:
+        if mode != self.case.mode:
+            raise pytest.UsageError(
+                f"tbench.{mode}() in a test marked for {self.case.mode!r}: "
+                f"use @pytest.mark.tbench(mode={mode!r}) so the item gets the right model head"
+            )
+        if self.settings.isolate:
+            return self._run_isolated()
+        return self.run(build_work(self.loaded, self.case, self.settings))
+
     def run(self, work: Work) -> dict[str, Any]:
+        """Measure ``work`` here, in the pytest process, through pytest-benchmark's pedantic."""
         device = self.case.device
 
         def before_round() -> None:  # untimed: every round starts with the device idle
@@ -72,49 +105,71 @@ class TBench:
         def after_round() -> None:
             work.after_round()
 
-        with memory_tracker(device) as memory:
-            self.benchmark.pedantic(
-                timed,
-                setup=before_round,
-                teardown=after_round,
-                rounds=self.rounds,
-                warmup_rounds=self.warmup,
-                iterations=1,
-            )
+        try:
+            with memory_tracker(device) as memory:
+                self.benchmark.pedantic(
+                    timed,
+                    setup=before_round,
+                    teardown=after_round,
+                    rounds=self.rounds,
+                    warmup_rounds=self.warmup,
+                    iterations=1,
+                )
+        except OOM_ERRORS as exc:
+            self._out_of_memory(f"{type(exc).__name__}: {exc}")
+        finally:
+            work.cleanup()
 
-        info = self._describe(work)
+        info = describe(self.case, self.loaded, work, self.rounds, self.warmup)
         info.update(memory)
         info.update(work.metrics(self.warmup))
-        median_s = self._median_s()
-        if median_s is not None and median_s > 0:
-            info["median_s"] = median_s
-            info["throughput_samples_per_s"] = work.samples / median_s
-            if work.tokens:
-                info["throughput_tokens_per_s"] = work.tokens / median_s
+        return self._finish(info, work.samples, work.tokens, self._median_s())
+
+    def _run_isolated(self) -> dict[str, Any]:
+        resolved = self._resolved
+        job = Job(
+            case=self.case,
+            spec=resolved.spec,
+            kind=resolved.kind,
+            config=resolved.make_config() if resolved.make_config is not None else None,
+            target=resolved.target,
+            settings=self.settings,
+            rounds=self.rounds,
+            warmup=self.warmup,
+        )
+        start = time.perf_counter()
+        try:
+            outcome = run_isolated(job)
+        except WorkerDied as died:
+            if died.killed:
+                self._out_of_memory(f"{died} (SIGKILL: most likely the kernel's OOM killer)")
+            pytest.fail(f"{self.case.id}: {died}; the rest of the session goes on", pytrace=False)
+        if outcome.status == "oom":
+            self._out_of_memory(outcome.message)
+        if outcome.status == "error":
+            pytest.fail(f"{self.case.id}: the isolated worker raised:\n{outcome.message}", pytrace=False)
+        info = dict(outcome.info)
+        info["isolated"] = True
+        info["worker_wall_time_s"] = time.perf_counter() - start
+        record_samples(self.benchmark, outcome.samples)
+        median_s = (
+            statistics.median(outcome.samples) if outcome.samples and not self.benchmark.disabled else None
+        )
+        return self._finish(info, info["samples_per_call"], info["tokens_per_call"], median_s)
+
+    def _finish(
+        self, info: dict[str, Any], samples: int, tokens: int, median_s: float | None
+    ) -> dict[str, Any]:
+        info.update(throughput(samples, tokens, median_s))
         self.benchmark.extra_info.update(info)
         self._record(ItemResult(self._nodeid, self.case, median_s, info))
         return info
 
+    def _out_of_memory(self, detail: str) -> NoReturn:
+        free_memory(self.case.device)
+        self._ooms.add(self.case)
+        pytest.skip(oom_reason(self.case, detail))
+
     def _median_s(self) -> float | None:
         metadata = getattr(self.benchmark, "stats", None)
         return float(metadata.stats.median) if metadata is not None else None
-
-    def _describe(self, work: Work) -> dict[str, Any]:
-        case, loaded = self.case, self.loaded
-        return {
-            "mode": case.mode,
-            "model": case.model,
-            "model_class": type(loaded.model).__name__,
-            "model_source": loaded.source,
-            "model_load_time_s": loaded.load_time_s,
-            "num_parameters": loaded.num_parameters,
-            "parameter_bytes": loaded.parameter_bytes,
-            "batch_size": case.batch_size,
-            "seq_len": case.seq_len,
-            "device": case.device,
-            "dtype": case.dtype,
-            "rounds": self.rounds,
-            "warmup_rounds": self.warmup,
-            "samples_per_call": work.samples,
-            "tokens_per_call": work.tokens,
-        }

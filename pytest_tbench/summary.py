@@ -56,6 +56,16 @@ COLUMNS: dict[str, list[Column]] = {
         ("total (ms)", _num("total_time_mean_s", 1000, 1)),
         *_MEMORY,
     ],
+    "train": [
+        *_LEADING,
+        *_TRAILING,
+        ("step (ms)", _num("median_s", 1000, 2)),
+        ("samples/s", _num("throughput_samples_per_s", digits=1)),
+        ("tokens/s", _num("throughput_tokens_per_s", digits=0)),
+        *_MEMORY,
+        ("params (MiB)", _num("parameter_bytes", 1 / _MIB, 1)),
+        ("optim state (MiB)", _num("optimizer_state_bytes", 1 / _MIB, 1)),
+    ],
 }
 
 

@@ -134,7 +134,16 @@ def test_cuda_timed_calls_are_synchronised_inside_the_timed_region(monkeypatch: 
     monkeypatch.setattr("pytest_tbench.runner.memory_tracker", _no_memory)
     case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cuda:0", "float16")
     settings = TBenchConfig(rounds=2, warmup=1)
-    tbench = TBench(case, _fake_loaded(), _FakeBenchmark(), settings, record=lambda r: None, nodeid="x")
+    loaded = _fake_loaded()
+    tbench = TBench(
+        case,
+        lambda: loaded,
+        resolve("tiny-gpt2"),
+        _FakeBenchmark(),
+        settings,
+        record=lambda r: None,
+        nodeid="x",
+    )
     tbench.measure(lambda: events.append("call"))
     # setup (untimed) syncs before each round, the timed target syncs after its call: 3 rounds in all.
     assert events == ["sync:cuda:0", "call", "sync:cuda:0"] * 3

@@ -28,7 +28,7 @@ HEADS: dict[str, type | None] = {
     "causal-lm": AutoModelForCausalLM,
     "seq2seq-lm": AutoModelForSeq2SeqLM,
     "masked-lm": AutoModelForMaskedLM,
-    "lm": None,  # the language-modelling head the architecture trains with, chosen from its config
+    "lm": None,  # the head the architecture trains with: causal LM, seq2seq LM or masked LM by config
 }
 
 
@@ -57,6 +57,8 @@ class ModelKey:
     head: str
     device: str
     dtype: str
+    # Training changes the weights, so train items get their own copy and never share with inference.
+    train: bool = False
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """What is run: each scenario turns a loaded model and a case into one measurable call (a ``Work``).
 
-A mode's entry says which model head it loads by default, how many positions an item needs, and which
-architectures it cannot run.
+A mode's entry says which model head it loads by default, how many positions an item needs, which
+architectures it cannot run, and how its work is built from the session's settings.
 """
 
 from __future__ import annotations
@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from transformers import PretrainedConfig
 
 from ..cases import BenchCase
+from ..config import TBenchConfig
+from ..models.loading import LoadedModel
 from .base import Work
 from .forward import forward_work
 from .generate import generate_work, unsupported_reason
+from .train import train_work
 
 
 def _always_supported(spec: str, config: PretrainedConfig) -> str | None:
@@ -26,13 +29,35 @@ class Scenario:
     mode: str
     default_head: str
     positions_needed: Callable[[BenchCase], int]
+    build: Callable[[LoadedModel, BenchCase, TBenchConfig], Work]
     unsupported_reason: Callable[[str, PretrainedConfig], str | None] = _always_supported
 
 
 SCENARIOS: dict[str, Scenario] = {
-    "forward": Scenario("forward", "base", lambda case: case.seq_len),
-    "generate": Scenario("generate", "lm", lambda case: case.seq_len + case.new_tokens, unsupported_reason),
+    "forward": Scenario(
+        "forward", "base", lambda case: case.seq_len, lambda loaded, case, _: forward_work(loaded, case)
+    ),
+    "generate": Scenario(
+        "generate",
+        "lm",
+        lambda case: case.seq_len + case.new_tokens,
+        lambda loaded, case, settings: generate_work(
+            loaded, case, settings.generate_settings(case.new_tokens)
+        ),
+        unsupported_reason,
+    ),
+    "train": Scenario(
+        "train",
+        "lm",
+        lambda case: case.seq_len,
+        lambda loaded, case, settings: train_work(loaded, case, settings.optimizer),
+    ),
 }
 MODES = tuple(SCENARIOS)
 
-__all__ = ["MODES", "SCENARIOS", "Scenario", "Work", "forward_work", "generate_work"]
+
+def build_work(loaded: LoadedModel, case: BenchCase, settings: TBenchConfig) -> Work:
+    return SCENARIOS[case.mode].build(loaded, case, settings)
+
+
+__all__ = ["MODES", "SCENARIOS", "Scenario", "Work", "build_work"]

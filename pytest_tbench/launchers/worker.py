@@ -1,0 +1,99 @@
+"""The worker side of ``--tbench-isolate``: load the model, run the rounds, send back what was measured.
+
+Imported by the forkserver before any item (with torch and transformers), so each worker forks ready.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any, Literal
+
+from transformers import PretrainedConfig
+
+from ..cases import BenchCase
+from ..config import TBenchConfig
+from ..devices import synchronize
+from ..measurement import describe
+from ..memory_errors import OOM_ERRORS
+from ..models.loading import load_model
+from ..models.registry import ResolvedSpec, SpecKind
+from ..scenarios import Work, build_work
+from ..trackers import memory_tracker
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs, all of it picklable: a user's config factory becomes the config it made."""
+
+    case: BenchCase
+    spec: str
+    kind: SpecKind
+    config: PretrainedConfig | None  # for random-weight models
+    target: str | None  # for from_pretrained models
+    settings: TBenchConfig
+    rounds: int
+    warmup: int
+
+    def resolved(self) -> ResolvedSpec:
+        config = self.config
+        make_config: Callable[[], PretrainedConfig] | None = (
+            (lambda: copy.deepcopy(config)) if config is not None else None
+        )
+        return ResolvedSpec(self.spec, self.kind, make_config=make_config, target=self.target)
+
+
+@dataclass
+class Outcome:
+    status: Literal["ok", "oom", "error"]
+    samples: list[float] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+
+def run_rounds(work: Work, device: str, rounds: int, warmup: int) -> list[float]:
+    """The same loop as pytest-benchmark's pedantic(iterations=1): untimed setup and teardown around each
+    timed call, warm-up rounds first and not kept. Returns seconds per measured call."""
+    samples = []
+    for index in range(warmup + rounds):
+        synchronize(device)
+        work.before_round()
+        start = time.perf_counter()
+        work.call()
+        synchronize(device)
+        elapsed = time.perf_counter() - start
+        work.after_round()
+        if index >= warmup:
+            samples.append(elapsed)
+    return samples
+
+
+def run_job(job: Job) -> Outcome:
+    case = job.case
+    try:
+        loaded = load_model(job.resolved(), case.model_key)
+        work = build_work(loaded, case, job.settings)
+        try:
+            with memory_tracker(case.device) as memory:
+                samples = run_rounds(work, case.device, job.rounds, job.warmup)
+        finally:
+            work.cleanup()
+        info = describe(case, loaded, work, job.rounds, job.warmup)
+        info.update(memory)
+        info.update(work.metrics(job.warmup))
+        return Outcome("ok", samples, info)
+    except OOM_ERRORS as exc:
+        return Outcome("oom", message=f"{type(exc).__name__}: {exc}")
+    except Exception:
+        return Outcome("error", message=traceback.format_exc())
+
+
+def worker_main(conn: Connection, job: Job) -> None:
+    try:
+        conn.send(run_job(job))
+    finally:
+        conn.close()

@@ -1,0 +1,42 @@
+"""The extra_info every item carries, whichever launcher measured it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .cases import BenchCase
+from .models.loading import LoadedModel
+from .scenarios.base import Work
+
+
+def describe(case: BenchCase, loaded: LoadedModel, work: Work, rounds: int, warmup: int) -> dict[str, Any]:
+    return {
+        "mode": case.mode,
+        "model": case.model,
+        "model_class": type(loaded.model).__name__,
+        "model_source": loaded.source,
+        "model_load_time_s": loaded.load_time_s,
+        "num_parameters": loaded.num_parameters,
+        "parameter_bytes": loaded.parameter_bytes,
+        "batch_size": case.batch_size,
+        "seq_len": case.seq_len,
+        "device": case.device,
+        "dtype": case.dtype,
+        "rounds": rounds,
+        "warmup_rounds": warmup,
+        "samples_per_call": work.samples,
+        "tokens_per_call": work.tokens,
+    }
+
+
+def throughput(samples_per_call: int, tokens_per_call: int, median_s: float | None) -> dict[str, Any]:
+    """Per-call median and the rates it gives; nothing when no timing was kept (--benchmark-disable)."""
+    if median_s is None or median_s <= 0:
+        return {}
+    info: dict[str, Any] = {
+        "median_s": median_s,
+        "throughput_samples_per_s": samples_per_call / median_s,
+    }
+    if tokens_per_call:
+        info["throughput_tokens_per_s"] = tokens_per_call / median_s
+    return info
