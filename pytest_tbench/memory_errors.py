@@ -13,6 +13,13 @@ from .devices import empty_cache
 OOM_ERRORS: tuple[type[BaseException], ...] = (torch.cuda.OutOfMemoryError, MemoryError)
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    # torch's CPU allocator reports a failed allocation as a RuntimeError, not a MemoryError.
+    return isinstance(exc, OOM_ERRORS) or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+    )
+
+
 def oom_reason(case: BenchCase, detail: str) -> str:
     first_line = detail.strip().splitlines()[0] if detail.strip() else ""
     return (

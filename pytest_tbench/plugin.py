@@ -12,7 +12,7 @@ from .config import TBenchConfig
 from .devices import absent_reason
 from .environment import environment
 from .listing import list_models, list_presets
-from .memory_errors import OOM_ERRORS, OomRecord, free_memory, oom_reason
+from .memory_errors import OomRecord, free_memory, is_out_of_memory, oom_reason
 from .models.architecture import max_positions
 from .models.loading import HEADS, ModelCache, ModelKey, ModelLoadError
 from .options import SETTINGS, legacy_spelling_errors
@@ -167,7 +167,9 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
             state.models.get(case.model_key)  # load now, so a broken model errors at setup, not in the test
     except ModelLoadError as exc:
         pytest.fail(str(exc), pytrace=False)
-    except OOM_ERRORS as exc:
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
         state.models.release(case.model_key)
         free_memory(case.device)
         pytest.skip(oom_reason(case, f"while loading the model: {type(exc).__name__}: {exc}"))

@@ -15,7 +15,7 @@ from .config import TBenchConfig
 from .devices import synchronize
 from .launchers import Job, WorkerDied, run_isolated
 from .measurement import describe, throughput
-from .memory_errors import OOM_ERRORS, OomRecord, free_memory, oom_reason
+from .memory_errors import OomRecord, free_memory, is_out_of_memory, oom_reason
 from .models.loading import LoadedModel
 from .models.registry import ResolvedSpec
 from .results import ItemResult
@@ -115,14 +115,17 @@ class TBench:
                     warmup_rounds=self.warmup,
                     iterations=1,
                 )
-        except OOM_ERRORS as exc:
+            metrics = work.metrics(self.warmup)  # before cleanup, which drops what it reads
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
             self._out_of_memory(f"{type(exc).__name__}: {exc}")
         finally:
             work.cleanup()
 
         info = describe(self.case, self.loaded, work, self.rounds, self.warmup)
         info.update(memory)
-        info.update(work.metrics(self.warmup))
+        info.update(metrics)
         return self._finish(info, work.samples, work.tokens, self._median_s())
 
     def _run_isolated(self) -> dict[str, Any]:

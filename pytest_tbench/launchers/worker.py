@@ -19,7 +19,7 @@ from ..cases import BenchCase
 from ..config import TBenchConfig
 from ..devices import synchronize
 from ..measurement import describe
-from ..memory_errors import OOM_ERRORS
+from ..memory_errors import is_out_of_memory
 from ..models.loading import load_model
 from ..models.registry import ResolvedSpec, SpecKind
 from ..scenarios import Work, build_work
@@ -80,15 +80,16 @@ def run_job(job: Job) -> Outcome:
         try:
             with memory_tracker(case.device) as memory:
                 samples = run_rounds(work, case.device, job.rounds, job.warmup)
+            metrics = work.metrics(job.warmup)  # before cleanup, which drops what it reads
         finally:
             work.cleanup()
         info = describe(case, loaded, work, job.rounds, job.warmup)
         info.update(memory)
-        info.update(work.metrics(job.warmup))
+        info.update(metrics)
         return Outcome("ok", samples, info)
-    except OOM_ERRORS as exc:
-        return Outcome("oom", message=f"{type(exc).__name__}: {exc}")
-    except Exception:
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            return Outcome("oom", message=f"{type(exc).__name__}: {exc}")
         return Outcome("error", message=traceback.format_exc())
 
 

@@ -1,0 +1,172 @@
+"""--tbench-isolate workers, and out-of-memory items: skipped with a reason while the session goes on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from multiprocessing.connection import Connection
+
+import pytest
+
+from pytest_tbench.cases import BenchCase
+from pytest_tbench.config import TBenchConfig
+from pytest_tbench.launchers import Job, WorkerDied, run_isolated
+from pytest_tbench.memory_errors import OomRecord
+
+from .conftest import TINY, run_json
+
+TRAIN_BENCH = """
+import pytest
+
+@pytest.mark.tbench(mode="train")
+def test_train(tbench):
+    tbench.train()
+"""
+
+
+def _job() -> Job:
+    case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cpu", "float32")
+    return Job(case, "tiny-gpt2", "builtin", None, None, TBenchConfig(), rounds=1, warmup=0)
+
+
+def _segfault(conn: Connection, job: Job) -> None:
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def _oom_killed(conn: Connection, job: Job) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_crashing_worker_is_reported_not_waited_on() -> None:
+    run_isolated(_job())  # start the forkserver outside the timed part
+    start = time.perf_counter()
+    with pytest.raises(WorkerDied) as died:
+        run_isolated(_job(), target=_segfault)
+    assert time.perf_counter() - start < 30
+    assert died.value.exitcode == -signal.SIGSEGV
+    assert "killed by SIGSEGV" in str(died.value)
+    assert not died.value.killed
+
+
+def test_a_worker_killed_with_sigkill_counts_as_out_of_memory() -> None:
+    with pytest.raises(WorkerDied) as died:
+        run_isolated(_job(), target=_oom_killed)
+    assert died.value.killed
+
+
+def test_isolated_items_land_in_the_same_stats_and_extra_info(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_bench=TRAIN_BENCH)
+    args = [*TINY, "--tbench-rounds", "4", "--tbench-warmup", "1"]
+    inproc, inproc_data = run_json(pytester, *args)
+    isolated, iso_data = run_json(pytester, *args, "--tbench-isolate")
+    inproc.assert_outcomes(passed=1)
+    isolated.assert_outcomes(passed=1)
+    a, b = inproc_data["benchmarks"][0], iso_data["benchmarks"][0]
+    assert b["extra_info"]["isolated"] is True and "isolated" not in a["extra_info"]
+    assert len(b["stats"]["data"]) == b["stats"]["rounds"] == 4
+    assert b["extra_info"]["median_s"] == pytest.approx(b["stats"]["median"])
+    assert b["extra_info"]["train_steps"] == 5
+    assert set(a["extra_info"]) <= set(b["extra_info"])
+    assert b["extra_info"]["worker_wall_time_s"] > sum(b["stats"]["data"])
+
+
+def test_isolated_peak_memory_matches_in_process_and_excludes_the_parent(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_bench=TRAIN_BENCH)
+    args = [*TINY, "--tbench-models", "gpt2-mid", "--tbench-batch-sizes", "4", "--tbench-seq-lens", "128"]
+    run_json(pytester, *args)  # pays the in-process run's one-time costs, as earlier items do in a session
+    _, inproc = run_json(pytester, *args)
+    _, isolated = run_json(pytester, *args, "--tbench-isolate")
+    a, b = inproc["benchmarks"][0]["extra_info"], isolated["benchmarks"][0]["extra_info"]
+    # Grads, AdamW state and activations: the same growth whichever process it happens in ...
+    assert b["peak_memory_increase_bytes"] == pytest.approx(a["peak_memory_increase_bytes"], rel=0.25)
+    # ... but the worker's peak is its own, without the pytest process' other models and items.
+    assert b["peak_rss_bytes"] < a["peak_rss_bytes"]
+
+
+OOM_BENCH = """
+import torch
+
+def test_alloc(tbench):
+    def call():
+        if tbench.case.batch_size >= 2:
+            torch.empty(10**15)  # far beyond any machine: torch's allocator refuses it at once
+    tbench.measure(call)
+"""
+
+
+def test_out_of_memory_skips_the_item_and_the_next_one_runs(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_bench=OOM_BENCH)
+    result = pytester.runpytest(*TINY, "--tbench-batch-sizes", "2,1", "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        ["*out of memory: tiny-gpt2 batch 2 x seq 8 on cpu (float32, forward): RuntimeError*can't allocate*"]
+    )
+
+
+def test_oom_skip_skips_larger_items_up_front(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_bench=OOM_BENCH)
+    result = pytester.runpytest(*TINY, "--tbench-batch-sizes", "2,4,1", "--tbench-seq-lens", "8,4", "-rs")
+    # Without --tbench-oom-skip every large item tries (and fails) on its own.
+    result.assert_outcomes(passed=2, skipped=4)
+    assert "out of memory expected" not in result.stdout.str()
+    result = pytester.runpytest(
+        *TINY, "--tbench-batch-sizes", "2,4,1", "--tbench-seq-lens", "8,4", "-rs", "--tbench-oom-skip"
+    )
+    result.assert_outcomes(passed=2, skipped=4)
+    # b2 s8 and b2 s4 run out of memory; b4 s8 (no smaller than b2 s8) and b4 s4 (than b2 s4) never start.
+    result.stdout.fnmatch_lines(
+        ["*out of memory expected: tiny-gpt2 already ran out of memory at batch 2 x seq 8 *"]
+    )
+    result.stdout.fnmatch_lines(
+        ["*out of memory expected: tiny-gpt2 already ran out of memory at batch 2 x seq 4 *"]
+    )
+
+
+def test_oom_record_covers_only_items_no_smaller_in_every_dimension() -> None:
+    record = OomRecord()
+    failed = BenchCase("generate", "m", "lm", 4, 64, "cuda", "float16", new_tokens=20)
+    record.add(failed)
+    same_family = {"mode": "generate", "model": "m", "head": "lm", "device": "cuda", "dtype": "float16"}
+    assert record.covering(BenchCase(**same_family, batch_size=8, seq_len=64, new_tokens=20))
+    assert record.covering(BenchCase(**same_family, batch_size=4, seq_len=128, new_tokens=50))
+    assert not record.covering(BenchCase(**same_family, batch_size=8, seq_len=32, new_tokens=20))
+    assert not record.covering(BenchCase(**same_family, batch_size=2, seq_len=64, new_tokens=20))
+    other_device = {**same_family, "device": "cpu"}
+    assert not record.covering(BenchCase(**other_device, batch_size=8, seq_len=64, new_tokens=20))
+
+
+ISOLATION_FAULTS_CONFTEST = """
+import pytest_tbench.runner as runner
+from pytest_tbench.launchers import Outcome, WorkerDied
+
+_real = runner.run_isolated
+
+def faulty(job):
+    if job.case.batch_size == 2:
+        raise WorkerDied(-11)
+    if job.case.batch_size == 3:
+        raise WorkerDied(-9)
+    if job.case.batch_size == 4:
+        return Outcome("oom", message="OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    return _real(job)
+
+runner.run_isolated = faulty
+
+def pytest_unconfigure(config):  # pytester runs in this process: put the real launcher back
+    runner.run_isolated = _real
+"""
+
+
+def test_isolated_worker_deaths_and_ooms_become_item_outcomes(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(ISOLATION_FAULTS_CONFTEST)
+    pytester.makepyfile(test_bench=TRAIN_BENCH)
+    result = pytester.runpytest(*TINY, "--tbench-isolate", "--tbench-batch-sizes", "2,3,4,1", "-rs")
+    result.assert_outcomes(failed=1, skipped=2, passed=1)
+    result.stdout.fnmatch_lines(
+        ["*tiny-gpt2-b2-s8-cpu-float32: worker process died before reporting: killed by SIGSEGV*"]
+    )
+    result.stdout.fnmatch_lines(
+        ["*out of memory: tiny-gpt2 batch 3 x seq 8*SIGKILL: most likely the kernel's OOM*"]
+    )
+    result.stdout.fnmatch_lines(["*out of memory: tiny-gpt2 batch 4 x seq 8*CUDA out of memory*"])
