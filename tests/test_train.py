@@ -91,19 +91,22 @@ def test_generate(tbench):
     assert loads["train"] != loads["generate"]
 
 
-def test_memory_of_an_item_does_not_depend_on_the_items_before_it(pytester: pytest.Pytester) -> None:
-    # The same small train item before and after a big one: grads, optimizer state and caches of earlier
-    # items are released, so the two measurements agree. A first small item takes the process' one-time
-    # costs (allocator arenas, kernel caches) that no later item pays.
+@pytest.mark.parametrize(("launcher", "tolerance"), [("--tbench-isolate", 0.03), ("-q", 0.2)])
+def test_memory_of_an_item_does_not_depend_on_the_items_before_it(
+    pytester: pytest.Pytester, launcher: str, tolerance: float
+) -> None:
+    # The same small train item before and after a big one. Isolated, each item has a process of its own and
+    # the two agree within 0.1% here. In-process, grads, optimizer state and caches are released between
+    # items, but CPU RSS keeps the heap layout earlier items left: measured here, the same item varies by up
+    # to 15%; an item that inherited the optimizer state of one before it would be about 40% off.
+    # A first small item takes the process' one-time costs (allocator arenas, kernel caches).
     pytester.makepyfile(test_a_warm=TRAIN_BENCH, test_b_before=TRAIN_BENCH, test_c_after=TRAIN_BENCH)
     args = ["--tbench-models", "gpt2-mid", "--tbench-batch-sizes", "2,16", "--tbench-seq-lens", "128"]
     only = ["-k", "not (warm and b16) and not (after and b16)"]
-    result, data = run_json(pytester, *TINY, *args, *only)
+    result, data = run_json(pytester, *TINY, *args, *only, launcher)
     result.assert_outcomes(passed=4)
     order = [(b["fullname"].split(".py")[0], b["extra_info"]["batch_size"]) for b in data["benchmarks"]]
     assert order == [("test_a_warm", 2), ("test_b_before", 2), ("test_b_before", 16), ("test_c_after", 2)]
-    small = [b["extra_info"] for b in data["benchmarks"] if b["extra_info"]["batch_size"] == 2][1:]
-    big = [b["extra_info"] for b in data["benchmarks"] if b["extra_info"]["batch_size"] == 16]
-    first, second = (info["peak_memory_increase_bytes"] for info in small)
-    assert second == pytest.approx(first, rel=0.05)
-    assert big[0]["peak_memory_increase_bytes"] > 1.5 * first
+    before, big, after = (b["extra_info"]["peak_memory_increase_bytes"] for b in data["benchmarks"][1:])
+    assert after == pytest.approx(before, rel=tolerance)
+    assert big > 2 * before

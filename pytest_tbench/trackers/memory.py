@@ -10,6 +10,7 @@ Every tracker reports ``peak_memory_bytes`` (the peak the item reached) and ``pe
 from __future__ import annotations
 
 import ctypes
+import gc
 import re
 import threading
 from collections.abc import Iterator
@@ -73,6 +74,9 @@ class RssTracker:
             self._sampled_peak = max(self._sampled_peak, self._process.memory_info().rss)
 
     def start(self) -> None:
+        # Earlier items' objects caught in reference cycles (optimizer state, caches) die here, not mid-item
+        # where their freed pages would be reused and hide this item's growth.
+        gc.collect()
         release_free_heap()
         self._start_rss = self._process.memory_info().rss
         if self.method == "vmhwm":
