@@ -8,9 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from transformers import GPT2Config
-
-from pytest_tbench import register_model
 
 pytest_plugins = ["pytester"]
 
@@ -33,13 +30,20 @@ TINY = [
 ]
 
 # Big enough that a call is milliseconds of model time, so that fixture and Python overhead cannot decide a
-# comparison with an independent measurement. pytester runs in this process, so its runs see the name too.
+# comparison with an independent measurement. In-process pytester runs see this registration; a subprocess
+# run gets it from MID_CONFTEST.
+MID_CONFTEST = """
+from transformers import GPT2Config
+from pytest_tbench import register_model
+
 register_model(
     "gpt2-mid",
     lambda: GPT2Config(
         n_layer=4, n_embd=256, n_head=4, vocab_size=4000, n_positions=512, bos_token_id=0, eos_token_id=0
     ),
 )
+"""
+exec(MID_CONFTEST)
 
 FORWARD_BENCH = """
 from pytest_tbench import TBench
@@ -56,9 +60,12 @@ def forward_bench(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-def run_json(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[str, Any]]:
+def run_json(
+    pytester: pytest.Pytester, *args: str, subprocess: bool = False
+) -> tuple[pytest.RunResult, dict[str, Any]]:
     """Run pytest with ``--benchmark-json`` and return the result and the parsed JSON."""
     out = pytester.path / "out.json"
-    result = pytester.runpytest(*args, f"--benchmark-json={out}")
+    run = pytester.runpytest_subprocess if subprocess else pytester.runpytest
+    result = run(*args, f"--benchmark-json={out}")
     data = json.loads(Path(out).read_text()) if out.exists() else {}
     return result, data

@@ -10,7 +10,7 @@ from pytest_tbench.models.loading import ModelKey, load_model
 from pytest_tbench.models.registry import resolve
 from pytest_tbench.scenarios.train import train_work
 
-from .conftest import TINY, run_json
+from .conftest import MID_CONFTEST, TINY, run_json
 
 TRAIN_BENCH = """
 import pytest
@@ -100,10 +100,12 @@ def test_memory_of_an_item_does_not_depend_on_the_items_before_it(
     # items, but CPU RSS keeps the heap layout earlier items left: measured here, the same item varies by up
     # to 15%; an item that inherited the optimizer state of one before it would be about 40% off.
     # A first small item takes the process' one-time costs (allocator arenas, kernel caches).
+    pytester.makeconftest(MID_CONFTEST)
     pytester.makepyfile(test_a_warm=TRAIN_BENCH, test_b_before=TRAIN_BENCH, test_c_after=TRAIN_BENCH)
     args = ["--tbench-models", "gpt2-mid", "--tbench-batch-sizes", "2,16", "--tbench-seq-lens", "128"]
     only = ["-k", "not (warm and b16) and not (after and b16)"]
-    result, data = run_json(pytester, *TINY, *args, *only, launcher)
+    # A fresh pytest process: the heap history is this session's items alone, not the whole test suite's.
+    result, data = run_json(pytester, *TINY, *args, *only, launcher, subprocess=True)
     result.assert_outcomes(passed=4)
     order = [(b["fullname"].split(".py")[0], b["extra_info"]["batch_size"]) for b in data["benchmarks"]]
     assert order == [("test_a_warm", 2), ("test_b_before", 2), ("test_b_before", 16), ("test_c_after", 2)]
