@@ -39,6 +39,9 @@ class TBenchConfig:
     optimizer: str = "adamw"
     isolate: bool = False
     oom_skip: bool = False
+    compare: str | None = None  # None: no gate; "": the newest saved run; else a run or a JSON path
+    compare_fail: tuple[Any, ...] = ()  # Criterion objects; empty: the defaults
+    compare_any_machine: bool = False
     warmup: int = DEFAULT_WARMUP
     max_batch_input_product: int = DEFAULT_MAX_BATCH_INPUT_PRODUCT
     custom_models: dict[str, CustomModel] = field(default_factory=dict)

@@ -139,6 +139,18 @@ def parse_cache_implementation(value: Any) -> str:
     return name
 
 
+def parse_compare_fail(value: Any) -> tuple[Any, ...]:
+    from .compare.criteria import parse_criteria  # the gate's grammar lives with the gate
+
+    return parse_criteria(value)
+
+
+def parse_compare(value: Any) -> str:
+    """A saved run (number or name prefix), a JSON path, or "" / "latest" for the newest saved run."""
+    text = str(value).strip()
+    return "" if text == "latest" else text
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str
@@ -146,6 +158,8 @@ class Setting:
     metavar: str
     help: str
     flag: bool = False  # on the command line a bare switch; in ini and config files a boolean
+    repeat: bool = False  # on the command line may be given several times
+    bare: str | None = None  # on the command line the value may be left out; this is then the value
 
     @property
     def cli(self) -> str:
@@ -200,6 +214,24 @@ SETTINGS: tuple[Setting, ...] = (
         flag=True,
     ),
     Setting(
+        "compare",
+        parse_compare,
+        "RUN",
+        "gate every item against a saved run: the newest for this machine, or =RUN (0001, a name, a .json)",
+        bare="latest",
+    ),
+    Setting(
+        "compare_fail",
+        parse_compare_fail,
+        "EXPR",
+        "gate criterion METRIC:N%[:mode=M][:model=GLOB], repeatable (default: time:5% tokens_per_s:5% "
+        "ttft:10% peak_memory:5%)",
+        repeat=True,
+    ),
+    Setting(
+        "compare_any_machine", parse_bool, "", "allow a baseline from other hardware/software", flag=True
+    ),
+    Setting(
         "max_batch_input_product",
         _parse_min(1),
         "N",
@@ -223,6 +255,24 @@ _LEGACY_FLAGS = {
     "--no-speed": "nothing: speed and memory are always both measured",
     "--no_env_print": "nothing: the environment is always recorded in machine_info",
 }
+
+
+# `--tbench-compare RUN` takes RUN only when it is plainly a run; anything else (benches/) stays a path.
+_RUN_WORD = re.compile(r"^(\d{4}\S*|\S+\.json)$")
+
+
+def normalise_compare_args(args: list[str]) -> None:
+    """Rewrite ``--tbench-compare [RUN]`` in place to the ``=`` form, so a following test path is never taken
+    as its value."""
+    index = 0
+    while index < len(args):
+        if args[index] == "--tbench-compare":
+            following = args[index + 1] if index + 1 < len(args) else ""
+            if _RUN_WORD.match(following):
+                args[index : index + 2] = [f"--tbench-compare={following}"]
+            else:
+                args[index] = "--tbench-compare=latest"
+        index += 1
 
 
 def legacy_spelling_errors(args: Sequence[str]) -> list[str]:

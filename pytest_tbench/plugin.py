@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .cases import BenchCase, build_cases
+from .compare.criteria import DEFAULT_CRITERIA, parse_criteria
+from .compare.gate import Gate
+from .compare.runs import find_saved_run, load_run, machine_differences
+from .compare.table import render
 from .config import TBenchConfig
 from .devices import absent_reason
 from .environment import environment
@@ -15,7 +20,7 @@ from .listing import list_models, list_presets
 from .memory_errors import OomRecord, free_memory, is_out_of_memory, oom_reason
 from .models.architecture import max_positions
 from .models.loading import HEADS, ModelCache, ModelKey, ModelLoadError
-from .options import SETTINGS, legacy_spelling_errors
+from .options import SETTINGS, OptionError, legacy_spelling_errors, normalise_compare_args
 from .results import ItemResult
 from .runner import TBench
 from .scenarios import MODES, SCENARIOS
@@ -29,6 +34,8 @@ class SessionState:
     results: list[ItemResult] = field(default_factory=list)
     last_user: dict[ModelKey, str] = field(default_factory=dict)
     ooms: OomRecord = field(default_factory=OomRecord)
+    gate: Gate | None = None
+    not_measured: list[dict[str, str]] = field(default_factory=list)
 
 
 STATE = pytest.StashKey[SessionState]()
@@ -38,11 +45,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("tbench", "transformers benchmarks (pytest-tbench)")
     for setting in SETTINGS:
         if setting.flag:
-            group.addoption(
-                setting.cli, dest=setting.dest, action="store_const", const=True, help=setting.help
-            )
+            kind: dict[str, Any] = {"action": "store_const", "const": True}
+        elif setting.bare is not None:
+            kind = {"nargs": "?", "const": setting.bare, "metavar": setting.metavar}
         else:
-            group.addoption(setting.cli, dest=setting.dest, metavar=setting.metavar, help=setting.help)
+            kind = {"action": "append" if setting.repeat else "store", "metavar": setting.metavar}
+        group.addoption(setting.cli, dest=setting.dest, help=setting.help, **kind)
         parser.addini(setting.ini, setting.help, default="")
     config_help = "YAML or TOML file with the same keys as the tbench_* ini keys (and custom_models)"
     group.addoption("--tbench-config", dest="tbench_config", default=None, metavar="FILE", help=config_help)
@@ -58,6 +66,7 @@ def pytest_load_initial_conftests(
     errors = legacy_spelling_errors(args)
     if errors:
         raise pytest.UsageError(*errors)
+    normalise_compare_args(args)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -72,6 +81,32 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.benchmark_save_data = True
     tbench_config = TBenchConfig.from_pytest_config(config)
     config.stash[STATE] = SessionState(tbench_config, ModelCache(tbench_config.custom_models))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # After every plugin's pytest_configure: pytest-benchmark's storage exists only from then on.
+    state = session.config.stash[STATE]
+    state.gate = _open_gate(session.config, state.config)
+
+
+def _open_gate(config: pytest.Config, settings: TBenchConfig) -> Gate | None:
+    if settings.compare is None:
+        return None
+    session = getattr(config, "_benchmarksession", None)
+    storage = Path(session.storage.path) / session.machine_id if session is not None else Path(".benchmarks")
+    try:
+        path = find_saved_run(storage, settings.compare or None)
+        baseline = load_run(path)
+    except OptionError as exc:
+        raise pytest.UsageError(f"--tbench-compare: {exc}") from None
+    differences = machine_differences(baseline, {"machine_info": {"tbench": environment()}})
+    if differences and not settings.compare_any_machine:
+        raise pytest.UsageError(
+            f"--tbench-compare: baseline {path} comes from another machine or software ("
+            + "; ".join(differences)
+            + "); its timings are not comparable. Pass --tbench-compare-any-machine to compare anyway."
+        )
+    return Gate(baseline, path, settings.compare_fail or parse_criteria(DEFAULT_CRITERIA))
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
@@ -182,6 +217,7 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
         record=state.results.append,
         nodeid=request.node.nodeid,
         ooms=state.ooms,
+        gate=state.gate,
     )
 
 
@@ -189,14 +225,39 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     machine_info["tbench"] = environment()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Remember tbench items that measured nothing (skipped, or broken before a result), so that a run
+    used as a baseline can say which of its items are absent and why."""
+    report = yield
+    state = item.config.stash.get(STATE, None)
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if state is None or "tbench_case" not in params or report.when == "teardown":
+        return report
+    measured = any(result.nodeid == item.nodeid for result in state.results)
+    if report.skipped or (report.failed and not measured):
+        outcome = "skipped" if report.skipped else "errored"
+        state.not_measured.append({"fullname": item.nodeid, "outcome": outcome})
+    return report
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_json: dict[str, Any]) -> None:
+    state = config.stash.get(STATE, None)
+    output_json["tbench"] = {"not_measured": state.not_measured if state is not None else []}
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
-    if state is None or not state.results:
+    if state is None:
         return
-    for title, table in summary_tables(state.results):
-        terminalreporter.write_sep("-", title)
-        terminalreporter.write_line(table)
-    terminalreporter.write_line(LEGEND)
+    if state.results:
+        for title, table in summary_tables(state.results):
+            terminalreporter.write_sep("-", title)
+            terminalreporter.write_line(table)
+        terminalreporter.write_line(LEGEND)
+    if state.gate is not None:
+        terminalreporter.write_sep("-", f"tbench REGRESSION GATE vs {state.gate.path}")
+        terminalreporter.write_line(render(state.gate.finish()))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from .benchmark_stats import record_samples
 from .cases import BenchCase
+from .compare.gate import Gate
 from .config import TBenchConfig
 from .devices import synchronize
 from .launchers import Job, WorkerDied, run_isolated
@@ -37,6 +38,7 @@ class TBench:
         record: Callable[[ItemResult], None],
         nodeid: str,
         ooms: OomRecord | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.case = case
         self._load = load
@@ -48,6 +50,7 @@ class TBench:
         self._record = record
         self._nodeid = nodeid
         self._ooms = ooms if ooms is not None else OomRecord()
+        self._gate = gate
 
     @property
     def loaded(self) -> LoadedModel:
@@ -126,7 +129,9 @@ class TBench:
         info = describe(self.case, self.loaded, work, self.rounds, self.warmup)
         info.update(memory)
         info.update(metrics)
-        return self._finish(info, work.samples, work.tokens, self._median_s())
+        metadata = getattr(self.benchmark, "stats", None)
+        timings = list(metadata.stats.data) if metadata is not None else []
+        return self._finish(info, work.samples, work.tokens, timings)
 
     def _run_isolated(self) -> dict[str, Any]:
         resolved = self._resolved
@@ -155,24 +160,24 @@ class TBench:
         info["isolated"] = True
         info["worker_wall_time_s"] = time.perf_counter() - start
         record_samples(self.benchmark, outcome.samples)
-        median_s = (
-            statistics.median(outcome.samples) if outcome.samples and not self.benchmark.disabled else None
-        )
-        return self._finish(info, info["samples_per_call"], info["tokens_per_call"], median_s)
+        timings = [] if self.benchmark.disabled else outcome.samples
+        return self._finish(info, info["samples_per_call"], info["tokens_per_call"], timings)
 
     def _finish(
-        self, info: dict[str, Any], samples: int, tokens: int, median_s: float | None
+        self, info: dict[str, Any], samples: int, tokens: int, timings: list[float]
     ) -> dict[str, Any]:
+        """Record the item (extra_info, summary) and, with --tbench-compare, judge it against its baseline."""
+        median_s = statistics.median(timings) if timings else None
         info.update(throughput(samples, tokens, median_s))
         self.benchmark.extra_info.update(info)
         self._record(ItemResult(self._nodeid, self.case, median_s, info))
+        if self._gate is not None and timings:
+            verdicts = self._gate.check(self.benchmark.fullname, timings, info)
+            if any(v.failed for v in verdicts):
+                pytest.fail(self._gate.failure_message(verdicts), pytrace=False)
         return info
 
     def _out_of_memory(self, detail: str) -> NoReturn:
         free_memory(self.case.device)
         self._ooms.add(self.case)
         pytest.skip(oom_reason(self.case, detail))
-
-    def _median_s(self) -> float | None:
-        metadata = getattr(self.benchmark, "stats", None)
-        return float(metadata.stats.median) if metadata is not None else None

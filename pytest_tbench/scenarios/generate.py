@@ -58,6 +58,7 @@ def generate_metrics(case: BenchCase, rounds: list[RoundTiming]) -> dict[str, An
         "measured_rounds": len(rounds),
         "ttft_mean_s": statistics.fmean(ttft),
         "ttft_median_s": statistics.median(ttft),
+        "ttft_per_round_s": ttft,  # raw, so that a later comparison can test significance
         "decode_time_mean_s": statistics.fmean(decode),
         "decode_time_median_s": statistics.median(decode),
         "total_time_mean_s": statistics.fmean(total),

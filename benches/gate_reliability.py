@@ -1,0 +1,131 @@
+"""How often does a regression gate cry wolf, and how often does it catch a real slowdown?
+
+A benchmark of the gate itself (not a test): it runs the same forward bench many times as separate pytest
+sessions, unchanged (A/A) and with a known slowdown of the timed call (A/B), and judges every run against one
+baseline run with this plugin's gate (`time:5%`, significance on the raw samples) and with pytest-benchmark's
+own `--benchmark-compare-fail=mean:5%` rule (its code, applied to the same pairs of runs).
+
+    python benches/gate_reliability.py --runs 20 --slowdown 0.10 [--busy]
+
+--busy runs a CPU-burning process beside every session, as another job on a CI runner would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pytest_benchmark.utils import parse_compare_fail
+
+from pytest_tbench.compare.criteria import parse_criteria
+from pytest_tbench.compare.runs import compare_runs
+
+BENCH = """
+import os, time
+import torch
+from pytest_tbench.scenarios.forward import forward_work
+
+SLOWDOWN = float(os.environ.get("TBENCH_GATE_SLOWDOWN", "0"))
+
+def test_forward(tbench):
+    work = forward_work(tbench.loaded, tbench.case)
+    def call():
+        start = time.perf_counter()
+        work.call()
+        if SLOWDOWN:  # the injected regression: the call takes SLOWDOWN longer than it would
+            end = time.perf_counter() + SLOWDOWN * (time.perf_counter() - start)
+            while time.perf_counter() < end:
+                pass
+    tbench.measure(call, tokens=work.tokens)
+"""
+
+CONFTEST = """
+from transformers import GPT2Config
+from pytest_tbench import register_model
+register_model(
+    "gpt2-4l",
+    lambda: GPT2Config(
+        n_layer=4, n_embd=256, n_head=4, vocab_size=4000, n_positions=512, bos_token_id=0, eos_token_id=0
+    ),
+)
+"""
+
+BURNER = "while True:\n    pass\n"
+
+
+def run_session(folder: Path, name: str, slowdown: float, rounds: int) -> Path:
+    out = folder / f"{name}.json"
+    env = {**os.environ, "TBENCH_GATE_SLOWDOWN": str(slowdown), "HF_HUB_OFFLINE": "1"}
+    command = [
+        sys.executable, "-m", "pytest", "test_bench.py", "-q", "-p", "no:cacheprovider",
+        "--tbench-models", "gpt2-4l", "--tbench-batch-sizes", "1", "--tbench-seq-lens", "64",
+        "--tbench-rounds", str(rounds), "--tbench-warmup", "3", f"--benchmark-json={out}",
+    ]  # fmt: skip
+    subprocess.run(command, cwd=folder, env=env, check=True, capture_output=True)
+    return out
+
+
+def judge_pair(base: dict, now: dict) -> tuple[bool, bool]:
+    """(this plugin's gate fails, pytest-benchmark's mean:5% fails) for one pair of runs."""
+    ours = bool(compare_runs(base, now, parse_criteria("time:5%")).regressions)
+    theirs_check = parse_compare_fail("mean:5%")
+    theirs = bool(theirs_check.fails(now["benchmarks"][0]["stats"], base["benchmarks"][0]["stats"]))
+    return ours, theirs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=20, help="A/A runs and A/B runs, each (default 20)")
+    parser.add_argument(
+        "--slowdown", type=float, default=0.10, help="injected slowdown of A/B (default 0.10)"
+    )
+    parser.add_argument("--rounds", type=int, default=20, help="measured rounds per run (default 20)")
+    parser.add_argument("--busy", action="store_true", help="burn one CPU core beside every session")
+    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    args = parser.parse_args()
+
+    burner = subprocess.Popen([sys.executable, "-c", BURNER]) if args.busy else None
+    started = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            (folder / "test_bench.py").write_text(BENCH)
+            (folder / "conftest.py").write_text(CONFTEST)
+            base = json.loads(run_session(folder, "base", 0.0, args.rounds).read_text())
+            counts = {"aa_ours": 0, "aa_pytest_benchmark": 0, "ab_ours": 0, "ab_pytest_benchmark": 0}
+            for index in range(args.runs):
+                for kind, slowdown in (("aa", 0.0), ("ab", args.slowdown)):
+                    run = json.loads(run_session(folder, f"{kind}{index}", slowdown, args.rounds).read_text())
+                    ours, theirs = judge_pair(base, run)
+                    counts[f"{kind}_ours"] += ours
+                    counts[f"{kind}_pytest_benchmark"] += theirs
+                print(f"run {index + 1}/{args.runs}: {counts}", flush=True)
+    finally:
+        if burner is not None:
+            burner.kill()
+
+    ours, theirs = "tbench time:5%", "pytest-benchmark mean:5%"
+    figures = {
+        "runs": args.runs,
+        "slowdown": args.slowdown,
+        "rounds": args.rounds,
+        "busy": args.busy,
+        "wall_time_s": round(time.perf_counter() - started, 1),
+        "false_failures": {ours: counts["aa_ours"], theirs: counts["aa_pytest_benchmark"]},
+        "detections": {ours: counts["ab_ours"], theirs: counts["ab_pytest_benchmark"]},
+    }
+    print(json.dumps(figures, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

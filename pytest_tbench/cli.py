@@ -1,0 +1,61 @@
+"""``tbench``: the plugin's console script, for CI steps that run outside pytest.
+
+    tbench compare BASELINE.json CURRENT.json [--fail time:5% ...] [--format markdown] [--any-machine]
+
+Exit codes: 0 no regression, 1 a regression, 2 bad input (unreadable file, bad expression, other machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .compare.criteria import DEFAULT_CRITERIA, parse_criteria
+from .compare.runs import compare_runs, load_run, machine_differences
+from .compare.table import render
+from .options import OptionError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tbench", description="pytest-tbench tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+    compare = commands.add_parser("compare", help="gate CURRENT against BASELINE (pytest-benchmark JSON)")
+    compare.add_argument("baseline", type=Path)
+    compare.add_argument("current", type=Path)
+    compare.add_argument(
+        "--fail",
+        action="append",
+        metavar="EXPR",
+        help=f"METRIC:N%%[:mode=M][:model=GLOB], repeatable (default: {' '.join(DEFAULT_CRITERIA)})",
+    )
+    compare.add_argument("--format", choices=("text", "markdown"), default="text")
+    compare.add_argument("--any-machine", action="store_true", help="compare runs from different machines")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        criteria = parse_criteria(args.fail or DEFAULT_CRITERIA)
+        base, now = load_run(args.baseline), load_run(args.current)
+    except OptionError as exc:
+        print(f"tbench compare: {exc}", file=sys.stderr)
+        return 2
+    differences = machine_differences(base, now)
+    if differences and not args.any_machine:
+        print(
+            "tbench compare: the runs come from different machines or software ("
+            + "; ".join(differences)
+            + "); pass --any-machine to compare anyway",
+            file=sys.stderr,
+        )
+        return 2
+    comparison = compare_runs(base, now, criteria)
+    print(render(comparison, markdown=args.format == "markdown"))
+    return 1 if comparison.regressions else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

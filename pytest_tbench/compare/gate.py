@@ -1,0 +1,40 @@
+"""The gate inside a pytest session: each item is judged against its baseline as soon as it is measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .criteria import Criterion
+from .judge import Verdict
+from .runs import Comparison, compare_item, not_measured
+
+
+class Gate:
+    def __init__(self, baseline: dict[str, Any], path: Path, criteria: tuple[Criterion, ...]) -> None:
+        self.path = path
+        self.criteria = criteria
+        self._baseline = {bench["fullname"]: bench for bench in baseline["benchmarks"]}
+        self._seen: set[str] = set()
+        self.comparison = Comparison(not_measured=not_measured(baseline))
+
+    def check(self, fullname: str, samples: list[float], info: dict[str, Any]) -> list[Verdict]:
+        self._seen.add(fullname)
+        base = self._baseline.get(fullname)
+        if base is None:
+            if fullname not in self.comparison.not_measured:
+                self.comparison.new.append(fullname)
+            return []
+        current = {"fullname": fullname, "stats": {"data": samples}, "extra_info": info}
+        verdicts = compare_item(base, current, self.criteria)
+        self.comparison.verdicts.extend(verdicts)
+        return verdicts
+
+    def finish(self) -> Comparison:
+        self.comparison.missing = [name for name in self._baseline if name not in self._seen]
+        return self.comparison
+
+    def failure_message(self, verdicts: list[Verdict]) -> str:
+        lines = [f"performance regression against baseline {self.path.name}:"]
+        lines.extend(f"  {v.describe()}" for v in verdicts)
+        return "\n".join(lines)

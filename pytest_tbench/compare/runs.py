@@ -1,0 +1,105 @@
+"""Two saved runs side by side: loading a baseline, checking it came from the same kind of machine, and
+judging every item present in both."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..options import OptionError
+from .criteria import Criterion
+from .judge import Verdict, judge
+from .metrics import extract
+
+# What must match for timings to be comparable; dtype is part of every item's id.
+IDENTITY_KEYS = ("cpu", "gpus", "torch_version", "transformers_version", "cuda_version")
+
+
+def load_run(path: Path) -> dict[str, Any]:
+    """A pytest-benchmark JSON file, or a usage error naming the file and what is wrong with it."""
+    if not path.is_file():
+        raise OptionError(
+            f"baseline {str(path)!r} does not exist; give a saved run (e.g. 0001) or a JSON path"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise OptionError(f"baseline {path} is not readable JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise OptionError(f"baseline {path} is not a pytest-benchmark run: it has no 'benchmarks' list")
+    return data
+
+
+def find_saved_run(storage: Path, run: str | None) -> Path:
+    """``run`` as a JSON path, or a saved run's number/name prefix in this machine's pytest-benchmark
+    storage folder; the newest saved run there when ``run`` is None."""
+    if run and (run.endswith(".json") or Path(run).is_file()):
+        return Path(run)
+    saved = sorted(storage.glob("*.json")) if storage.is_dir() else []
+    if run:
+        saved = [p for p in saved if p.name.startswith(run)]
+    if not saved:
+        what = f"run {run!r}" if run else "any saved run"
+        raise OptionError(
+            f"no baseline: {what} not found in {storage}; save one with --benchmark-autosave or "
+            "--benchmark-save NAME, or pass --tbench-compare=PATH.json"
+        )
+    return max(saved, key=lambda p: p.name)
+
+
+def _gpu_names(info: dict[str, Any]) -> list[str]:
+    return [str(gpu.get("name")) for gpu in info.get("gpus", []) or []]
+
+
+def machine_differences(base: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    a = base.get("machine_info", {}).get("tbench", {})
+    b = now.get("machine_info", {}).get("tbench", {})
+    differences = []
+    for key in IDENTITY_KEYS:
+        left, right = (_gpu_names(a), _gpu_names(b)) if key == "gpus" else (a.get(key), b.get(key))
+        if left != right:
+            differences.append(f"{key}: baseline {left!r}, now {right!r}")
+    return differences
+
+
+@dataclass
+class Comparison:
+    verdicts: list[Verdict] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)  # in this run only
+    missing: list[str] = field(default_factory=list)  # in the baseline only
+    not_measured: dict[str, str] = field(default_factory=dict)  # baseline items that errored or skipped
+
+    @property
+    def regressions(self) -> list[Verdict]:
+        return [v for v in self.verdicts if v.failed]
+
+
+def compare_item(base: dict[str, Any], now: dict[str, Any], criteria: tuple[Criterion, ...]) -> list[Verdict]:
+    verdicts = []
+    for criterion in criteria:
+        if not criterion.applies_to(now):
+            continue
+        a, b = extract(criterion.metric, base), extract(criterion.metric, now)
+        if a is not None and b is not None:
+            verdicts.append(judge(now["fullname"], criterion, a, b))
+    return verdicts
+
+
+def not_measured(run: dict[str, Any]) -> dict[str, str]:
+    """Items of a run that were skipped or errored, as this plugin records them beside the benchmarks."""
+    return {entry["fullname"]: entry["outcome"] for entry in run.get("tbench", {}).get("not_measured", [])}
+
+
+def compare_runs(base: dict[str, Any], now: dict[str, Any], criteria: tuple[Criterion, ...]) -> Comparison:
+    baseline = {b["fullname"]: b for b in base["benchmarks"]}
+    current = {b["fullname"]: b for b in now["benchmarks"]}
+    comparison = Comparison(not_measured=not_measured(base))
+    for name, bench in current.items():
+        if name in baseline:
+            comparison.verdicts.extend(compare_item(baseline[name], bench, criteria))
+        elif name not in comparison.not_measured:
+            comparison.new.append(name)
+    comparison.missing = [name for name in baseline if name not in current]
+    return comparison

@@ -1,0 +1,55 @@
+"""The gate's summary: item, metric, baseline, now, change, verdict; as text or as Markdown."""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from .judge import Verdict, format_value
+from .runs import Comparison
+
+
+def _row(v: Verdict) -> list[str]:
+    p = f"{v.p_value:.2g}" if v.p_value is not None else "-"
+    return [
+        v.item.split("::")[-1],
+        str(v.criterion),
+        format_value(v.baseline, v.unit),
+        format_value(v.now, v.unit),
+        f"{v.change:+.1%}",
+        p,
+        v.status,
+    ]
+
+
+def render(comparison: Comparison, markdown: bool = False) -> str:
+    headers = ["item", "metric", "baseline", "now", "change", "p", "verdict"]
+    table = tabulate(
+        [_row(v) for v in comparison.verdicts],
+        headers,
+        tablefmt="github" if markdown else "simple",
+        disable_numparse=True,
+    )
+    lines = [table]
+    bullet = "- " if markdown else "  "
+    for title, names in (
+        ("New items (no baseline)", comparison.new),
+        ("Missing from this run", comparison.missing),
+        (
+            "Not measured in the baseline",
+            [f"{name} ({outcome})" for name, outcome in comparison.not_measured.items()],
+        ),
+    ):
+        if names:
+            lines.append(f"\n{title}:")
+            lines.extend(f"{bullet}{name}" for name in names)
+    regressions = comparison.regressions
+    checks = len(comparison.verdicts)
+    items = len({v.item for v in regressions})
+    verdict = (
+        f"{items} regressed item(s), {len(regressions)} of {checks} checks failed"
+        if regressions
+        else f"no regressions in {checks} checks"
+    )
+    strong = "**" if markdown else ""
+    lines.append(f"\n{strong}{verdict}{strong}")
+    return "\n".join(lines)

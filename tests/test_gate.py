@@ -1,0 +1,219 @@
+"""The regression gate: --tbench-compare against a saved baseline, and the `tbench compare` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_tbench.cli import main as tbench_main
+from pytest_tbench.compare.criteria import Criterion, parse_criterion
+from pytest_tbench.compare.judge import MEMORY_FLOOR_BYTES, REGRESSED, TOO_FEW, UNCHANGED, judge
+from pytest_tbench.compare.metrics import MetricValues
+from pytest_tbench.options import OptionError
+
+# A call whose time and memory the test controls: a 4 ms spin, slowed by SLOW_<batch> (a fraction), plus
+# EXTRA_MIB_<batch> MiB made resident. Spinning on the clock keeps the time steady on a busy machine.
+GATE_BENCH = """
+import os, time
+import torch
+
+def spin(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+def test_work(tbench):
+    batch = tbench.case.batch_size
+    slow = float(os.environ.get(f"SLOW_{batch}", "0"))
+    extra_mib = int(os.environ.get(f"EXTRA_MIB_{batch}", "0"))
+    def call():
+        spin(0.004 * (1 + slow))
+        if extra_mib:
+            torch.ones(extra_mib * 2**18).sum()
+    tbench.measure(call, tokens=64)
+"""
+
+SWEEP = [
+    "--tbench-models",
+    "tiny-gpt2",
+    "--tbench-seq-lens",
+    "8",
+    "--tbench-rounds",
+    "12",
+    "--tbench-warmup",
+    "1",
+    "-p",
+    "no:cacheprovider",
+    "-p",
+    "no:randomly",
+]
+
+
+@pytest.fixture
+def gate(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(test_bench=GATE_BENCH)
+    return pytester
+
+
+def save_baseline(pytester: pytest.Pytester, *args: str) -> Path:
+    result = pytester.runpytest(*SWEEP, "--tbench-batch-sizes", "1,2", "--benchmark-autosave", *args)
+    assert result.ret in (0, 1), result.outlines
+    return sorted((pytester.path / ".benchmarks").rglob("*.json"))[-1]
+
+
+def test_unchanged_code_passes(gate: pytest.Pytester) -> None:
+    save_baseline(gate)
+    result = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*tbench REGRESSION GATE vs *0001_*.json*", "*no regressions in 6 checks*"])
+
+
+def test_a_30_percent_slowdown_fails_that_item_with_the_numbers(
+    gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_baseline(gate)
+    monkeypatch.setenv("SLOW_2", "0.3")
+    result = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare", "-rf")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*performance regression against baseline 0001_*.json:",
+            "*time: baseline 4.0* ms, now 5.* ms, +*% (threshold 5%, p=*): REGRESSED",
+            "*tokens_per_s: baseline *, now *, -*% (threshold 5%, p=*): REGRESSED",
+            "*peak_memory: *: unchanged",
+        ]
+    )
+    result.stdout.fnmatch_lines(["FAILED test_bench.py::test_work?tiny-gpt2-b2-s8-cpu-float32?*"])
+    # The regressed item's measurement is still saved: the gate fails it after measuring.
+    assert "1 regressed item(s), 2 of 6 checks failed" in result.stdout.str()
+
+
+def test_a_memory_increase_fails_on_memory_alone(
+    gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_baseline(gate)
+    monkeypatch.setenv("EXTRA_MIB_1", "128")
+    result = gate.runpytest(
+        *SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare", "--tbench-compare-fail", "peak_memory:3%"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*peak_memory: baseline * MiB, now * MiB, +*% (threshold 3%): REGRESSED"])
+    assert "time:" not in result.stdout.str().split("REGRESSION GATE")[0].split("performance regression")[1]
+
+
+def test_improvements_pass_and_are_reported(gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLOW_1", "0.5")
+    save_baseline(gate)
+    monkeypatch.delenv("SLOW_1")
+    result = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*test_work?tiny-gpt2-b1-s8-cpu-float32? *time:5%*-3*%*improved*"])
+
+
+def test_new_missing_and_not_measured_items_are_listed_not_failed(gate: pytest.Pytester) -> None:
+    # Baseline: b1 and b2, with b2 skipped (too large for its max product).
+    save_baseline(gate, "--tbench-max-batch-input-product", "10")
+    result = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "2,4", "--tbench-compare")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "New items (no baseline):",
+            "*test_bench.py::test_work?tiny-gpt2-b4-s8-cpu-float32?",
+            "Missing from this run:",
+            "*test_bench.py::test_work?tiny-gpt2-b1-s8-cpu-float32?",
+            "Not measured in the baseline:",
+            "*test_bench.py::test_work?tiny-gpt2-b2-s8-cpu-float32? (skipped)",
+        ]
+    )
+
+
+def test_a_baseline_from_another_machine_is_refused_unless_allowed(gate: pytest.Pytester) -> None:
+    path = save_baseline(gate)
+    data = json.loads(path.read_text())
+    data["machine_info"]["tbench"]["torch_version"] = "1.0.0"
+    path.write_text(json.dumps(data))
+    refused = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(
+        ["*another machine or software (torch_version: baseline '1.0.0', now *--tbench-compare-any-machine*"]
+    )
+    allowed = gate.runpytest(
+        *SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare", "--tbench-compare-any-machine"
+    )
+    allowed.assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("{not json", "is not readable JSON"), ('{"machine_info": {}}', "is not a pytest-benchmark run")],
+)
+def test_a_corrupt_baseline_is_a_usage_error(gate: pytest.Pytester, content: str, message: str) -> None:
+    (gate.path / "base.json").write_text(content)
+    result = gate.runpytest(*SWEEP, "--tbench-compare=base.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--tbench-compare: baseline base.json {message}*"])
+
+
+def test_no_saved_baseline_is_a_usage_error(gate: pytest.Pytester) -> None:
+    result = gate.runpytest(*SWEEP, "--tbench-compare")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*no baseline: any saved run not found in *--benchmark-autosave*"])
+
+
+def test_compare_never_swallows_a_following_path(gate: pytest.Pytester) -> None:
+    save_baseline(gate)
+    gate.makepyfile(test_other="def test_other():\n    assert False\n")
+    result = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare", "test_bench.py")
+    result.assert_outcomes(passed=2)  # test_other.py was not collected: the path was taken as a path
+    named = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare", "0001", "test_bench.py")
+    named.assert_outcomes(passed=2)
+    named.stdout.fnmatch_lines(["*REGRESSION GATE vs *0001_*"])
+
+
+def test_cli_exit_codes_and_markdown(
+    gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = save_baseline(gate)
+    same = save_baseline(gate)
+    monkeypatch.setenv("SLOW_1", "0.3")
+    slow = save_baseline(gate)
+    assert tbench_main(["compare", str(base), str(same)]) == 0
+    assert "no regressions" in capsys.readouterr().out
+    assert tbench_main(["compare", str(base), str(slow), "--fail", "time:10%", "--format", "markdown"]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "| item" in out and "| REGRESSED |" in out and "**1 regressed item(s), 1 of 2 checks failed**" in out
+    )
+    assert tbench_main(["compare", str(base), str(slow), "--fail", "peak_memory:50%"]) == 0
+    assert tbench_main(["compare", str(base), str(gate.path / "nope.json")]) == 2
+    assert tbench_main(["compare", str(base), str(same), "--fail", "speed:5%"]) == 2
+    assert "bad compare-fail expression 'speed:5%'" in capsys.readouterr().err
+
+
+def test_judge_needs_enough_samples_and_respects_the_memory_floor() -> None:
+    time_5 = parse_criterion("time:5%")
+    few = MetricValues(1.0, (1.0, 1.0, 1.0), False, "s")
+    slow_few = MetricValues(2.0, (2.0, 2.0, 2.0), False, "s")
+    assert judge("x", time_5, few, slow_few).status == TOO_FEW
+    mib = 2**20
+    memory = parse_criterion("peak_memory:3%")
+    small = MetricValues(10 * mib, (), False, "bytes")
+    assert judge("x", memory, small, MetricValues(12 * mib, (), False, "bytes")).status == UNCHANGED
+    big = MetricValues(1000 * mib, (), False, "bytes")
+    grown = MetricValues(1000 * mib + MEMORY_FLOOR_BYTES + mib, (), False, "bytes")
+    assert judge("x", memory, big, grown).status == UNCHANGED  # +1.7%: under the threshold
+    assert judge("x", memory, big, MetricValues(1100 * mib, (), False, "bytes")).status == REGRESSED
+
+
+def test_criteria_grammar() -> None:
+    assert parse_criterion("ttft:10%:mode=generate:model=gpt2*") == Criterion(
+        "ttft", 0.1, "generate", "gpt2*"
+    )
+    bench = {"extra_info": {"mode": "generate", "model": "gpt2-large"}}
+    assert Criterion("ttft", 0.1, "generate", "gpt2*").applies_to(bench)
+    assert not Criterion("ttft", 0.1, "forward").applies_to(bench)
+    for bad in ("time", "time:5", "latency:5%", "time:5%:device=cuda"):
+        with pytest.raises(OptionError, match="bad"):
+            parse_criterion(bad)
