@@ -71,11 +71,17 @@ def parse_dtypes(value: Any) -> tuple[str, ...]:
     return dtypes
 
 
-def parse_preset(value: Any) -> str:
-    name = str(value).strip()
-    if name not in PRESETS:
-        raise OptionError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
-    return name
+def _choice(what: str, choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        name = str(value).strip()
+        if name not in choices:
+            raise OptionError(f"unknown {what} {name!r}; valid: {', '.join(choices)}")
+        return name
+
+    return parse
+
+
+parse_preset = _choice("preset", tuple(PRESETS))
 
 
 def _parse_min(minimum: int) -> Callable[[Any], int]:
@@ -125,18 +131,10 @@ CACHE_IMPLEMENTATIONS = ("dynamic", "static")
 OPTIMIZERS = ("adamw", "sgd", "none")
 
 
-def parse_optimizer(value: Any) -> str:
-    name = str(value).strip().lower()
-    if name not in OPTIMIZERS:
-        raise OptionError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
-    return name
+parse_optimizer = _choice("optimizer", OPTIMIZERS)
 
 
-def parse_cache_implementation(value: Any) -> str:
-    name = str(value).strip()
-    if name not in CACHE_IMPLEMENTATIONS:
-        raise OptionError(f"unknown cache implementation {name!r}; valid: {', '.join(CACHE_IMPLEMENTATIONS)}")
-    return name
+parse_cache_implementation = _choice("cache implementation", CACHE_IMPLEMENTATIONS)
 
 
 def parse_compare_fail(value: Any) -> tuple[Any, ...]:

@@ -34,7 +34,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("quick_test", (1, 2), (32, 64), 20, 1, "smoke test: a minute on a laptop CPU"),
+        Preset("quick_test", (1, 2), (32, 64), 20, 1, "smoke test"),
         Preset("small_scale", (1, 2), (32, 64, 128), 30, 2, "small sweep"),
         Preset("medium_scale", _powers_of_two(1, 32), _powers_of_two(32, 2048), 50, 3, "medium sweep"),
         Preset("large_scale", _powers_of_two(1, 256), _powers_of_two(64, 65536), 100, 5, "GPU-class sweep"),
