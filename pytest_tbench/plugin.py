@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .cases import BenchCase, build_cases
-from .compare.criteria import DEFAULT_CRITERIA, parse_criteria
-from .compare.gate import Gate
-from .compare.runs import find_saved_run, load_run, machine_differences
+from .compare.gate import Gate, open_gate
 from .compare.table import render
 from .config import TBenchConfig
 from .devices import absent_reason
@@ -20,7 +17,7 @@ from .listing import list_models, list_presets
 from .memory_errors import OomRecord, free_memory, is_out_of_memory, oom_reason
 from .models.architecture import max_positions
 from .models.loading import HEADS, ModelCache, ModelKey, ModelLoadError
-from .options import SETTINGS, OptionError, legacy_spelling_errors, normalise_compare_args
+from .options import SETTINGS, legacy_spelling_errors, normalise_compare_args
 from .results import ItemResult
 from .runner import TBench
 from .scenarios import MODES, SCENARIOS
@@ -86,27 +83,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     # After every plugin's pytest_configure: pytest-benchmark's storage exists only from then on.
     state = session.config.stash[STATE]
-    state.gate = _open_gate(session.config, state.config)
-
-
-def _open_gate(config: pytest.Config, settings: TBenchConfig) -> Gate | None:
-    if settings.compare is None:
-        return None
-    session = getattr(config, "_benchmarksession", None)
-    storage = Path(session.storage.path) / session.machine_id if session is not None else Path(".benchmarks")
-    try:
-        path = find_saved_run(storage, settings.compare or None)
-        baseline = load_run(path)
-    except OptionError as exc:
-        raise pytest.UsageError(f"--tbench-compare: {exc}") from None
-    differences = machine_differences(baseline, {"machine_info": {"tbench": environment()}})
-    if differences and not settings.compare_any_machine:
-        raise pytest.UsageError(
-            f"--tbench-compare: baseline {path} comes from another machine or software ("
-            + "; ".join(differences)
-            + "); its timings are not comparable. Pass --tbench-compare-any-machine to compare anyway."
-        )
-    return Gate(baseline, path, settings.compare_fail or parse_criteria(DEFAULT_CRITERIA))
+    state.gate = open_gate(session.config, state.config)
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:

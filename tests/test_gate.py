@@ -35,6 +35,13 @@ def test_work(tbench):
     tbench.measure(call, tokens=64)
 """
 
+# Timings of two sessions differ on a loaded machine (a preempted spin ends a time slice late), so these
+# tests inject large effects and gate at 50%: they check the gate's behaviour and messages; how tight a
+# threshold a machine supports is measured by benches/gate_reliability.py, not asserted here.
+LOOSE = ["--tbench-compare-fail", "time:50%", "--tbench-compare-fail", "tokens_per_s:30%"]
+# For tests about everything but timing verdicts: memory alone does not move with the machine's load.
+MEMORY_ONLY = ["--tbench-compare-fail", "peak_memory:50%"]
+
 SWEEP = [
     "--tbench-models",
     "tiny-gpt2",
@@ -65,23 +72,25 @@ def save_baseline(pytester: pytest.Pytester, *args: str) -> Path:
 
 def test_unchanged_code_passes(gate: pytest.Pytester) -> None:
     save_baseline(gate)
-    result = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare")
+    generous = ["--tbench-compare-fail", "time:100%", "--tbench-compare-fail", "tokens_per_s:50%"]
+    result = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare", *generous)
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["*tbench REGRESSION GATE vs *0001_*.json*", "*no regressions in 6 checks*"])
+    result.stdout.fnmatch_lines(["*tbench REGRESSION GATE vs *0001_*.json*", "*no regressions in 4 checks*"])
 
 
-def test_a_30_percent_slowdown_fails_that_item_with_the_numbers(
+def test_a_slowdown_fails_that_item_with_the_numbers(
     gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     save_baseline(gate)
-    monkeypatch.setenv("SLOW_2", "0.3")
-    result = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare", "-rf")
+    monkeypatch.setenv("SLOW_2", "4")
+    memory = ["--tbench-compare-fail", "peak_memory:5%"]
+    result = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare", *LOOSE, *memory, "-rf")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*performance regression against baseline 0001_*.json:",
-            "*time: baseline 4.0* ms, now 5.* ms, +*% (threshold 5%, p=*): REGRESSED",
-            "*tokens_per_s: baseline *, now *, -*% (threshold 5%, p=*): REGRESSED",
+            "*time: baseline * ms, now * ms, +*% (threshold 50%, p=*): REGRESSED",
+            "*tokens_per_s: baseline *, now *, -*% (threshold 30%, p=*): REGRESSED",
             "*peak_memory: *: unchanged",
         ]
     )
@@ -104,18 +113,18 @@ def test_a_memory_increase_fails_on_memory_alone(
 
 
 def test_improvements_pass_and_are_reported(gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SLOW_1", "0.5")
+    monkeypatch.setenv("SLOW_1", "4")
     save_baseline(gate)
     monkeypatch.delenv("SLOW_1")
-    result = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare")
+    result = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare", *LOOSE)
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["*test_work?tiny-gpt2-b1-s8-cpu-float32? *time:5%*-3*%*improved*"])
+    result.stdout.fnmatch_lines(["*test_work?tiny-gpt2-b1-s8-cpu-float32? *time:50%*-*%*improved*"])
 
 
 def test_new_missing_and_not_measured_items_are_listed_not_failed(gate: pytest.Pytester) -> None:
     # Baseline: b1 and b2, with b2 skipped (too large for its max product).
     save_baseline(gate, "--tbench-max-batch-input-product", "10")
-    result = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "2,4", "--tbench-compare")
+    result = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "2,4", "--tbench-compare", *MEMORY_ONLY)
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
         [
@@ -140,7 +149,12 @@ def test_a_baseline_from_another_machine_is_refused_unless_allowed(gate: pytest.
         ["*another machine or software (torch_version: baseline '1.0.0', now *--tbench-compare-any-machine*"]
     )
     allowed = gate.runpytest(
-        *SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare", "--tbench-compare-any-machine"
+        *SWEEP,
+        "--tbench-batch-sizes",
+        "1,2",
+        "--tbench-compare",
+        "--tbench-compare-any-machine",
+        *MEMORY_ONLY,
     )
     allowed.assert_outcomes(passed=2)
 
@@ -165,31 +179,55 @@ def test_no_saved_baseline_is_a_usage_error(gate: pytest.Pytester) -> None:
 def test_compare_never_swallows_a_following_path(gate: pytest.Pytester) -> None:
     save_baseline(gate)
     gate.makepyfile(test_other="def test_other():\n    assert False\n")
-    result = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare", "test_bench.py")
+    result = gate.runpytest(
+        *SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare", "test_bench.py", *MEMORY_ONLY
+    )
     result.assert_outcomes(passed=2)  # test_other.py was not collected: the path was taken as a path
-    named = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare", "0001", "test_bench.py")
+    named = gate.runpytest(
+        *SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare", "0001", "test_bench.py", *MEMORY_ONLY
+    )
     named.assert_outcomes(passed=2)
     named.stdout.fnmatch_lines(["*REGRESSION GATE vs *0001_*"])
 
 
-def test_cli_exit_codes_and_markdown(
-    gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    base = save_baseline(gate)
-    same = save_baseline(gate)
-    monkeypatch.setenv("SLOW_1", "0.3")
-    slow = save_baseline(gate)
+def _run_file(path: Path, seconds: float) -> Path:
+    """A minimal saved run of one item: 12 samples around ``seconds``, as pytest-benchmark writes them."""
+    data = [seconds * (1 + 0.01 * (i % 3)) for i in range(12)]
+    bench = {
+        "fullname": "test_bench.py::test_work[tiny-gpt2-b1-s8-cpu-float32]",
+        "stats": {"data": data, "median": sorted(data)[6]},
+        "extra_info": {
+            "mode": "forward",
+            "model": "tiny-gpt2",
+            "tokens_per_call": 64,
+            "peak_memory_bytes": 2**28,
+        },
+    }
+    path.write_text(json.dumps({"machine_info": {"tbench": {"cpu": "x"}}, "benchmarks": [bench]}))
+    return path
+
+
+def test_cli_exit_codes_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = _run_file(tmp_path / "base.json", 0.004)
+    same = _run_file(tmp_path / "same.json", 0.004)
+    slow = _run_file(tmp_path / "slow.json", 0.005)
     assert tbench_main(["compare", str(base), str(same)]) == 0
-    assert "no regressions" in capsys.readouterr().out
+    assert "no regressions in 3 checks" in capsys.readouterr().out
     assert tbench_main(["compare", str(base), str(slow), "--fail", "time:10%", "--format", "markdown"]) == 1
     out = capsys.readouterr().out
     assert (
-        "| item" in out and "| REGRESSED |" in out and "**1 regressed item(s), 1 of 2 checks failed**" in out
+        "| item" in out and "| REGRESSED |" in out and "**1 regressed item(s), 1 of 1 checks failed**" in out
     )
-    assert tbench_main(["compare", str(base), str(slow), "--fail", "peak_memory:50%"]) == 0
-    assert tbench_main(["compare", str(base), str(gate.path / "nope.json")]) == 2
+    assert tbench_main(["compare", str(base), str(slow), "--fail", "time:30%"]) == 0
+    assert tbench_main(["compare", str(base), str(tmp_path / "nope.json")]) == 2
     assert tbench_main(["compare", str(base), str(same), "--fail", "speed:5%"]) == 2
     assert "bad compare-fail expression 'speed:5%'" in capsys.readouterr().err
+    other = json.loads(same.read_text())
+    other["machine_info"]["tbench"]["cpu"] = "y"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert tbench_main(["compare", str(base), str(tmp_path / "other.json")]) == 2
+    assert "cpu: baseline 'x', now 'y'" in capsys.readouterr().err
+    assert tbench_main(["compare", str(base), str(tmp_path / "other.json"), "--any-machine"]) == 0
 
 
 def test_judge_needs_enough_samples_and_respects_the_memory_floor() -> None:

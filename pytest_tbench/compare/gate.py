@@ -5,9 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .criteria import Criterion
+import pytest
+
+from ..config import TBenchConfig
+from ..environment import environment
+from ..options import OptionError
+from .criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
 from .judge import Verdict
-from .runs import Comparison, compare_item, not_measured
+from .runs import Comparison, compare_item, find_saved_run, load_run, machine_differences, not_measured
 
 
 class Gate:
@@ -38,3 +43,24 @@ class Gate:
         lines = [f"performance regression against baseline {self.path.name}:"]
         lines.extend(f"  {v.describe()}" for v in verdicts)
         return "\n".join(lines)
+
+
+def open_gate(config: pytest.Config, settings: TBenchConfig) -> Gate | None:
+    """The session's gate under --tbench-compare, baseline loaded and checked; usage errors otherwise."""
+    if settings.compare is None:
+        return None
+    session = getattr(config, "_benchmarksession", None)
+    storage = Path(session.storage.path) / session.machine_id if session is not None else Path(".benchmarks")
+    try:
+        path = find_saved_run(storage, settings.compare or None)
+        baseline = load_run(path)
+    except OptionError as exc:
+        raise pytest.UsageError(f"--tbench-compare: {exc}") from None
+    differences = machine_differences(baseline, {"machine_info": {"tbench": environment()}})
+    if differences and not settings.compare_any_machine:
+        raise pytest.UsageError(
+            f"--tbench-compare: baseline {path} comes from another machine or software ("
+            + "; ".join(differences)
+            + "); its timings are not comparable. Pass --tbench-compare-any-machine to compare anyway."
+        )
+    return Gate(baseline, path, settings.compare_fail or parse_criteria(DEFAULT_CRITERIA))
