@@ -13,6 +13,7 @@ from .compare.table import render
 from .config import TBenchConfig
 from .devices import absent_reason
 from .environment import environment
+from .launchers.isolated import modeling_module, preload
 from .listing import list_models, list_presets
 from .memory_errors import OomRecord, free_memory, is_out_of_memory, oom_reason
 from .models.architecture import max_positions
@@ -33,6 +34,7 @@ class SessionState:
     ooms: OomRecord = field(default_factory=OomRecord)
     gate: Gate | None = None
     not_measured: list[dict[str, str]] = field(default_factory=list)
+    preloaded: bool = False
 
 
 STATE = pytest.StashKey[SessionState]()
@@ -158,6 +160,21 @@ def _skip_reason(case: BenchCase, config: TBenchConfig, models: ModelCache) -> s
     return None
 
 
+def _preload_model_code(state: SessionState) -> None:
+    if state.preloaded:
+        return
+    state.preloaded = True
+    modules = []
+    for spec in state.config.models:
+        try:
+            module = modeling_module(state.models.config(spec).model_type)
+        except ModelLoadError:
+            continue
+        if module:
+            modules.append(module)
+    preload(modules)
+
+
 @pytest.fixture
 def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
     """Benchmark the item's model: ``tbench.forward()``, or ``tbench.measure(call, tokens=...)``."""
@@ -175,7 +192,9 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
             reason = state.ooms.covering(case)
         if reason:
             pytest.skip(reason)
-        if not state.config.isolate:
+        if state.config.isolate:
+            _preload_model_code(state)
+        else:
             state.models.get(case.model_key)  # load now, so a broken model errors at setup, not in the test
     except ModelLoadError as exc:
         pytest.fail(str(exc), pytrace=False)

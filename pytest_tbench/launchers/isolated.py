@@ -8,6 +8,7 @@ measures, and learns at once if the worker dies.
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing
 import signal
 from collections.abc import Callable
@@ -16,6 +17,21 @@ from multiprocessing.connection import Connection, wait
 from .worker import Job, Outcome, worker_main
 
 PRELOAD = ["torch", "transformers", "pytest_tbench.launchers.worker"]
+
+
+def modeling_module(model_type: str) -> str | None:
+    """transformers' modeling module of an architecture, if it has one under the usual name."""
+    name = f"transformers.models.{model_type}.modeling_{model_type}"
+    try:
+        return name if importlib.util.find_spec(name) is not None else None
+    except (ImportError, ValueError):
+        return None
+
+
+def preload(modules: list[str]) -> None:
+    """Also import ``modules`` in the forkserver (each worker would import them again: ~1 s a model); only
+    effective before the first worker starts."""
+    PRELOAD.extend(m for m in modules if m not in PRELOAD)
 
 
 class WorkerDied(RuntimeError):
