@@ -170,3 +170,17 @@ def test_isolated_worker_deaths_and_ooms_become_item_outcomes(pytester: pytest.P
         ["*out of memory: tiny-gpt2 batch 3 x seq 8*SIGKILL: most likely the kernel's OOM*"]
     )
     result.stdout.fnmatch_lines(["*out of memory: tiny-gpt2 batch 4 x seq 8*CUDA out of memory*"])
+
+
+def test_what_counts_as_out_of_memory() -> None:
+    import torch
+
+    from pytest_tbench.memory_errors import is_out_of_memory
+
+    assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_out_of_memory(MemoryError())
+    assert is_out_of_memory(
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 GB")
+    )
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not is_out_of_memory(ValueError("can't allocate memory"))
