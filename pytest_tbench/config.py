@@ -45,7 +45,7 @@ class TBenchConfig:
     warmup: int = DEFAULT_WARMUP
     max_batch_input_product: int = DEFAULT_MAX_BATCH_INPUT_PRODUCT
     custom_models: dict[str, CustomModel] = field(default_factory=dict)
-    sources: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # where each non-default setting came from
 
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> TBenchConfig:
@@ -104,6 +104,18 @@ class TBenchConfig:
 
         custom = parse_custom_models(file_values.get("custom_models", {}), source=f"config file {file_path}")
         return cls(**resolved, runs=preset.runs, custom_models=custom, sources=sources)
+
+    def record(self) -> dict[str, dict[str, Any]]:
+        """The settings that were set, with their source, for the run's JSON (results travel with them)."""
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, tuple):
+                return [plain(v) for v in value]
+            if isinstance(value, (str, int, float, bool, type(None))):
+                return value
+            return str(value)  # e.g. compare criteria, written as on the command line
+
+        return {key: {"value": plain(getattr(self, key)), "source": src} for key, src in self.sources.items()}
 
     def rounds_for(self, mode: str) -> int:
         """Measured rounds of an item: ``--tbench-rounds``, else derived from the preset's runs per mode."""

@@ -219,6 +219,9 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
     machine_info["tbench"] = environment()
+    state = config.stash.get(STATE, None)
+    if state is not None:
+        machine_info["tbench"]["settings"] = state.config.record()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -226,3 +226,12 @@ def test_inputs_are_exact_in_vocab_distinct_and_seeded() -> None:
     assert "decoder_input_ids" not in first
     t5 = make_inputs(resolve("tiny-t5").load_config(), 2, 5, "cpu")
     assert torch.equal(t5["decoder_input_ids"], t5["input_ids"])
+
+
+def test_the_run_records_the_settings_and_where_they_came_from(forward_bench: pytest.Pytester) -> None:
+    result, data = run_json(forward_bench, *TINY, "--tbench-preset", "small_scale")
+    result.assert_outcomes(passed=1)
+    settings = data["machine_info"]["tbench"]["settings"]
+    assert settings["preset"] == {"value": "small_scale", "source": "command line"}
+    assert settings["models"] == {"value": ["tiny-gpt2"], "source": "command line"}
+    assert settings["new_tokens"] == {"value": 30, "source": "preset small_scale"}

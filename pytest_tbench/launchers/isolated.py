@@ -2,8 +2,9 @@
 
 Measured on a 2-core machine: starting the forkserver costs about 5 s once (with the session's modeling
 modules), each item about 0.4 s beyond loading its model and measuring; plain spawn would cost the imports
-(about 3 s) per item, and plain fork can deadlock once OpenMP has run in the parent. The parent blocks on the pipe and the worker's sentinel together, so it uses no CPU while the worker
-measures, and learns at once if the worker dies.
+(about 3 s) per item, and plain fork can deadlock once OpenMP has run in the parent. The parent blocks on
+the pipe and the worker's sentinel together, so it uses no CPU while the worker measures, and learns at once
+if the worker dies.
 """
 
 from __future__ import annotations
