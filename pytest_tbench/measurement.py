@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .cases import BenchCase
 from .models.loading import LoadedModel
 from .scenarios.base import Work
+from .trackers import memory_tracker
+
+
+def measure_item(
+    case: BenchCase,
+    loaded: LoadedModel,
+    work: Work,
+    rounds: int,
+    warmup: int,
+    run_rounds: Callable[[], object],
+) -> dict[str, Any]:
+    """Run the rounds (``run_rounds``, in whichever launcher) under the memory tracker and return the item's
+    extra_info; the work's cleanup runs even when a round fails."""
+    try:
+        with memory_tracker(case.device) as memory:
+            run_rounds()
+        metrics = work.metrics(warmup)  # before cleanup, which drops what it reads
+    finally:
+        work.cleanup()
+    return {**describe(case, loaded, work, rounds, warmup), **memory, **metrics}
 
 
 def describe(case: BenchCase, loaded: LoadedModel, work: Work, rounds: int, warmup: int) -> dict[str, Any]:

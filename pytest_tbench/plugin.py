@@ -121,13 +121,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     )
 
 
+def _case_of(item: pytest.Item) -> BenchCase | None:
+    """The case a tbench item was parametrised with; None for other tests."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return BenchCase.from_params(params["tbench_case"]) if "tbench_case" in params else None
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash[STATE]
     for item in items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        if "tbench_case" in params:
-            state.last_user[BenchCase.from_params(params["tbench_case"]).model_key] = item.nodeid
+        case = _case_of(item)
+        if case is not None:
+            state.last_user[case.model_key] = item.nodeid
 
 
 @pytest.fixture
@@ -230,11 +236,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     used as a baseline can say which of its items are absent and why."""
     report = yield
     state = item.config.stash.get(STATE, None)
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    if state is None or "tbench_case" not in params or report.when == "teardown":
+    if state is None or report.when == "teardown" or not (report.skipped or report.failed):
+        return report
+    if _case_of(item) is None:
         return report
     measured = any(result.nodeid == item.nodeid for result in state.results)
-    if report.skipped or (report.failed and not measured):
+    if report.skipped or not measured:
         outcome = "skipped" if report.skipped else "errored"
         state.not_measured.append({"fullname": item.nodeid, "outcome": outcome})
     return report

@@ -12,5 +12,4 @@ from .cases import BenchCase
 class ItemResult:
     nodeid: str
     case: BenchCase
-    median_s: float | None
     extra_info: dict[str, Any]

@@ -15,13 +15,12 @@ from .compare.gate import Gate
 from .config import TBenchConfig
 from .devices import synchronize
 from .launchers import Job, WorkerDied, run_isolated
-from .measurement import describe, throughput
+from .measurement import measure_item, throughput
 from .memory_errors import OomRecord, free_memory, is_out_of_memory, oom_reason
 from .models.loading import LoadedModel
 from .models.registry import ResolvedSpec
 from .results import ItemResult
 from .scenarios import Work, build_work
-from .trackers import memory_tracker
 
 
 class TBench:
@@ -108,27 +107,22 @@ class TBench:
         def after_round() -> None:
             work.after_round()
 
+        def rounds() -> None:
+            self.benchmark.pedantic(
+                timed,
+                setup=before_round,
+                teardown=after_round,
+                rounds=self.rounds,
+                warmup_rounds=self.warmup,
+                iterations=1,
+            )
+
         try:
-            with memory_tracker(device) as memory:
-                self.benchmark.pedantic(
-                    timed,
-                    setup=before_round,
-                    teardown=after_round,
-                    rounds=self.rounds,
-                    warmup_rounds=self.warmup,
-                    iterations=1,
-                )
-            metrics = work.metrics(self.warmup)  # before cleanup, which drops what it reads
+            info = measure_item(self.case, self.loaded, work, self.rounds, self.warmup, rounds)
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
             self._out_of_memory(f"{type(exc).__name__}: {exc}")
-        finally:
-            work.cleanup()
-
-        info = describe(self.case, self.loaded, work, self.rounds, self.warmup)
-        info.update(memory)
-        info.update(metrics)
         metadata = getattr(self.benchmark, "stats", None)
         timings = list(metadata.stats.data) if metadata is not None else []
         return self._finish(info, work.samples, work.tokens, timings)
@@ -170,7 +164,7 @@ class TBench:
         median_s = statistics.median(timings) if timings else None
         info.update(throughput(samples, tokens, median_s))
         self.benchmark.extra_info.update(info)
-        self._record(ItemResult(self._nodeid, self.case, median_s, info))
+        self._record(ItemResult(self._nodeid, self.case, info))
         if self._gate is not None and timings:
             verdicts = self._gate.check(self.benchmark.fullname, timings, info)
             if any(v.failed for v in verdicts):

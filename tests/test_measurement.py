@@ -131,7 +131,7 @@ class _FakeBenchmark:
 def test_cuda_timed_calls_are_synchronised_inside_the_timed_region(monkeypatch: pytest.MonkeyPatch) -> None:
     events: list[str] = []
     monkeypatch.setattr("pytest_tbench.runner.synchronize", lambda device: events.append(f"sync:{device}"))
-    monkeypatch.setattr("pytest_tbench.runner.memory_tracker", _no_memory)
+    monkeypatch.setattr("pytest_tbench.measurement.memory_tracker", _no_memory)
     case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cuda:0", "float16")
     settings = TBenchConfig(rounds=2, warmup=1)
     loaded = _fake_loaded()

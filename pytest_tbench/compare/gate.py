@@ -12,32 +12,17 @@ from ..environment import environment
 from ..options import OptionError
 from .criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
 from .judge import Verdict
-from .runs import Comparison, compare_item, find_saved_run, load_run, machine_differences, not_measured
+from .runs import Comparer, find_saved_run, load_run, machine_differences
 
 
-class Gate:
+class Gate(Comparer):
     def __init__(self, baseline: dict[str, Any], path: Path, criteria: tuple[Criterion, ...]) -> None:
+        super().__init__(baseline, criteria)
         self.path = path
-        self.criteria = criteria
-        self._baseline = {bench["fullname"]: bench for bench in baseline["benchmarks"]}
-        self._seen: set[str] = set()
-        self.comparison = Comparison(not_measured=not_measured(baseline))
 
     def check(self, fullname: str, samples: list[float], info: dict[str, Any]) -> list[Verdict]:
-        self._seen.add(fullname)
-        base = self._baseline.get(fullname)
-        if base is None:
-            if fullname not in self.comparison.not_measured:
-                self.comparison.new.append(fullname)
-            return []
-        current = {"fullname": fullname, "stats": {"data": samples}, "extra_info": info}
-        verdicts = compare_item(base, current, self.criteria)
-        self.comparison.verdicts.extend(verdicts)
-        return verdicts
-
-    def finish(self) -> Comparison:
-        self.comparison.missing = [name for name in self._baseline if name not in self._seen]
-        return self.comparison
+        """Judge an item just measured: its raw timings and extra_info, in the shape of its JSON entry."""
+        return self.add({"fullname": fullname, "stats": {"data": samples}, "extra_info": info})
 
     def failure_message(self, verdicts: list[Verdict]) -> str:
         lines = [f"performance regression against baseline {self.path.name}:"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,32 +15,26 @@ class MetricValues:
     unit: str
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def extract(metric: str, bench: dict[str, Any]) -> MetricValues | None:
     """The item's values for ``metric``; None where the item has no such metric (a forward item's ttft)."""
     info = bench.get("extra_info", {})
     data = [float(x) for x in bench.get("stats", {}).get("data", []) or []]
     if metric == "time":
         if data:
-            return MetricValues(_median(data), tuple(data), False, "s")
+            return MetricValues(statistics.median(data), tuple(data), False, "s")
         median = bench.get("stats", {}).get("median")
         return MetricValues(float(median), (), False, "s") if median is not None else None
     if metric == "tokens_per_s":
         tokens = info.get("tokens_per_call") or 0
         if tokens and data:
             rates = [tokens / s for s in data if s > 0]
-            return MetricValues(_median(rates), tuple(rates), True, "tokens/s")
+            return MetricValues(statistics.median(rates), tuple(rates), True, "tokens/s")
         rate = info.get("throughput_tokens_per_s")
         return MetricValues(float(rate), (), True, "tokens/s") if rate is not None else None
     if metric == "ttft":
         rounds = [float(x) for x in info.get("ttft_per_round_s", [])]
         if rounds:
-            return MetricValues(_median(rounds), tuple(rounds), False, "s")
+            return MetricValues(statistics.median(rounds), tuple(rounds), False, "s")
         return None
     if metric == "peak_memory":
         peak = info.get("peak_memory_bytes")

@@ -76,30 +76,46 @@ class Comparison:
         return [v for v in self.verdicts if v.failed]
 
 
-def compare_item(base: dict[str, Any], now: dict[str, Any], criteria: tuple[Criterion, ...]) -> list[Verdict]:
-    verdicts = []
-    for criterion in criteria:
-        if not criterion.applies_to(now):
-            continue
-        a, b = extract(criterion.metric, base), extract(criterion.metric, now)
-        if a is not None and b is not None:
-            verdicts.append(judge(now["fullname"], criterion, a, b))
-    return verdicts
-
-
 def not_measured(run: dict[str, Any]) -> dict[str, str]:
     """Items of a run that were skipped or errored, as this plugin records them beside the benchmarks."""
     return {entry["fullname"]: entry["outcome"] for entry in run.get("tbench", {}).get("not_measured", [])}
 
 
+class Comparer:
+    """Judges the items of a run one at a time against a baseline run; ``finish`` gives the whole picture.
+    Used item by item inside a pytest session (the gate) and for two saved runs (``tbench compare``)."""
+
+    def __init__(self, baseline: dict[str, Any], criteria: tuple[Criterion, ...]) -> None:
+        self.criteria = criteria
+        self._baseline = {bench["fullname"]: bench for bench in baseline["benchmarks"]}
+        self._seen: set[str] = set()
+        self.comparison = Comparison(not_measured=not_measured(baseline))
+
+    def add(self, bench: dict[str, Any]) -> list[Verdict]:
+        name = bench["fullname"]
+        self._seen.add(name)
+        base = self._baseline.get(name)
+        if base is None:
+            if name not in self.comparison.not_measured:
+                self.comparison.new.append(name)
+            return []
+        verdicts = []
+        for criterion in self.criteria:
+            if not criterion.applies_to(bench):
+                continue
+            a, b = extract(criterion.metric, base), extract(criterion.metric, bench)
+            if a is not None and b is not None:
+                verdicts.append(judge(name, criterion, a, b))
+        self.comparison.verdicts.extend(verdicts)
+        return verdicts
+
+    def finish(self) -> Comparison:
+        self.comparison.missing = [name for name in self._baseline if name not in self._seen]
+        return self.comparison
+
+
 def compare_runs(base: dict[str, Any], now: dict[str, Any], criteria: tuple[Criterion, ...]) -> Comparison:
-    baseline = {b["fullname"]: b for b in base["benchmarks"]}
-    current = {b["fullname"]: b for b in now["benchmarks"]}
-    comparison = Comparison(not_measured=not_measured(base))
-    for name, bench in current.items():
-        if name in baseline:
-            comparison.verdicts.extend(compare_item(baseline[name], bench, criteria))
-        elif name not in comparison.not_measured:
-            comparison.new.append(name)
-    comparison.missing = [name for name in baseline if name not in current]
-    return comparison
+    comparer = Comparer(base, criteria)
+    for bench in now["benchmarks"]:
+        comparer.add(bench)
+    return comparer.finish()

@@ -18,12 +18,11 @@ from transformers import PretrainedConfig
 from ..cases import BenchCase
 from ..config import TBenchConfig
 from ..devices import synchronize
-from ..measurement import describe
+from ..measurement import measure_item
 from ..memory_errors import is_out_of_memory
 from ..models.loading import load_model
 from ..models.registry import ResolvedSpec, SpecKind
 from ..scenarios import Work, build_work
-from ..trackers import memory_tracker
 
 
 @dataclass(frozen=True)
@@ -77,15 +76,12 @@ def run_job(job: Job) -> Outcome:
     try:
         loaded = load_model(job.resolved(), case.model_key)
         work = build_work(loaded, case, job.settings)
-        try:
-            with memory_tracker(case.device) as memory:
-                samples = run_rounds(work, case.device, job.rounds, job.warmup)
-            metrics = work.metrics(job.warmup)  # before cleanup, which drops what it reads
-        finally:
-            work.cleanup()
-        info = describe(case, loaded, work, job.rounds, job.warmup)
-        info.update(memory)
-        info.update(metrics)
+        samples: list[float] = []
+
+        def rounds() -> None:
+            samples.extend(run_rounds(work, case.device, job.rounds, job.warmup))
+
+        info = measure_item(case, loaded, work, job.rounds, job.warmup, rounds)
         return Outcome("ok", samples, info)
     except Exception as exc:
         if is_out_of_memory(exc):

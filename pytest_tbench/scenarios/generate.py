@@ -53,22 +53,27 @@ def generate_metrics(case: BenchCase, rounds: list[RoundTiming]) -> dict[str, An
     total = [r.total_s for r in rounds]
     decode = [t - p for t, p in zip(total, ttft, strict=True)]
     steps = [interval for r in rounds for interval in r.step_intervals_s]
+    ttft_mean, decode_mean, total_mean = (
+        statistics.fmean(ttft),
+        statistics.fmean(decode),
+        statistics.fmean(total),
+    )
     info: dict[str, Any] = {
         "new_tokens": new,
         "measured_rounds": len(rounds),
-        "ttft_mean_s": statistics.fmean(ttft),
+        "ttft_mean_s": ttft_mean,
         "ttft_median_s": statistics.median(ttft),
         "ttft_per_round_s": ttft,  # raw, so that a later comparison can test significance
-        "decode_time_mean_s": statistics.fmean(decode),
+        "decode_time_mean_s": decode_mean,
         "decode_time_median_s": statistics.median(decode),
-        "total_time_mean_s": statistics.fmean(total),
+        "total_time_mean_s": total_mean,
         "total_time_median_s": statistics.median(total),
         "prefill_tokens_per_round": batch * case.seq_len,
         "decode_tokens_per_round": batch * (new - 1),
         "generated_tokens_per_round": batch * new,
         "decode_token_latency_count": len(steps),
-        "prefill_tokens_per_s": batch * case.seq_len / statistics.fmean(ttft),
-        "e2e_tokens_per_s": batch * new / statistics.fmean(total),
+        "prefill_tokens_per_s": batch * case.seq_len / ttft_mean,
+        "e2e_tokens_per_s": batch * new / total_mean,
     }
     if steps:
         info.update(
@@ -76,7 +81,7 @@ def generate_metrics(case: BenchCase, rounds: list[RoundTiming]) -> dict[str, An
             decode_token_latency_median_s=statistics.median(steps),
             decode_token_latency_p90_s=_quantile(steps, 90),
             decode_token_latency_p99_s=_quantile(steps, 99),
-            decode_tokens_per_s=batch * (new - 1) / statistics.fmean(decode),
+            decode_tokens_per_s=batch * (new - 1) / decode_mean,
         )
     return info
 
