@@ -38,6 +38,7 @@ class TBenchConfig:
     cache_implementation: str | None = None
     optimizer: str = "adamw"
     isolate: bool = False
+    processes: int = 1  # worker processes per item; > 1 implies isolation
     oom_skip: bool = False
     compare: str | None = None  # None: no gate; "": the newest saved run; else a run or a JSON path
     compare_fail: tuple[Any, ...] = ()  # Criterion objects; empty: the defaults
@@ -116,6 +117,11 @@ class TBenchConfig:
             return str(value)  # e.g. compare criteria, written as on the command line
 
         return {key: {"value": plain(getattr(self, key)), "source": src} for key, src in self.sources.items()}
+
+    @property
+    def isolated(self) -> bool:
+        """Items run in worker processes: --tbench-isolate, or rounds spread over several processes."""
+        return self.isolate or self.processes > 1
 
     def rounds_for(self, mode: str) -> int:
         """Measured rounds of an item: ``--tbench-rounds``, else derived from the preset's runs per mode."""

@@ -205,6 +205,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("optimizer", parse_optimizer, "NAME", "train: adamw (default), sgd, or none (forward+backward)"),
     Setting("isolate", parse_bool, "", "run each item in a fresh worker process", flag=True),
     Setting(
+        "processes",
+        _parse_min(1),
+        "N",
+        "spread each item's rounds over N fresh worker processes, so that timings and the gate see the "
+        "spread between processes (default 1; N > 1 implies --tbench-isolate)",
+    ),
+    Setting(
         "oom_skip",
         parse_bool,
         "",

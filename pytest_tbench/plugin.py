@@ -198,7 +198,7 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
             reason = state.ooms.covering(case)
         if reason:
             pytest.skip(reason)
-        if state.config.isolate:
+        if state.config.isolated:
             _preload_model_code(state)
         else:
             state.models.get(case.model_key)  # load now, so a broken model errors at setup, not in the test

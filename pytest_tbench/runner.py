@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -14,7 +15,8 @@ from .cases import BenchCase
 from .compare.gate import Gate
 from .config import TBenchConfig
 from .devices import synchronize
-from .launchers import Job, WorkerDied, run_isolated
+from .launchers import Job, Outcome, WorkerDied, run_isolated
+from .launchers.pooling import pool, split_rounds
 from .measurement import measure_item, throughput
 from .memory_errors import OomRecord, free_memory, is_out_of_memory, oom_reason
 from .models.loading import LoadedModel
@@ -80,6 +82,14 @@ class TBench:
     ) -> dict[str, Any]:
         """Benchmark any call on this item's model: ``samples`` and ``tokens`` per call give throughput.
         It always runs in this process: a closure cannot move to an isolated worker."""
+        if self.settings.isolated:
+            warnings.warn(
+                f"{self.case.id}: tbench.measure() runs in the pytest process (a closure cannot move to a "
+                "worker), so --tbench-isolate / --tbench-processes do not apply to it; use tbench.forward(), "
+                "generate() or train() for measurements in worker processes",
+                pytest.PytestWarning,
+                stacklevel=2,
+            )
         return self.run(Work(call, samples=samples or self.case.batch_size, tokens=tokens or 0))
 
     def _scenario(self, mode: str) -> dict[str, Any]:
@@ -88,7 +98,7 @@ class TBench:
                 f"tbench.{mode}() in a test marked for {self.case.mode!r}: "
                 f"use @pytest.mark.tbench(mode={mode!r}) so the item gets the right model head"
             )
-        if self.settings.isolate:
+        if self.settings.isolated:
             return self._run_isolated()
         return self.run(build_work(self.loaded, self.case, self.settings))
 
@@ -128,6 +138,19 @@ class TBench:
         return self._finish(info, work.samples, work.tokens, timings)
 
     def _run_isolated(self) -> dict[str, Any]:
+        """The item in fresh worker processes: one (--tbench-isolate), or its rounds spread over several
+        (--tbench-processes), one after another so that they never compete for the machine."""
+        start = time.perf_counter()
+        shares = split_rounds(self.rounds, self.settings.processes)
+        outcomes = [self._run_worker(rounds) for rounds in shares]
+        samples, info = pool(self.case, outcomes)
+        info["isolated"] = True
+        info["worker_wall_time_s"] = time.perf_counter() - start
+        record_samples(self.benchmark, samples)
+        timings = [] if self.benchmark.disabled else samples
+        return self._finish(info, info["samples_per_call"], info["tokens_per_call"], timings)
+
+    def _run_worker(self, rounds: int) -> Outcome:
         resolved = self._resolved
         job = Job(
             case=self.case,
@@ -136,10 +159,9 @@ class TBench:
             config=resolved.make_config() if resolved.make_config is not None else None,
             target=resolved.target,
             settings=self.settings,
-            rounds=self.rounds,
+            rounds=rounds,
             warmup=self.warmup,
         )
-        start = time.perf_counter()
         try:
             outcome = run_isolated(job)
         except WorkerDied as died:
@@ -150,12 +172,7 @@ class TBench:
             self._out_of_memory(outcome.message)
         if outcome.status == "error":
             pytest.fail(f"{self.case.id}: the isolated worker raised:\n{outcome.message}", pytrace=False)
-        info = dict(outcome.info)
-        info["isolated"] = True
-        info["worker_wall_time_s"] = time.perf_counter() - start
-        record_samples(self.benchmark, outcome.samples)
-        timings = [] if self.benchmark.disabled else outcome.samples
-        return self._finish(info, info["samples_per_call"], info["tokens_per_call"], timings)
+        return outcome
 
     def _finish(
         self, info: dict[str, Any], samples: int, tokens: int, timings: list[float]

@@ -13,6 +13,25 @@ class MetricValues:
     samples: tuple[float, ...]  # empty for metrics measured once per item (memory)
     higher_is_better: bool
     unit: str
+    groups: tuple[tuple[float, ...], ...] = ()  # the samples per worker process (--tbench-processes)
+
+
+def by_process(values: list[float], info: dict[str, Any]) -> tuple[tuple[float, ...], ...]:
+    """Per-round values split by the process that measured them; () for a run measured in one process."""
+    counts = info.get("process_rounds") or []
+    if len(counts) < 2 or sum(counts) != len(values):
+        return ()
+    groups, start = [], 0
+    for count in counts:
+        groups.append(tuple(values[start : start + count]))
+        start += count
+    return tuple(groups)
+
+
+def _sampled(values: list[float], info: dict[str, Any], higher_is_better: bool, unit: str) -> MetricValues:
+    return MetricValues(
+        statistics.median(values), tuple(values), higher_is_better, unit, by_process(values, info)
+    )
 
 
 def extract(metric: str, bench: dict[str, Any]) -> MetricValues | None:
@@ -21,20 +40,19 @@ def extract(metric: str, bench: dict[str, Any]) -> MetricValues | None:
     data = [float(x) for x in bench.get("stats", {}).get("data", []) or []]
     if metric == "time":
         if data:
-            return MetricValues(statistics.median(data), tuple(data), False, "s")
+            return _sampled(data, info, False, "s")
         median = bench.get("stats", {}).get("median")
         return MetricValues(float(median), (), False, "s") if median is not None else None
     if metric == "tokens_per_s":
         tokens = info.get("tokens_per_call") or 0
         if tokens and data:
-            rates = [tokens / s for s in data if s > 0]
-            return MetricValues(statistics.median(rates), tuple(rates), True, "tokens/s")
+            return _sampled([tokens / s if s > 0 else float("inf") for s in data], info, True, "tokens/s")
         rate = info.get("throughput_tokens_per_s")
         return MetricValues(float(rate), (), True, "tokens/s") if rate is not None else None
     if metric == "ttft":
         rounds = [float(x) for x in info.get("ttft_per_round_s", [])]
         if rounds:
-            return MetricValues(statistics.median(rounds), tuple(rounds), False, "s")
+            return _sampled(rounds, info, False, "s")
         return None
     if metric == "peak_memory":
         peak = info.get("peak_memory_bytes")

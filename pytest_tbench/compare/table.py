@@ -9,14 +9,13 @@ from .runs import Comparison
 
 
 def _row(v: Verdict) -> list[str]:
-    p = f"{v.p_value:.2g}" if v.p_value is not None else "-"
     return [
         v.item.split("::")[-1],
         str(v.criterion),
         format_value(v.baseline, v.unit),
         format_value(v.now, v.unit),
         f"{v.change:+.1%}",
-        p,
+        v.significance,
         v.status,
     ]
 
@@ -50,6 +49,13 @@ def render(comparison: Comparison, markdown: bool = False) -> str:
         if regressions
         else f"no regressions in {checks} checks"
     )
+    on_rounds = sum(1 for v in comparison.verdicts if v.tested_on.endswith(" rounds"))
+    if on_rounds:
+        lines.append(
+            f"\nNote: {on_rounds} timing check(s) were tested on rounds of single processes, which cannot "
+            "show how much timings move between processes; measure baseline and current with "
+            "--tbench-processes 5 (or more) to test per-process medians."
+        )
     strong = "**" if markdown else ""
     lines.append(f"\n{strong}{verdict}{strong}")
     return "\n".join(lines)

@@ -51,6 +51,7 @@ class Outcome:
     status: Literal["ok", "oom", "error"]
     samples: list[float] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    records: list[Any] = field(default_factory=list)  # the measured rounds' raw records (Work.records)
     message: str = ""
 
 
@@ -77,12 +78,14 @@ def run_job(job: Job) -> Outcome:
         loaded = load_model(job.resolved(), case.model_key)
         work = build_work(loaded, case, job.settings)
         samples: list[float] = []
+        records: list[Any] = []
 
         def rounds() -> None:
             samples.extend(run_rounds(work, case.device, job.rounds, job.warmup))
+            records.extend(work.records(job.warmup))
 
         info = measure_item(case, loaded, work, job.rounds, job.warmup, rounds)
-        return Outcome("ok", samples, info)
+        return Outcome("ok", samples, info, records)
     except Exception as exc:
         if is_out_of_memory(exc):
             return Outcome("oom", message=f"{type(exc).__name__}: {exc}")

@@ -1,13 +1,15 @@
 """What is run: each scenario turns a loaded model and a case into one measurable call (a ``Work``).
 
 A mode's entry says which model head it loads by default, how many positions an item needs, which
-architectures it cannot run, and how its work is built from the session's settings.
+architectures it cannot run, how its work is built from the session's settings, and how its metrics are
+recomputed when an item's rounds ran in several processes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from transformers import PretrainedConfig
 
@@ -16,7 +18,7 @@ from ..config import TBenchConfig
 from ..models.loading import LoadedModel
 from .base import Work
 from .forward import forward_work
-from .generate import generate_work, unsupported_reason
+from .generate import generate_work, pooled_metrics, unsupported_reason
 from .train import train_work
 
 
@@ -31,6 +33,9 @@ class Scenario:
     positions_needed: Callable[[BenchCase], int]
     build: Callable[[LoadedModel, BenchCase, TBenchConfig], Work]
     unsupported_reason: Callable[[str, PretrainedConfig], str | None] = _always_supported
+    # Metrics recomputed over the rounds of several worker processes (their ``Work.records``); None: the
+    # scenario's metrics do not depend on the rounds.
+    pooled_metrics: Callable[[BenchCase, list[Any]], dict[str, Any]] | None = None
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -45,6 +50,7 @@ SCENARIOS: dict[str, Scenario] = {
             loaded, case, settings.generate_settings(case.new_tokens)
         ),
         unsupported_reason,
+        pooled_metrics,
     ),
     "train": Scenario(
         "train",

@@ -13,13 +13,19 @@ def _no_metrics(warmup_rounds: int) -> dict[str, Any]:
     return {}
 
 
+def _no_records(warmup_rounds: int) -> list[Any]:
+    return []
+
+
 @dataclass(frozen=True)
 class Work:
     """One measured call, how much it processes (for throughput), and optional per-round hooks.
 
     ``before_round`` and ``after_round`` run untimed around every round, warm-up included (after the device is
     synchronised); ``metrics`` turns what the rounds recorded into extra_info, given how many leading rounds
-    were warm-up; ``cleanup`` runs once after the item, even when it failed.
+    were warm-up; ``records`` returns the measured rounds' raw records (picklable), from which the scenario's
+    ``pooled_metrics`` recomputes the metrics over rounds taken in several processes; ``cleanup`` runs once
+    after the item, even when it failed.
     """
 
     call: Callable[[], object]
@@ -28,4 +34,5 @@ class Work:
     before_round: Callable[[], None] = _nothing
     after_round: Callable[[], None] = _nothing
     metrics: Callable[[int], dict[str, Any]] = field(default=_no_metrics)
+    records: Callable[[int], list[Any]] = field(default=_no_records)
     cleanup: Callable[[], None] = _nothing

@@ -86,6 +86,12 @@ def generate_metrics(case: BenchCase, rounds: list[RoundTiming]) -> dict[str, An
     return info
 
 
+def pooled_metrics(case: BenchCase, rounds: list[RoundTiming]) -> dict[str, Any]:
+    """The metrics of measured rounds, from one process or pooled from several; none without rounds
+    (--benchmark-disable skips the per-round hooks)."""
+    return generate_metrics(case, rounds) if rounds else {}
+
+
 def generate_work(loaded: LoadedModel, case: BenchCase, settings: GenerateSettings) -> Work:
     generate, config = cast(Any, loaded.model).generate, loaded.config
     inputs = make_inputs(config, case.batch_size, case.seq_len, case.device)
@@ -119,8 +125,10 @@ def generate_work(loaded: LoadedModel, case: BenchCase, settings: GenerateSettin
         rounds.append(timing)
 
     def metrics(warmup_rounds: int) -> dict[str, Any]:
-        measured = rounds[warmup_rounds:]  # empty under --benchmark-disable, which skips the per-round hooks
-        return generate_metrics(case, measured) if measured else {}
+        return pooled_metrics(case, rounds[warmup_rounds:])
+
+    def records(warmup_rounds: int) -> list[Any]:
+        return rounds[warmup_rounds:]
 
     return Work(
         call,
@@ -129,4 +137,5 @@ def generate_work(loaded: LoadedModel, case: BenchCase, settings: GenerateSettin
         before_round=before_round,
         after_round=after_round,
         metrics=metrics,
+        records=records,
     )

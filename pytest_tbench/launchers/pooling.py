@@ -1,0 +1,52 @@
+"""One item measured in several worker processes (``--tbench-processes``), reported as one result.
+
+Timings of the same code move between processes (allocator layout, thread placement, the host's load over
+seconds) by more than they move inside one, so rounds taken in a single process understate the noise. Spread
+over processes, the pooled samples carry that spread, and ``process_rounds`` lets the regression gate test
+per-process medians instead of rounds.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from ..cases import BenchCase
+from ..scenarios import SCENARIOS
+from .worker import Outcome
+
+# Counts that add up over processes; every other non-pooled key is taken from one process (below).
+ADDITIVE_KEYS = ("train_steps",)
+
+
+def split_rounds(rounds: int, processes: int) -> list[int]:
+    """``rounds`` spread as evenly as possible over ``processes`` workers, each measuring at least one
+    (so an item of fewer rounds than processes runs in fewer processes)."""
+    used = min(rounds, processes)
+    share, extra = divmod(rounds, used)
+    return [share + (1 if index < extra else 0) for index in range(used)]
+
+
+def pool(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], dict[str, Any]]:
+    """All processes' samples in order, and one extra_info: the memory figures of the process that reached
+    the highest peak (the item's peak), rounds and counts summed, round-based metrics over all rounds."""
+    if len(outcomes) == 1:
+        return list(outcomes[0].samples), dict(outcomes[0].info)
+    peaks = [int(o.info.get("peak_memory_bytes", 0)) for o in outcomes]
+    info = dict(outcomes[peaks.index(max(peaks))].info)
+    samples = [s for o in outcomes for s in o.samples]
+    info["rounds"] = sum(o.info["rounds"] for o in outcomes)
+    for key in ADDITIVE_KEYS:
+        if key in info:
+            info[key] = sum(o.info.get(key, 0) for o in outcomes)
+    pooled_metrics = SCENARIOS[case.mode].pooled_metrics
+    if pooled_metrics is not None:
+        info.update(pooled_metrics(case, [record for o in outcomes for record in o.records]))
+    info.update(
+        processes=len(outcomes),
+        process_rounds=[len(o.samples) for o in outcomes],
+        process_medians_s=[statistics.median(o.samples) for o in outcomes if o.samples],
+        peak_memory_per_process_bytes=peaks,
+        model_load_time_s=statistics.fmean(o.info["model_load_time_s"] for o in outcomes),
+    )
+    return samples, info
