@@ -18,6 +18,10 @@ from pytest_tbench.trackers.steps import RoundTiming
 
 from .conftest import TINY, run_json
 
+# The regression the gate reliability bench injects into worker processes: the same code, so that this test
+# also checks the bench measures what it claims. Run from the repository root, as the README says.
+from benches.gate_reliability import CONFTEST, SLOWDOWN_MODULE  # isort: skip
+
 BENCHES = """
 import pytest
 
@@ -27,37 +31,6 @@ def test_forward(tbench):
 @pytest.mark.tbench(mode="generate")
 def test_generate(tbench):
     tbench.generate()
-"""
-
-# The gate test's regression: every forward call made SLOWDOWN longer, injected in the worker processes by a
-# module their forkserver preloads (the conftest registers it).
-SLOWDOWN_MODULE = """
-import dataclasses, os, time
-import pytest_tbench.scenarios as scenarios
-
-SLOWDOWN = float(os.environ.get("TBENCH_TEST_SLOWDOWN", "0"))
-if SLOWDOWN:
-    original = scenarios.forward_work
-
-    def slowed_work(loaded, case):
-        work = original(loaded, case)
-
-        def call():
-            start = time.perf_counter()
-            work.call()
-            end = time.perf_counter() + SLOWDOWN * (time.perf_counter() - start) + 0.002 * SLOWDOWN
-            while time.perf_counter() < end:
-                pass
-
-        return dataclasses.replace(work, call=call)
-
-    scenarios.forward_work = slowed_work
-"""
-
-CONFTEST = """
-from pytest_tbench.launchers.isolated import preload
-
-preload(["slowdown"])
 """
 
 
@@ -181,12 +154,12 @@ def test_measure_warns_that_it_runs_in_the_pytest_process(pytester: pytest.Pytes
 def test_the_gate_judges_process_medians_end_to_end(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytester.makepyfile(test_bench=BENCHES.split("@pytest.mark")[0], slowdown=SLOWDOWN_MODULE)
+    pytester.makepyfile(test_bench=BENCHES.split("@pytest.mark")[0], gate_slowdown=SLOWDOWN_MODULE)
     pytester.makeconftest(CONFTEST)
     sweep = [*TINY, "--tbench-rounds", "5", "--tbench-processes", "5", "--tbench-warmup", "1"]
     base = pytester.runpytest_subprocess(*sweep, "--benchmark-json=base.json")
     base.assert_outcomes(passed=1)
-    monkeypatch.setenv("TBENCH_TEST_SLOWDOWN", "3")  # each call 4x as long plus 6 ms: past any noise
+    monkeypatch.setenv("TBENCH_GATE_SLOWDOWN", "3")  # each call 4x as long: past any noise
     criteria = ["--tbench-compare-fail", "time:50%", "--tbench-compare-fail", "peak_memory:50%"]
     slow = pytester.runpytest_subprocess(*sweep, "--tbench-compare=base.json", *criteria)
     slow.assert_outcomes(failed=1)
