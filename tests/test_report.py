@@ -133,16 +133,17 @@ def crafted_run() -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def run_file(tmp_path: Path) -> Path:
-    path = tmp_path / "crafted.json"
+@pytest.fixture(scope="module")
+def run_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("run") / "crafted.json"
     path.write_text(json.dumps(crafted_run()), encoding="utf-8")
     return path
 
 
-@pytest.fixture
-def report(run_file: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "report"
+@pytest.fixture(scope="module")
+def report(run_file: Path) -> Path:
+    """One report of the crafted run, shared by the tests that only read it (plots take seconds)."""
+    out = run_file.parent / "report"
     assert tbench_main(["report", str(run_file), "--out", str(out)]) == 0
     return out
 
@@ -188,10 +189,9 @@ def test_csv_has_a_row_per_item_with_every_scalar_metric(report: Path, run_file:
     assert ("torch_version", "2.13.0+cpu") in environment and ("commit.id", "0123456789abcdef") in environment
 
 
-def test_plots_are_pngs_of_the_grid(run_file: Path, tmp_path: Path) -> None:
-    rows = load_runs([run_file])[0].rows
-    plots = render_plots(rows, tmp_path / "plots")
-    names = {p.path.name for p in plots}
+def test_plots_are_pngs_of_the_grid(report: Path) -> None:
+    manifest = json.loads((report / "plots.json").read_text())
+    names = {Path(p["path"]).name for p in manifest}
     expected = {
         f"{kind}_{model}_forward.png"
         for kind in (
@@ -213,13 +213,15 @@ def test_plots_are_pngs_of_the_grid(run_file: Path, tmp_path: Path) -> None:
         "comparison_forward.png",
     }
     assert names == expected  # the one-point serve grid gets no plot; generate has one model: no comparison
-    for plot in plots:
-        data = plot.path.read_bytes()
+    assert {p.name for p in (report / "plots").iterdir()} == names
+    for plot in manifest:
+        path = report / plot["path"]
+        data = path.read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000
-        if plot.kind.endswith("heatmap"):
-            height, width, _ = imread(plot.path).shape
-            batches, lengths = (4, 2) if plot.mode == "forward" else (2, 2)
-            assert plot.grid == (batches, lengths)
+        if plot["kind"].endswith("heatmap"):
+            height, width, _ = imread(path).shape
+            batches, lengths = (4, 2) if plot["mode"] == "forward" else (2, 2)
+            assert plot["grid"] == [batches, lengths]
             fig_w, fig_h = heatmap_figsize(batches, lengths)
             assert (width, height) == (round(fig_w * DPI), round(fig_h * DPI))
 
@@ -265,8 +267,13 @@ def test_markdown_has_environment_summaries_and_missing_values(report: Path) -> 
     assert "## Items not measured" in text
 
 
-def test_two_runs_are_compared(run_file: Path, tmp_path: Path) -> None:
-    slower = crafted_run()
+def test_two_runs_are_compared(tmp_path: Path) -> None:
+    # beta's forward items only, to keep the plots few.
+    base = crafted_run()
+    base["benchmarks"] = [b for b in base["benchmarks"] if "[beta-" in b["name"]]
+    run_file = tmp_path / "crafted.json"
+    run_file.write_text(json.dumps(base))
+    slower = copy.deepcopy(base)
     for entry in slower["benchmarks"]:
         entry["stats"]["median"] *= 1.5
         if "median_s" in entry["extra_info"]:
@@ -278,7 +285,7 @@ def test_two_runs_are_compared(run_file: Path, tmp_path: Path) -> None:
     text = (out / "report.md").read_text()
     assert "beta forward in slower is slower than in crafted: median latency x1.50" in text
     assert (out / "plots" / "comparison_forward.png").is_file()
-    assert (out / "plots" / "latency_heatmap_alpha_forward_slower.png").is_file()
+    assert (out / "plots" / "latency_heatmap_beta_forward_slower.png").is_file()
 
 
 @pytest.mark.parametrize(
@@ -303,6 +310,7 @@ def test_a_file_that_is_not_a_run_is_refused(
 
 def test_unknown_mode_and_missing_metrics_do_not_crash(tmp_path: Path) -> None:
     run = crafted_run()
+    run["benchmarks"] = [forward_item("alpha", 1, 32), run["benchmarks"][-1]]  # one forward, one serve item
     odd = copy.deepcopy(run["benchmarks"][0])
     odd.pop("params")
     odd["extra_info"] = {"weird": {"nested": 1}}

@@ -5,6 +5,8 @@ write_report(load_runs([Path("run.json")]), Path("report/"))
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 from .csvs import write_csvs
@@ -27,4 +29,8 @@ def write_report(runs: list[Run], out_dir: Path) -> list[Path]:
     markdown.write_text(render_markdown(document, out_dir), encoding="utf-8")
     html = out_dir / "report.html"
     html.write_text(render_html(document), encoding="utf-8")
-    return [*written, *(plot.path for plot in plots), markdown, html]
+    # What each PNG shows, for tools that pick plots by kind rather than by file name.
+    manifest = out_dir / "plots.json"
+    entries = [{**asdict(plot), "path": plot.path.relative_to(out_dir).as_posix()} for plot in plots]
+    manifest.write_text(json.dumps(entries, indent=2), encoding="utf-8")
+    return [*written, *(plot.path for plot in plots), markdown, html, manifest]

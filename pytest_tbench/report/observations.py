@@ -16,7 +16,9 @@ from .metrics import LATENCY, PEAK_MEMORY, PREFILL, TOTAL, group_by, points, thr
 
 # From one batch size to the next, less than 10% more tokens/s counts as "not growing".
 SATURATION_GAIN = 0.10
-# latency ~ length^k: k below 0.8 is sub-linear, above 1.2 super-linear, between them roughly linear.
+# latency ~ length^k: k below 0.2 is not growing (fixed costs hide the input), below 0.8 sub-linear, above
+# 1.2 super-linear, between them roughly linear.
+FLAT_BELOW = 0.2
 SUBLINEAR_BELOW = 0.8
 SUPERLINEAR_ABOVE = 1.2
 # Less than 5% more peak memory per doubling of the batch counts as flat.
@@ -25,9 +27,9 @@ MEMORY_FLAT_PER_DOUBLING = 0.05
 SAME_WITHIN = 0.05
 
 
-def _where(row: Row) -> str:
+def _where(row: Row, device: bool = True) -> str:
     new = f", {row.new_tokens} new tokens" if row.new_tokens else ""
-    return f"{row.mode}, {row.device} {row.dtype}{new}"
+    return f"{row.mode}, {row.device + ' ' if device else ''}{row.dtype}{new}"
 
 
 def _num(value: float, digits: int = 0) -> str:
@@ -67,7 +69,7 @@ def throughput_saturation(rows: list[Row]) -> list[str]:
         example = f"{_num(at[batch])} {metric.unit} at batch {batch}, {_num(at[top])} at batch {top}"
         found.append(
             f"Throughput of {first.model} stops growing {'; '.join(parts)} on {first.device} "
-            f"({_where(first)}; less than {SATURATION_GAIN:.0%} more per larger batch; "
+            f"({_where(first, device=False)}; less than {SATURATION_GAIN:.0%} more per larger batch; "
             f"input {seq}: {example})."
         )
     return found
@@ -124,17 +126,21 @@ def latency_vs_length(rows: list[Row]) -> list[str]:
         else:
             continue
         k = _exponent(series)
-        kind = (
-            "sub-linearly"
+        growth = (
+            "falls"
+            if k <= -FLAT_BELOW
+            else "barely changes"
+            if k < FLAT_BELOW
+            else "grows sub-linearly"
             if k < SUBLINEAR_BELOW
-            else "super-linearly"
+            else "grows super-linearly"
             if k > SUPERLINEAR_ABOVE
-            else "roughly linearly"
+            else "grows roughly linearly"
         )
         (x0, y0), (x1, y1) = series[0], series[-1]
         first = group_rows[0]
         found.append(
-            f"Latency of {first.model} grows {kind} with input length ({_where(first)}, batch {batch}): "
+            f"Latency of {first.model} {growth} with input length ({_where(first)}, batch {batch}): "
             f"x{y1 / y0:.1f} from {x0} to {x1} tokens (x{x1 / x0:g} the input; exponent {k:.2f})."
         )
     return found

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, ScalarFormatter
 
 from .frame import Row
 from .metrics import DECODE, LATENCY, PEAK_MEMORY, PREFILL, Metric, group_by, points, throughput
@@ -100,10 +101,26 @@ def _log2_axis(ax: Axes, which: str, ticks: Sequence[int], label: str) -> None:
     (ax.set_xlabel if which == "x" else ax.set_ylabel)(label)
 
 
+# Plain numbers on log axes: "600" reads faster than "6 x 10^2".
+_PLAIN = FuncFormatter(lambda value, _: f"{value:,.6g}")
+
+
+def _plain_log(axis: Axis) -> None:
+    axis.set_major_formatter(_PLAIN)
+    axis.set_minor_formatter(_PLAIN)
+
+
 def _maybe_log_y(ax: Axes, values: Sequence[float]) -> None:
     positive = [v for v in values if v > 0]
     if positive and max(positive) / min(positive) >= LOG_SCALE_RATIO:
         ax.set_yscale("log")
+        _plain_log(ax.yaxis)
+
+
+def _short(value: float) -> str:
+    """A cell annotation: three significant figures or so, so that numbers fit their cells."""
+    size = abs(value)
+    return f"{value:,.0f}" if size >= 100 else f"{value:.1f}" if size >= 10 else f"{value:.2f}"
 
 
 def heatmap(rows: list[Row], metric: Metric, kind: str, title: str, path: Path, cmap: str) -> Plot | None:
@@ -128,7 +145,7 @@ def heatmap(rows: list[Row], metric: Metric, kind: str, title: str, path: Path, 
         if np.isfinite(value):
             red, green, blue, _ = image.cmap(norm(value))
             color = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
-            ax.text(j, i, metric.format(float(value)), ha="center", va="center", fontsize=8, color=color)
+            ax.text(j, i, _short(float(value)), ha="center", va="center", fontsize=9, color=color)
         else:
             ax.text(j, i, "n/a", ha="center", va="center", fontsize=8, color="#808080")
     ax.set_xticks(range(len(lengths)), labels=[str(n) for n in lengths])
@@ -136,7 +153,9 @@ def heatmap(rows: list[Row], metric: Metric, kind: str, title: str, path: Path, 
     ax.set_xlabel("input length (tokens)")
     ax.set_ylabel("batch size")
     ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=ax, label=metric.label)
+    bar = fig.colorbar(image, ax=ax, label=metric.label)
+    if isinstance(norm, LogNorm):
+        _plain_log(bar.ax.yaxis)
     fig.savefig(path)
     return Plot(path, kind, rows[0].mode, title.replace("\n", ", "), (len(batches), len(lengths)))
 
