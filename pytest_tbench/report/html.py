@@ -4,6 +4,7 @@ opens offline and can be mailed or attached to a CI run as it is."""
 from __future__ import annotations
 
 import base64
+import re
 from html import escape
 
 from .document import Document
@@ -12,10 +13,10 @@ from .tables import Table
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1400px; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
 th { background: #f2f2f2; cursor: pointer; user-select: none; }
 th.asc::after { content: " \\25B2"; } th.desc::after { content: " \\25BC"; }
-td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 figure { margin: 0 0 1em; } figcaption { font-size: 0.85em; color: #555; }
 """
@@ -43,9 +44,17 @@ document.querySelectorAll("table.sortable th").forEach(function (th, _) {
 """
 
 
+_NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?( \S+)?$")
+
+
+def _cell(text: str) -> str:
+    css = ' class="num"' if _NUMBER.match(text) else ""
+    return f"<td{css}>{escape(text)}</td>"
+
+
 def _table(table: Table, level: int = 3, sortable: bool = True) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in table.headers)
-    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in table.cells)
+    body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in table.cells)
     css = ' class="sortable"' if sortable else ""
     return (
         f"<h{level}>{escape(table.title)}</h{level}>\n"

@@ -8,6 +8,7 @@ gaps in a line, never zeros.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -101,13 +102,20 @@ def _log2_axis(ax: Axes, which: str, ticks: Sequence[int], label: str) -> None:
     (ax.set_xlabel if which == "x" else ax.set_ylabel)(label)
 
 
-# Plain numbers on log axes: "600" reads faster than "6 x 10^2".
-_PLAIN = FuncFormatter(lambda value, _: f"{value:,.6g}")
+def _plain(value: float, _: object = None) -> str:
+    return f"{value:,.6g}"
+
+
+def _plain_2_5(value: float, _: object = None) -> str:
+    leading = round(value / 10 ** math.floor(math.log10(value))) if value > 0 else 0
+    return _plain(value) if leading in (2, 5) else ""
 
 
 def _plain_log(axis: Axis) -> None:
-    axis.set_major_formatter(_PLAIN)
-    axis.set_minor_formatter(_PLAIN)
+    """Plain numbers on a log axis ("600" reads faster than "6 x 10^2"); of the minor ticks only 2s and 5s,
+    so that labels do not pile up."""
+    axis.set_major_formatter(FuncFormatter(_plain))
+    axis.set_minor_formatter(FuncFormatter(_plain_2_5))
 
 
 def _maybe_log_y(ax: Axes, values: Sequence[float]) -> None:
