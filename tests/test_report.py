@@ -172,7 +172,7 @@ def test_csv_has_a_row_per_item_with_every_scalar_metric(report: Path, run_file:
             case["seq_len"],
         )
         assert float(row["stats_median_s"]) == pytest.approx(entry["stats"]["median"])
-        assert int(row["stats_rounds"]) == 3
+        assert int(row["stats_rounds"]) == 3 and row["new_tokens"] == "0"
         for key in ("throughput_tokens_per_s", "peak_memory_bytes", "median_s"):
             expected = entry["extra_info"].get(key)
             assert row[key] == ("" if expected is None else str(expected))
@@ -182,6 +182,8 @@ def test_csv_has_a_row_per_item_with_every_scalar_metric(report: Path, run_file:
     assert units["stats_median_s"] == "s" and units["ttft_mean_s"] == "s"
     assert units["num_parameters"] == "count" and units["seq_len"] == "tokens"
     assert set(units) >= set(header)
+    generate = read_csv(report / "items_generate.csv")
+    assert {r["new_tokens"] for r in generate} == {"10"} and "ttft_mean_s" in generate[0]
     # The unknown mode has its own file; the environment is key/value rows.
     serve = read_csv(report / "items_serve.csv")
     assert [(r["model"], r["queue_wait_s"]) for r in serve] == [("alpha", "0.001")]

@@ -128,7 +128,7 @@ def row_of(bench: dict[str, Any], run: str) -> Row:
         seq_len=_int_or_none(_as_int(coord("seq_len", "seq"))),
         device=str(coord("device", "device") or "?"),
         dtype=str(coord("dtype", "dtype") or "?"),
-        new_tokens=_int_or_none(_as_int(coord("new_tokens", "new"))) or None,
+        new_tokens=_int_or_none(_as_int(coord("new_tokens", "new"))),
         stats=stats,
         extra=extra,
     )

@@ -249,8 +249,9 @@ def comparison(rows: list[Row], mode: str, path: Path) -> Plot | None:
         if value is not None:
             table.setdefault(row.item, {})[series_of(row)] = value
             labels[row.item] = row.label + (f"\n{row.device}" if len({r.device for r in rows}) > 1 else "")
-    shared = sorted((item for item, by in table.items() if len(by) > 1), key=lambda i: str(labels[i]))
-    shared.sort(key=lambda item: (item[2] or 0, item[3] or 0))
+    shared = sorted(
+        (item for item, by in table.items() if len(by) > 1), key=lambda i: (i[2] or 0, i[3] or 0, labels[i])
+    )
     names = sorted({name for item in shared for name in table[item]})
     if not shared or len(names) < 2:
         return None
