@@ -252,7 +252,8 @@ def comparison(rows: list[Row], mode: str, path: Path) -> Plot | None:
     shared = sorted(
         (item for item, by in table.items() if len(by) > 1), key=lambda i: (i[2] or 0, i[3] or 0, labels[i])
     )
-    names = sorted({name for item in shared for name in table[item]})
+    in_shared = {name for item in shared for name in table[item]}
+    names = [name for name in dict.fromkeys(series_of(r) for r in rows) if name in in_shared]  # runs as given
     if not shared or len(names) < 2:
         return None
     width = 0.8 / len(names)
