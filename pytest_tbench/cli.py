@@ -1,8 +1,10 @@
 """``tbench``: the plugin's console script, for CI steps that run outside pytest.
 
     tbench compare BASELINE.json CURRENT.json [--fail time:5% ...] [--format markdown] [--any-machine]
+    tbench report RUN.json [RUN2.json ...] --out DIR
 
-Exit codes: 0 no regression, 1 a regression, 2 bad input (unreadable file, bad expression, other machine).
+Exit codes: 0 no regression (compare) / report written, 1 a regression, 2 bad input (unreadable file, not a
+benchmark run, bad expression, other machine).
 """
 
 from __future__ import annotations
@@ -32,11 +34,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--format", choices=("text", "markdown"), default="text")
     compare.add_argument("--any-machine", action="store_true", help="compare runs from different machines")
+    report = commands.add_parser("report", help="CSV, Markdown, PNG plots and HTML from saved runs")
+    report.add_argument("runs", type=Path, nargs="+", metavar="RUN.json")
+    report.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write into")
     return parser
+
+
+def _report(runs: list[Path], out: Path) -> int:
+    from .report import load_runs, write_report  # matplotlib only for this command
+
+    try:
+        loaded = load_runs(runs)
+    except OptionError as exc:
+        print(f"tbench report: {exc}", file=sys.stderr)
+        return 2
+    try:
+        written = write_report(loaded, out)
+    except OSError as exc:
+        print(f"tbench report: cannot write to {out}: {exc}", file=sys.stderr)
+        return 2
+    print(f"tbench report: wrote {len(written)} files to {out}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "report":
+        return _report(args.runs, args.out)
     try:
         criteria = parse_criteria(args.fail or DEFAULT_CRITERIA)
         base, now = load_run(args.baseline), load_run(args.current)

@@ -43,6 +43,7 @@ class TBenchConfig:
     compare: str | None = None  # None: no gate; "": the newest saved run; else a run or a JSON path
     compare_fail: tuple[Any, ...] = ()  # Criterion objects; empty: the defaults
     compare_any_machine: bool = False
+    report: str | None = None  # a folder for tbench's report of this run
     warmup: int = DEFAULT_WARMUP
     max_batch_input_product: int = DEFAULT_MAX_BATCH_INPUT_PRODUCT
     custom_models: dict[str, CustomModel] = field(default_factory=dict)

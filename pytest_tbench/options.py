@@ -149,6 +149,13 @@ def parse_compare(value: Any) -> str:
     return "" if text == "latest" else text
 
 
+def parse_report_dir(value: Any) -> str:
+    text = str(value).strip()
+    if not text:
+        raise OptionError("no folder given")
+    return text
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str
@@ -235,6 +242,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "compare_any_machine", parse_bool, "", "allow a baseline from other hardware/software", flag=True
+    ),
+    Setting(
+        "report",
+        parse_report_dir,
+        "DIR",
+        "at the end of the session write CSV, Markdown, PNG plots and HTML of the run into DIR",
     ),
     Setting(
         "max_batch_input_product",

@@ -1,0 +1,40 @@
+"""What a report says, in order, independent of the format it is written in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .frame import Run
+from .metrics import group_by
+from .observations import observations
+from .plots import Plot
+from .tables import Table, environment_table, mode_summary, model_tables, not_measured_table, ordered_modes
+
+
+@dataclass
+class Section:
+    title: str
+    tables: list[Table] = field(default_factory=list)
+    plots: list[Plot] = field(default_factory=list)
+
+
+@dataclass
+class Document:
+    title: str
+    environment: Table
+    observations: list[str]
+    sections: list[Section]
+    not_measured: Table | None
+
+
+def build_document(runs: list[Run], plots: list[Plot]) -> Document:
+    rows = [row for run in runs for row in run.rows]
+    several = len(runs) > 1
+    by_mode = group_by(rows, lambda r: r.mode)
+    sections = []
+    for mode in ordered_modes(rows):
+        mode_rows = by_mode[mode]
+        tables = [mode_summary(mode, mode_rows, several), *model_tables(mode, mode_rows, several)]
+        sections.append(Section(mode, tables, [p for p in plots if p.mode == mode]))
+    title = "tbench report: " + ", ".join(run.label for run in runs)
+    return Document(title, environment_table(runs), observations(rows), sections, not_measured_table(runs))

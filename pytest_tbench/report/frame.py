@@ -1,0 +1,179 @@
+"""Saved runs flattened into one row per item, tolerant of what other versions and machines wrote."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..compare.runs import load_run
+from ..options import OptionError
+
+Scalar = str | int | float | bool
+KNOWN_MODES = ("forward", "generate", "train")
+
+# pytest-benchmark's per-call statistics, in seconds except the round count.
+STATS_KEYS = ("min", "max", "mean", "median", "stddev", "iqr", "rounds")
+
+# Items written without params.tbench_case (older drafts, hand-made files) still carry the item id.
+_ID_RE = re.compile(
+    r"\[(?P<model>.+?)-b(?P<batch>\d+)-s(?P<seq>\d+)(?:-n(?P<new>\d+))?-(?P<device>[^-]+)-(?P<dtype>[^-\]]+)\]"
+)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None else None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured item. Numbers that the JSON lacks are None, never 0: a report shows them as n/a."""
+
+    run: str
+    fullname: str
+    mode: str
+    model: str
+    head: str
+    batch_size: int | None
+    seq_len: int | None
+    device: str
+    dtype: str
+    new_tokens: int | None
+    stats: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Scalar] = field(default_factory=dict)
+
+    def metric(self, key: str) -> float | None:
+        """A numeric extra_info value; ``median_s`` falls back to pytest-benchmark's median."""
+        value = _number(self.extra.get(key))
+        if value is None and key == "median_s":
+            return self.stats.get("median")
+        return value
+
+    @property
+    def group(self) -> tuple[str, str, str, str, str, str, int | None]:
+        """Everything that identifies an item except batch size and input length: one grid of a plot."""
+        return (self.run, self.mode, self.model, self.head, self.device, self.dtype, self.new_tokens)
+
+    @property
+    def item(self) -> tuple[str, str, int | None, int | None, str, str, int | None]:
+        """The coordinates two runs or two models are compared on (the same work on the same device)."""
+        return (self.mode, self.head, self.batch_size, self.seq_len, self.device, self.dtype, self.new_tokens)
+
+    @property
+    def label(self) -> str:
+        new = f" n{self.new_tokens}" if self.new_tokens else ""
+        return f"b{self.batch_size} s{self.seq_len}{new}"
+
+
+@dataclass
+class Run:
+    label: str
+    path: Path | None
+    data: dict[str, Any]
+    rows: list[Row]
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        info = self.data.get("machine_info")
+        tbench = info.get("tbench") if isinstance(info, dict) else None
+        return tbench if isinstance(tbench, dict) else {}
+
+    @property
+    def not_measured(self) -> list[dict[str, str]]:
+        entries = (self.data.get("tbench") or {}).get("not_measured") or []
+        return [e for e in entries if isinstance(e, dict)]
+
+    @property
+    def commit(self) -> str:
+        info = self.data.get("commit_info") or {}
+        commit = str(info.get("id") or "")[:10]
+        return commit + (" (dirty)" if commit and info.get("dirty") else "")
+
+
+def row_of(bench: dict[str, Any], run: str) -> Row:
+    params = bench.get("params") or {}
+    case = params.get("tbench_case") if isinstance(params, dict) else None
+    case = case if isinstance(case, dict) else {}
+    fullname = str(bench.get("fullname") or bench.get("name") or "?")
+    found = _ID_RE.search(fullname)
+    parsed = found.groupdict() if found else {}
+
+    def coord(key: str, parsed_key: str) -> Any:
+        return case.get(key, parsed.get(parsed_key))
+
+    stats_in = _dict(bench.get("stats"))
+    stats = {k: v for k in STATS_KEYS if (v := _number(stats_in.get(k))) is not None}
+    extra_in = _dict(bench.get("extra_info"))
+    extra = {
+        str(k): v
+        for k, v in extra_in.items()
+        if isinstance(v, (str, int, float, bool)) and _finite_or_text(v)
+    }
+    return Row(
+        run=run,
+        fullname=fullname,
+        mode=str(case.get("mode") or "unknown"),
+        model=str(coord("model", "model") or "?"),
+        head=str(case.get("head") or ""),
+        batch_size=_int_or_none(_as_int(coord("batch_size", "batch"))),
+        seq_len=_int_or_none(_as_int(coord("seq_len", "seq"))),
+        device=str(coord("device", "device") or "?"),
+        dtype=str(coord("dtype", "dtype") or "?"),
+        new_tokens=_int_or_none(_as_int(coord("new_tokens", "new"))),
+        stats=stats,
+        extra=extra,
+    )
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _as_int(value: Any) -> Any:
+    return int(value) if isinstance(value, str) and value.isdigit() else value
+
+
+def _finite_or_text(value: Scalar) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def load_runs(paths: list[Path]) -> list[Run]:
+    """The runs at ``paths``, labelled by file name (made unique); OptionError names a file that is not a
+    run."""
+    runs: list[Run] = []
+    labels: set[str] = set()
+    for path in paths:
+        if not path.is_file():
+            raise OptionError(f"{path} does not exist or is not a file")
+        try:
+            data = load_run(path)
+        except OptionError as exc:
+            # The loader is shared with the gate, whose messages call every file a baseline.
+            raise OptionError(str(exc).removeprefix("baseline ")) from None
+        label = path.stem
+        number = 2
+        while label in labels:
+            label, number = f"{path.stem}-{number}", number + 1
+        labels.add(label)
+        runs.append(run_of(data, label, path))
+    return runs
+
+
+def run_of(data: dict[str, Any], label: str, path: Path | None = None) -> Run:
+    benches = data.get("benchmarks")
+    if not isinstance(benches, list):
+        raise OptionError(f"{path or label} is not a pytest-benchmark run: it has no 'benchmarks' list")
+    return Run(label, path, data, [row_of(b, label) for b in benches if isinstance(b, dict)])
+
+
+def sort_key(row: Row) -> tuple[Any, ...]:
+    return (row.run, row.mode, row.model, row.device, row.dtype, row.batch_size or 0, row.seq_len or 0)

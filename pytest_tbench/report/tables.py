@@ -1,0 +1,205 @@
+"""The report's tables as plain data (title, headers, cells), rendered by markdown.py and html.py alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .frame import KNOWN_MODES, Row, Run
+from .metrics import (
+    DECODE_TOKENS_PER_S,
+    E2E_TOKENS_PER_S,
+    ITEM_MEMORY,
+    LATENCY,
+    OPTIMIZER_STATE,
+    PARAMETERS,
+    PEAK_MEMORY,
+    PREFILL,
+    SAMPLES_PER_S,
+    TOKEN_LATENCY,
+    TOKENS_PER_S,
+    TOTAL,
+    Metric,
+    group_by,
+    throughput,
+)
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    headers: list[str]
+    cells: list[list[str]]
+
+
+Column = tuple[str, Callable[[Row], str]]
+
+
+def _metric(metric: Metric, header: str | None = None) -> Column:
+    return (header or metric.label, lambda row: metric.format(metric.value(row)))
+
+
+def _text(value: object) -> str:
+    return "n/a" if value is None else str(value)
+
+
+_COORDS: list[Column] = [
+    ("batch", lambda r: _text(r.batch_size)),
+    ("input (tokens)", lambda r: _text(r.seq_len)),
+]
+_TARGET: list[Column] = [("device", lambda r: r.device), ("dtype", lambda r: r.dtype)]
+_MEMORY = [_metric(PEAK_MEMORY, "peak mem (MiB)"), _metric(ITEM_MEMORY, "item +mem (MiB)")]
+
+COLUMNS: dict[str, list[Column]] = {
+    "forward": [
+        *_COORDS,
+        *_TARGET,
+        _metric(LATENCY, "median (ms)"),
+        _metric(SAMPLES_PER_S, "samples/s"),
+        _metric(TOKENS_PER_S, "tokens/s"),
+        *_MEMORY,
+    ],
+    "generate": [
+        *_COORDS,
+        ("new (tokens)", lambda r: _text(r.new_tokens)),
+        *_TARGET,
+        _metric(PREFILL, "TTFT (ms)"),
+        _metric(TOKEN_LATENCY, "ms/token"),
+        _metric(DECODE_TOKENS_PER_S, "decode tokens/s"),
+        _metric(E2E_TOKENS_PER_S, "e2e tokens/s"),
+        _metric(TOTAL, "total (ms)"),
+        *_MEMORY,
+    ],
+    "train": [
+        *_COORDS,
+        *_TARGET,
+        _metric(LATENCY, "step (ms)"),
+        _metric(SAMPLES_PER_S, "samples/s"),
+        _metric(TOKENS_PER_S, "tokens/s"),
+        *_MEMORY,
+        _metric(PARAMETERS, "params (MiB)"),
+        _metric(OPTIMIZER_STATE, "optim state (MiB)"),
+    ],
+}
+# A mode this version does not know still shows what every item has.
+OTHER_COLUMNS: list[Column] = [
+    ("item", lambda r: r.fullname),
+    *_COORDS,
+    *_TARGET,
+    _metric(LATENCY, "median (ms)"),
+    _metric(TOKENS_PER_S, "tokens/s"),
+    *_MEMORY,
+]
+
+
+def columns_for(mode: str) -> list[Column]:
+    return COLUMNS.get(mode, OTHER_COLUMNS)
+
+
+def ordered_modes(rows: list[Row]) -> list[str]:
+    present = dict.fromkeys(r.mode for r in rows)
+    return [m for m in KNOWN_MODES if m in present] + [m for m in present if m not in KNOWN_MODES]
+
+
+def item_name(row: Row, runs: bool) -> str:
+    run = f"[{row.run}] " if runs else ""
+    new = f" x {row.new_tokens} new" if row.new_tokens else ""
+    return f"{run}{row.model} batch {row.batch_size} x input {row.seq_len}{new} ({row.device} {row.dtype})"
+
+
+def mode_summary(mode: str, rows: list[Row], runs: bool) -> Table:
+    """Fastest and slowest item, best throughput, lowest peak memory; n/a where no item has the metric."""
+    speed = throughput(mode)
+    picks: list[tuple[str, Metric, bool]] = [
+        ("fastest item", LATENCY, False),
+        ("slowest item", LATENCY, True),
+        ("best throughput", speed, True),
+        ("lowest peak memory", PEAK_MEMORY, False),
+    ]
+    cells = []
+    for what, metric, highest in picks:
+        having = [(value, row) for row in rows if (value := metric.value(row)) is not None]
+        if not having:
+            cells.append([what, "n/a", f"n/a {metric.unit}"])
+            continue
+        value, row = (max if highest else min)(having, key=lambda pair: pair[0])
+        cells.append([what, item_name(row, runs), f"{metric.format(value)} {metric.unit}"])
+    return Table(f"{mode}: summary of {len(rows)} items", ["", "item", "value"], cells)
+
+
+def model_tables(mode: str, rows: list[Row], runs: bool) -> list[Table]:
+    columns = columns_for(mode)
+    tables = []
+    for (run, model), model_rows in group_by(rows, lambda r: (r.run, r.model)).items():
+        ordered = sorted(model_rows, key=lambda r: (r.device, r.dtype, r.batch_size or 0, r.seq_len or 0))
+        title = f"{mode}: {model}" + (f" [{run}]" if runs else "")
+        tables.append(
+            Table(title, [name for name, _ in columns], [[cell(r) for _, cell in columns] for r in ordered])
+        )
+    return tables
+
+
+def _gpus(run: Run) -> str:
+    gpus = run.environment.get("gpus") or []
+    names = [str(g.get("name", "?")) for g in gpus if isinstance(g, dict)]
+    return ", ".join(names) or "none"
+
+
+def _ram(run: Run) -> str:
+    ram = run.environment.get("ram_total_bytes")
+    return f"{ram / GIB:.1f} GiB" if isinstance(ram, (int, float)) else "n/a"
+
+
+def _settings(run: Run) -> str:
+    settings = run.environment.get("settings") or {}
+    parts = []
+    for key, entry in settings.items():
+        value = entry.get("value") if isinstance(entry, dict) else entry
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        parts.append(f"{key}={value}")
+    return "; ".join(parts) or "n/a"
+
+
+ENVIRONMENT_ROWS: list[tuple[str, Callable[[Run], str]]] = [
+    ("file", lambda run: str(run.path) if run.path else run.label),
+    ("date (UTC)", lambda run: _text(run.data.get("datetime"))),
+    ("commit", lambda run: run.commit or "n/a"),
+    ("items measured", lambda run: str(len(run.rows))),
+    ("items skipped or errored", lambda run: str(len(run.not_measured))),
+    ("python", lambda run: _text(run.environment.get("python_version"))),
+    ("torch", lambda run: _text(run.environment.get("torch_version"))),
+    ("transformers", lambda run: _text(run.environment.get("transformers_version"))),
+    ("CUDA", lambda run: _text(run.environment.get("cuda_version"))),
+    ("CPU", lambda run: _text(run.environment.get("cpu"))),
+    (
+        "cores (logical / physical)",
+        lambda run: (
+            f"{_text(run.environment.get('cpu_count_logical'))} / "
+            f"{_text(run.environment.get('cpu_count_physical'))}"
+        ),
+    ),
+    ("torch threads", lambda run: _text(run.environment.get("torch_num_threads"))),
+    ("RAM", _ram),
+    ("GPUs", _gpus),
+    ("settings", _settings),
+]
+
+
+def environment_table(runs: list[Run]) -> Table:
+    return Table(
+        "Environment",
+        ["", *(run.label for run in runs)],
+        [[name, *(get(run) for run in runs)] for name, get in ENVIRONMENT_ROWS],
+    )
+
+
+def not_measured_table(runs: list[Run]) -> Table | None:
+    cells = [
+        [run.label, str(e.get("fullname", "?")), str(e.get("outcome", "?"))]
+        for run in runs
+        for e in run.not_measured
+    ]
+    return Table("Items not measured", ["run", "item", "outcome"], cells) if cells else None
