@@ -1,11 +1,17 @@
 """How often does a regression gate cry wolf, and how often does it catch a real slowdown?
 
 A benchmark of the gate itself (not a test): it runs the same forward bench many times as separate pytest
-sessions, unchanged (A/A) and with a known slowdown of the timed call (A/B), and judges every run against one
-baseline run with this plugin's gate (`time:5%`, significance on per-process medians) and with
-pytest-benchmark's own `--benchmark-compare-fail=mean:5%` rule (its code, applied to the same pairs of runs).
+sessions, unchanged (A/A) and with a known slowdown of the timed call (A/B), and judges every run with this
+plugin's gate (`time:5%`: threshold and significance on per-process medians) and with pytest-benchmark's own
+`--benchmark-compare-fail=mean:5%` rule (its code, applied to the same runs).
 
-    python benches/gate_reliability.py --runs 20 --slowdown 0.10 [--processes 5] [--threads 1] [--busy]
+    python benches/gate_reliability.py --runs 20 --slowdown 0.10 [--baseline-runs 3] [--processes 5]
+                                       [--threads 1] [--busy]
+
+Baselines are kept as a main branch keeps them: the first --baseline-runs sessions are unchanged runs, every
+A/A run joins them once judged, and each run is judged against the newest --baseline-runs of them pooled
+(`--tbench-compare-last`; pytest-benchmark's rule against the newest one, as `--benchmark-compare` does).
+--baseline-runs 1 judges every run against the first session alone.
 
 The workload is gpt2 (real size, random weights) forward at batch 1 x 64 tokens, `--rounds` measured rounds
 spread over `--processes` worker processes (`--tbench-processes`; 1 measures in the pytest process, as a
@@ -29,6 +35,7 @@ from pathlib import Path
 
 from pytest_benchmark.utils import parse_compare_fail
 
+from pytest_tbench.compare.baseline import pool_runs
 from pytest_tbench.compare.criteria import parse_criteria
 from pytest_tbench.compare.runs import compare_runs
 
@@ -90,11 +97,14 @@ def run_session(folder: Path, name: str, slowdown: float, args: argparse.Namespa
     return out
 
 
-def judge_pair(base: dict, now: dict) -> tuple[bool, bool]:
-    """(this plugin's gate fails, pytest-benchmark's mean:5% fails) for one pair of runs."""
-    ours = bool(compare_runs(base, now, parse_criteria("time:5%")).regressions)
+def judge(history: list[dict], now: dict, pooled: int) -> tuple[bool, bool]:
+    """(this plugin's gate fails, pytest-benchmark's mean:5% fails) for one run. Ours pools the newest
+    ``pooled`` unchanged runs into its baseline (--tbench-compare-last); pytest-benchmark compares with the
+    newest one, as --benchmark-compare does."""
+    ours = bool(compare_runs(pool_runs(history[-pooled:]), now, parse_criteria("time:5%")).regressions)
     theirs_check = parse_compare_fail("mean:5%")
-    theirs = bool(theirs_check.fails(now["benchmarks"][0]["stats"], base["benchmarks"][0]["stats"]))
+    base = history[-1]["benchmarks"][0]["stats"]
+    theirs = bool(theirs_check.fails(now["benchmarks"][0]["stats"], base))
     return ours, theirs
 
 
@@ -110,6 +120,13 @@ def main() -> None:
     parser.add_argument(
         "--processes", type=int, default=5, help="worker processes the rounds are spread over (default 5)"
     )
+    parser.add_argument(
+        "--baseline-runs",
+        type=int,
+        default=3,
+        help="unchanged runs pooled into the gate's baseline: the newest N, as a main branch keeps them "
+        "(default 3; 1 = one fixed baseline run)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the sessions (default 1)")
     parser.add_argument("--busy", action="store_true", help="burn one CPU core beside every session")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
@@ -123,7 +140,12 @@ def main() -> None:
             (folder / "test_bench.py").write_text(BENCH)
             (folder / "gate_slowdown.py").write_text(SLOWDOWN_MODULE)
             (folder / "conftest.py").write_text(CONFTEST)
-            base = json.loads(run_session(folder, "base", 0.0, args).read_text())
+            # Unchanged runs, as a main branch saves them: the first ones only make the baseline; each A/A
+            # run joins them once judged (with --baseline-runs 1 the first run stays the only baseline).
+            history = [
+                json.loads(run_session(folder, f"base{i}", 0.0, args).read_text())
+                for i in range(args.baseline_runs)
+            ]
             medians: dict[str, list[float]] = {"aa": [], "ab": []}
             counts = {"aa_ours": 0, "aa_pytest_benchmark": 0, "ab_ours": 0, "ab_pytest_benchmark": 0}
             for index in range(args.runs):
@@ -131,9 +153,11 @@ def main() -> None:
                     path = run_session(folder, f"{kind}{index}", slowdown, args)
                     run = json.loads(path.read_text())
                     medians[kind].append(run["benchmarks"][0]["stats"]["median"])
-                    ours_fails, theirs_fails = judge_pair(base, run)
+                    ours_fails, theirs_fails = judge(history, run, args.baseline_runs)
                     counts[f"{kind}_ours"] += ours_fails
                     counts[f"{kind}_pytest_benchmark"] += theirs_fails
+                    if kind == "aa" and args.baseline_runs > 1:
+                        history.append(run)
                 print(f"run {index + 1}/{args.runs}: {counts}", flush=True)
     finally:
         if burner is not None:
@@ -148,15 +172,16 @@ def main() -> None:
         "processes": args.processes,
         "threads": args.threads,
         "busy": args.busy,
-        "baseline_median_ms": round(base["benchmarks"][0]["stats"]["median"] * 1000, 2),
+        "baseline_runs": args.baseline_runs,
+        "first_baseline_median_ms": round(history[0]["benchmarks"][0]["stats"]["median"] * 1000, 2),
         "measured_slowdown": round(ab / aa - 1, 3),
         "aa_median_ms_range": [round(min(medians["aa"]) * 1000, 2), round(max(medians["aa"]) * 1000, 2)],
         "ab_median_ms_range": [round(min(medians["ab"]) * 1000, 2), round(max(medians["ab"]) * 1000, 2)],
         "wall_time_s": round(time.perf_counter() - started, 1),
         "false_failures": {ours: counts["aa_ours"], theirs: counts["aa_pytest_benchmark"]},
         "detections": {ours: counts["ab_ours"], theirs: counts["ab_pytest_benchmark"]},
-        "session_median_to_baseline": {
-            kind: [round(m / base["benchmarks"][0]["stats"]["median"], 3) for m in values]
+        "session_median_to_first_baseline": {
+            kind: [round(m / history[0]["benchmarks"][0]["stats"]["median"], 3) for m in values]
             for kind, values in medians.items()
         },
     }

@@ -1,6 +1,7 @@
 """``tbench``: the plugin's console script, for CI steps that run outside pytest.
 
-    tbench compare BASELINE.json CURRENT.json [--fail time:5% ...] [--format markdown] [--any-machine]
+    tbench compare BASELINE.json [BASELINE2.json ...] CURRENT.json [--fail time:5% ...] [--format markdown]
+                   [--any-machine]
     tbench report RUN.json [RUN2.json ...] --out DIR
 
 Exit codes: 0 no regression (compare) / report written, 1 a regression, 2 bad input (unreadable file, not a
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .compare.baseline import pool_runs
 from .compare.criteria import DEFAULT_CRITERIA, parse_criteria
 from .compare.runs import compare_runs, load_run, machine_differences
 from .compare.table import render
@@ -23,9 +25,12 @@ from .options import OptionError
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tbench", description="pytest-tbench tools")
     commands = parser.add_subparsers(dest="command", required=True)
-    compare = commands.add_parser("compare", help="gate CURRENT against BASELINE (pytest-benchmark JSON)")
-    compare.add_argument("baseline", type=Path)
-    compare.add_argument("current", type=Path)
+    compare = commands.add_parser(
+        "compare",
+        help="gate CURRENT against BASELINE (pytest-benchmark JSON); several baselines are pooled into one",
+    )
+    compare.add_argument("baseline", type=Path, nargs="+", metavar="BASELINE.json")
+    compare.add_argument("current", type=Path, metavar="CURRENT.json")
     compare.add_argument(
         "--fail",
         action="append",
@@ -63,19 +68,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(args.runs, args.out)
     try:
         criteria = parse_criteria(args.fail or DEFAULT_CRITERIA)
-        base, now = load_run(args.baseline), load_run(args.current)
+        bases, now = [load_run(path) for path in args.baseline], load_run(args.current)
     except OptionError as exc:
         print(f"tbench compare: {exc}", file=sys.stderr)
         return 2
-    differences = machine_differences(base, now)
+    differences = [d for base in bases for d in machine_differences(base, now)]
     if differences and not args.any_machine:
         print(
             "tbench compare: the runs come from different machines or software ("
-            + "; ".join(differences)
+            + "; ".join(dict.fromkeys(differences))
             + "); pass --any-machine to compare anyway",
             file=sys.stderr,
         )
         return 2
+    base = pool_runs(bases)
     comparison = compare_runs(base, now, criteria)
     print(render(comparison, markdown=args.format == "markdown"))
     return 1 if comparison.regressions else 0

@@ -42,6 +42,7 @@ class TBenchConfig:
     oom_skip: bool = False
     compare: str | None = None  # None: no gate; "": the newest saved run; else a run or a JSON path
     compare_fail: tuple[Any, ...] = ()  # Criterion objects; empty: the defaults
+    compare_last: int = 1  # saved runs pooled into the baseline
     compare_any_machine: bool = False
     report: str | None = None  # a folder for tbench's report of this run
     warmup: int = DEFAULT_WARMUP

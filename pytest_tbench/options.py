@@ -241,6 +241,13 @@ SETTINGS: tuple[Setting, ...] = (
         repeat=True,
     ),
     Setting(
+        "compare_last",
+        _parse_min(1),
+        "N",
+        "pool the newest N saved runs (of --tbench-compare's name prefix, if given) into one baseline, so "
+        "that the gate sees the spread between sessions (default 1); N > 1 implies --tbench-compare",
+    ),
+    Setting(
         "compare_any_machine", parse_bool, "", "allow a baseline from other hardware/software", flag=True
     ),
     Setting(

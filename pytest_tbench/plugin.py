@@ -255,46 +255,6 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_
         state.run_json = output_json
 
 
-def _run_json(config: pytest.Config, state: SessionState) -> dict[str, Any] | None:
-    """The run's pytest-benchmark JSON: the one it saved, or, when no saving option was given (it builds the
-    JSON only to save it), the same document built through its own hooks."""
-    if state.run_json is not None:
-        return state.run_json
-    session = getattr(config, "_benchmarksession", None)
-    if session is None or not session.benchmarks:
-        return None
-    commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
-    config.hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
-    output_json: dict[str, Any] = config.hook.pytest_benchmark_generate_json(
-        config=config,
-        benchmarks=session.benchmarks,
-        include_data=True,
-        machine_info=session.get_machine_info(),
-        commit_info=commit_info,
-    )
-    config.hook.pytest_benchmark_update_json(
-        config=config, benchmarks=session.benchmarks, output_json=output_json
-    )
-    return output_json
-
-
-def _write_report(terminalreporter: Any, config: pytest.Config, state: SessionState, folder: str) -> None:
-    out_dir = config.invocation_params.dir / folder
-    try:
-        from .report import run_of, write_report  # matplotlib only when a report is asked for
-
-        data = _run_json(config, state)
-        if data is None:
-            terminalreporter.write_line(f"tbench report: nothing measured, nothing written to {out_dir}")
-            return
-        written = write_report([run_of(data, "run")], out_dir)
-    except Exception as exc:
-        # The report is a by-product: its failure must not fail a session whose results are in already.
-        terminalreporter.write_line(f"tbench report: not written to {out_dir}: {type(exc).__name__}: {exc}")
-        return
-    terminalreporter.write_line(f"tbench report: {len(written)} files written to {out_dir}")
-
-
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
     if state is None:
@@ -305,11 +265,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             terminalreporter.write_line(table)
         terminalreporter.write_line(LEGEND)
     if state.gate is not None:
-        terminalreporter.write_sep("-", f"tbench REGRESSION GATE vs {state.gate.path}")
+        terminalreporter.write_sep("-", f"tbench REGRESSION GATE vs {state.gate.label}")
         terminalreporter.write_line(render(state.gate.finish()))
     if state.config.report:
+        from .report.session import write_session_report  # matplotlib only when a report is asked for
+
         terminalreporter.write_sep("-", "tbench REPORT")
-        _write_report(terminalreporter, config, state, state.config.report)
+        terminalreporter.write_line(write_session_report(config, state.run_json, state.config.report))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pytest_tbench.cli import main as tbench_main
-from pytest_tbench.compare.criteria import Criterion, parse_criterion
+from pytest_tbench.compare.baseline import pool_runs
+from pytest_tbench.compare.criteria import Criterion, parse_criteria, parse_criterion
 from pytest_tbench.compare.judge import MEMORY_FLOOR_BYTES, REGRESSED, TOO_FEW, UNCHANGED, judge
-from pytest_tbench.compare.metrics import MetricValues
+from pytest_tbench.compare.metrics import MetricValues, extract
+from pytest_tbench.compare.runs import compare_runs
 from pytest_tbench.options import OptionError
 
 # A call whose time and memory the test controls: a 4 ms spin, slowed by SLOW_<batch> (a fraction), plus
@@ -255,3 +259,68 @@ def test_criteria_grammar() -> None:
     for bad in ("time", "time:5", "latency:5%", "time:5%:device=cuda"):
         with pytest.raises(OptionError, match="bad"):
             parse_criterion(bad)
+
+
+def _session(fullname: str, process_medians: list[float], peak: int = 2**28) -> dict[str, Any]:
+    """A saved run of one item measured in as many processes as medians given, 4 rounds each."""
+    data = [m * (1 + 0.002 * k) for m in process_medians for k in (-1.5, -0.5, 0.5, 1.5)]
+    info = {"mode": "forward", "model": "m", "tokens_per_call": 64, "peak_memory_bytes": peak}
+    if len(process_medians) > 1:
+        info["process_rounds"] = [4] * len(process_medians)
+    bench = {
+        "fullname": fullname,
+        "stats": {"data": data, "median": statistics.median(data)},
+        "extra_info": info,
+    }
+    return {"machine_info": {"tbench": {"cpu": "x"}}, "benchmarks": [bench]}
+
+
+def test_pooled_runs_keep_every_round_and_each_run_or_process_as_a_group() -> None:
+    one = _session("t[a]", [1.0], peak=100)
+    one["tbench"] = {"not_measured": [{"fullname": "t[b]", "outcome": "skipped"}]}
+    two = _session("t[a]", [1.1, 1.2], peak=300)
+    three = _session("t[a]", [1.3], peak=200)
+    three["benchmarks"].append(_session("t[b]", [2.0])["benchmarks"][0])
+    pooled = pool_runs([one, two, three])
+    a, b = pooled["benchmarks"]
+    assert len(a["stats"]["data"]) == 16 and a["extra_info"]["process_rounds"] == [4, 4, 4, 4]
+    assert a["extra_info"]["peak_memory_bytes"] == 200  # the median run's, not the luckiest
+    assert a["extra_info"]["baseline_runs"] == 3
+    assert b["stats"]["data"] == three["benchmarks"][1]["stats"]["data"]  # measured once: as it was
+    assert pooled["tbench"]["not_measured"] == []  # t[b] was measured by a later run
+    groups = extract("time", a).groups  # type: ignore[union-attr]
+    assert [statistics.median(g) for g in groups] == pytest.approx([1.0, 1.1, 1.2, 1.3])
+
+
+def test_a_baseline_pooled_over_sessions_absorbs_their_drift(tmp_path: Path) -> None:
+    # Three unchanged sessions drifting from 1.00 to 1.08; a fourth, unchanged too, at 1.07.
+    sessions = [_session("t[a]", [m * (1 + 0.01 * k) for k in range(5)]) for m in (1.00, 1.04, 1.08)]
+    now = _session("t[a]", [1.07 * (1 + 0.01 * k) for k in range(5)])
+    time_5 = parse_criteria("time:5%")
+    alone = compare_runs(sessions[0], now, time_5).verdicts[0]
+    assert alone.status == REGRESSED and alone.tested_on == "5 vs 5 processes"
+    pooled = compare_runs(pool_runs(sessions), now, time_5).verdicts[0]
+    assert pooled.status == UNCHANGED and pooled.tested_on == "5 vs 15 processes"
+    slow = _session("t[a]", [1.25 * (1 + 0.01 * k) for k in range(5)])
+    assert compare_runs(pool_runs(sessions), slow, time_5).verdicts[0].status == REGRESSED
+    # The same from the command line: several baselines before the current run are pooled.
+    paths = []
+    for index, run in enumerate([*sessions, now]):
+        paths.append(tmp_path / f"{index}.json")
+        paths[-1].write_text(json.dumps(run))
+    assert tbench_main(["compare", str(paths[0]), str(paths[3]), "--fail", "time:5%"]) == 1
+    assert tbench_main(["compare", *map(str, paths), "--fail", "time:5%"]) == 0
+
+
+def test_compare_last_pools_the_newest_saved_runs(gate: pytest.Pytester) -> None:
+    for _ in range(3):
+        save_baseline(gate)
+    result = gate.runpytest(
+        *SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare", "--tbench-compare-last", "2", *MEMORY_ONLY
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*REGRESSION GATE vs 2 pooled runs (0002_*.json, 0003_*.json)*"])
+    (gate.path / "base.json").write_text("{}")
+    refused = gate.runpytest(*SWEEP, "--tbench-compare=base.json", "--tbench-compare-last", "2")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["*'base.json' is one file, and --tbench-compare-last 2 pools the newest*"])

@@ -10,42 +10,52 @@ import pytest
 from ..config import TBenchConfig
 from ..environment import environment
 from ..options import OptionError
+from .baseline import pool_runs
 from .criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
 from .judge import Verdict
-from .runs import Comparer, find_saved_run, load_run, machine_differences
+from .runs import Comparer, find_saved_runs, load_run, machine_differences
 
 
 class Gate(Comparer):
-    def __init__(self, baseline: dict[str, Any], path: Path, criteria: tuple[Criterion, ...]) -> None:
+    def __init__(self, baseline: dict[str, Any], paths: list[Path], criteria: tuple[Criterion, ...]) -> None:
         super().__init__(baseline, criteria)
-        self.path = path
+        self.paths = paths
+
+    @property
+    def label(self) -> str:
+        """The baseline's file name, or the names of the runs pooled into it."""
+        if len(self.paths) == 1:
+            return self.paths[0].name
+        return f"{len(self.paths)} pooled runs ({', '.join(p.name for p in self.paths)})"
 
     def check(self, fullname: str, samples: list[float], info: dict[str, Any]) -> list[Verdict]:
         """Judge an item just measured: its raw timings and extra_info, in the shape of its JSON entry."""
         return self.add({"fullname": fullname, "stats": {"data": samples}, "extra_info": info})
 
     def failure_message(self, verdicts: list[Verdict]) -> str:
-        lines = [f"performance regression against baseline {self.path.name}:"]
+        lines = [f"performance regression against baseline {self.label}:"]
         lines.extend(f"  {v.describe()}" for v in verdicts)
         return "\n".join(lines)
 
 
 def open_gate(config: pytest.Config, settings: TBenchConfig) -> Gate | None:
     """The session's gate under --tbench-compare, baseline loaded and checked; usage errors otherwise."""
-    if settings.compare is None:
+    if settings.compare is None and settings.compare_last == 1:
         return None
     session = getattr(config, "_benchmarksession", None)
     storage = Path(session.storage.path) / session.machine_id if session is not None else Path(".benchmarks")
     try:
-        path = find_saved_run(storage, settings.compare or None)
-        baseline = load_run(path)
+        paths = find_saved_runs(storage, settings.compare or None, settings.compare_last)
+        runs = [load_run(path) for path in paths]
     except OptionError as exc:
         raise pytest.UsageError(f"--tbench-compare: {exc}") from None
-    differences = machine_differences(baseline, {"machine_info": {"tbench": environment()}})
-    if differences and not settings.compare_any_machine:
-        raise pytest.UsageError(
-            f"--tbench-compare: baseline {path} comes from another machine or software ("
-            + "; ".join(differences)
-            + "); its timings are not comparable. Pass --tbench-compare-any-machine to compare anyway."
-        )
-    return Gate(baseline, path, settings.compare_fail or parse_criteria(DEFAULT_CRITERIA))
+    here = {"machine_info": {"tbench": environment()}}
+    for path, run in zip(paths, runs, strict=True):
+        differences = machine_differences(run, here)
+        if differences and not settings.compare_any_machine:
+            raise pytest.UsageError(
+                f"--tbench-compare: baseline {path} comes from another machine or software ("
+                + "; ".join(differences)
+                + "); its timings are not comparable. Pass --tbench-compare-any-machine to compare anyway."
+            )
+    return Gate(pool_runs(runs), paths, settings.compare_fail or parse_criteria(DEFAULT_CRITERIA))

@@ -32,11 +32,16 @@ def load_run(path: Path) -> dict[str, Any]:
     return data
 
 
-def find_saved_run(storage: Path, run: str | None) -> Path:
-    """``run`` as a JSON path, or a saved run's number/name prefix in this machine's pytest-benchmark
-    storage folder; the newest saved run there when ``run`` is None."""
+def find_saved_runs(storage: Path, run: str | None, last: int = 1) -> list[Path]:
+    """``run`` as a JSON path, or the newest ``last`` saved runs (oldest first) in this machine's
+    pytest-benchmark storage folder, those whose name starts with ``run`` where it is given."""
     if run and (run.endswith(".json") or Path(run).is_file()):
-        return Path(run)
+        if last > 1:
+            raise OptionError(
+                f"{run!r} is one file, and --tbench-compare-last {last} pools the newest saved runs; "
+                "give a saved run's name prefix, or no run, to pool several"
+            )
+        return [Path(run)]
     saved = sorted(storage.glob("*.json")) if storage.is_dir() else []
     if run:
         saved = [p for p in saved if p.name.startswith(run)]
@@ -46,7 +51,7 @@ def find_saved_run(storage: Path, run: str | None) -> Path:
             f"no baseline: {what} not found in {storage}; save one with --benchmark-autosave or "
             "--benchmark-save NAME, or pass --tbench-compare=PATH.json"
         )
-    return max(saved, key=lambda p: p.name)
+    return sorted(saved, key=lambda p: p.name)[-last:]
 
 
 def _gpu_names(info: dict[str, Any]) -> list[str]:

@@ -1,0 +1,47 @@
+"""``--tbench-report DIR``: the report of the session that just ran, written at its end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from . import write_report
+from .frame import run_of
+
+
+def session_run_json(config: pytest.Config, saved: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The run's pytest-benchmark JSON: the one it saved, or, when no saving option was given (it builds the
+    JSON only to save it), the same document built through its own hooks."""
+    if saved is not None:
+        return saved
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or not session.benchmarks:
+        return None
+    commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
+    config.hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
+    output_json: dict[str, Any] = config.hook.pytest_benchmark_generate_json(
+        config=config,
+        benchmarks=session.benchmarks,
+        include_data=True,
+        machine_info=session.get_machine_info(),
+        commit_info=commit_info,
+    )
+    config.hook.pytest_benchmark_update_json(
+        config=config, benchmarks=session.benchmarks, output_json=output_json
+    )
+    return output_json
+
+
+def write_session_report(config: pytest.Config, saved: dict[str, Any] | None, folder: str) -> str:
+    """Write the report into ``folder`` (relative to where pytest was started); the line that says so."""
+    out_dir = config.invocation_params.dir / folder
+    try:
+        data = session_run_json(config, saved)
+        if data is None:
+            return f"tbench report: nothing measured, nothing written to {out_dir}"
+        written = write_report([run_of(data, "run")], out_dir)
+    except Exception as exc:
+        # The report is a by-product: its failure must not fail a session whose results are in already.
+        return f"tbench report: not written to {out_dir}: {type(exc).__name__}: {exc}"
+    return f"tbench report: {len(written)} files written to {out_dir}"
