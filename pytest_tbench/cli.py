@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(args.runs, args.out)
     try:
         criteria = parse_criteria(args.fail or DEFAULT_CRITERIA)
-        bases, now = [load_run(path) for path in args.baseline], load_run(args.current)
+        bases, now = [load_run(path) for path in args.baseline], load_run(args.current, role="run")
     except OptionError as exc:
         print(f"tbench compare: {exc}", file=sys.stderr)
         return 2

@@ -17,18 +17,17 @@ from .metrics import extract
 IDENTITY_KEYS = ("cpu", "gpus", "torch_version", "transformers_version", "cuda_version")
 
 
-def load_run(path: Path) -> dict[str, Any]:
-    """A pytest-benchmark JSON file, or a usage error naming the file and what is wrong with it."""
+def load_run(path: Path, role: str = "baseline") -> dict[str, Any]:
+    """A pytest-benchmark JSON file, or an OptionError naming the file (as ``role``: a baseline, a run) and
+    what is wrong with it."""
     if not path.is_file():
-        raise OptionError(
-            f"baseline {str(path)!r} does not exist; give a saved run (e.g. 0001) or a JSON path"
-        )
+        raise OptionError(f"{role} {str(path)!r} does not exist or is not a file")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise OptionError(f"baseline {path} is not readable JSON: {exc}") from None
+        raise OptionError(f"{role} {path} is not readable JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
-        raise OptionError(f"baseline {path} is not a pytest-benchmark run: it has no 'benchmarks' list")
+        raise OptionError(f"{role} {path} is not a pytest-benchmark run: it has no 'benchmarks' list")
     return data
 
 
@@ -36,6 +35,8 @@ def find_saved_runs(storage: Path, run: str | None, last: int = 1) -> list[Path]
     """``run`` as a JSON path, or the newest ``last`` saved runs (oldest first) in this machine's
     pytest-benchmark storage folder, those whose name starts with ``run`` where it is given."""
     if run and (run.endswith(".json") or Path(run).is_file()):
+        if not Path(run).is_file():
+            raise OptionError(f"baseline {run!r} does not exist; give a saved run (e.g. 0001) or a JSON path")
         if last > 1:
             raise OptionError(
                 f"{run!r} is one file, and --tbench-compare-last {last} pools the newest saved runs; "

@@ -152,13 +152,7 @@ def load_runs(paths: list[Path]) -> list[Run]:
     runs: list[Run] = []
     labels: set[str] = set()
     for path in paths:
-        if not path.is_file():
-            raise OptionError(f"{path} does not exist or is not a file")
-        try:
-            data = load_run(path)
-        except OptionError as exc:
-            # The loader is shared with the gate, whose messages call every file a baseline.
-            raise OptionError(str(exc).removeprefix("baseline ")) from None
+        data = load_run(path, role="run")
         label = path.stem
         number = 2
         while label in labels:
