@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -130,6 +131,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the sessions (default 1)")
     parser.add_argument("--busy", action="store_true", help="burn one CPU core beside every session")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--keep", type=Path, help="copy every session's JSON into this folder")
     args = parser.parse_args()
 
     burner = subprocess.Popen([sys.executable, "-c", BURNER]) if args.busy else None
@@ -159,6 +161,10 @@ def main() -> None:
                     if kind == "aa" and args.baseline_runs > 1:
                         history.append(run)
                 print(f"run {index + 1}/{args.runs}: {counts}", flush=True)
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                for path in folder.glob("*.json"):
+                    shutil.copy(path, args.keep / path.name)
     finally:
         if burner is not None:
             burner.kill()

@@ -43,6 +43,7 @@ class TBenchConfig:
     compare: str | None = None  # None: no gate; "": the newest saved run; else a run or a JSON path
     compare_fail: tuple[Any, ...] = ()  # Criterion objects; empty: the defaults
     compare_last: int = 1  # saved runs pooled into the baseline
+    compare_retries: int = 1  # re-measurements of an item whose timing regressed, before it fails
     compare_any_machine: bool = False
     report: str | None = None  # a folder for tbench's report of this run
     warmup: int = DEFAULT_WARMUP

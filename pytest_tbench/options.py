@@ -248,6 +248,14 @@ SETTINGS: tuple[Setting, ...] = (
         "that the gate sees the spread between sessions (default 1); N > 1 implies --tbench-compare",
     ),
     Setting(
+        "compare_retries",
+        _parse_min(0),
+        "N",
+        "measure an item whose timing regressed again, up to N times (new worker processes under "
+        "--tbench-processes), and fail it only if every measurement regresses; a passing re-measurement "
+        "replaces the earlier ones in the results (default 1; 0 fails on the first)",
+    ),
+    Setting(
         "compare_any_machine", parse_bool, "", "allow a baseline from other hardware/software", flag=True
     ),
     Setting(

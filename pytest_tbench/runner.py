@@ -6,13 +6,15 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import pytest
 
-from .benchmark_stats import record_samples
+from .benchmark_stats import discard_stats, record_samples
 from .cases import BenchCase
 from .compare.gate import Gate
+from .compare.judge import Verdict
 from .config import TBenchConfig
 from .devices import synchronize
 from .launchers import Job, Outcome, WorkerDied, run_isolated
@@ -90,7 +92,9 @@ class TBench:
                 pytest.PytestWarning,
                 stacklevel=2,
             )
-        return self.run(Work(call, samples=samples or self.case.batch_size, tokens=tokens or 0))
+        return self._judged(
+            lambda: self._run_here(Work(call, samples=samples or self.case.batch_size, tokens=tokens or 0))
+        )
 
     def _scenario(self, mode: str) -> dict[str, Any]:
         if mode != self.case.mode:
@@ -99,10 +103,41 @@ class TBench:
                 f"use @pytest.mark.tbench(mode={mode!r}) so the item gets the right model head"
             )
         if self.settings.isolated:
-            return self._run_isolated()
-        return self.run(build_work(self.loaded, self.case, self.settings))
+            return self._judged(self._run_isolated)
+        return self._judged(lambda: self._run_here(build_work(self.loaded, self.case, self.settings)))
 
-    def run(self, work: Work) -> dict[str, Any]:
+    def _judged(self, attempt: Callable[[], Measured]) -> dict[str, Any]:
+        """Measure the item, record it and, with --tbench-compare, judge it against its baseline. A timing
+        regression is measured again (--tbench-compare-retries) and fails only if every attempt regresses:
+        a passing attempt replaces the earlier ones, whose rounds stay in extra_info."""
+        gate = self._gate
+        earlier: list[list[Verdict]] = []  # the regressions of each replaced attempt
+        discarded: list[dict[str, Any]] = []
+        while True:
+            measured = attempt()
+            info = measured.info
+            info.update(throughput(measured.samples, measured.tokens, measured.median_s))
+            if discarded:
+                info["gate_discarded_attempts"] = discarded
+            if gate is None or not measured.timings or len(earlier) >= self.settings.compare_retries:
+                break
+            regressed = gate.try_again(self.benchmark.fullname, measured.timings, info)
+            if regressed is None:
+                break
+            earlier.append(regressed)
+            discarded.append(_attempt_record(measured, regressed))
+            discard_stats(self.benchmark)
+        self.benchmark.extra_info.update(info)
+        self._record(ItemResult(self._nodeid, self.case, info))
+        if gate is not None and measured.timings:
+            if earlier:
+                gate.note_remeasured(self.benchmark.fullname, earlier)
+            verdicts = gate.check(self.benchmark.fullname, measured.timings, info)
+            if any(v.failed for v in verdicts):
+                pytest.fail(gate.failure_message(verdicts, earlier), pytrace=False)
+        return info
+
+    def _run_here(self, work: Work) -> Measured:
         """Measure ``work`` here, in the pytest process, through pytest-benchmark's pedantic."""
         device = self.case.device
 
@@ -135,9 +170,9 @@ class TBench:
             self._out_of_memory(f"{type(exc).__name__}: {exc}")
         metadata = getattr(self.benchmark, "stats", None)
         timings = list(metadata.stats.data) if metadata is not None else []
-        return self._finish(info, work.samples, work.tokens, timings)
+        return Measured(info, work.samples, work.tokens, timings)
 
-    def _run_isolated(self) -> dict[str, Any]:
+    def _run_isolated(self) -> Measured:
         """The item in fresh worker processes: one (--tbench-isolate), or its rounds spread over several
         (--tbench-processes), one after another so that they never compete for the machine."""
         start = time.perf_counter()
@@ -148,7 +183,7 @@ class TBench:
         info["worker_wall_time_s"] = time.perf_counter() - start
         record_samples(self.benchmark, samples)
         timings = [] if self.benchmark.disabled else samples
-        return self._finish(info, info["samples_per_call"], info["tokens_per_call"], timings)
+        return Measured(info, info["samples_per_call"], info["tokens_per_call"], timings)
 
     def _run_worker(self, rounds: int) -> Outcome:
         resolved = self._resolved
@@ -174,21 +209,31 @@ class TBench:
             pytest.fail(f"{self.case.id}: the isolated worker raised:\n{outcome.message}", pytrace=False)
         return outcome
 
-    def _finish(
-        self, info: dict[str, Any], samples: int, tokens: int, timings: list[float]
-    ) -> dict[str, Any]:
-        """Record the item (extra_info, summary) and, with --tbench-compare, judge it against its baseline."""
-        median_s = statistics.median(timings) if timings else None
-        info.update(throughput(samples, tokens, median_s))
-        self.benchmark.extra_info.update(info)
-        self._record(ItemResult(self._nodeid, self.case, info))
-        if self._gate is not None and timings:
-            verdicts = self._gate.check(self.benchmark.fullname, timings, info)
-            if any(v.failed for v in verdicts):
-                pytest.fail(self._gate.failure_message(verdicts), pytrace=False)
-        return info
-
     def _out_of_memory(self, detail: str) -> NoReturn:
         free_memory(self.case.device)
         self._ooms.add(self.case)
         pytest.skip(oom_reason(self.case, detail))
+
+
+@dataclass
+class Measured:
+    """One attempt at an item: its extra_info so far, what one call processes, and the kept timings (none
+    under --benchmark-disable)."""
+
+    info: dict[str, Any]
+    samples: int
+    tokens: int
+    timings: list[float]
+
+    @property
+    def median_s(self) -> float | None:
+        return statistics.median(self.timings) if self.timings else None
+
+
+def _attempt_record(measured: Measured, regressed: list[Verdict]) -> dict[str, Any]:
+    """What extra_info keeps of an attempt that a new measurement replaced."""
+    return {
+        "median_s": measured.median_s,
+        "rounds_s": measured.timings,
+        "regressed": [f"{v.criterion.metric} {v.change:+.1%}" for v in regressed],
+    }

@@ -18,9 +18,10 @@ from pytest_tbench.compare.runs import compare_runs
 from pytest_tbench.options import OptionError
 
 # A call whose time and memory the test controls: a 4 ms spin, slowed by SLOW_<batch> (a fraction), plus
-# EXTRA_MIB_<batch> MiB made resident. Spinning on the clock keeps the time steady on a busy machine.
+# EXTRA_MIB_<batch> MiB made resident; the first TRANSIENT_<batch> calls are slowed 4x (a passing burst of
+# load). Spinning on the clock keeps the time steady on a busy machine.
 GATE_BENCH = """
-import os, time
+import itertools, os, time
 import torch
 
 def spin(seconds):
@@ -32,8 +33,11 @@ def test_work(tbench):
     batch = tbench.case.batch_size
     slow = float(os.environ.get(f"SLOW_{batch}", "0"))
     extra_mib = int(os.environ.get(f"EXTRA_MIB_{batch}", "0"))
+    transient = int(os.environ.get(f"TRANSIENT_{batch}", "0"))
+    calls = itertools.count()
     def call():
-        spin(0.004 * (1 + slow))
+        burst = 4 if next(calls) < transient else 0
+        spin(0.004 * (1 + slow + burst))
         if extra_mib:
             torch.ones(extra_mib * 2**18).sum()
     tbench.measure(call, tokens=64)
@@ -101,6 +105,63 @@ def test_a_slowdown_fails_that_item_with_the_numbers(
     result.stdout.fnmatch_lines(["FAILED test_bench.py::test_work?tiny-gpt2-b2-s8-cpu-float32?*"])
     # The regressed item's measurement is still saved: the gate fails it after measuring.
     assert "1 regressed item(s), 2 of 6 checks failed" in result.stdout.str()
+
+
+@pytest.mark.parametrize("retries", [None, "0"])
+def test_a_passing_burst_is_measured_again_and_passes(
+    gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, retries: str | None
+) -> None:
+    save_baseline(gate)
+    monkeypatch.setenv("TRANSIENT_2", "13")  # the warm-up round and 12 rounds: the whole first attempt
+    retry = ["--tbench-compare-retries", retries] if retries else []
+    json_path = gate.path / "now.json"
+    result = gate.runpytest(
+        *SWEEP,
+        "--tbench-batch-sizes",
+        "1,2",
+        "--tbench-compare",
+        *LOOSE,
+        *retry,
+        f"--benchmark-json={json_path}",
+    )
+    if retries == "0":
+        result.assert_outcomes(passed=1, failed=1)
+        return
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "Measured again after a timing regression*",
+            "*test_work?tiny-gpt2-b2-s8-cpu-float32?: time +*% (p=*), tokens_per_s -*% (p=*)",
+            "*no regressions in 4 checks*",
+        ]
+    )
+    # One entry per item; the re-measured one holds the passing attempt, the replaced one is kept beside it.
+    entries = {b["param"]: b for b in json.loads(json_path.read_text())["benchmarks"]}
+    assert len(entries) == 2
+    again = entries["tiny-gpt2-b2-s8-cpu-float32"]
+    (first,) = again["extra_info"]["gate_discarded_attempts"]
+    assert len(first["rounds_s"]) == len(again["stats"]["data"]) == 12
+    assert first["median_s"] > 3 * again["stats"]["median"]
+    assert first["regressed"][0].startswith("time +")
+    assert "gate_discarded_attempts" not in entries["tiny-gpt2-b1-s8-cpu-float32"]["extra_info"]
+
+
+def test_a_lasting_slowdown_fails_after_every_retry(
+    gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_baseline(gate)
+    monkeypatch.setenv("SLOW_1", "4")
+    result = gate.runpytest(
+        *SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare", *LOOSE, "--tbench-compare-retries", "2"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*time: baseline * ms, now * ms, +*%*: REGRESSED",
+            "*measurement 1 of 3 also regressed: time +*% (p=*), tokens_per_s -*%*",
+            "*measurement 2 of 3 also regressed: time +*%*",
+        ]
+    )
 
 
 def test_a_memory_increase_fails_on_memory_alone(

@@ -3,8 +3,8 @@ the gate's significance test on per-process medians."""
 
 from __future__ import annotations
 
+import json
 import statistics
-from pathlib import Path
 
 import pytest
 
@@ -161,7 +161,17 @@ def test_the_gate_judges_process_medians_end_to_end(
     base.assert_outcomes(passed=1)
     monkeypatch.setenv("TBENCH_GATE_SLOWDOWN", "3")  # each call 4x as long: past any noise
     criteria = ["--tbench-compare-fail", "time:50%", "--tbench-compare-fail", "peak_memory:50%"]
-    slow = pytester.runpytest_subprocess(*sweep, "--tbench-compare=base.json", *criteria)
+    slow = pytester.runpytest_subprocess(
+        *sweep, "--tbench-compare=base.json", *criteria, "--benchmark-json=now.json"
+    )
     slow.assert_outcomes(failed=1)
-    slow.stdout.fnmatch_lines(["*time: baseline * ms, now * ms, +*% (threshold 50%, p=0.004 (5 vs 5 proc*"])
-    assert Path(pytester.path / "base.json").exists()
+    slow.stdout.fnmatch_lines(
+        [
+            "*time: baseline * ms, now * ms, +*% (threshold 50%, p=0.004 (5 vs 5 proc*",
+            "*measurement 1 of 2 also regressed: time +*% (p=0.004 (5 vs 5 processes))",
+        ]
+    )
+    # Measured again in five new processes; the JSON holds the last attempt once, the first beside it.
+    (entry,) = json.loads((pytester.path / "now.json").read_text())["benchmarks"]
+    assert len(entry["stats"]["data"]) == len(entry["extra_info"]["process_medians_s"]) == 5
+    assert len(entry["extra_info"]["gate_discarded_attempts"][0]["rounds_s"]) == 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,35 @@ class Gate(Comparer):
         return f"{len(self.paths)} pooled runs ({', '.join(p.name for p in self.paths)})"
 
     def check(self, fullname: str, samples: list[float], info: dict[str, Any]) -> list[Verdict]:
-        """Judge an item just measured: its raw timings and extra_info, in the shape of its JSON entry."""
-        return self.add({"fullname": fullname, "stats": {"data": samples}, "extra_info": info})
+        """Judge an item just measured (its raw timings and extra_info, in the shape of its JSON entry) and
+        record the verdicts in the session's comparison."""
+        return self.add(_entry(fullname, samples, info))
 
-    def failure_message(self, verdicts: list[Verdict]) -> str:
+    def try_again(self, fullname: str, samples: list[float], info: dict[str, Any]) -> list[Verdict] | None:
+        """The regressions of an attempt that a new measurement may overturn, recording nothing; None when
+        the verdicts stand: no regression, or one on memory, which measuring again does not change."""
+        failed = [v for v in self.verdicts(_entry(fullname, samples, info)) if v.failed]
+        if not failed or any(v.criterion.metric == "peak_memory" for v in failed):
+            return None
+        return failed
+
+    def note_remeasured(self, fullname: str, earlier: list[list[Verdict]]) -> None:
+        self.comparison.remeasured[fullname] = "; ".join(_brief(attempt) for attempt in earlier)
+
+    def failure_message(self, verdicts: list[Verdict], earlier: Sequence[list[Verdict]] = ()) -> str:
         lines = [f"performance regression against baseline {self.label}:"]
         lines.extend(f"  {v.describe()}" for v in verdicts)
+        for number, attempt in enumerate(earlier, start=1):
+            lines.append(f"  measurement {number} of {len(earlier) + 1} also regressed: {_brief(attempt)}")
         return "\n".join(lines)
+
+
+def _entry(fullname: str, samples: list[float], info: dict[str, Any]) -> dict[str, Any]:
+    return {"fullname": fullname, "stats": {"data": samples}, "extra_info": info}
+
+
+def _brief(verdicts: list[Verdict]) -> str:
+    return ", ".join(f"{v.criterion.metric} {v.change:+.1%} (p={v.significance})" for v in verdicts)
 
 
 def open_gate(config: pytest.Config, settings: TBenchConfig) -> Gate | None:

@@ -76,6 +76,7 @@ class Comparison:
     new: list[str] = field(default_factory=list)  # in this run only
     missing: list[str] = field(default_factory=list)  # in the baseline only
     not_measured: dict[str, str] = field(default_factory=dict)  # baseline items that errored or skipped
+    remeasured: dict[str, str] = field(default_factory=dict)  # item -> the earlier attempts' regressions
 
     @property
     def regressions(self) -> list[Verdict]:
@@ -97,13 +98,11 @@ class Comparer:
         self._seen: set[str] = set()
         self.comparison = Comparison(not_measured=not_measured(baseline))
 
-    def add(self, bench: dict[str, Any]) -> list[Verdict]:
+    def verdicts(self, bench: dict[str, Any]) -> list[Verdict]:
+        """Judge one item of the current run, recording nothing (an attempt that may be measured again)."""
         name = bench["fullname"]
-        self._seen.add(name)
         base = self._baseline.get(name)
         if base is None:
-            if name not in self.comparison.not_measured:
-                self.comparison.new.append(name)
             return []
         verdicts = []
         for criterion in self.criteria:
@@ -112,6 +111,15 @@ class Comparer:
             a, b = extract(criterion.metric, base), extract(criterion.metric, bench)
             if a is not None and b is not None:
                 verdicts.append(judge(name, criterion, a, b))
+        return verdicts
+
+    def add(self, bench: dict[str, Any]) -> list[Verdict]:
+        """Judge one item of the current run and record its verdicts in the comparison."""
+        name = bench["fullname"]
+        self._seen.add(name)
+        if name not in self._baseline and name not in self.comparison.not_measured:
+            self.comparison.new.append(name)
+        verdicts = self.verdicts(bench)
         self.comparison.verdicts.extend(verdicts)
         return verdicts
 

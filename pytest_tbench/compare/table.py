@@ -37,6 +37,10 @@ def render(comparison: Comparison, markdown: bool = False) -> str:
             "Not measured in the baseline",
             [f"{name} ({outcome})" for name, outcome in comparison.not_measured.items()],
         ),
+        (
+            "Measured again after a timing regression (the earlier attempts; the table shows the last)",
+            [f"{name}: {earlier}" for name, earlier in comparison.remeasured.items()],
+        ),
     ):
         if names:
             lines.append(f"\n{title}:")
