@@ -231,9 +231,12 @@ class Measured:
 
 
 def _attempt_record(measured: Measured, regressed: list[Verdict]) -> dict[str, Any]:
-    """What extra_info keeps of an attempt that a new measurement replaced."""
-    return {
+    """What extra_info keeps of an attempt that a new measurement replaced: enough to judge it again."""
+    record: dict[str, Any] = {
         "median_s": measured.median_s,
         "rounds_s": measured.timings,
         "regressed": [f"{v.criterion.metric} {v.change:+.1%}" for v in regressed],
     }
+    if "process_rounds" in measured.info:
+        record["process_rounds"] = measured.info["process_rounds"]
+    return record
