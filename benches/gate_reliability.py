@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -205,10 +206,9 @@ def main() -> None:
     args = parser.parse_args()
 
     burner = None
-    if args.busy:
-        burner = subprocess.Popen([sys.executable, "-c", BURNER])
-    elif args.bursts:
-        burner = subprocess.Popen([sys.executable, "-c", BURSTS])
+    if args.busy or args.bursts:  # in its own process group, so that killing it stops its pool too
+        code = BURNER if args.busy else BURSTS
+        burner = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     started = time.perf_counter()
     counts = dict.fromkeys(COUNTS, 0)
     try:
@@ -247,7 +247,7 @@ def main() -> None:
                     shutil.copy(path, args.keep / path.name)
     finally:
         if burner is not None:
-            burner.kill()
+            os.killpg(burner.pid, signal.SIGKILL)
 
     aa, ab = statistics.median(medians["aa"]), statistics.median(medians["ab"])
     first_median = history[0]["benchmarks"][0]["stats"]["median"]
