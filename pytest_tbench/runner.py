@@ -13,7 +13,7 @@ import pytest
 
 from .benchmark_stats import discard_stats, record_samples
 from .cases import BenchCase
-from .compare.gate import Gate
+from .compare.gate import Gate, retryable
 from .compare.judge import Verdict
 from .config import TBenchConfig
 from .devices import synchronize
@@ -117,22 +117,21 @@ class TBench:
             measured = attempt()
             info = measured.info
             info.update(throughput(measured.samples, measured.tokens, measured.median_s))
-            if discarded:
-                info["gate_discarded_attempts"] = discarded
-            if gate is None or not measured.timings or len(earlier) >= self.settings.compare_retries:
-                break
-            regressed = gate.try_again(self.benchmark.fullname, measured.timings, info)
-            if regressed is None:
+            verdicts = []
+            if gate is not None and measured.timings:
+                verdicts = gate.judge(self.benchmark.fullname, measured.timings, info)
+            regressed = retryable(verdicts)
+            if not regressed or len(earlier) >= self.settings.compare_retries:
                 break
             earlier.append(regressed)
             discarded.append(_attempt_record(measured, regressed))
             discard_stats(self.benchmark)
+        if discarded:
+            info["gate_discarded_attempts"] = discarded
         self.benchmark.extra_info.update(info)
         self._record(ItemResult(self._nodeid, self.case, info))
         if gate is not None and measured.timings:
-            if earlier:
-                gate.note_remeasured(self.benchmark.fullname, earlier)
-            verdicts = gate.check(self.benchmark.fullname, measured.timings, info)
+            gate.record_attempts(self.benchmark.fullname, verdicts, earlier)
             if any(v.failed for v in verdicts):
                 pytest.fail(gate.failure_message(verdicts, earlier), pytrace=False)
         return info

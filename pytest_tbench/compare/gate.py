@@ -29,21 +29,17 @@ class Gate(Comparer):
             return self.paths[0].name
         return f"{len(self.paths)} pooled runs ({', '.join(p.name for p in self.paths)})"
 
-    def check(self, fullname: str, samples: list[float], info: dict[str, Any]) -> list[Verdict]:
-        """Judge an item just measured (its raw timings and extra_info, in the shape of its JSON entry) and
-        record the verdicts in the session's comparison."""
-        return self.add(_entry(fullname, samples, info))
+    def judge(self, fullname: str, samples: list[float], info: dict[str, Any]) -> list[Verdict]:
+        """Judge an attempt at an item (its raw timings and extra_info, in the shape of its JSON entry),
+        recording nothing: a new measurement may replace it."""
+        return self.verdicts({"fullname": fullname, "stats": {"data": samples}, "extra_info": info})
 
-    def try_again(self, fullname: str, samples: list[float], info: dict[str, Any]) -> list[Verdict] | None:
-        """The regressions of an attempt that a new measurement may overturn, recording nothing; None when
-        the verdicts stand: no regression, or one on memory, which measuring again does not change."""
-        failed = [v for v in self.verdicts(_entry(fullname, samples, info)) if v.failed]
-        if not failed or any(v.criterion.metric == "peak_memory" for v in failed):
-            return None
-        return failed
-
-    def note_remeasured(self, fullname: str, earlier: list[list[Verdict]]) -> None:
-        self.comparison.remeasured[fullname] = "; ".join(_brief(attempt) for attempt in earlier)
+    def record_attempts(self, fullname: str, verdicts: list[Verdict], earlier: list[list[Verdict]]) -> None:
+        """Enter an item's last attempt in the session's comparison, and the regressions of the earlier
+        attempts it replaced."""
+        self.record(fullname, verdicts)
+        if earlier:
+            self.comparison.remeasured[fullname] = "; ".join(_brief(attempt) for attempt in earlier)
 
     def failure_message(self, verdicts: list[Verdict], earlier: Sequence[list[Verdict]] = ()) -> str:
         lines = [f"performance regression against baseline {self.label}:"]
@@ -53,8 +49,13 @@ class Gate(Comparer):
         return "\n".join(lines)
 
 
-def _entry(fullname: str, samples: list[float], info: dict[str, Any]) -> dict[str, Any]:
-    return {"fullname": fullname, "stats": {"data": samples}, "extra_info": info}
+def retryable(verdicts: list[Verdict]) -> list[Verdict]:
+    """The regressions of an attempt that a new measurement may overturn; [] when the verdicts stand: no
+    regression, or one on memory, which measuring again does not change."""
+    failed = [v for v in verdicts if v.failed]
+    if any(v.criterion.metric == "peak_memory" for v in failed):
+        return []
+    return failed
 
 
 def _brief(verdicts: list[Verdict]) -> str:

@@ -55,8 +55,9 @@ def find_saved_runs(storage: Path, run: str | None, last: int = 1) -> list[Path]
     return sorted(saved, key=lambda p: p.name)[-last:]
 
 
-def _gpu_names(info: dict[str, Any]) -> list[str]:
-    return [str(gpu.get("name")) for gpu in info.get("gpus", []) or []]
+def gpu_names(environment: dict[str, Any]) -> list[str]:
+    """The GPU names in a run's ``machine_info.tbench``, tolerant of what other versions wrote."""
+    return [str(gpu.get("name", "?")) for gpu in environment.get("gpus") or [] if isinstance(gpu, dict)]
 
 
 def machine_differences(base: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -64,7 +65,7 @@ def machine_differences(base: dict[str, Any], now: dict[str, Any]) -> list[str]:
     b = now.get("machine_info", {}).get("tbench", {})
     differences = []
     for key in IDENTITY_KEYS:
-        left, right = (_gpu_names(a), _gpu_names(b)) if key == "gpus" else (a.get(key), b.get(key))
+        left, right = (gpu_names(a), gpu_names(b)) if key == "gpus" else (a.get(key), b.get(key))
         if left != right:
             differences.append(f"{key}: baseline {left!r}, now {right!r}")
     return differences
@@ -113,14 +114,17 @@ class Comparer:
                 verdicts.append(judge(name, criterion, a, b))
         return verdicts
 
-    def add(self, bench: dict[str, Any]) -> list[Verdict]:
-        """Judge one item of the current run and record its verdicts in the comparison."""
-        name = bench["fullname"]
+    def record(self, name: str, verdicts: list[Verdict]) -> None:
+        """Enter an item of the current run, judged by ``verdicts``, in the comparison."""
         self._seen.add(name)
         if name not in self._baseline and name not in self.comparison.not_measured:
             self.comparison.new.append(name)
-        verdicts = self.verdicts(bench)
         self.comparison.verdicts.extend(verdicts)
+
+    def add(self, bench: dict[str, Any]) -> list[Verdict]:
+        """Judge one item of the current run and record its verdicts in the comparison."""
+        verdicts = self.verdicts(bench)
+        self.record(bench["fullname"], verdicts)
         return verdicts
 
     def finish(self) -> Comparison:
