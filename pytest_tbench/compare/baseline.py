@@ -12,14 +12,12 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from .metrics import process_counts
 
-def _item_groups(bench: dict[str, Any]) -> list[int]:
-    """The item's rounds per process, in the order of its samples; one process where the run did not split."""
-    data = bench.get("stats", {}).get("data") or []
-    counts = bench.get("extra_info", {}).get("process_rounds") or []
-    if counts and sum(counts) == len(data):
-        return list(counts)
-    return [len(data)] if data else []
+
+def _rounds_per_process(bench: dict[str, Any]) -> list[int]:
+    """A run measured in one process is one group."""
+    return process_counts(len(bench.get("stats", {}).get("data") or []), bench.get("extra_info", {}))
 
 
 def _pool_item(benches: list[dict[str, Any]]) -> dict[str, Any]:
@@ -30,7 +28,7 @@ def _pool_item(benches: list[dict[str, Any]]) -> dict[str, Any]:
     data = [x for bench in benches for x in bench.get("stats", {}).get("data") or []]
     if data:
         stats.update(data=data, median=statistics.median(data), rounds=len(data))
-        info["process_rounds"] = [count for bench in benches for count in _item_groups(bench)]
+        info["process_rounds"] = [count for bench in benches for count in _rounds_per_process(bench)]
     ttfts = [bench.get("extra_info", {}).get("ttft_per_round_s") for bench in benches]
     if all(ttfts):
         info["ttft_per_round_s"] = [x for values in ttfts for x in values]  # type: ignore[union-attr]

@@ -16,10 +16,19 @@ class MetricValues:
     groups: tuple[tuple[float, ...], ...] = ()  # the samples per worker process (--tbench-processes)
 
 
+def process_counts(count: int, info: dict[str, Any]) -> list[int]:
+    """An item's rounds per worker process, in the order of its ``count`` per-round values: its
+    ``process_rounds`` where they account for every value, else one process ([] without values)."""
+    counts = info.get("process_rounds") or []
+    if counts and sum(counts) == count:
+        return list(counts)
+    return [count] if count else []
+
+
 def by_process(values: list[float], info: dict[str, Any]) -> tuple[tuple[float, ...], ...]:
     """Per-round values split by the process that measured them; () for a run measured in one process."""
-    counts = info.get("process_rounds") or []
-    if len(counts) < 2 or sum(counts) != len(values):
+    counts = process_counts(len(values), info)
+    if len(counts) < 2:
         return ()
     groups, start = [], 0
     for count in counts:
