@@ -154,7 +154,9 @@ class Session:
         attempts = self.entry["extra_info"].get("gate_discarded_attempts")
         if not attempts:
             return self.run
-        info = {**self.entry["extra_info"], **{k: v for k, v in attempts[0].items() if k == "process_rounds"}}
+        info = dict(self.entry["extra_info"])
+        if "process_rounds" in attempts[0]:
+            info["process_rounds"] = attempts[0]["process_rounds"]
         entry = {**self.entry, "stats": {"data": attempts[0]["rounds_s"]}, "extra_info": info}
         return {**self.run, "benchmarks": [entry]}
 

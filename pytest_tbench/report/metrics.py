@@ -52,12 +52,14 @@ def throughput(mode: str) -> Metric:
 
 
 K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
 
 
-def group_by(rows: Iterable[Row], key: Callable[[Row], K]) -> dict[K, list[Row]]:
-    groups: dict[K, list[Row]] = {}
-    for row in rows:
-        groups.setdefault(key(row), []).append(row)
+def group_by(items: Iterable[T], key: Callable[[T], K]) -> dict[K, list[T]]:
+    """``items`` by ``key``, in the order each key and item first appears."""
+    groups: dict[K, list[T]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
     return groups
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from statistics import median
+from statistics import geometric_mean, linear_regression, median
 
 from .frame import Row
 from .metrics import LATENCY, PEAK_MEMORY, PREFILL, TOTAL, group_by, points, throughput
@@ -60,7 +60,8 @@ def throughput_saturation(rows: list[Row]) -> list[str]:
                 stalls[seq] = (series[start][0], series)
         if not stalls:
             continue
-        by_batch = group_by_value(stalls)
+        stalled_at = {seq: batch for seq, (batch, _) in stalls.items()}
+        by_batch = group_by(sorted(stalled_at), stalled_at.__getitem__)
         parts = [f"past batch {batch} at input {_lengths(seqs)}" for batch, seqs in sorted(by_batch.items())]
         seq = max(stalls)
         batch, series = stalls[seq]
@@ -73,13 +74,6 @@ def throughput_saturation(rows: list[Row]) -> list[str]:
             f"input {seq}: {example})."
         )
     return found
-
-
-def group_by_value(stalls: dict[int, tuple[int, list[tuple[int, float]]]]) -> dict[int, list[int]]:
-    batches: dict[int, list[int]] = {}
-    for seq, (batch, _) in sorted(stalls.items()):
-        batches.setdefault(batch, []).append(seq)
-    return batches
 
 
 def prefill_share(rows: list[Row]) -> list[str]:
@@ -108,10 +102,7 @@ def prefill_share(rows: list[Row]) -> list[str]:
 
 def _exponent(series: list[tuple[int, float]]) -> float:
     """Least-squares slope of log(latency) against log(length)."""
-    xs = [math.log(x) for x, _ in series]
-    ys = [math.log(y) for _, y in series]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    return linear_regression([math.log(x) for x, _ in series], [math.log(y) for _, y in series]).slope
 
 
 def latency_vs_length(rows: list[Row]) -> list[str]:
@@ -177,10 +168,6 @@ def memory_vs_batch(rows: list[Row]) -> list[str]:
     return found
 
 
-def _geomean(values: list[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values))
-
-
 def model_comparison(rows: list[Row]) -> list[str]:
     """The fastest and slowest model on the items every model of a run measured."""
     found = []
@@ -194,7 +181,7 @@ def model_comparison(rows: list[Row]) -> list[str]:
         common = [per_model for per_model in latencies.values() if len(per_model) == len(models)]
         if len(models) < 2 or not common:
             continue
-        means = {m: _geomean([c[m] for c in common]) for m in models}
+        means = {m: geometric_mean([c[m] for c in common]) for m in models}
         fast, slow = min(models, key=means.__getitem__), max(models, key=means.__getitem__)
         ratios = [c[slow] / c[fast] for c in common]
         wins = sum(1 for c in common if min(c, key=c.__getitem__) == fast)

@@ -293,43 +293,18 @@ def render_plots(rows: list[Row], out_dir: Path) -> list[Plot]:
         def path(kind: str, row: Row = first) -> Path:
             return out_dir / namer.file(kind, row)
 
-        speed = throughput(first.mode)
-        plots += [
-            heatmap(
-                group_rows,
-                LATENCY,
-                "latency_heatmap",
-                title(LATENCY.label),
-                path("latency_heatmap"),
-                "viridis",
-            ),
-            heatmap(
-                group_rows,
-                speed,
-                "throughput_heatmap",
-                title(speed.label),
-                path("throughput_heatmap"),
-                "magma",
-            ),
-            heatmap(
-                group_rows,
-                PEAK_MEMORY,
-                "memory_heatmap",
-                title(PEAK_MEMORY.label),
-                path("memory_heatmap"),
-                "cividis",
-            ),
-            scaling(
-                group_rows, "batch", title("scaling with batch size"), path("batch_scaling"), "batch_scaling"
-            ),
-            scaling(
-                group_rows,
-                "length",
-                title("scaling with input length"),
-                path("length_scaling"),
-                "length_scaling",
-            ),
-        ]
+        heatmaps = (
+            (LATENCY, "latency_heatmap", "viridis"),
+            (throughput(first.mode), "throughput_heatmap", "magma"),
+            (PEAK_MEMORY, "memory_heatmap", "cividis"),
+        )
+        for metric, kind, cmap in heatmaps:
+            plots.append(heatmap(group_rows, metric, kind, title(metric.label), path(kind), cmap))
+        for along, what, kind in (
+            ("batch", "scaling with batch size", "batch_scaling"),
+            ("length", "scaling with input length", "length_scaling"),
+        ):
+            plots.append(scaling(group_rows, along, title(what), path(kind), kind))
         if first.mode == "generate":
             plots.append(prefill_decode(group_rows, title("prefill vs decode time"), path("prefill_decode")))
     if len({r.run for r in rows}) > 1 or len({r.model for r in rows}) > 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..compare.runs import gpu_names
 from .frame import KNOWN_MODES, Row, Run
 from .metrics import (
     DECODE_TOKENS_PER_S,
@@ -142,9 +143,7 @@ def model_tables(mode: str, rows: list[Row], runs: bool) -> list[Table]:
 
 
 def _gpus(run: Run) -> str:
-    gpus = run.environment.get("gpus") or []
-    names = [str(g.get("name", "?")) for g in gpus if isinstance(g, dict)]
-    return ", ".join(names) or "none"
+    return ", ".join(gpu_names(run.environment)) or "none"
 
 
 def _ram(run: Run) -> str:
