@@ -1,0 +1,67 @@
+"""Does tbench measure right on this GPU? Its numbers against independent ones, taken in the same process.
+
+    python benches/gpu_selfcheck.py [--device cuda:0] [--model gpt2] [--batch-size 4] [--seq-len 256]
+
+Prints one table of check / measured / expected / verdict and exits 1 if any check failed, 0 otherwise
+(also when there is no CUDA device: then it says so and checks nothing, unless --device cpu asks for the
+CPU dry run, which runs the same checks where they apply). About 2-3 minutes on one H100 with gpt2.
+
+- forward median in float32 and float16 within 3% of a hand-written CUDA-event loop on the same model and
+  inputs;
+- generate TTFT and per-token decode against a hand-written greedy prefill + KV-cache decode loop;
+- float16 and bfloat16 train: loss finite, weights changed, mixed precision as recorded, step time;
+- memory: known allocations measured within 2%, and the reserved peak of a small item run after a large one;
+- --tbench-isolate runs on the device, and its forkserver never initialised CUDA;
+- NVML fields present and mapped to the item's GPU (and, with 2+ GPUs, cuda:1 against CUDA_VISIBLE_DEVICES=1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+
+from pytest_tbench.selfcheck.checks import Setup, run_all
+from pytest_tbench.selfcheck.verdicts import exit_code, render
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--device", default="cuda", help="cuda, cuda:N, or cpu for the dry run (default cuda)"
+    )
+    parser.add_argument("--model", default="gpt2", help="model spec, as for --tbench-models (default gpt2)")
+    parser.add_argument("--batch-size", type=int, default=Setup.batch_size)
+    parser.add_argument("--seq-len", type=int, default=Setup.seq_len)
+    parser.add_argument("--new-tokens", type=int, default=Setup.new_tokens)
+    parser.add_argument("--rounds", type=int, default=Setup.rounds)
+    parser.add_argument("--warmup", type=int, default=Setup.warmup)
+    parser.add_argument(
+        "--allocation-mib", type=int, nargs=2, default=Setup.allocation_mib, metavar=("LARGE", "SMALL")
+    )
+    args = parser.parse_args(argv)
+    if args.device != "cpu" and not torch.cuda.is_available():
+        print(f"gpu_selfcheck: no CUDA device (torch {torch.__version__}): nothing to check here; "
+              "--device cpu runs the CPU dry run")  # fmt: skip
+        return 0
+    setup = Setup(
+        device=args.device,
+        model=args.model,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        new_tokens=args.new_tokens,
+        rounds=args.rounds,
+        warmup=args.warmup,
+        allocation_mib=tuple(args.allocation_mib),
+    )
+    checks = run_all(setup, report=lambda rows: print(render(rows), flush=True))
+    print("\n" + render(checks))
+    return exit_code(checks)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

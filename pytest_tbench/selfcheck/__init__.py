@@ -1,0 +1,5 @@
+"""The GPU self-check: the plugin's numbers against independent measurements taken in the same process.
+
+``verdicts`` holds the table (torch-free), ``loops`` the hand-written reference loops, ``checks`` the checks;
+``benches/gpu_selfcheck.py`` is the command.
+"""

@@ -1,0 +1,315 @@
+"""The checks: each runs the plugin in this process (``pytest.main`` on a small bench file) and sets what it
+reported beside an independent measurement of the same model and inputs, or beside a known quantity.
+
+The reference loops run before and after the plugin's item and their medians are averaged, so that a slow
+drift of the machine does not fall on one side only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import multiprocessing.forkserver
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from ..devices import is_cuda
+from ..inputs import make_inputs
+from ..models.loading import LoadedModel, ModelKey, load_model
+from ..models.registry import resolve
+from .loops import decode_medians_s, forward_median_s
+from .verdicts import Check, agreement, at_most, holds
+
+FORWARD = """
+from pytest_tbench import TBench
+
+def test_forward(tbench: TBench) -> None:
+    tbench.forward()
+"""
+
+GENERATE = """
+import pytest
+from pytest_tbench import TBench
+
+@pytest.mark.tbench(mode="generate")
+def test_generate(tbench: TBench) -> None:
+    tbench.generate()
+"""
+
+TRAIN = """
+import pytest
+from pytest_tbench import TBench
+
+@pytest.mark.tbench(mode="train")
+def test_train(tbench: TBench) -> None:
+    tbench.train()
+"""
+
+# Each call allocates a known number of bytes on the item's device and frees it; ones, not empty, so that
+# on the CPU the pages are touched and count in the resident set.
+ALLOCATION = """
+import pytest
+import torch
+from pytest_tbench import TBench
+
+@pytest.mark.parametrize("mib", {sizes})
+def test_allocation(tbench: TBench, mib: int) -> None:
+    device = tbench.case.device
+
+    def call() -> None:
+        block = torch.ones(mib * 2**20, dtype=torch.uint8, device=device)
+        del block
+
+    tbench.measure(call)
+"""
+
+FORWARD_TOLERANCE = 0.03
+MEMORY_TOLERANCE = 0.02
+# generate() does host-side work a bare loop does not (argument checks, logits processors, stopping
+# criteria, cache set-up before the prefill): its TTFT may exceed a bare prefill by that much.
+TTFT_TOLERANCE = 0.25
+DECODE_TOLERANCE = 0.15
+
+
+class SelfCheckError(RuntimeError):
+    """A plugin run that produced no result to check."""
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What the checks run: one model at one batch size and input length on one device."""
+
+    device: str
+    model: str = "gpt2"
+    batch_size: int = 4
+    seq_len: int = 256
+    new_tokens: int = 32
+    rounds: int = 30
+    warmup: int = 5
+    allocation_mib: tuple[int, int] = (1024, 64)  # a large item, then a small one
+
+    def args(self, dtype: str, model: str | None = None) -> list[str]:
+        return [
+            "--tbench-models", model or self.model,
+            "--tbench-batch-sizes", str(self.batch_size),
+            "--tbench-seq-lens", str(self.seq_len),
+            "--tbench-devices", self.device,
+            "--tbench-dtype", dtype,
+            "--tbench-rounds", str(self.rounds),
+            "--tbench-warmup", str(self.warmup),
+            "--tbench-new-tokens", str(self.new_tokens),
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PluginRun:
+    exit_code: int
+    json: dict[str, Any]
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        return list(self.json.get("benchmarks", []))
+
+    def only_item(self) -> dict[str, Any]:
+        if len(self.items) != 1:
+            raise SelfCheckError(
+                f"expected one measured item, the run has {len(self.items)} (exit {self.exit_code})"
+            )
+        return self.items[0]
+
+
+def run_plugin(source: str, args: list[str]) -> PluginRun:
+    """One pytest session in this process over a bench file holding ``source``."""
+    folder = Path(tempfile.mkdtemp(prefix="tbench-selfcheck-"))
+    # A name of its own: pytest imports each bench file as a module, and a second session in this process
+    # would otherwise find the first one's module under the same name.
+    (folder / f"test_{folder.name.replace('-', '_')}.py").write_text(source)
+    ini = folder / "pytest.ini"
+    ini.write_text("[pytest]\n")  # keeps the session away from any project's ini and conftest
+    out = folder / "run.json"
+    console = io.StringIO()  # the table says what matters; the session's own output only when it broke
+    with contextlib.redirect_stdout(console):
+        code = pytest.main(
+            [str(folder), "-c", str(ini), "--rootdir", str(folder), "-q", "-p", "no:cacheprovider",
+             f"--benchmark-json={out}", *args]
+        )  # fmt: skip
+    if not out.exists():
+        tail = " | ".join(console.getvalue().strip().splitlines()[-3:])
+        raise SelfCheckError(f"the plugin's session exited {int(code)} without a JSON: {tail}")
+    return PluginRun(int(code), json.loads(out.read_text()))
+
+
+def _load(setup: Setup, head: str, dtype: str) -> LoadedModel:
+    return load_model(resolve(setup.model), ModelKey(setup.model, head, setup.device, dtype))
+
+
+def _bracketed(
+    reference: Callable[[], tuple[float, ...]], plugin: Callable[[], PluginRun]
+) -> tuple[tuple[float, ...], PluginRun]:
+    """The reference figures measured before and after the plugin's run, each averaged over the two."""
+    before = reference()
+    run = plugin()
+    after = reference()
+    return tuple((a + b) / 2 for a, b in zip(before, after, strict=True)), run
+
+
+def check_forward(setup: Setup, dtype: str) -> list[Check]:
+    loaded = _load(setup, "base", dtype)
+    inputs = make_inputs(loaded.config, setup.batch_size, setup.seq_len, setup.device)
+    (reference,), run = _bracketed(
+        lambda: (forward_median_s(loaded.model, inputs, setup.device, setup.rounds, setup.warmup),),
+        lambda: run_plugin(FORWARD, setup.args(dtype)),
+    )
+    median = run.only_item()["stats"]["median"]
+    name = (
+        f"forward {dtype} median vs CUDA-event loop" if is_cuda(setup.device) else f"forward {dtype} median"
+    )
+    return [agreement(name, median * 1e3, reference * 1e3, FORWARD_TOLERANCE, "ms")]
+
+
+def check_generate(setup: Setup, dtype: str) -> list[Check]:
+    loaded = _load(setup, "lm", dtype)
+    ids = make_inputs(loaded.config, setup.batch_size, setup.seq_len, setup.device)["input_ids"]
+    rounds = max(1, setup.rounds // 3)  # each round is a whole generation
+    (ttft, step), run = _bracketed(
+        lambda: decode_medians_s(loaded.model, ids, setup.new_tokens, setup.device, rounds, setup.warmup),
+        lambda: run_plugin(GENERATE, setup.args(dtype)),
+    )
+    info = run.only_item()["extra_info"]
+    return [
+        agreement(
+            f"generate {dtype} TTFT (median)", info["ttft_median_s"] * 1e3, ttft * 1e3, TTFT_TOLERANCE, "ms"
+        ),
+        agreement(
+            f"generate {dtype} decode per token (median)",
+            info["decode_token_latency_median_s"] * 1e3,
+            step * 1e3,
+            DECODE_TOLERANCE,
+            "ms",
+        ),
+    ]
+
+
+def check_train(setup: Setup, dtype: str) -> list[Check]:
+    run = run_plugin(TRAIN, setup.args(dtype))
+    info = run.only_item()["extra_info"]
+    loss = info.get("last_loss")
+    finite = isinstance(loss, float) and math.isfinite(loss)
+    changed = bool(info.get("weights_changed"))
+    precision = info.get("train_precision")
+    expected_precision = "float32" if dtype == "float32" else f"amp-{dtype}"
+    step_ms = run.only_item()["stats"]["median"] * 1e3
+    return [
+        holds(
+            f"train {dtype}",
+            f"last loss {loss}, weights changed: {changed}, {precision}, {step_ms:.4g} ms/step",
+            f"finite loss, weights changed, {expected_precision}",
+            finite and changed and precision == expected_precision,
+        )
+    ]
+
+
+def check_memory(setup: Setup) -> list[Check]:
+    large, small = setup.allocation_mib
+    run = run_plugin(ALLOCATION.format(sizes=[large, small]), setup.args("float32", model="tiny-gpt2"))
+    by_size = {item["params"]["mib"]: item["extra_info"] for item in run.items}
+    if set(by_size) != {large, small}:
+        raise SelfCheckError(
+            f"the allocation run measured {sorted(by_size)} MiB items, not {large} and {small}"
+        )
+    checks = []
+    for mib in (large, small):
+        info = by_size[mib]
+        checks.append(
+            agreement(
+                f"known allocation of {mib} MiB: item +mem ({info['peak_memory_kind']})",
+                info["peak_memory_increase_bytes"] / 2**20,
+                float(mib),
+                MEMORY_TOLERANCE,
+                "MiB",
+            )
+        )
+    if is_cuda(setup.device):
+        reserved = by_size[small]["cuda_max_reserved_bytes"] / 2**20
+        checks.append(
+            at_most(
+                f"reserved peak of the {small} MiB item after the {large} MiB one", reserved, large / 2, "MiB"
+            )
+        )
+    else:
+        checks.append(Check.skipped("reserved peak after a larger item", "CUDA only (caching allocator)"))
+    return checks
+
+
+def forkserver_pid() -> int | None:
+    return getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+
+
+def maps_libcuda(pid: int) -> bool:
+    """Whether process ``pid`` has the CUDA driver library mapped, which it does once CUDA was initialised."""
+    return "libcuda.so" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def check_isolation(setup: Setup) -> list[Check]:
+    run = run_plugin(FORWARD, [*setup.args("auto"), "--tbench-isolate"])
+    item = run.only_item()
+    isolated = item["extra_info"].get("isolated")
+    median_ms = item["stats"]["median"] * 1e3
+    checks = [
+        holds(
+            "--tbench-isolate item runs",
+            f"exit {run.exit_code}, isolated: {isolated}, median {median_ms:.4g} ms",
+            "exit 0, isolated: True",
+            run.exit_code == 0 and isolated is True,
+        )
+    ]
+    pid = forkserver_pid()
+    if pid is None:
+        checks.append(Check.skipped("forkserver never initialised CUDA", "no forkserver in this process"))
+    else:
+        mapped = maps_libcuda(pid)
+        checks.append(
+            holds(
+                "forkserver never initialised CUDA",
+                f"libcuda mapped in pid {pid}: {mapped}",
+                "not mapped",
+                not mapped,
+            )
+        )
+    return checks
+
+
+def run_all(setup: Setup, report: Callable[[list[Check]], None] = lambda checks: None) -> list[Check]:
+    """Every check, in an order where none leaves state for the next; ``report`` sees each batch of rows
+    as it is ready, so a long run shows progress. A check that raises becomes a failed row; the rest go on."""
+    cuda = is_cuda(setup.device)
+    half = ["float16", "bfloat16"] if cuda else ["bfloat16"]
+    steps: list[tuple[str, Callable[[], list[Check]]]] = [
+        ("isolation", lambda: check_isolation(setup)),  # first: the forkserver starts before anything else
+        *[
+            (f"forward {d}", lambda d=d: check_forward(setup, d))
+            for d in ("float32", "float16" if cuda else "bfloat16")
+        ],
+        (f"generate {half[0]}", lambda: check_generate(setup, half[0])),
+        *[(f"train {d}", lambda d=d: check_train(setup, d)) for d in half],
+        ("memory", lambda: check_memory(setup)),
+    ]
+    checks: list[Check] = []
+    for name, step in steps:
+        try:
+            found = step()
+        except Exception as exc:  # one broken check is a row, not the end of the self-check
+            found = [Check(name, f"{type(exc).__name__}: {exc}"[:200], "no error", "fail")]
+        checks.extend(found)
+        report(found)
+        if cuda:
+            torch.cuda.empty_cache()
+    return checks

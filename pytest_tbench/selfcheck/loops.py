@@ -1,0 +1,103 @@
+"""Reference loops written by hand, sharing no timing code with the plugin.
+
+On CUDA the times come from events recorded on the device's current stream and read after the last one has
+completed (the plugin times with the host clock after a device synchronise); on CPU, ``time.perf_counter``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+
+class Stopwatch:
+    """Marks on one device's timeline; ``seconds()`` gives each mark relative to the first."""
+
+    def __init__(self, device: str) -> None:
+        self.device = torch.device(device)
+        self._marks: list[Any] = []
+
+    def mark(self) -> None:
+        if self.device.type == "cuda":
+            event = torch.cuda.Event(enable_timing=True)
+            event.record(torch.cuda.current_stream(self.device))
+            self._marks.append(event)
+        else:
+            self._marks.append(time.perf_counter())
+
+    def seconds(self) -> list[float]:
+        if self.device.type != "cuda":
+            return [m - self._marks[0] for m in self._marks]
+        self._marks[-1].synchronize()
+        return [self._marks[0].elapsed_time(m) / 1000 for m in self._marks]
+
+
+def timed_calls(call: Callable[[], object], device: str, rounds: int, warmup: int) -> list[float]:
+    """Seconds of each of ``rounds`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(rounds):
+        watch = Stopwatch(device)
+        watch.mark()
+        call()
+        watch.mark()
+        times.append(watch.seconds()[-1])
+    return times
+
+
+def forward_median_s(
+    model: Any, inputs: Mapping[str, torch.Tensor], device: str, rounds: int, warmup: int
+) -> float:
+    """Median of a lone forward, as the plugin's forward mode calls it (no cache built)."""
+
+    kwargs: dict[str, Any] = dict(inputs)
+    if "use_cache" in inspect.signature(model.forward).parameters:
+        kwargs["use_cache"] = False
+
+    def call() -> None:
+        with torch.inference_mode():
+            model(**kwargs)
+
+    return statistics.median(timed_calls(call, device, rounds, warmup))
+
+
+def greedy_decode(
+    model: Any, input_ids: torch.Tensor, new_tokens: int, device: str
+) -> tuple[float, list[float]]:
+    """A prefill and ``new_tokens - 1`` KV-cache decode steps, greedy: the first token's time from the call's
+    start, and each later token's interval."""
+    # transformers 5.x names the cache argument and output ``cache``; 4.x ``past_key_values``.
+    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    watch = Stopwatch(device)
+    with torch.inference_mode():
+        watch.mark()
+        out = model(input_ids=input_ids, use_cache=True)
+        token = out.logits[:, -1:].argmax(-1)
+        watch.mark()
+        for _ in range(new_tokens - 1):
+            out = model(input_ids=token, use_cache=True, **{cache_arg: out[cache_arg]})
+            token = out.logits[:, -1:].argmax(-1)
+            watch.mark()
+    marks = watch.seconds()
+    return marks[1], [b - a for a, b in itertools.pairwise(marks[1:])]
+
+
+def decode_medians_s(
+    model: Any, input_ids: torch.Tensor, new_tokens: int, device: str, rounds: int, warmup: int
+) -> tuple[float, float]:
+    """Median time to first token over the rounds, and median per-token decode interval over every step."""
+    for _ in range(warmup):
+        greedy_decode(model, input_ids, new_tokens, device)
+    firsts, steps = [], []
+    for _ in range(rounds):
+        first, intervals = greedy_decode(model, input_ids, new_tokens, device)
+        firsts.append(first)
+        steps.extend(intervals)
+    return statistics.median(firsts), statistics.median(steps)

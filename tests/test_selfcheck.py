@@ -1,0 +1,135 @@
+"""The GPU self-check's CPU-side logic: its verdicts, its hand-written loops, a whole dry run on the CPU."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from pytest_tbench.selfcheck import loops
+from pytest_tbench.selfcheck.verdicts import Check, agreement, at_most, exit_code, holds, render
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_agreement_passes_inside_the_tolerance_and_fails_outside() -> None:
+    assert agreement("x", 10.29, 10.0, 0.03, "ms").verdict == "pass"
+    assert agreement("x", 9.71, 10.0, 0.03, "ms").verdict == "pass"
+    low = agreement("x", 9.6, 10.0, 0.03, "ms")
+    assert low.verdict == "fail"
+    assert low.measured == "9.6 ms (-4.0%)"
+    assert low.expected == "10 ms ±3%"
+    with pytest.raises(ValueError, match="positive"):
+        agreement("x", 1.0, 0.0, 0.03, "ms")
+
+
+def test_limits_table_and_exit_code() -> None:
+    rows = [
+        at_most("reserved", 70.0, 512.0, "MiB"),
+        holds("train", "loss 6.9", "finite", True),
+        Check.skipped("nvml", "CUDA only"),
+    ]
+    assert [r.verdict for r in rows] == ["pass", "pass", "skip"]
+    assert exit_code(rows) == 0
+    failed = [*rows, at_most("reserved", 1024.0, 512.0, "MiB")]
+    assert exit_code(failed) == 1
+    table = render(failed)
+    assert [c.strip() for c in table.splitlines()[0].split("|")[1:5]] == [
+        "check",
+        "measured",
+        "expected",
+        "verdict",
+    ]
+    assert "| FAIL" in table and "| SKIP" in table
+
+
+class FakeEvent:
+    def __init__(self, enable_timing: bool = False) -> None:
+        self.stream: Any = None
+        self.time_ms = 0.0
+
+    def record(self, stream: Any = None) -> None:
+        self.stream = stream
+        FakeEvent.clock_ms += 2.5
+        self.time_ms = FakeEvent.clock_ms
+
+    def synchronize(self) -> None:
+        FakeEvent.synchronized += 1
+
+    def elapsed_time(self, other: FakeEvent) -> float:
+        return other.time_ms - self.time_ms
+
+    clock_ms = 0.0
+    synchronized = 0
+
+
+def test_stopwatch_records_on_the_stream_of_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[torch.device] = []
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(
+        torch.cuda, "current_stream", lambda device: asked.append(device) or f"stream of {device}"
+    )
+    watch = loops.Stopwatch("cuda:1")
+    for _ in range(3):
+        watch.mark()
+    assert asked == [torch.device("cuda:1")] * 3
+    assert watch._marks[0].stream == "stream of cuda:1"
+    assert watch.seconds() == pytest.approx([0.0, 0.0025, 0.005])
+    assert FakeEvent.synchronized == 1  # waits for the last mark only
+
+
+def test_the_hand_decode_loop_times_every_token() -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=100, n_positions=64)).eval()
+    ids = torch.randint(0, 100, (2, 8))
+    first, steps = loops.greedy_decode(model, ids, 5, "cpu")
+    assert first > 0 and len(steps) == 4 and all(s > 0 for s in steps)
+
+
+def test_without_cuda_it_says_so_and_checks_nothing(pytester: pytest.Pytester) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = pytester.run(sys.executable, str(ROOT / "benches" / "gpu_selfcheck.py"))
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["gpu_selfcheck: no CUDA device*--device cpu runs the CPU dry run"])
+
+
+def test_cpu_dry_run_checks_everything_that_applies(pytester: pytest.Pytester) -> None:
+    """Timing verdicts depend on the machine's load, so only the table's completeness is asserted: every check
+    ran to a verdict, none broke, and the CUDA-only ones say why they were skipped."""
+    result = pytester.run(
+        sys.executable, str(ROOT / "benches" / "gpu_selfcheck.py"),
+        "--device", "cpu", "--model", "tiny-gpt2", "--batch-size", "1", "--seq-len", "16",
+        "--new-tokens", "4", "--rounds", "5", "--warmup", "1", "--allocation-mib", "128", "16",
+        timeout=300,
+    )  # fmt: skip
+    table = result.stdout.str().split("\n\n")[-1]
+    rows = {
+        cells[0]: cells[1:]
+        for line in table.splitlines()[2:]
+        if len(cells := [c.strip() for c in line.strip().strip("|").split("|")]) == 4
+    }
+    names = "\n".join(rows)
+    for expected in (
+        "--tbench-isolate item runs",
+        "forkserver never initialised CUDA",
+        "forward float32 median",
+        "forward bfloat16 median",
+        "generate bfloat16 TTFT (median)",
+        "generate bfloat16 decode per token (median)",
+        "train bfloat16",
+        "known allocation of 128 MiB: item +mem (peak_rss)",
+        "known allocation of 16 MiB: item +mem (peak_rss)",
+        "reserved peak after a larger item",
+    ):
+        assert expected in rows, f"{expected!r} missing from:\n{names}"
+    broken = {name: cells for name, cells in rows.items() if cells[1] == "no error"}
+    assert not broken, broken
+    assert rows["forkserver never initialised CUDA"][2] == "PASS"
+    assert rows["reserved peak after a larger item"][2] == "SKIP"
+    assert result.ret == (1 if any(cells[2] == "FAIL" for cells in rows.values()) else 0)
