@@ -1,6 +1,13 @@
-"""Device names, presence and synchronisation: the only place that knows CPU from CUDA."""
+"""Device names, presence and synchronisation: the only place that knows CPU from CUDA.
+
+Every CUDA call here names its device (or runs under ``torch.cuda.device``): calls that take no device act on
+torch's *current* device, which nothing else sets, so with ``cuda:1`` they would act on GPU 0 and open a CUDA
+context there.
+"""
 
 from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
@@ -23,13 +30,50 @@ def is_cuda(device: str) -> bool:
     return device.split(":")[0] == "cuda"
 
 
+def cuda_index(device: str) -> int:
+    """The torch ordinal of a CUDA device name: its index, or for a bare ``cuda`` torch's current device,
+    which is where ``tensor.to("cuda")`` puts tensors. Resolve it once per item, so that everything the item
+    does acts on the same GPU even if the current device changes meanwhile."""
+    if not is_cuda(device):
+        raise ValueError(f"device {device!r} is not a CUDA device; expected 'cuda' or 'cuda:N'")
+    index = torch.device(device).index
+    return torch.cuda.current_device() if index is None else index
+
+
+def on_device(device: str) -> AbstractContextManager[object]:
+    """Makes ``device`` torch's current CUDA device for the block (a no-op for CPU), so that calls that take
+    no device (``empty_cache``, events, streams, third-party code) act on the item's GPU. Wrap a whole item
+    (model load, warm-up, rounds, memory tracking) in it."""
+    if not is_cuda(device):
+        return nullcontext()
+    return torch.cuda.device(cuda_index(device))
+
+
+def cuda_uuid(index: int) -> str | None:
+    """The UUID torch reports for CUDA ordinal ``index`` (as torch writes it, without NVML's ``GPU-``
+    prefix), or None where torch cannot say. NVML's own indices ignore CUDA_VISIBLE_DEVICES and follow PCI
+    order, so the UUID is the only safe link from a torch device to its NVML record."""
+    try:
+        return str(torch.cuda.get_device_properties(index).uuid)
+    except (AttributeError, AssertionError, RuntimeError):  # old torch, no CUDA build, no such device
+        return None
+
+
+def cuda_uuids() -> list[str | None]:
+    """:func:`cuda_uuid` of every visible CUDA device, in torch's order; empty without CUDA."""
+    if not torch.cuda.is_available():
+        return []
+    return [cuda_uuid(index) for index in range(torch.cuda.device_count())]
+
+
 def absent_reason(device: str) -> str | None:
     """Why ``device`` cannot run here, or None when it can."""
     if not is_cuda(device):
         return None
     if not torch.cuda.is_available():
         return f"device {device} absent: torch {torch.__version__} sees no CUDA device"
-    index = int(device.split(":")[1]) if ":" in device else 0
+    # Not cuda_index: current_device() would initialise CUDA in the pytest process at collection time.
+    index = torch.device(device).index or 0
     count = torch.cuda.device_count()
     if index >= count:
         return f"device {device} absent: {count} CUDA device(s) visible"
@@ -39,9 +83,12 @@ def absent_reason(device: str) -> str | None:
 def synchronize(device: str) -> None:
     """Wait for all queued work on ``device``; a no-op on CPU, where calls return when done."""
     if is_cuda(device):
-        torch.cuda.synchronize(device)
+        torch.cuda.synchronize(cuda_index(device))
 
 
 def empty_cache(device: str) -> None:
+    """Return the caching allocator's unused blocks of ``device`` to the driver. Run under that device:
+    ``torch.cuda.empty_cache`` takes no device argument."""
     if is_cuda(device) and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+        with on_device(device):
+            torch.cuda.empty_cache()

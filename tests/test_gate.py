@@ -224,6 +224,17 @@ def test_a_baseline_from_another_machine_is_refused_unless_allowed(gate: pytest.
     allowed.assert_outcomes(passed=2)
 
 
+def test_a_baseline_with_other_torch_flags_stops_the_gate_at_the_first_item(gate: pytest.Pytester) -> None:
+    path = save_baseline(gate)
+    data = json.loads(path.read_text())
+    flags = data["machine_info"]["tbench"]["torch_flags"]
+    flags["cudnn_benchmark"] = not flags["cudnn_benchmark"]
+    path.write_text(json.dumps(data))
+    refused = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stdout.fnmatch_lines(["*ran with other torch flags (torch_flags.cudnn_benchmark: baseline *"])
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [("{not json", "is not readable JSON"), ('{"machine_info": {}}', "is not a pytest-benchmark run")],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -94,6 +95,7 @@ def test_sampling_fallback_sees_a_held_allocation() -> None:
 def test_warmup_rounds_are_not_counted(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_bench="""
+import contextlib
 import time
 
 def test_slow_start(tbench):
@@ -156,8 +158,12 @@ def test_cuda_tracker_arithmetic_with_a_fake_allocator(monkeypatch: pytest.Monke
     monkeypatch.setattr(cuda, "memory_allocated", lambda device=None: fake["allocated"])
     monkeypatch.setattr(cuda, "max_memory_allocated", lambda device=None: fake["max_allocated"])
     monkeypatch.setattr(cuda, "max_memory_reserved", lambda device=None: fake["max_reserved"])
+    monkeypatch.setattr(cuda, "memory_reserved", lambda device=None: 200 * MIB)
     monkeypatch.setattr(memory, "synchronize", lambda device: None)
-    monkeypatch.setattr(memory.nvml, "device_used_bytes", lambda index: 2048 * MIB)
+    monkeypatch.setattr(memory, "empty_cache", lambda device: None)
+    monkeypatch.setattr(memory, "on_device", lambda device: contextlib.nullcontext())
+    at_end = memory.nvml.MemoryInUse(2048 * MIB, 1500 * MIB, None)
+    monkeypatch.setattr(memory.nvml, "memory_in_use", lambda uuid: at_end)
     tracker = CudaTracker("cuda:0")
     tracker.start()
     info = tracker.stop()
@@ -166,7 +172,10 @@ def test_cuda_tracker_arithmetic_with_a_fake_allocator(monkeypatch: pytest.Monke
         "cuda_max_allocated_bytes": 900 * MIB,
         "cuda_max_reserved_bytes": 1024 * MIB,
         "cuda_allocated_at_start_bytes": 100 * MIB,
+        "cuda_reserved_at_start_bytes": 200 * MIB,
         "nvml_device_used_bytes": 2048 * MIB,
+        "nvml_process_used_at_end_bytes": 1500 * MIB,
+        "nvml_unavailable_reason": None,
     }
     assert summarise("cuda:0", info) == {
         "peak_memory_bytes": 900 * MIB,

@@ -9,18 +9,42 @@ from typing import Any
 import pytest
 
 from ..config import TBenchConfig
-from ..environment import environment
+from ..environment import environment, torch_flags
 from ..options import OptionError
 from .baseline import pool_runs
 from .criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
 from .judge import Verdict
-from .runs import Comparer, find_saved_runs, load_run, machine_differences
+from .runs import Comparer, find_saved_runs, load_run, machine_differences, torch_flag_differences
 
 
 class Gate(Comparer):
-    def __init__(self, baseline: dict[str, Any], paths: list[Path], criteria: tuple[Criterion, ...]) -> None:
+    def __init__(
+        self,
+        baseline: dict[str, Any],
+        paths: list[Path],
+        criteria: tuple[Criterion, ...],
+        flag_baselines: dict[Path, dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__(baseline, criteria)
         self.paths = paths
+        # Runs whose torch flags are checked when the first item is judged: bench modules and fixtures set
+        # TF32 and cuDNN flags after the session starts, and the baselines recorded them at their end.
+        self._flag_baselines = flag_baselines or {}
+
+    def check_torch_flags(self) -> None:
+        """Stop the session (usage error) if the torch flags now differ from a baseline's; once."""
+        pending, self._flag_baselines = self._flag_baselines, {}
+        now = torch_flags() if pending else {}
+        for path, run in pending.items():
+            differences = torch_flag_differences(run, now)
+            if differences:
+                pytest.exit(
+                    f"--tbench-compare: baseline {path} ran with other torch flags ("
+                    + "; ".join(differences)
+                    + "); its timings are not comparable. Set the same flags, or pass "
+                    "--tbench-compare-any-machine to compare anyway.",
+                    returncode=pytest.ExitCode.USAGE_ERROR,
+                )
 
     @property
     def label(self) -> str:
@@ -32,6 +56,7 @@ class Gate(Comparer):
     def judge(self, fullname: str, samples: list[float], info: dict[str, Any]) -> list[Verdict]:
         """Judge an attempt at an item (its raw timings and extra_info, in the shape of its JSON entry),
         recording nothing: a new measurement may replace it."""
+        self.check_torch_flags()
         return self.verdicts({"fullname": fullname, "stats": {"data": samples}, "extra_info": info})
 
     def record_attempts(self, fullname: str, verdicts: list[Verdict], earlier: list[list[Verdict]]) -> None:
@@ -73,7 +98,9 @@ def open_gate(config: pytest.Config, settings: TBenchConfig) -> Gate | None:
         runs = [load_run(path) for path in paths]
     except OptionError as exc:
         raise pytest.UsageError(f"--tbench-compare: {exc}") from None
-    here = {"machine_info": {"tbench": environment()}}
+    here_env = environment()
+    del here_env["torch_flags"]  # not known yet: checked at the first item (Gate.check_torch_flags)
+    here = {"machine_info": {"tbench": here_env}}
     for path, run in zip(paths, runs, strict=True):
         differences = machine_differences(run, here)
         if differences and not settings.compare_any_machine:
@@ -82,4 +109,6 @@ def open_gate(config: pytest.Config, settings: TBenchConfig) -> Gate | None:
                 + "; ".join(differences)
                 + "); its timings are not comparable. Pass --tbench-compare-any-machine to compare anyway."
             )
-    return Gate(pool_runs(runs), paths, settings.compare_fail or parse_criteria(DEFAULT_CRITERIA))
+    flag_baselines = {} if settings.compare_any_machine else dict(zip(paths, runs, strict=True))
+    criteria = settings.compare_fail or parse_criteria(DEFAULT_CRITERIA)
+    return Gate(pool_runs(runs), paths, criteria, flag_baselines)

@@ -15,6 +15,9 @@ from .metrics import extract
 
 # What must match for timings to be comparable; dtype is part of every item's id.
 IDENTITY_KEYS = ("cpu", "gpus", "torch_version", "transformers_version", "cuda_version")
+# Each GPU's settings that change timings on the same model of GPU (not its current clocks, which move with
+# load and temperature all the time).
+GPU_SETTING_KEYS = ("sm_clock_max_mhz", "memory_clock_max_mhz", "ecc_enabled", "mig_enabled")
 
 
 def load_run(path: Path, role: str = "baseline") -> dict[str, Any]:
@@ -60,6 +63,21 @@ def gpu_names(environment: dict[str, Any]) -> list[str]:
     return [str(gpu.get("name", "?")) for gpu in environment.get("gpus") or [] if isinstance(gpu, dict)]
 
 
+def _recorded_differences(where: str, left: Any, right: Any, keys: Any = None) -> list[str]:
+    """``keys`` (all of both by default) whose values differ, among those both records have: runs saved
+    before a setting was recorded lack it, and a setting absent on either side is not a difference."""
+    if not isinstance(left, dict) or not isinstance(right, dict):
+        return []
+    shared = [k for k in (keys if keys is not None else sorted(left)) if k in left and k in right]
+    return [f"{where}{k}: baseline {left[k]!r}, now {right[k]!r}" for k in shared if left[k] != right[k]]
+
+
+def torch_flag_differences(base: dict[str, Any], flags: Any) -> list[str]:
+    """How the torch flags (``machine_info.tbench.torch_flags``) of run ``base`` differ from ``flags``."""
+    recorded = base.get("machine_info", {}).get("tbench", {}).get("torch_flags")
+    return _recorded_differences("torch_flags.", recorded, flags)
+
+
 def machine_differences(base: dict[str, Any], now: dict[str, Any]) -> list[str]:
     a = base.get("machine_info", {}).get("tbench", {})
     b = now.get("machine_info", {}).get("tbench", {})
@@ -68,6 +86,10 @@ def machine_differences(base: dict[str, Any], now: dict[str, Any]) -> list[str]:
         left, right = (gpu_names(a), gpu_names(b)) if key == "gpus" else (a.get(key), b.get(key))
         if left != right:
             differences.append(f"{key}: baseline {left!r}, now {right!r}")
+    differences += torch_flag_differences(base, b.get("torch_flags"))
+    # GPU lists of different lengths already differ by name; compare the settings of the GPUs both have.
+    for i, (left, right) in enumerate(zip(a.get("gpus") or [], b.get("gpus") or [], strict=False)):
+        differences += _recorded_differences(f"gpus.{i}.", left, right, GPU_SETTING_KEYS)
     return differences
 
 

@@ -2,9 +2,11 @@
 
 CPU: the kernel's high-water mark (VmHWM) is reset through /proc/self/clear_refs at the item's start and read
 at its end, so nothing runs while the item is timed. Where that is not possible a sampling thread stands in.
-CUDA: the allocator's peak statistics are reset at the start; NVML adds what the whole device has in use.
-Every tracker reports ``peak_memory_bytes`` (the peak the item reached) and ``peak_memory_increase_bytes``
-(that peak over the memory in use at its start) plus device-specific entries, all in bytes.
+CUDA: the allocator's cache is emptied and its peak statistics reset at the start, so an earlier item's
+cached blocks do not count as this item's reserved peak; NVML adds this process's and the whole device's
+used memory at the item's end. Every tracker reports ``peak_memory_bytes`` (the peak the item reached) and
+``peak_memory_increase_bytes`` (that peak over the memory in use at its start) plus device-specific entries,
+all in bytes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import psutil
 import torch
 
 from .. import nvml
-from ..devices import is_cuda, synchronize
+from ..devices import cuda_index, cuda_uuid, empty_cache, is_cuda, on_device, synchronize
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -104,26 +106,45 @@ class RssTracker:
 
 
 class CudaTracker:
-    """Peak of PyTorch's CUDA caching allocator over the item, plus NVML's device-wide figure at its end."""
+    """Peak of PyTorch's CUDA caching allocator over the item, plus NVML's used memory at its end."""
 
     def __init__(self, device: str) -> None:
-        self.device = torch.device(device)
+        # Resolved once, so that start and stop read the same GPU; every call below names it, as calls
+        # without a device act on torch's current device, which may be another GPU.
+        self.index = cuda_index(device)
+        self.device = f"cuda:{self.index}"
+        self._uuid = cuda_uuid(self.index)
         self._start_allocated = 0
+        self._start_reserved = 0
 
     def start(self) -> None:
-        synchronize(str(self.device))
-        torch.cuda.reset_peak_memory_stats(self.device)
-        self._start_allocated = torch.cuda.memory_allocated(self.device)
+        with on_device(self.device):
+            synchronize(self.device)
+            # Tensors of earlier items caught in reference cycles die now and hand their blocks back, and the
+            # allocator returns all unused blocks to the driver: otherwise reset_peak_memory_stats starts the
+            # reserved peak at the cache an earlier, larger item left, and a small item reports its figure.
+            gc.collect()
+            empty_cache(self.device)
+            torch.cuda.reset_peak_memory_stats(self.index)
+            self._start_allocated = torch.cuda.memory_allocated(self.index)
+            self._start_reserved = torch.cuda.memory_reserved(self.index)
 
     def stop(self) -> dict[str, Any]:
-        synchronize(str(self.device))
-        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
-        return {
-            "cuda_max_allocated_bytes": torch.cuda.max_memory_allocated(self.device),
-            "cuda_max_reserved_bytes": torch.cuda.max_memory_reserved(self.device),
-            "cuda_allocated_at_start_bytes": self._start_allocated,
-            "nvml_device_used_bytes": nvml.device_used_bytes(index),
-        }
+        with on_device(self.device):
+            synchronize(self.device)
+            # Read at the end, not sampled by a thread beside the timed calls. The allocator keeps what it
+            # reserved until the next item empties it, so the process figure covers the allocator's peak
+            # (plus the CUDA context and libraries' workspaces); a transient peak outside it can be missed.
+            at_end = nvml.memory_in_use(self._uuid)
+            return {
+                "cuda_max_allocated_bytes": torch.cuda.max_memory_allocated(self.index),
+                "cuda_max_reserved_bytes": torch.cuda.max_memory_reserved(self.index),
+                "cuda_allocated_at_start_bytes": self._start_allocated,
+                "cuda_reserved_at_start_bytes": self._start_reserved,
+                "nvml_device_used_bytes": at_end.device_used_bytes,
+                "nvml_process_used_at_end_bytes": at_end.process_used_bytes,
+                "nvml_unavailable_reason": at_end.unavailable_reason,
+            }
 
 
 def summarise(device: str, info: dict[str, Any]) -> dict[str, Any]:
@@ -144,9 +165,10 @@ def summarise(device: str, info: dict[str, Any]) -> dict[str, Any]:
 @contextmanager
 def memory_tracker(device: str, force_sampling: bool = False) -> Iterator[dict[str, Any]]:
     """Brackets an item; the yielded dict is filled with the tracker entries when the block ends."""
-    trackers: list[MemoryTracker] = [RssTracker(force_sampling)]
-    if is_cuda(device):
-        trackers.append(CudaTracker(device))
+    # The CUDA tracker starts first: its settling work (gc, emptying the allocator's cache) then happens
+    # before the RSS baseline is taken and its high-water mark reset, and does not count as the item's.
+    trackers: list[MemoryTracker] = [CudaTracker(device)] if is_cuda(device) else []
+    trackers.append(RssTracker(force_sampling))
     result: dict[str, Any] = {}
     for tracker in trackers:
         tracker.start()
