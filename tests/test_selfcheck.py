@@ -126,10 +126,55 @@ def test_cpu_dry_run_checks_everything_that_applies(pytester: pytest.Pytester) -
         "known allocation of 128 MiB: item +mem (peak_rss)",
         "known allocation of 16 MiB: item +mem (peak_rss)",
         "reserved peak after a larger item",
+        "NVML fields mapped to the item's GPU",
     ):
         assert expected in rows, f"{expected!r} missing from:\n{names}"
     broken = {name: cells for name, cells in rows.items() if cells[1] == "no error"}
     assert not broken, broken
     assert rows["forkserver never initialised CUDA"][2] == "PASS"
     assert rows["reserved peak after a larger item"][2] == "SKIP"
+    assert rows["NVML fields mapped to the item's GPU"][2] == "SKIP"
     assert result.ret == (1 if any(cells[2] == "FAIL" for cells in rows.values()) else 0)
+
+
+def _nvml_run(uuid: str, total: int, item_uuid: str) -> Any:
+    from pytest_tbench.selfcheck.checks import PluginRun
+
+    info = {
+        "cuda_device_uuid": item_uuid,
+        "nvml_device_used_bytes": 5 * 2**30,
+        "nvml_process_used_at_end_bytes": 2 * 2**30,
+        "cuda_max_allocated_bytes": 2**30,
+    }
+    gpus = [{"torch_index": 0, "nvml_index": 1, "uuid": f"GPU-{uuid}", "memory_total_bytes": total}]
+    return PluginRun(0, {"benchmarks": [{"extra_info": info}], "machine_info": {"tbench": {"gpus": gpus}}})
+
+
+@pytest.mark.parametrize(
+    ("nvml_uuid", "nvml_total", "item_uuid", "verdict"),
+    [
+        ("aaaa-1111", 80 * 2**30, "aaaa-1111", "pass"),
+        ("bbbb-2222", 80 * 2**30, "aaaa-1111", "fail"),  # NVML's record of another GPU
+        ("aaaa-1111", 40 * 2**30, "aaaa-1111", "fail"),  # same UUID, another GPU's memory size
+    ],
+)
+def test_nvml_check_names_a_record_of_another_gpu(
+    monkeypatch: pytest.MonkeyPatch, nvml_uuid: str, nvml_total: int, item_uuid: str, verdict: str
+) -> None:
+    from types import SimpleNamespace
+
+    from pytest_tbench.selfcheck import checks
+
+    monkeypatch.setattr(
+        checks, "run_plugin", lambda source, args: _nvml_run(nvml_uuid, nvml_total, item_uuid)
+    )
+    monkeypatch.setattr(checks, "cuda_index", lambda device: 0)
+    monkeypatch.setattr(checks, "cuda_uuid", lambda index: "aaaa-1111")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda index: SimpleNamespace(total_memory=80 * 2**30)
+    )
+    present, record, two_gpus = checks.check_nvml(checks.Setup(device="cuda"))
+    assert present.verdict == "pass"
+    assert record.verdict == verdict, record
+    assert two_gpus.verdict == "skip"

@@ -12,16 +12,20 @@ import io
 import json
 import math
 import multiprocessing.forkserver
+import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from ..devices import is_cuda
+from .. import nvml
+from ..devices import cuda_index, cuda_uuid, is_cuda
 from ..inputs import make_inputs
 from ..models.loading import LoadedModel, ModelKey, load_model
 from ..models.registry import resolve
@@ -287,6 +291,77 @@ def check_isolation(setup: Setup) -> list[Check]:
     return checks
 
 
+def _gpu_entry(run: PluginRun, index: int) -> dict[str, Any] | None:
+    gpus = run.json.get("machine_info", {}).get("tbench", {}).get("gpus", [])
+    return next((gpu for gpu in gpus if gpu.get("torch_index") == index), None)
+
+
+def check_nvml(setup: Setup) -> list[Check]:
+    """The item's NVML figures exist and come from its own GPU: NVML's record for the item's UUID has the
+    total memory torch reports for that index; with two GPUs or more, ``cuda:1`` here is the GPU that
+    ``cuda:0`` is under ``CUDA_VISIBLE_DEVICES=1``."""
+    if not is_cuda(setup.device):
+        return [Check.skipped("NVML fields mapped to the item's GPU", "CUDA only")]
+    index = cuda_index(setup.device)
+    run = run_plugin(FORWARD, setup.args("auto"))
+    info = run.only_item()["extra_info"]
+    torch_uuid = cuda_uuid(index)
+    entry = _gpu_entry(run, index) or {}
+    torch_total = torch.cuda.get_device_properties(index).total_memory
+    process = info.get("nvml_process_used_at_end_bytes")
+    checks = [
+        holds(
+            "NVML fields present",
+            f"device used {info.get('nvml_device_used_bytes')} B, this process {process} B"
+            + (f" ({info['nvml_unavailable_reason']})" if info.get("nvml_unavailable_reason") else ""),
+            "both known; process >= allocator peak",
+            info.get("nvml_device_used_bytes") is not None
+            and process is not None
+            and process >= info["cuda_max_allocated_bytes"],
+        ),
+        holds(
+            f"NVML record of cuda:{index}",
+            f"uuid {entry.get('uuid')}, {entry.get('memory_total_bytes')} B total",
+            f"uuid {torch_uuid}, {torch_total} B total (torch)",
+            info.get("cuda_device_uuid") == torch_uuid
+            and torch_uuid is not None
+            and nvml.bare_uuid(str(entry.get("uuid"))) == nvml.bare_uuid(torch_uuid)
+            and entry.get("memory_total_bytes") == torch_total,
+        ),
+    ]
+    if torch.cuda.device_count() < 2:
+        checks.append(Check.skipped("cuda:1 vs CUDA_VISIBLE_DEVICES=1", "needs 2 GPUs"))
+        return checks
+    here = run_plugin(FORWARD, replace(setup, device="cuda:1").args("auto"))
+    there = _plugin_in_subprocess(FORWARD, replace(setup, device="cuda:0").args("auto"), "1")
+    uuids = [r.only_item()["extra_info"].get("cuda_device_uuid") for r in (here, there)]
+    checks.append(
+        holds(
+            "cuda:1 vs CUDA_VISIBLE_DEVICES=1 cuda:0",
+            f"{uuids[0]} vs {uuids[1]}",
+            f"both {cuda_uuid(1)}",
+            uuids[0] == uuids[1] == cuda_uuid(1),
+        )
+    )
+    return checks
+
+
+def _plugin_in_subprocess(source: str, args: list[str], visible_devices: str) -> PluginRun:
+    """``run_plugin`` in a fresh interpreter that sees only ``visible_devices``."""
+    code = (
+        "import json, sys; from pytest_tbench.selfcheck.checks import run_plugin; "
+        "run = run_plugin(sys.argv[1], sys.argv[2:]); print(json.dumps([run.exit_code, run.json]))"
+    )
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible_devices}
+    done = subprocess.run(
+        [sys.executable, "-c", code, source, *args], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SelfCheckError(f"the subprocess exited {done.returncode}: {done.stderr.strip()[-300:]}")
+    exit_code, data = json.loads(done.stdout.strip().splitlines()[-1])
+    return PluginRun(exit_code, data)
+
+
 def run_all(setup: Setup, report: Callable[[list[Check]], None] = lambda checks: None) -> list[Check]:
     """Every check, in an order where none leaves state for the next; ``report`` sees each batch of rows
     as it is ready, so a long run shows progress. A check that raises becomes a failed row; the rest go on."""
@@ -301,6 +376,7 @@ def run_all(setup: Setup, report: Callable[[list[Check]], None] = lambda checks:
         (f"generate {half[0]}", lambda: check_generate(setup, half[0])),
         *[(f"train {d}", lambda d=d: check_train(setup, d)) for d in half],
         ("memory", lambda: check_memory(setup)),
+        ("nvml", lambda: check_nvml(setup)),
     ]
     checks: list[Check] = []
     for name, step in steps:

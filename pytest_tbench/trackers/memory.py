@@ -137,6 +137,7 @@ class CudaTracker:
             # (plus the CUDA context and libraries' workspaces); a transient peak outside it can be missed.
             at_end = nvml.memory_in_use(self._uuid)
             return {
+                "cuda_device_uuid": self._uuid,  # which GPU the item ran on, whatever its index here
                 "cuda_max_allocated_bytes": torch.cuda.max_memory_allocated(self.index),
                 "cuda_max_reserved_bytes": torch.cuda.max_memory_reserved(self.index),
                 "cuda_allocated_at_start_bytes": self._start_allocated,
