@@ -1,11 +1,18 @@
-"""The settings of a generate call, as the user gave them, turned into ``model.generate`` arguments."""
+"""The settings of a generate call, as the user gave them, turned into the generation config it runs with.
+
+transformers fills every value a passed ``GenerationConfig`` leaves unset (``None``) from the model's own
+``generation_config`` (``_prepare_generation_config``), so a checkpoint's ``num_beams``,
+``repetition_penalty``, ``no_repeat_ngram_size``, ``top_k`` ... would apply even to an explicit config. The
+plugin therefore builds the whole config here, and the scenario installs it as the model's config for the item
+(see ``scenarios/generate.py``), so that only these values and transformers' global defaults apply.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from transformers import PretrainedConfig
+from transformers import GenerationConfig, PretrainedConfig
 
 
 @dataclass(frozen=True)
@@ -20,28 +27,55 @@ class GenerateSettings:
     def sampling(self) -> bool:
         return self.temperature is not None or self.top_p is not None
 
-    def generate_kwargs(self, config: PretrainedConfig) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
+    def generation_values(
+        self, config: PretrainedConfig, model_generation: GenerationConfig | None
+    ) -> dict[str, Any]:
+        """Every value the plugin sets, JSON-ready (they are recorded in extra_info as ``generation_config``).
+
+        Token ids come from the model (its generation config, else its config): they name its vocabulary and
+        do not change how tokens are chosen. Everything that chooses tokens is set here.
+        """
+        values: dict[str, Any] = {
             "max_new_tokens": self.new_tokens,
-            "min_new_tokens": self.new_tokens,
+            "min_new_tokens": self.new_tokens,  # EOS cannot end a round early
             "do_sample": self.sampling,
+            "num_beams": 1,
+            "num_return_sequences": 1,
             "use_cache": self.use_cache,
             "pad_token_id": _pad_token_id(config),
         }
         if self.sampling:
-            kwargs["temperature"] = 1.0 if self.temperature is None else self.temperature
-            kwargs["top_p"] = 1.0 if self.top_p is None else self.top_p
-        else:  # explicit, so a checkpoint's sampling defaults do not warn or apply
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        if (
-            config.is_encoder_decoder
-            and config.decoder_start_token_id is None
-            and config.bos_token_id is None
-        ):
-            kwargs["decoder_start_token_id"] = kwargs["pad_token_id"]  # what T5-style checkpoints use
+            values["temperature"] = 1.0 if self.temperature is None else self.temperature
+            values["top_p"] = 1.0 if self.top_p is None else self.top_p
+            values["top_k"] = 0  # off: transformers would otherwise keep the 50 likeliest tokens
+        for name in ("bos_token_id", "eos_token_id"):
+            token = _token_id(name, config, model_generation)
+            if token is not None:
+                values[name] = token
+        if config.is_encoder_decoder:
+            start = _token_id("decoder_start_token_id", config, model_generation)
+            if start is None and values.get("bos_token_id") is None:
+                start = values["pad_token_id"]  # what T5-style checkpoints use
+            if start is not None:
+                values["decoder_start_token_id"] = start
         if self.cache_implementation is not None:
-            kwargs["cache_implementation"] = self.cache_implementation
-        return kwargs
+            values["cache_implementation"] = self.cache_implementation
+        return values
+
+    def generation_config(
+        self, config: PretrainedConfig, model_generation: GenerationConfig | None
+    ) -> GenerationConfig:
+        return GenerationConfig(**self.generation_values(config, model_generation))
+
+
+def _token_id(
+    name: str, config: PretrainedConfig, model_generation: GenerationConfig | None
+) -> int | list[int] | None:
+    for source in (model_generation, config):
+        value = getattr(source, name, None) if source is not None else None
+        if isinstance(value, int) or (isinstance(value, list) and value):
+            return value
+    return None
 
 
 def _pad_token_id(config: PretrainedConfig) -> int:

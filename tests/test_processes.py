@@ -14,6 +14,7 @@ from pytest_tbench.compare.judge import IMPROVED, REGRESSED, UNCHANGED, judge
 from pytest_tbench.compare.metrics import MetricValues, extract
 from pytest_tbench.launchers import Outcome
 from pytest_tbench.launchers.pooling import pool, split_rounds
+from pytest_tbench.scenarios.generate import GenerateRound
 from pytest_tbench.trackers.steps import RoundTiming
 
 from .conftest import TINY, run_json
@@ -63,8 +64,8 @@ def test_pooling_keeps_every_round_and_the_largest_peak() -> None:
 def test_pooled_generate_metrics_cover_the_rounds_of_every_process() -> None:
     case = BenchCase("generate", "tiny-gpt2", "lm", 2, 8, "cpu", "float32", new_tokens=3)
 
-    def round_of(ttft: float) -> RoundTiming:
-        return RoundTiming(ttft, (0.01, 0.03), ttft + 0.04, 3)
+    def round_of(ttft: float) -> GenerateRound:
+        return GenerateRound(RoundTiming(ttft, (0.01, 0.03), ttft + 0.04, 3))
 
     outcomes = [
         _outcome([0.1], 10, [round_of(0.06)]),

@@ -1,24 +1,32 @@
 """Generation through the real ``model.generate`` path: time to first token, per-token decode, total.
 
 Every round generates exactly ``new_tokens`` tokens for every row (``min_new_tokens = max_new_tokens``, so EOS
-cannot stop it early); the count is checked after each round. A logits processor stamps each step: it runs
-once per step, right after that step's forward pass, before the token is chosen.
+cannot stop it early); the count is checked after each round. A stopping criterion stamps each step:
+generate runs it once per step, after the step's token is chosen and appended to the output, so a stamp marks
+the token's existence (the forward pass, logits processing and sampling of that step all come before it).
+
+The model runs from a generation config the plugin builds (``generation.py``), installed as the model's own
+for the item: transformers fills whatever a passed config leaves unset from ``model.generation_config``, so a
+checkpoint's beams or penalties would otherwise apply. The model's config is put back when the item ends.
 """
 
 from __future__ import annotations
 
+import copy
 import statistics
+from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, PretrainedConfig
+from transformers import PretrainedConfig, StoppingCriteria, StoppingCriteriaList
 
 from ..cases import BenchCase
 from ..generation import GenerateSettings
 from ..inputs import make_inputs
 from ..models.architecture import is_encoder_only
 from ..models.loading import LoadedModel
+from ..trackers.compiles import CompileWatch, dynamo_frame_compiles, release_generate_state
 from ..trackers.steps import RoundTiming, StepClock
 from .base import Work
 
@@ -27,26 +35,43 @@ class TokenCountError(AssertionError):
     """A round generated another number of tokens than asked: its tokens/s would be wrong."""
 
 
+class MeasuredCompileError(AssertionError):
+    """Compilation happened inside the measured rounds: they would time compiling, not steady decoding."""
+
+
+@dataclass(frozen=True)
+class GenerateRound:
+    """One round's record: its step timing, whether transformers ran its compiled decode step in the call, and
+    how many frames dynamo compiled during the call (first compiles, recompiles and failed attempts)."""
+
+    timing: RoundTiming
+    compiled: bool = False
+    compiles: int = 0
+
+
 def unsupported_reason(spec: str, config: PretrainedConfig) -> str | None:
     if not is_encoder_only(config):
         return None
     return f"{spec} ({config.model_type}) is encoder-only: it has no generate; use it in forward or train"
 
 
-class _StepStamp(LogitsProcessor):
-    def __init__(self, clock: StepClock) -> None:
-        self.clock = clock
+class _TokenStamp(StoppingCriteria):
+    """Stamps the clock once per generated token and never stops generation."""
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __init__(self, clock: StepClock, never: torch.Tensor) -> None:
+        self.clock = clock
+        self.never = never  # made once per item: no allocation inside the timed steps
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
         self.clock.stamp()
-        return scores
+        return cast(torch.BoolTensor, self.never)
 
 
 def _quantile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
-def generate_metrics(case: BenchCase, rounds: list[RoundTiming]) -> dict[str, Any]:
+def timing_metrics(case: BenchCase, rounds: list[RoundTiming]) -> dict[str, Any]:
     """Per-round means (so that ttft + decode = total holds exactly) and per-step latency over all steps."""
     batch, new = case.batch_size, case.new_tokens
     ttft = [r.first_step_s for r in rounds]
@@ -86,32 +111,72 @@ def generate_metrics(case: BenchCase, rounds: list[RoundTiming]) -> dict[str, An
     return info
 
 
-def pooled_metrics(case: BenchCase, rounds: list[RoundTiming]) -> dict[str, Any]:
+def compile_metrics(case: BenchCase, rounds: list[GenerateRound]) -> dict[str, Any]:
+    """Whether the measured rounds ran compiled, checked to be steady: all rounds on the same path and no
+    compilation inside them; otherwise the item fails rather than report a half-compiled figure."""
+    compiled = [r.compiled for r in rounds]
+    compiles = [r.compiles for r in rounds]
+    fix = (
+        "raise --tbench-warmup so that compiling ends in warm-up, or run items in fresh processes "
+        "(--tbench-isolate) so that a long sweep does not reach dynamo's recompile limit "
+        f"(torch._dynamo.config.recompile_limit = {torch._dynamo.config.recompile_limit})"
+    )
+    if any(compiles):
+        raise MeasuredCompileError(
+            f"{case.model}: dynamo compiled {sum(compiles)} frame(s) during the measured rounds "
+            f"(per round: {compiles}); those rounds time compilation, not steady-state generation, so this "
+            f"item fails; {fix}"
+        )
+    if len(set(compiled)) > 1:
+        raise MeasuredCompileError(
+            f"{case.model}: transformers ran its compiled decode step in {sum(compiled)} of {len(compiled)} "
+            f"measured rounds; a half-compiled item is not steady state, so this item fails; {fix}"
+        )
+    return {"generate_compiled": compiled[0], "generate_recompiles_measured": sum(compiles)}
+
+
+def generate_metrics(case: BenchCase, rounds: list[GenerateRound]) -> dict[str, Any]:
+    return {**compile_metrics(case, rounds), **timing_metrics(case, [r.timing for r in rounds])}
+
+
+def pooled_metrics(case: BenchCase, rounds: list[GenerateRound]) -> dict[str, Any]:
     """The metrics of measured rounds, from one process or pooled from several; none without rounds
     (--benchmark-disable skips the per-round hooks)."""
     return generate_metrics(case, rounds) if rounds else {}
 
 
 def generate_work(loaded: LoadedModel, case: BenchCase, settings: GenerateSettings) -> Work:
-    generate, config = cast(Any, loaded.model).generate, loaded.config
+    model, config = cast(Any, loaded.model), loaded.config
     inputs = make_inputs(config, case.batch_size, case.seq_len, case.device)
     inputs.pop("decoder_input_ids", None)  # generate starts the decoder itself
-    kwargs = settings.generate_kwargs(config)
+    model_generation = model.generation_config
+    recorded = settings.generation_values(config, model_generation)
+    generation_config = settings.generation_config(config, model_generation)
     # The output holds the prompt for decoder-only models, the decoder start token for encoder-decoders.
     expected_len = (1 if config.is_encoder_decoder else case.seq_len) + case.new_tokens
-    rounds: list[RoundTiming] = []
+    never = torch.zeros(case.batch_size, dtype=torch.bool, device=case.device)
+    rounds: list[GenerateRound] = []
     state: dict[str, Any] = {}
+
+    # For the item only (cleanup restores it): generate fills unset values from the model's config.
+    model.generation_config = copy.deepcopy(generation_config)
+    watch = CompileWatch(model)
+    compiles_at_start = dynamo_frame_compiles()
 
     def before_round() -> None:
         state["clock"] = StepClock(case.device)
-        state["processors"] = LogitsProcessorList([_StepStamp(state["clock"])])
+        state["criteria"] = StoppingCriteriaList([_TokenStamp(state["clock"], never)])
+        state["compiles"] = dynamo_frame_compiles()
+        watch.take()  # forget any call outside the rounds
         torch.manual_seed(len(rounds))  # sampled runs repeat from one session to the next
 
     def call() -> None:
         clock = state["clock"]
         clock.stamp()
         with torch.inference_mode():
-            state["output"] = generate(**inputs, **kwargs, logits_processor=state["processors"])
+            state["output"] = model.generate(
+                **inputs, generation_config=generation_config, stopping_criteria=state["criteria"]
+            )
         clock.stamp()
 
     def after_round() -> None:
@@ -122,13 +187,23 @@ def generate_work(loaded: LoadedModel, case: BenchCase, settings: GenerateSettin
                 f"got output shape {tuple(output.shape)} (expected {(case.batch_size, expected_len)}) over "
                 f"{timing.steps} generation steps; tokens/s would be wrong, so this item fails"
             )
-        rounds.append(timing)
+        rounds.append(GenerateRound(timing, watch.take(), dynamo_frame_compiles() - state["compiles"]))
 
     def metrics(warmup_rounds: int) -> dict[str, Any]:
-        return pooled_metrics(case, rounds[warmup_rounds:])
+        info = pooled_metrics(case, rounds[warmup_rounds:])
+        if rounds:
+            info["generate_compiles_warmup"] = sum(r.compiles for r in rounds[:warmup_rounds])
+        return {**info, "generation_config": recorded}
 
     def records(warmup_rounds: int) -> list[Any]:
         return rounds[warmup_rounds:]
+
+    def cleanup() -> None:
+        model.generation_config = model_generation
+        watch.close()
+        release_generate_state(
+            model, dynamo_compiled=watch.ever_compiled or dynamo_frame_compiles() > compiles_at_start
+        )
 
     return Work(
         call,
@@ -138,4 +213,5 @@ def generate_work(loaded: LoadedModel, case: BenchCase, settings: GenerateSettin
         after_round=after_round,
         metrics=metrics,
         records=records,
+        cleanup=cleanup,
     )

@@ -1,7 +1,7 @@
 """Timestamps inside one call (the start, each generation step, the end), read once the call is done.
 
-On CUDA each stamp is an event recorded on the stream, so stamping never waits for the GPU; the events
-are read after the round has synchronised. On CPU a stamp is ``time.perf_counter()``. A clock holds one
+On CUDA each stamp is an event recorded on the item's device stream, so stamping never waits for the GPU; the
+events are read after the round has synchronised. On CPU a stamp is ``time.perf_counter()``. A clock holds one
 round only: a new one is made for every round, so no stamp crosses from one call to the next.
 """
 
@@ -29,12 +29,17 @@ class RoundTiming:
 class StepClock:
     def __init__(self, device: str) -> None:
         self._cuda = is_cuda(device)
+        # The stream the item's work is queued on. A bare ``Event.record()`` records on the *current* device's
+        # stream (cuda:0 unless something set it), so an item on cuda:1 would stamp when the host queued the
+        # work rather than when the GPU ran it, and would open a context on GPU 0. ``current_stream`` of the
+        # item's device reads that device's stream without making it current.
+        self._stream = torch.cuda.current_stream(torch.device(device)) if self._cuda else None
         self._stamps: list[float | torch.cuda.Event] = []
 
     def stamp(self) -> None:
-        if self._cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
+        if self._stream is not None:
+            event = torch.cuda.Event(enable_timing=True)  # made lazily on the stream's device at record
+            event.record(self._stream)
             self._stamps.append(event)
         else:
             self._stamps.append(time.perf_counter())
