@@ -15,7 +15,7 @@ from .devices import absent_reason
 from .environment import environment
 from .launchers.isolated import modeling_module, preload
 from .listing import list_models, list_presets
-from .memory_errors import OomRecord, free_memory, is_out_of_memory, oom_reason
+from .memory_errors import OomRecord, OutOfMemory, catch_out_of_memory, skip_out_of_memory
 from .models.architecture import max_positions
 from .models.loading import HEADS, ModelCache, ModelKey, ModelLoadError
 from .options import SETTINGS, legacy_spelling_errors, normalise_compare_args
@@ -36,6 +36,11 @@ class SessionState:
     not_measured: list[dict[str, str]] = field(default_factory=list)
     preloaded: bool = False
     run_json: dict[str, Any] | None = None  # the run as pytest-benchmark saved it, for --tbench-report
+
+    def not_measured_item(self, nodeid: str, outcome: str) -> None:
+        """Record that an item measured nothing (once: an interrupted item may also get a report)."""
+        if all(entry["fullname"] != nodeid for entry in self.not_measured):
+            self.not_measured.append({"fullname": nodeid, "outcome": outcome})
 
 
 STATE = pytest.StashKey[SessionState]()
@@ -197,20 +202,27 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
         reason = _skip_reason(case, state.config, state.models)
         if reason is None and state.config.oom_skip:
             reason = state.ooms.covering(case)
-        if reason:
-            pytest.skip(reason)
-        if state.config.isolated:
-            _preload_model_code(state)
-        else:
-            state.models.get(case.model_key)  # load now, so a broken model errors at setup, not in the test
+        # Load now, so that a broken model errors at setup, not in the test (an isolated item loads in its
+        # worker).
+        loaded = (
+            None
+            if reason or state.config.isolated
+            else catch_out_of_memory(lambda: state.models.get(case.model_key))
+        )
     except ModelLoadError as exc:
         pytest.fail(str(exc), pytrace=False)
-    except Exception as exc:
-        if not is_out_of_memory(exc):
-            raise
-        state.models.release(case.model_key)
-        free_memory(case.device)
-        pytest.skip(oom_reason(case, f"while loading the model: {type(exc).__name__}: {exc}"))
+    if reason:
+        pytest.skip(reason)
+    if isinstance(loaded, OutOfMemory):  # skipped like an item that ran out while measuring, and recorded
+        skip_out_of_memory(
+            case,
+            f"while loading the model: {loaded.detail}",
+            state.ooms,
+            release=lambda: state.models.release(case.model_key),
+        )
+    if state.config.isolated:
+        _preload_model_code(state)
+    nodeid = request.node.nodeid
     return TBench(
         case,
         lambda: state.models.get(case.model_key),
@@ -218,9 +230,10 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
         request.getfixturevalue("benchmark"),  # only now: a skipped item never creates an unused benchmark
         config=state.config,
         record=state.results.append,
-        nodeid=request.node.nodeid,
+        nodeid=nodeid,
         ooms=state.ooms,
         gate=state.gate,
+        not_measured=lambda outcome: state.not_measured_item(nodeid, outcome),
     )
 
 
@@ -243,8 +256,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return report
     measured = any(result.nodeid == item.nodeid for result in state.results)
     if report.skipped or not measured:
-        outcome = "skipped" if report.skipped else "errored"
-        state.not_measured.append({"fullname": item.nodeid, "outcome": outcome})
+        state.not_measured_item(item.nodeid, "skipped" if report.skipped else "errored")
     return report
 
 

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from .benchmark_stats import discard_stats, record_samples
+from .benchmark_stats import discard_stats, drop_unfinished, record_samples, round_rules
 from .cases import BenchCase
 from .compare.gate import Gate, retryable
 from .compare.judge import Verdict
@@ -19,8 +19,9 @@ from .config import TBenchConfig
 from .devices import synchronize
 from .launchers import Job, Outcome, WorkerDied, run_isolated
 from .launchers.pooling import pool, split_rounds
+from .launchers.worker import RoundRules
 from .measurement import measure_item, throughput
-from .memory_errors import OomRecord, free_memory, is_out_of_memory, oom_reason
+from .memory_errors import OomRecord, OutOfMemory, catch_out_of_memory, skip_out_of_memory
 from .models.loading import LoadedModel
 from .models.registry import ResolvedSpec
 from .results import ItemResult
@@ -42,6 +43,7 @@ class TBench:
         nodeid: str,
         ooms: OomRecord | None = None,
         gate: Gate | None = None,
+        not_measured: Callable[[str], None] | None = None,
     ) -> None:
         self.case = case
         self._load = load
@@ -54,6 +56,7 @@ class TBench:
         self._nodeid = nodeid
         self._ooms = ooms if ooms is not None else OomRecord()
         self._gate = gate
+        self._not_measured = not_measured if not_measured is not None else _ignore
 
     @property
     def loaded(self) -> LoadedModel:
@@ -113,32 +116,48 @@ class TBench:
         gate = self._gate
         earlier: list[list[Verdict]] = []  # the regressions of each replaced attempt
         discarded: list[dict[str, Any]] = []
-        while True:
-            measured = attempt()
-            info = measured.info
-            info.update(throughput(measured.samples, measured.tokens, measured.median_s))
-            verdicts = []
-            if gate is not None and measured.timings:
-                verdicts = gate.judge(self.benchmark.fullname, measured.timings, info)
-            regressed = retryable(verdicts)
-            if not regressed or len(earlier) >= self.settings.compare_retries:
-                break
-            earlier.append(regressed)
-            discarded.append(_attempt_record(measured, regressed))
-            discard_stats(self.benchmark)
-        if discarded:
-            info["gate_discarded_attempts"] = discarded
-        self.benchmark.extra_info.update(info)
-        self._record(ItemResult(self._nodeid, self.case, info))
+        try:
+            while True:
+                measured = attempt()
+                info = measured.info
+                info.update(throughput(measured.samples, measured.tokens, measured.median_s))
+                verdicts = []
+                if gate is not None and measured.timings:
+                    verdicts = gate.judge(self.benchmark.fullname, measured.timings, info)
+                regressed = retryable(verdicts)
+                if not regressed or len(earlier) >= self.settings.compare_retries:
+                    break
+                earlier.append(regressed)
+                discarded.append(_attempt_record(measured, regressed))
+                discard_stats(self.benchmark)
+            if discarded:
+                info["gate_discarded_attempts"] = discarded
+            self.benchmark.extra_info.update(info)
+            self._record(ItemResult(self._nodeid, self.case, info))
+        except BaseException as exc:
+            # An attempt that did not finish (Ctrl-C in the middle of the rounds, an error, out of memory) is
+            # no measurement: pytest-benchmark would save its rounds so far like any other item's, and a later
+            # comparison would take them for one.
+            drop_unfinished(self.benchmark)
+            if isinstance(exc, (KeyboardInterrupt, pytest.exit.Exception)):
+                # pytest makes no report of an interrupted item, so its plugin hook cannot record it.
+                self._not_measured("interrupted")
+            raise
         if gate is not None and measured.timings:
             gate.record_attempts(self.benchmark.fullname, verdicts, earlier)
             if any(v.failed for v in verdicts):
                 pytest.fail(gate.failure_message(verdicts, earlier), pytrace=False)
         return info
 
+    def _rounds_and_warmup(self) -> tuple[int, int]:
+        """The rounds every launcher runs: under --benchmark-disable one, hooks included, so that a round's
+        checks (generate's token count) still run, as pytest-benchmark's "ran once, no stats"."""
+        return (1, 0) if self.benchmark.disabled else (self.rounds, self.warmup)
+
     def _run_here(self, work: Work) -> Measured:
         """Measure ``work`` here, in the pytest process, through pytest-benchmark's pedantic."""
         device = self.case.device
+        rounds, warmup = self._rounds_and_warmup()
 
         def before_round() -> None:  # untimed: every round starts with the device idle
             synchronize(device)
@@ -151,22 +170,32 @@ class TBench:
         def after_round() -> None:
             work.after_round()
 
-        def rounds() -> None:
+        def one_round() -> None:
+            before_round()
+            timed()
+            after_round()
+
+        def run_rounds() -> None:
+            if self.benchmark.disabled:
+                # A disabled pedantic calls its target once, without teardown: the round is that target.
+                self.benchmark.pedantic(one_round)
+                return
             self.benchmark.pedantic(
                 timed,
                 setup=before_round,
                 teardown=after_round,
-                rounds=self.rounds,
-                warmup_rounds=self.warmup,
+                rounds=rounds,
+                warmup_rounds=warmup,
                 iterations=1,
             )
 
-        try:
-            info = measure_item(self.case, self.loaded, work, self.rounds, self.warmup, rounds)
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            self._out_of_memory(f"{type(exc).__name__}: {exc}")
+        # TODO(lead, issue 11): run the measurement under devices.on_device(device) once it exists.
+        result = catch_out_of_memory(
+            lambda: measure_item(self.case, self.loaded, work, rounds, warmup, run_rounds)
+        )
+        if isinstance(result, OutOfMemory):  # outside the except block: the failed call's frames are gone
+            self._out_of_memory(result.detail)
+        info = result
         metadata = getattr(self.benchmark, "stats", None)
         timings = list(metadata.stats.data) if metadata is not None else []
         return Measured(info, work.samples, work.tokens, timings)
@@ -175,8 +204,13 @@ class TBench:
         """The item in fresh worker processes: one (--tbench-isolate), or its rounds spread over several
         (--tbench-processes), one after another so that they never compete for the machine."""
         start = time.perf_counter()
-        shares = split_rounds(self.rounds, self.settings.processes)
-        outcomes = [self._run_worker(rounds) for rounds in shares]
+        try:
+            rules = round_rules(self.benchmark)
+        except ValueError as exc:
+            pytest.fail(f"{self.case.id}: {exc}", pytrace=False)
+        rounds, warmup = self._rounds_and_warmup()
+        shares = split_rounds(rounds, self.settings.processes)
+        outcomes = [self._run_worker(share, warmup, rules) for share in shares]
         samples, info = pool(self.case, outcomes)
         info["isolated"] = True
         info["worker_wall_time_s"] = time.perf_counter() - start
@@ -184,7 +218,7 @@ class TBench:
         timings = [] if self.benchmark.disabled else samples
         return Measured(info, info["samples_per_call"], info["tokens_per_call"], timings)
 
-    def _run_worker(self, rounds: int) -> Outcome:
+    def _run_worker(self, rounds: int, warmup: int, rules: RoundRules) -> Outcome:
         resolved = self._resolved
         job = Job(
             case=self.case,
@@ -194,14 +228,15 @@ class TBench:
             target=resolved.target,
             settings=self.settings,
             rounds=rounds,
-            warmup=self.warmup,
+            warmup=warmup,
+            rules=rules,
         )
         try:
             outcome = run_isolated(job)
         except WorkerDied as died:
-            if died.killed:
-                self._out_of_memory(f"{died} (SIGKILL: most likely the kernel's OOM killer)")
-            pytest.fail(f"{self.case.id}: {died}; the rest of the session goes on", pytrace=False)
+            if not died.killed:
+                pytest.fail(f"{self.case.id}: {died}; the rest of the session goes on", pytrace=False)
+            outcome = Outcome("oom", message=f"{died} (SIGKILL: most likely the kernel's OOM killer)")
         if outcome.status == "oom":
             self._out_of_memory(outcome.message)
         if outcome.status == "error":
@@ -209,9 +244,11 @@ class TBench:
         return outcome
 
     def _out_of_memory(self, detail: str) -> NoReturn:
-        free_memory(self.case.device)
-        self._ooms.add(self.case)
-        pytest.skip(oom_reason(self.case, detail))
+        skip_out_of_memory(self.case, detail, self._ooms)
+
+
+def _ignore(outcome: str) -> None:
+    return None
 
 
 @dataclass

@@ -186,3 +186,109 @@ def test_what_counts_as_out_of_memory() -> None:
     )
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
     assert not is_out_of_memory(ValueError("can't allocate memory"))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "CUDA error: out of memory\nCUDA kernel errors might be asynchronously reported at some other call",
+        "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+        "cuDNN error: CUDNN_STATUS_ALLOC_FAILED",
+        "cuDNN error: CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED",
+        "CUDA driver error: out of memory",
+    ],
+)
+def test_cuda_library_allocation_failures_count_as_out_of_memory(message: str) -> None:
+    import torch
+
+    from pytest_tbench.memory_errors import is_out_of_memory
+
+    assert is_out_of_memory(RuntimeError(message))
+    assert is_out_of_memory(torch.AcceleratorError(message))  # what torch raises for a failed CUDA call
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "CUDA error: CUBLAS_STATUS_NOT_INITIALIZED when calling `cublasCreate(handle)`",
+        "cuDNN error: CUDNN_STATUS_NOT_SUPPORTED_SHARED_MEMORY_INSUFFICIENT",
+        "cuDNN error: CUDNN_STATUS_BAD_PARAM",
+        "CUDA error: an illegal memory access was encountered",
+    ],
+)
+def test_other_cuda_failures_are_errors_not_out_of_memory(message: str) -> None:
+    from pytest_tbench.memory_errors import is_out_of_memory
+
+    assert not is_out_of_memory(RuntimeError(message))
+
+
+# The failed call's activations live in its frame, which the exception's traceback holds: freeing memory
+# while that exception is still being handled frees nothing. The bench records, when the device cache is
+# emptied, whether the activation is gone by then; the next test reads it.
+FREED_BENCH = """
+import gc
+import weakref
+
+import torch
+
+import pytest_tbench.memory_errors as memory_errors
+
+freed = []
+
+
+class Activation:
+    pass
+
+
+def test_oom(tbench, monkeypatch):
+    refs = []
+
+    def call():
+        activation = Activation()
+        refs.append(weakref.ref(activation))
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(memory_errors, "empty_cache", lambda device: freed.append(refs[0]() is None))
+    tbench.measure(call)
+
+
+def test_freed_before_the_cache_was_emptied():
+    assert freed == [True]
+"""
+
+
+def test_out_of_memory_frees_the_failed_calls_memory_after_the_exception_is_gone(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_bench=FREED_BENCH)
+    result = pytester.runpytest(*TINY)
+    result.assert_outcomes(skipped=1, passed=1)
+
+
+LOAD_OOM_CONFTEST = """
+import torch
+from pytest_tbench.models.loading import ModelCache
+
+_real = ModelCache.get
+
+def out_of_memory(self, key):
+    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+
+ModelCache.get = out_of_memory
+
+def pytest_unconfigure(config):  # pytester runs in this process: put the real loader back
+    ModelCache.get = _real
+"""
+
+
+def test_out_of_memory_while_loading_feeds_oom_skip(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(LOAD_OOM_CONFTEST)
+    pytester.makepyfile(test_bench=TRAIN_BENCH)
+    result = pytester.runpytest(*TINY, "--tbench-batch-sizes", "1,2", "--tbench-oom-skip", "-rs")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(
+        ["*out of memory: tiny-gpt2 batch 1 x seq 8 *while loading the model: OutOfMemoryError: CUDA out*"]
+    )
+    result.stdout.fnmatch_lines(
+        ["*out of memory expected: tiny-gpt2 already ran out of memory at batch 1 x seq 8 *"]
+    )

@@ -120,6 +120,7 @@ class _FakeBenchmark:
     def __init__(self) -> None:
         self.extra_info: dict[str, Any] = {}
         self.stats = None
+        self.disabled = False
 
     def pedantic(
         self, target: Any, setup: Any, teardown: Any, rounds: int, warmup_rounds: int, iterations: int

@@ -6,7 +6,8 @@ Imported by the forkserver before any item (with torch and transformers), so eac
 from __future__ import annotations
 
 import copy
-import time
+import gc
+import pkgutil
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,42 @@ from ..models.loading import load_model
 from ..models.registry import ResolvedSpec, SpecKind
 from ..scenarios import Work, build_work
 
+DEFAULT_TIMER = "time.perf_counter"  # pytest-benchmark's default --benchmark-timer
+
+
+@dataclass(frozen=True)
+class RoundRules:
+    """pytest-benchmark's rules for a timed call, which a worker follows as pedantic would in-process: the
+    clock (``--benchmark-timer``, by dotted name, since the function itself may not pickle) and whether the
+    garbage collector is off while a call is timed (``--benchmark-disable-gc``)."""
+
+    timer: str = DEFAULT_TIMER
+    disable_gc: bool = False
+
+
+def timer_name(timer: Callable[[], float]) -> str:
+    """The dotted name that imports ``timer`` again in a worker."""
+    module, name = getattr(timer, "__module__", None), getattr(timer, "__qualname__", None)
+    if module and name:
+        dotted = f"{module}.{name}"
+        try:
+            if load_timer(dotted) is timer:
+                return dotted
+        except (ImportError, AttributeError, ValueError, TypeError):
+            pass
+    raise ValueError(
+        f"--benchmark-timer {timer!r} cannot be imported by name in a worker process (--tbench-isolate / "
+        "--tbench-processes): use a module-level function given in dotted form, such as time.perf_counter"
+    )
+
+
+def load_timer(dotted: str) -> Callable[[], float]:
+    """The timer a dotted name stands for (the module is its longest importable prefix)."""
+    target = pkgutil.resolve_name(dotted)
+    if not callable(target):
+        raise TypeError(f"timer {dotted} is {target!r}, not a function")
+    return target  # type: ignore[no-any-return]
+
 
 @dataclass(frozen=True)
 class Job:
@@ -37,6 +74,7 @@ class Job:
     settings: TBenchConfig
     rounds: int
     warmup: int
+    rules: RoundRules = RoundRules()
 
     def resolved(self) -> ResolvedSpec:
         config = self.config
@@ -55,17 +93,29 @@ class Outcome:
     message: str = ""
 
 
-def run_rounds(work: Work, device: str, rounds: int, warmup: int) -> list[float]:
+def run_rounds(
+    work: Work, device: str, rounds: int, warmup: int, rules: RoundRules = RoundRules()
+) -> list[float]:
     """The same loop as pytest-benchmark's pedantic(iterations=1): untimed setup and teardown around each
-    timed call, warm-up rounds first and not kept. Returns seconds per measured call."""
+    timed call, warm-up rounds first and not kept; each call timed with ``rules.timer`` and, under
+    ``rules.disable_gc``, with the garbage collector off for that call only (as pytest-benchmark's runner
+    does). Returns seconds per measured call."""
+    timer = load_timer(rules.timer)
     samples = []
     for index in range(warmup + rounds):
         synchronize(device)
         work.before_round()
-        start = time.perf_counter()
-        work.call()
-        synchronize(device)
-        elapsed = time.perf_counter() - start
+        gc_was_enabled = gc.isenabled()
+        if rules.disable_gc:
+            gc.disable()
+        try:
+            start = timer()
+            work.call()
+            synchronize(device)
+            elapsed = timer() - start
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         work.after_round()
         if index >= warmup:
             samples.append(elapsed)
@@ -81,12 +131,14 @@ def run_job(job: Job) -> Outcome:
         records: list[Any] = []
 
         def rounds() -> None:
-            samples.extend(run_rounds(work, case.device, job.rounds, job.warmup))
+            samples.extend(run_rounds(work, case.device, job.rounds, job.warmup, job.rules))
             records.extend(work.records(job.warmup))
 
+        # TODO(lead, issue 11): run the measurement under devices.on_device(case.device) once it exists.
         info = measure_item(case, loaded, work, job.rounds, job.warmup, rounds)
         return Outcome("ok", samples, info, records)
     except Exception as exc:
+        # A worker serves one item and exits, so its memory needs no freeing here: the parent skips the item.
         if is_out_of_memory(exc):
             return Outcome("oom", message=f"{type(exc).__name__}: {exc}")
         return Outcome("error", message=traceback.format_exc())
