@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .cases import BenchCase
+from .devices import on_device
 from .models.loading import LoadedModel
 from .scenarios.base import Work
 from .trackers import memory_tracker
@@ -22,7 +23,9 @@ def measure_item(
     """Run the rounds (``run_rounds``, in whichever launcher) under the memory tracker and return the item's
     extra_info; the work's cleanup runs even when a round fails."""
     try:
-        with memory_tracker(case.device) as memory:
+        # The item's GPU is the current device throughout: calls that take no device (events, streams,
+        # empty_cache, transformers' own CUDA calls) then act on it, not on GPU 0.
+        with on_device(case.device), memory_tracker(case.device) as memory:
             run_rounds()
         metrics = work.metrics(warmup)  # before cleanup, which drops what it reads
     finally:

@@ -189,7 +189,6 @@ class TBench:
                 iterations=1,
             )
 
-        # TODO(lead, issue 11): run the measurement under devices.on_device(device) once it exists.
         result = catch_out_of_memory(
             lambda: measure_item(self.case, self.loaded, work, rounds, warmup, run_rounds)
         )

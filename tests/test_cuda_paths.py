@@ -333,3 +333,26 @@ def test_gate_checks_torch_flags_when_the_first_item_is_judged(monkeypatch: pyte
     stale = Gate(baseline, [Path("base.json")], (), {Path("base.json"): baseline})
     with pytest.raises(pytest.exit.Exception, match=r"torch_flags.cudnn_benchmark: baseline True, now False"):
         stale.judge("item", [0.1], {})
+
+
+def test_the_whole_item_runs_with_its_gpu_current(cuda: FakeCuda) -> None:
+    """Calls without a device (transformers', a user's ``torch.cuda.current_stream()``) inside the rounds and
+    the cleanup act on the item's GPU, in every launcher (they all measure through ``measure_item``)."""
+    from pytest_tbench.cases import BenchCase
+    from pytest_tbench.measurement import measure_item
+    from pytest_tbench.scenarios.base import Work
+
+    seen: list[tuple[str, int]] = []
+    work = Work(
+        lambda: seen.append(("call", cuda.current)),
+        samples=1,
+        tokens=1,
+        cleanup=lambda: seen.append(("cleanup", cuda.current)),
+    )
+    case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cuda:1", "float32")
+    loaded = types.SimpleNamespace(
+        model=object(), source="x", load_time_s=0.0, num_parameters=1, parameter_bytes=4
+    )
+    measure_item(case, loaded, work, 1, 0, work.call)  # type: ignore[arg-type]
+    assert seen[0] == ("call", 1)
+    assert cuda.current == 0  # put back after the item

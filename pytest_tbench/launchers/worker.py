@@ -134,7 +134,6 @@ def run_job(job: Job) -> Outcome:
             samples.extend(run_rounds(work, case.device, job.rounds, job.warmup, job.rules))
             records.extend(work.records(job.warmup))
 
-        # TODO(lead, issue 11): run the measurement under devices.on_device(case.device) once it exists.
         info = measure_item(case, loaded, work, job.rounds, job.warmup, rounds)
         return Outcome("ok", samples, info, records)
     except Exception as exc:
