@@ -59,6 +59,7 @@ COLUMNS: dict[str, list[Column]] = {
     "train": [
         *_LEADING,
         *_TRAILING,
+        ("precision", lambda r: r.extra_info.get("train_precision", "")),
         ("step (ms)", _num("median_s", 1000, 2)),
         ("samples/s", _num("throughput_samples_per_s", digits=1)),
         ("tokens/s", _num("throughput_tokens_per_s", digits=0)),

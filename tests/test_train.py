@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import ClassVar
+
 import pytest
 import torch
 
 from pytest_tbench.cases import BenchCase
-from pytest_tbench.models.loading import ModelKey, load_model
+from pytest_tbench.inputs import make_inputs
+from pytest_tbench.models.loading import TORCH_DTYPES, ModelCache, ModelKey, load_model
 from pytest_tbench.models.registry import resolve
-from pytest_tbench.scenarios.train import train_work
+from pytest_tbench.scenarios import train
+from pytest_tbench.scenarios.base import Work
+from pytest_tbench.scenarios.train import TrainingDiverged, train_work
 
 from .conftest import MID_CONFTEST, TINY, run_json
 
@@ -112,3 +120,210 @@ def test_memory_of_an_item_does_not_depend_on_the_items_before_it(
     before, big, after = (b["extra_info"]["peak_memory_increase_bytes"] for b in data["benchmarks"][1:])
     assert after == pytest.approx(before, rel=tolerance)
     assert big > 2 * before
+
+
+# --- Mixed precision (issue 11, finding 2) ----------------------------------------------------------------
+
+
+def test_train_copies_in_half_precision_hold_float32_master_weights() -> None:
+    resolved = resolve("tiny-gpt2")
+    for dtype in ("float16", "bfloat16"):
+        train = load_model(resolved, ModelKey("tiny-gpt2", "lm", "cpu", dtype, train=True))
+        assert {p.dtype for p in train.model.parameters()} == {torch.float32}
+        assert train.parameter_bytes == 4 * train.num_parameters  # what the item really holds
+        # Inference copies are untouched: forward and generate run in the case's dtype itself.
+        infer = load_model(resolved, ModelKey("tiny-gpt2", "lm", "cpu", dtype))
+        assert {p.dtype for p in infer.model.parameters()} == {TORCH_DTYPES[dtype]}
+
+
+def _run_rounds(work: Work, rounds: int) -> None:
+    for _ in range(rounds):
+        work.before_round()
+        work.call()
+        work.after_round()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_steps_stay_finite_and_train(dtype: str) -> None:
+    # Pure float16 AdamW at lr 1e-5 (the old train mode) gave losses 6.9, nan, nan here.
+    loaded = load_model(resolve("tiny-gpt2"), ModelKey("tiny-gpt2", "lm", "cpu", dtype, train=True))
+    work = train_work(loaded, BenchCase("train", "tiny-gpt2", "lm", 2, 16, "cpu", dtype), "adamw")
+    _run_rounds(work, 3)
+    info = work.metrics(1)
+    assert info["train_precision"] == f"amp-{dtype}"
+    assert math.isfinite(info["last_loss"])
+    assert info["weights_changed"] and info["changed_tensors_fraction"] == 1.0
+    assert ("amp_skipped_steps" in info) == (dtype == "float16")  # bfloat16 needs no loss scaling
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.float32}
+    work.cleanup()
+
+
+def test_float32_training_has_no_autocast_and_no_scaler(monkeypatch: pytest.MonkeyPatch) -> None:
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("float32 training must run as before: no autocast, no GradScaler")
+
+    monkeypatch.setattr(torch, "autocast", forbidden)
+    monkeypatch.setattr(torch.amp, "GradScaler", forbidden)
+    loaded = load_model(resolve("tiny-gpt2"), ModelKey("tiny-gpt2", "lm", "cpu", "float32", train=True))
+    work = train_work(loaded, BenchCase("train", "tiny-gpt2", "lm", 1, 8, "cpu", "float32"), "adamw")
+    _run_rounds(work, 1)
+    info = work.metrics(0)
+    assert info["train_precision"] == "float32" and "amp_skipped_steps" not in info
+
+
+def test_a_half_precision_model_is_refused_as_master_weights() -> None:
+    loaded = load_model(
+        resolve("tiny-gpt2"), ModelKey("tiny-gpt2", "lm", "cpu", "float16")
+    )  # not a train copy
+    with pytest.raises(ValueError, match=r"needs float32 master weights.*train=True"):
+        train_work(loaded, BenchCase("train", "tiny-gpt2", "lm", 1, 8, "cpu", "float16"), "adamw")
+
+
+class _FakeScaler:
+    """Stands in for ``torch.amp.GradScaler`` on a "cuda" case: records the calls, skips the first step as
+    an overflowing one would (scale halved), then steps for real."""
+
+    made: ClassVar[list[_FakeScaler]] = []
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.calls: list[str] = []
+        self.scale_value = 65536.0
+        _FakeScaler.made.append(self)
+
+    def scale(self, loss: torch.Tensor) -> torch.Tensor:
+        self.calls.append("scale")
+        return loss
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.calls.append("step")
+        if self.calls.count("step") > 1:
+            optimizer.step()
+
+    def update(self) -> None:
+        self.calls.append("update")
+        if self.calls.count("update") == 1:
+            self.scale_value /= 2
+
+    def get_scale(self) -> float:
+        return self.scale_value
+
+
+def test_cuda_float16_step_autocasts_and_scales_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CUDA cannot run here: the case says cuda:0 while tensors stay on the CPU, and autocast and GradScaler
+    # are fakes that record the device type and dtype they are given and the order of the calls.
+    autocasts: list[tuple[str, torch.dtype]] = []
+
+    @contextlib.contextmanager
+    def fake_autocast(device_type: str, dtype: torch.dtype) -> Iterator[None]:
+        autocasts.append((device_type, dtype))
+        yield
+
+    _FakeScaler.made.clear()
+    monkeypatch.setattr(torch, "autocast", fake_autocast)
+    monkeypatch.setattr(torch.amp, "GradScaler", _FakeScaler)
+    monkeypatch.setattr(train, "make_inputs", lambda config, b, s, device: make_inputs(config, b, s, "cpu"))
+    loaded = load_model(resolve("tiny-gpt2"), ModelKey("tiny-gpt2", "lm", "cpu", "float16", train=True))
+    work = train_work(loaded, BenchCase("train", "tiny-gpt2", "lm", 1, 8, "cuda:0", "float16"), "adamw")
+    _run_rounds(work, 3)
+    info = work.metrics(0)
+    (scaler,) = _FakeScaler.made
+    assert scaler.device == "cuda"
+    assert autocasts == [("cuda", torch.float16)] * 3
+    assert scaler.calls == ["scale", "step", "update"] * 3
+    assert info["amp_skipped_steps"] == 1
+    assert info["weights_changed"]  # judged over all steps: the skipped first one did not hide the rest
+
+
+def test_a_non_finite_measured_loss_fails_as_diverged() -> None:
+    loaded = load_model(resolve("tiny-gpt2"), ModelKey("tiny-gpt2", "lm", "cpu", "float32", train=True))
+    work = train_work(loaded, BenchCase("train", "tiny-gpt2", "lm", 1, 8, "cpu", "float32"), "none")
+    weight = loaded.model.transformer.wte.weight
+    kept = weight.detach().clone()
+    with torch.no_grad():
+        weight.fill_(float("nan"))
+    _run_rounds(work, 1)  # a NaN loss in warm-up ...
+    with torch.no_grad():
+        weight.copy_(kept)
+    _run_rounds(work, 1)  # ... and a finite measured one: warm-up is not judged
+    assert math.isfinite(work.metrics(1)["last_loss"])
+    with pytest.raises(TrainingDiverged, match=r"training diverged: .* measured step 1 of 2 has loss nan"):
+        work.metrics(0)
+
+
+@pytest.mark.parametrize(("flag", "steps"), [("-q", 2), ("--benchmark-disable", 1)])
+def test_a_diverged_item_fails(pytester: pytest.Pytester, flag: str, steps: int) -> None:
+    # --benchmark-disable: pytest-benchmark makes one bare call, without the untimed hook after it.
+    pytester.makepyfile(
+        test_bench="""
+import pytest
+import torch
+
+@pytest.mark.tbench(mode="train")
+def test_train(tbench):
+    with torch.no_grad():
+        next(tbench.model.parameters()).fill_(float("nan"))
+    tbench.train()
+"""
+    )
+    result, _ = run_json(pytester, *TINY, flag)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [f"*training diverged: tiny-gpt2-b1-s8-cpu-float32 measured step 1 of {steps}*"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("dtype", "launcher"), [("float16", "-q"), ("bfloat16", "-q"), ("float16", "--tbench-isolate")]
+)
+def test_half_precision_items_train(train_bench: pytest.Pytester, dtype: str, launcher: str) -> None:
+    result, data = run_json(
+        train_bench, *TINY, "--tbench-models", "tiny-gpt2,tiny-llama", "--tbench-dtype", dtype, launcher
+    )
+    result.assert_outcomes(passed=2)
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        assert math.isfinite(info["last_loss"])  # pure float16 AdamW (the old train mode): nan
+        assert info["dtype"] == dtype and info["train_precision"] == f"amp-{dtype}"
+        assert info["weights_changed"]
+        assert info["parameter_bytes"] == 4 * info["num_parameters"] == info["gradient_bytes"]
+    result.stdout.fnmatch_lines([f"*tiny-gpt2*{dtype}*amp-{dtype}*"])  # the summary table's column
+
+
+def test_train_items_of_one_model_start_from_the_same_weights(pytester: pytest.Pytester) -> None:
+    # Two train items of one model in one process: the second must not start from the first one's trained
+    # weights (it gets a fresh load; the trained copy is released first).
+    pytester.makepyfile(
+        test_bench="""
+import pytest
+import torch
+
+STARTS = []
+
+@pytest.mark.tbench(mode="train")
+@pytest.mark.parametrize("repeat", [1, 2])
+def test_train(tbench, repeat):
+    STARTS.append([p.detach().clone() for p in tbench.model.parameters()])
+    tbench.train()
+    assert all(torch.equal(a, b) for a, b in zip(STARTS[0], STARTS[-1], strict=True))
+"""
+    )
+    result, data = run_json(pytester, *TINY)
+    result.assert_outcomes(passed=2)
+    first, second = (b["extra_info"]["last_loss"] for b in data["benchmarks"])
+    assert first == second  # same start, same seeded inputs: the same step
+
+
+def test_model_cache_loads_afresh_after_a_train_item() -> None:
+    cache = ModelCache({})
+    key = ModelKey("tiny-gpt2", "lm", "cpu", "float32", train=True)
+    loaded = cache.get(key)
+    assert cache.get(key) is loaded  # untrained: shared as before
+    start = [p.detach().clone() for p in loaded.model.parameters()]
+    work = train_work(loaded, BenchCase("train", "tiny-gpt2", "lm", 1, 8, "cpu", "float32"), "adamw")
+    _run_rounds(work, 1)
+    work.cleanup()
+    fresh = cache.get(key)
+    assert fresh is not loaded and not fresh.trained
+    assert all(torch.equal(a, b) for a, b in zip(start, fresh.model.parameters(), strict=True))
+    cache.release_all()

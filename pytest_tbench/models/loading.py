@@ -1,4 +1,9 @@
-"""Building or loading a model once per (spec, head, device, dtype), and releasing it after its last item."""
+"""Building or loading a model once per (spec, head, device, dtype), and releasing it after its last item.
+
+Train items are the exception on two counts: their copy holds float32 master weights when the case's dtype is
+float16/bfloat16 (the scenario runs autocast in that dtype, as ``Trainer(fp16=True)``/``bf16=True`` do), and a
+copy an optimizer stepped on is never handed out again: the next train item of the model loads afresh.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +47,8 @@ def head_class(head: str, config: PretrainedConfig) -> Any:
 
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Dtypes that train items run as mixed precision: float32 weights, autocast to the dtype for the compute.
+AMP_DTYPES = ("float16", "bfloat16")
 
 # Seeded so that random-weight models are the same in every run.
 WEIGHTS_SEED = 0
@@ -60,6 +67,14 @@ class ModelKey:
     # Training changes the weights, so train items get their own copy and never share with inference.
     train: bool = False
 
+    @property
+    def weights_dtype(self) -> torch.dtype:
+        """The dtype the weights are loaded in: the case's, except float32 master weights for mixed-precision
+        training (pure float16 AdamW underflows its second moment and turns every weight into NaN at once)."""
+        if self.train and self.dtype in AMP_DTYPES:
+            return torch.float32
+        return TORCH_DTYPES[self.dtype]
+
 
 @dataclass
 class LoadedModel:
@@ -69,6 +84,9 @@ class LoadedModel:
     num_parameters: int
     parameter_bytes: int
     source: str
+    # Set by the train scenario once a step ran: these weights are no longer the model's starting point, so
+    # ModelCache.get loads afresh rather than hand them to the next item.
+    trained: bool = False
 
 
 def load_error(resolved: ResolvedSpec, exc: Exception) -> ModelLoadError:
@@ -80,7 +98,7 @@ def load_error(resolved: ResolvedSpec, exc: Exception) -> ModelLoadError:
 
 
 def load_model(resolved: ResolvedSpec, key: ModelKey) -> LoadedModel:
-    dtype = TORCH_DTYPES[key.dtype]
+    dtype = key.weights_dtype
     start = time.perf_counter()
     try:
         config = resolved.load_config()
@@ -134,6 +152,10 @@ class ModelCache:
         return found
 
     def get(self, key: ModelKey) -> LoadedModel:
+        if self._trained(key):
+            # Released before the new load, so that the next item's peak memory holds one copy, its own.
+            # Random-weight models are seeded and hub models read from disk: the fresh copy is the same start.
+            self.release(key)
         if key not in self._loaded:
             try:
                 self._loaded[key] = load_model(self.resolve(key.spec), key)
@@ -143,6 +165,11 @@ class ModelCache:
         if isinstance(found, ModelLoadError):
             raise found
         return found
+
+    def _trained(self, key: ModelKey) -> bool:
+        # A method of its own so that no local of get() keeps the old copy alive through release().
+        entry = self._loaded.get(key)
+        return isinstance(entry, LoadedModel) and entry.trained
 
     def release(self, key: ModelKey) -> None:
         entry = self._loaded.get(key)

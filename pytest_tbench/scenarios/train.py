@@ -1,21 +1,53 @@
 """Training: one optimizer step per call (forward with labels, backward, step, zero_grad).
 
-The model is put in train mode for the item and back in eval mode after it; its optimizer is made per item and
-dropped with the item, and gradients are freed (``set_to_none``), so no item inherits another's state.
+In float16/bfloat16 a step is what people run, as ``Trainer(fp16=True)``/``bf16=True`` do: float32 master
+weights (train copies are loaded in float32, see ``ModelKey.weights_dtype``), the forward under
+``torch.autocast`` in the case's dtype, and for float16 a ``GradScaler`` (bfloat16 has float32's exponent
+range and needs none). Pure float16 AdamW is not a benchmark: its second moment underflows and every weight is
+NaN after the first step.
+
+The model is put in train mode for the item and back in eval mode after it; its optimizer and scaler are made
+per item and dropped with the item, and gradients are freed (``set_to_none``). The weights the item trained
+are marked spent, so the next train item of the model loads a fresh copy (``ModelCache.get``).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..cases import BenchCase
 from ..inputs import make_inputs
-from ..models.loading import LoadedModel
+from ..models.loading import AMP_DTYPES, TORCH_DTYPES, LoadedModel
 from .base import Work
 
 LEARNING_RATE = 1e-5
+
+
+class TrainingDiverged(RuntimeError):
+    """A measured step's loss was not finite: the timings would be of NaN arithmetic, not of training."""
+
+
+@dataclass(frozen=True)
+class TrainPrecision:
+    """How a train item computes: ``name`` is recorded as ``train_precision``."""
+
+    name: str  # "float32", "amp-float16" or "amp-bfloat16"
+    autocast_dtype: torch.dtype | None  # None: no autocast, the weights' own dtype throughout
+
+    @property
+    def scaled(self) -> bool:
+        # float16's 5-bit exponent flushes small gradients to zero unless the loss is scaled up first.
+        return self.autocast_dtype == torch.float16
+
+
+def train_precision(dtype: str) -> TrainPrecision:
+    if dtype in AMP_DTYPES:
+        return TrainPrecision(f"amp-{dtype}", TORCH_DTYPES[dtype])
+    return TrainPrecision(dtype, None)
 
 
 def make_optimizer(name: str, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer | None:
@@ -30,44 +62,133 @@ def _tensor_bytes(tensors: Any) -> int:
     return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
 
 
+def weights_fingerprint(params: list[torch.nn.Parameter]) -> torch.Tensor:
+    """Per parameter tensor, its float64 sum and sum of squares (shape ``(len(params), 2)``): any optimizer
+    step moves them, and unlike a snapshot of the weights they cost no memory worth counting."""
+    if not params:
+        return torch.zeros(0, 2, dtype=torch.float64)
+    with torch.no_grad():
+        sums = [p.sum(dtype=torch.float64) for p in params]
+        squares = [torch.linalg.vector_norm(p, dtype=torch.float64) ** 2 for p in params]
+    return torch.stack([torch.stack(sums), torch.stack(squares)], dim=1)
+
+
+def _check_master_weights(
+    params: list[torch.nn.Parameter], precision: TrainPrecision, case: BenchCase
+) -> None:
+    if precision.autocast_dtype is None:
+        return
+    found = {p.dtype for p in params} - {torch.float32}
+    if found:
+        raise ValueError(
+            f"{case.id}: {precision.name} training needs float32 master weights, but the model has "
+            f"{sorted(str(d) for d in found)} parameters; load train copies with ModelKey(..., train=True), "
+            "which loads float16/bfloat16 train items in float32"
+        )
+
+
+@dataclass
+class _Steps:
+    """What the rounds leave behind, read untimed after each round (the device is already synchronised)."""
+
+    count: int = 0
+    loss: torch.Tensor | None = None  # the last step's, on the device
+    losses: list[float] = field(default_factory=list)  # one per round, warm-up included
+    skipped: int = 0  # optimizer steps a GradScaler skipped because the scaled gradients overflowed
+    scale: float = 0.0  # the GradScaler's scale after the last round
+
+
 def train_work(loaded: LoadedModel, case: BenchCase, optimizer_name: str) -> Work:
     model = loaded.model
     inputs: dict[str, Any] = dict(make_inputs(loaded.config, case.batch_size, case.seq_len, case.device))
     inputs.pop("decoder_input_ids", None)  # with labels, encoder-decoders shift them into decoder inputs
     inputs["labels"] = inputs["input_ids"].clone()
     params = [p for p in model.parameters() if p.requires_grad]
-    state: dict[str, Any] = {"steps": 0, "loss": None}
+    precision = train_precision(case.dtype)
+    _check_master_weights(params, precision, case)
+    device_type = torch.device(case.device).type  # "cpu" or "cuda": what autocast and GradScaler take
     optimizer = make_optimizer(optimizer_name, params)
+    # Without an optimizer nothing steps, so there is nothing for a scaler to guard or skip.
+    scaler = torch.amp.GradScaler(device_type) if precision.scaled and optimizer is not None else None
+    steps = _Steps(scale=scaler.get_scale() if scaler is not None else 0.0)
+    start = weights_fingerprint(params)  # before the first round, untimed
+
+    def forward_loss() -> torch.Tensor:
+        if precision.autocast_dtype is None:
+            return model(**inputs).loss
+        with torch.autocast(device_type, dtype=precision.autocast_dtype):
+            return model(**inputs).loss
 
     def before_round() -> None:
         model.train()
+        # Before any step can change them: from here on these weights are not the model's starting point.
+        loaded.trained = True
 
     def call() -> None:
-        loss = model(**inputs).loss
-        loss.backward()
-        if optimizer is not None:
+        loss = forward_loss()
+        if scaler is not None:
+            assert optimizer is not None
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)  # unscales first; skips the step if any gradient is inf/NaN
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+        elif optimizer is not None:
+            loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         else:
+            loss.backward()
             model.zero_grad(set_to_none=True)
-        state["steps"] += 1
-        state["loss"] = loss.detach()
+        steps.count += 1
+        steps.loss = loss.detach()
+
+    def after_round() -> None:  # untimed: reading values here costs the measurement nothing
+        if steps.loss is not None:
+            steps.losses.append(float(steps.loss))
+        if scaler is not None:
+            # GradScaler halves its scale exactly when it skipped the step for overflowing gradients.
+            scale = scaler.get_scale()
+            if scale < steps.scale:
+                steps.skipped += 1
+            steps.scale = scale
 
     def metrics(warmup_rounds: int) -> dict[str, Any]:
+        measured = steps.losses[warmup_rounds:]
+        if steps.loss is not None and len(steps.losses) < steps.count:
+            # A call without its after_round (pytest-benchmark's --benchmark-disable makes one bare call): its
+            # step is the one that counts.
+            measured = [float(steps.loss)]
+        bad = [(i, loss) for i, loss in enumerate(measured, 1) if not math.isfinite(loss)]
+        if bad:
+            index, loss = bad[0]
+            raise TrainingDiverged(
+                f"training diverged: {case.id} measured step {index} of {len(measured)} has loss {loss} "
+                f"({len(bad)} non-finite; train_precision {precision.name}, {optimizer_name} lr "
+                f"{LEARNING_RATE}); a benchmark of NaN arithmetic is not a benchmark. Check that the model "
+                "trains in --tbench-dtype float32, or use bfloat16"
+            )
+        changed = (weights_fingerprint(params) != start).any(dim=1).tolist()
         optimizer_state = optimizer.state.values() if optimizer is not None else []
-        return {
+        info: dict[str, Any] = {
             "optimizer": optimizer_name,
-            "train_steps": state["steps"],
+            "train_precision": precision.name,
+            "train_steps": steps.count,
             "gradient_bytes": sum(p.numel() * p.element_size() for p in params),
             "optimizer_state_bytes": sum(_tensor_bytes(s.values()) for s in optimizer_state),
-            "last_loss": float(state["loss"]) if state["loss"] is not None else None,
+            "last_loss": float(steps.loss) if steps.loss is not None else None,
+            # Evidence that the steps trained, judged over all of them (a GradScaler may skip the first).
+            "weights_changed": any(changed),
+            "changed_tensors_fraction": sum(changed) / len(changed) if changed else 0.0,
         }
+        if scaler is not None:
+            info["amp_skipped_steps"] = steps.skipped
+        return info
 
     def cleanup() -> None:  # the next item starts from the model alone
         model.zero_grad(set_to_none=True)
         if optimizer is not None:
             optimizer.state.clear()
-        state["loss"] = None
+        steps.loss = None
         model.eval()
 
     return Work(
@@ -75,6 +196,7 @@ def train_work(loaded: LoadedModel, case: BenchCase, optimizer_name: str) -> Wor
         samples=case.batch_size,
         tokens=case.batch_size * case.seq_len,
         before_round=before_round,
+        after_round=after_round,
         metrics=metrics,
         cleanup=cleanup,
     )
