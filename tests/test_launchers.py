@@ -96,13 +96,16 @@ def test_timer_names_round_trip() -> None:
 # Asks generate for one token fewer than the item's count, as a model stopping early would: the per-round
 # check must catch it. Imported by the conftest (in-process items) and preloaded by the forkserver (workers).
 SHORT_GENERATE = """
+import copy
+
 from transformers import GenerationMixin
 
 _real = GenerationMixin.generate
 
-def short(self, *args, **kwargs):
-    kwargs["max_new_tokens"] = kwargs["min_new_tokens"] = kwargs["max_new_tokens"] - 1
-    return _real(self, *args, **kwargs)
+def short(self, *args, generation_config, **kwargs):
+    generation_config = copy.deepcopy(generation_config)
+    generation_config.max_new_tokens = generation_config.min_new_tokens = generation_config.max_new_tokens - 1
+    return _real(self, *args, generation_config=generation_config, **kwargs)
 
 GenerationMixin.generate = short
 """
