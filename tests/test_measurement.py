@@ -135,6 +135,7 @@ def test_cuda_timed_calls_are_synchronised_inside_the_timed_region(monkeypatch: 
     events: list[str] = []
     monkeypatch.setattr("pytest_tbench.runner.synchronize", lambda device: events.append(f"sync:{device}"))
     monkeypatch.setattr("pytest_tbench.measurement.memory_tracker", _no_memory)
+    monkeypatch.setattr("pytest_tbench.measurement.on_device", lambda device: contextlib.nullcontext())
     case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cuda:0", "float16")
     settings = TBenchConfig(rounds=2, warmup=1)
     loaded = _fake_loaded()
@@ -165,11 +166,13 @@ def test_cuda_tracker_arithmetic_with_a_fake_allocator(monkeypatch: pytest.Monke
     monkeypatch.setattr(memory, "on_device", lambda device: contextlib.nullcontext())
     at_end = memory.nvml.MemoryInUse(2048 * MIB, 1500 * MIB, None)
     monkeypatch.setattr(memory.nvml, "memory_in_use", lambda uuid: at_end)
+    monkeypatch.setattr(memory, "cuda_uuid", lambda index: "aaaa-1111")
     tracker = CudaTracker("cuda:0")
     tracker.start()
     info = tracker.stop()
     assert fake["reset"] == 1
     assert info == {
+        "cuda_device_uuid": "aaaa-1111",
         "cuda_max_allocated_bytes": 900 * MIB,
         "cuda_max_reserved_bytes": 1024 * MIB,
         "cuda_allocated_at_start_bytes": 100 * MIB,
