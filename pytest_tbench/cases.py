@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from .config import TBenchConfig
 from .devices import resolve_device, resolve_dtype
 from .models.loading import ModelKey
 from .models.registry import resolve
-from .presets import GENERATING_MODES
+from .modes import MODES, generates
+from .record import Case
 
 
 @dataclass(frozen=True)
-class BenchCase:
-    mode: str
-    model: str
-    head: str
-    batch_size: int
-    seq_len: int
-    device: str
-    dtype: str
-    new_tokens: int = 0
+class BenchCase(Case):
+    """A case this session runs: its id and the model it loads."""
 
     @property
     def id(self) -> str:
@@ -31,11 +25,10 @@ class BenchCase:
 
     @property
     def model_key(self) -> ModelKey:
-        return ModelKey(self.model, self.head, self.device, self.dtype, train=self.mode == "train")
-
-    def as_params(self) -> dict[str, Any]:
-        """JSON-friendly form; it is what pytest-benchmark stores as the item's ``params``."""
-        return asdict(self)
+        mode = MODES.get(self.mode)
+        return ModelKey(
+            self.model, self.head, self.device, self.dtype, train=mode is not None and mode.own_model
+        )
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> BenchCase:
@@ -45,7 +38,7 @@ class BenchCase:
 def build_cases(config: TBenchConfig, mode: str, head: str) -> list[BenchCase]:
     """Items model by model, so that each model is loaded once and released before the next."""
     devices = dict.fromkeys(resolve_device(d) for d in config.devices)
-    new_tokens = config.new_tokens if mode in GENERATING_MODES else 0
+    new_tokens = config.new_tokens if generates(mode) else 0
     return [
         BenchCase(mode, model, head, batch, seq, device, dtype, new_tokens)
         for model in config.models

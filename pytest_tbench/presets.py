@@ -4,21 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .modes import ROUNDS_PER_RUN, rounds_for_mode
+
+__all__ = ["DEFAULT_PRESET", "PRESETS", "ROUNDS_PER_RUN", "Preset", "rounds_for_mode"]
+
 
 def _powers_of_two(low: int, high: int) -> tuple[int, ...]:
     return tuple(2**k for k in range(low.bit_length() - 1, high.bit_length()) if low <= 2**k <= high)
-
-
-# A forward or train call is far shorter than a generate call, so one preset "run" (one repeat of the
-# grid point in the seed suite) becomes this many measured rounds there; generate uses runs as rounds.
-ROUNDS_PER_RUN = 10
-
-# Modes whose items generate tokens: their rounds are whole requests, and their ids carry the new tokens.
-GENERATING_MODES = ("generate",)
-
-
-def rounds_for_mode(runs: int, mode: str) -> int:
-    return runs if mode in GENERATING_MODES else runs * ROUNDS_PER_RUN
 
 
 @dataclass(frozen=True)

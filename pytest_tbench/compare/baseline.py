@@ -12,35 +12,31 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from .metrics import process_counts
-
-
-def _rounds_per_process(bench: dict[str, Any]) -> list[int]:
-    """A run measured in one process is one group."""
-    return process_counts(len(bench.get("stats", {}).get("data") or []), bench.get("extra_info", {}))
+from ..metric_table import BASELINE_RUNS, PEAK_MEMORY_BYTES, TTFT_PER_ROUND_S
+from ..record import ItemRecord
 
 
 def _pool_item(benches: list[dict[str, Any]]) -> dict[str, Any]:
     newest = benches[-1]
     if len(benches) == 1:
         return newest
-    stats, info = dict(newest.get("stats", {})), dict(newest.get("extra_info", {}))
-    data = [x for bench in benches for x in bench.get("stats", {}).get("data") or []]
+    records = [ItemRecord.from_bench(bench) for bench in benches]
+    stats, info = dict(newest.get("stats", {})), dict(records[-1].metrics)
+    process_rounds = records[-1].process_rounds
+    data = [x for record in records for x in record.samples]
     if data:
         stats.update(data=data, median=statistics.median(data), rounds=len(data))
-        info["process_rounds"] = [count for bench in benches for count in _rounds_per_process(bench)]
-    ttfts = [bench.get("extra_info", {}).get("ttft_per_round_s") for bench in benches]
+        # A run measured in one process is one group.
+        process_rounds = tuple(n for r in records for n in r.rounds_per_process(len(r.samples)))
+    ttfts = [record.metrics.get(TTFT_PER_ROUND_S) for record in records]
     if all(ttfts):
-        info["ttft_per_round_s"] = [x for values in ttfts for x in values]  # type: ignore[union-attr]
-    peaks = [
-        bench["extra_info"]["peak_memory_bytes"]
-        for bench in benches
-        if "peak_memory_bytes" in bench.get("extra_info", {})
-    ]
+        info[TTFT_PER_ROUND_S] = [x for values in ttfts for x in values]  # type: ignore[union-attr]
+    peaks = [record.metrics[PEAK_MEMORY_BYTES] for record in records if PEAK_MEMORY_BYTES in record.metrics]
     if peaks:
-        info["peak_memory_bytes"] = statistics.median(peaks)
-    info["baseline_runs"] = len(benches)
-    return {**newest, "stats": stats, "extra_info": info}
+        info[PEAK_MEMORY_BYTES] = statistics.median(peaks)
+    info[BASELINE_RUNS] = len(benches)
+    pooled = ItemRecord(records[-1].case, (), process_rounds, info)
+    return {**newest, "stats": stats, "extra_info": pooled.to_extra_info()}
 
 
 def pool_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..options import OptionError
+from ..record import ItemRecord
 
 METRICS = ("time", "tokens_per_s", "ttft", "peak_memory")
 
@@ -27,8 +28,8 @@ class Criterion:
     mode: str | None = None
     model: str | None = None
 
-    def applies_to(self, bench: dict[str, Any]) -> bool:
-        info = bench.get("extra_info", {})
+    def applies_to(self, item: ItemRecord | dict[str, Any]) -> bool:
+        info = (item if isinstance(item, ItemRecord) else ItemRecord.from_bench(item)).metrics
         if self.mode is not None and info.get("mode") != self.mode:
             return False
         return self.model is None or fnmatch.fnmatchcase(str(info.get("model", "")), self.model)

@@ -11,6 +11,7 @@ import pytest
 from ..config import TBenchConfig
 from ..environment import environment, torch_flags
 from ..options import OptionError
+from ..record import ItemRecord
 from .baseline import pool_runs
 from .criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
 from .judge import Verdict
@@ -57,7 +58,7 @@ class Gate(Comparer):
         """Judge an attempt at an item (its raw timings and extra_info, in the shape of its JSON entry),
         recording nothing: a new measurement may replace it."""
         self.check_torch_flags()
-        return self.verdicts({"fullname": fullname, "stats": {"data": samples}, "extra_info": info})
+        return self.verdicts(ItemRecord.from_extra_info(None, info, {"data": samples}, fullname))
 
     def record_attempts(self, fullname: str, verdicts: list[Verdict], earlier: list[list[Verdict]]) -> None:
         """Enter an item's last attempt in the session's comparison, and the regressions of the earlier

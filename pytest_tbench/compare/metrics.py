@@ -1,10 +1,23 @@
-"""Reading one metric of one item out of pytest-benchmark JSON: raw samples where the run kept them."""
+"""One metric of one item as the gate judges it: raw per-round values where the run kept them, read through
+the item's record and the metric table."""
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from ..metric_table import (
+    GATE_METRICS,
+    PEAK_MEMORY_BYTES,
+    THROUGHPUT_TOKENS_PER_S,
+    TOKENS_PER_CALL,
+    TTFT_PER_ROUND_S,
+    Metric,
+    stored_unit,
+)
+from ..record import ItemRecord
 
 
 @dataclass(frozen=True)
@@ -16,54 +29,30 @@ class MetricValues:
     groups: tuple[tuple[float, ...], ...] = ()  # the samples per worker process (--tbench-processes)
 
 
-def process_counts(count: int, info: dict[str, Any]) -> list[int]:
-    """An item's rounds per worker process, in the order of its ``count`` per-round values: its
-    ``process_rounds`` where they account for every value, else one process ([] without values)."""
-    counts = info.get("process_rounds") or []
-    if counts and sum(counts) == count:
-        return list(counts)
-    return [count] if count else []
-
-
-def by_process(values: list[float], info: dict[str, Any]) -> tuple[tuple[float, ...], ...]:
-    """Per-round values split by the process that measured them; () for a run measured in one process."""
-    counts = process_counts(len(values), info)
-    if len(counts) < 2:
-        return ()
-    groups, start = [], 0
-    for count in counts:
-        groups.append(tuple(values[start : start + count]))
-        start += count
-    return tuple(groups)
-
-
-def _sampled(values: list[float], info: dict[str, Any], higher_is_better: bool, unit: str) -> MetricValues:
-    return MetricValues(
-        statistics.median(values), tuple(values), higher_is_better, unit, by_process(values, info)
-    )
-
-
-def extract(metric: str, bench: dict[str, Any]) -> MetricValues | None:
-    """The item's values for ``metric``; None where the item has no such metric (a forward item's ttft)."""
-    info = bench.get("extra_info", {})
-    data = [float(x) for x in bench.get("stats", {}).get("data", []) or []]
+def _values(metric: str, record: ItemRecord) -> tuple[list[float], float | None]:
+    """(per-round values, the single figure used where there are none) of gate metric ``metric``."""
     if metric == "time":
-        if data:
-            return _sampled(data, info, False, "s")
-        median = bench.get("stats", {}).get("median")
-        return MetricValues(float(median), (), False, "s") if median is not None else None
+        return list(record.samples), record.stats_median_s
     if metric == "tokens_per_s":
-        tokens = info.get("tokens_per_call") or 0
-        if tokens and data:
-            return _sampled([tokens / s if s > 0 else float("inf") for s in data], info, True, "tokens/s")
-        rate = info.get("throughput_tokens_per_s")
-        return MetricValues(float(rate), (), True, "tokens/s") if rate is not None else None
+        tokens = record.metrics.get(TOKENS_PER_CALL) or 0
+        rounds = [tokens / s if s > 0 else float("inf") for s in record.samples] if tokens else []
+        rate = record.metrics.get(THROUGHPUT_TOKENS_PER_S)
+        return rounds, float(rate) if rate is not None else None
     if metric == "ttft":
-        rounds = [float(x) for x in info.get("ttft_per_round_s", [])]
-        if rounds:
-            return _sampled(rounds, info, False, "s")
-        return None
-    if metric == "peak_memory":
-        peak = info.get("peak_memory_bytes")
-        return MetricValues(float(peak), (), False, "bytes") if peak is not None else None
-    raise ValueError(f"unknown metric {metric!r}")
+        return record.floats(TTFT_PER_ROUND_S), None  # a mean alone is not judged: it hides the spread
+    peak = record.metrics.get(PEAK_MEMORY_BYTES)
+    return [], float(peak) if peak is not None else None
+
+
+def extract(metric: str, item: ItemRecord | Mapping[str, Any]) -> MetricValues | None:
+    """The item's values for gate metric ``metric`` (``item``: its record or its JSON entry); None where the
+    item has no such metric (a forward item's ttft)."""
+    found: Metric | None = GATE_METRICS.get(metric)
+    if found is None:
+        raise ValueError(f"unknown metric {metric!r}")
+    record = item if isinstance(item, ItemRecord) else ItemRecord.from_bench(item)
+    higher, unit = found.better == "higher", stored_unit(found.key)
+    rounds, single = _values(metric, record)
+    if rounds:
+        return MetricValues(statistics.median(rounds), tuple(rounds), higher, unit, record.by_process(rounds))
+    return MetricValues(single, (), higher, unit) if single is not None else None

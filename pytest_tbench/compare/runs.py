@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..options import OptionError
+from ..record import ItemRecord
 from .criteria import Criterion
 from .judge import Verdict, judge
 from .metrics import extract
@@ -121,17 +122,18 @@ class Comparer:
         self._seen: set[str] = set()
         self.comparison = Comparison(not_measured=not_measured(baseline))
 
-    def verdicts(self, bench: dict[str, Any]) -> list[Verdict]:
+    def verdicts(self, bench: dict[str, Any] | ItemRecord) -> list[Verdict]:
         """Judge one item of the current run, recording nothing (an attempt that may be measured again)."""
-        name = bench["fullname"]
+        record = bench if isinstance(bench, ItemRecord) else ItemRecord.from_bench(bench)
+        name = record.fullname
         base = self._baseline.get(name)
         if base is None:
             return []
         verdicts = []
         for criterion in self.criteria:
-            if not criterion.applies_to(bench):
+            if not criterion.applies_to(record):
                 continue
-            a, b = extract(criterion.metric, base), extract(criterion.metric, bench)
+            a, b = extract(criterion.metric, base), extract(criterion.metric, record)
             if a is not None and b is not None:
                 verdicts.append(judge(name, criterion, a, b))
         return verdicts

@@ -12,11 +12,21 @@ import statistics
 from typing import Any
 
 from ..cases import BenchCase
+from ..metric_table import (
+    MODEL_LOAD_TIME_S,
+    PEAK_MEMORY_BYTES,
+    PEAK_MEMORY_PER_PROCESS_BYTES,
+    PROCESS_MEDIANS_S,
+    PROCESS_ROUNDS,
+    PROCESSES,
+    ROUNDS,
+    TRAIN_STEPS,
+)
 from ..scenarios import SCENARIOS
 from .worker import Outcome
 
 # Counts that add up over processes; every other non-pooled key is taken from one process (below).
-ADDITIVE_KEYS = ("train_steps",)
+ADDITIVE_KEYS = (TRAIN_STEPS,)
 
 
 def split_rounds(rounds: int, processes: int) -> list[int]:
@@ -32,10 +42,10 @@ def pool(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], dict[st
     the highest peak (the item's peak), rounds and counts summed, round-based metrics over all rounds."""
     if len(outcomes) == 1:
         return list(outcomes[0].samples), dict(outcomes[0].info)
-    peaks = [int(o.info.get("peak_memory_bytes", 0)) for o in outcomes]
+    peaks = [int(o.info.get(PEAK_MEMORY_BYTES, 0)) for o in outcomes]
     info = dict(outcomes[peaks.index(max(peaks))].info)
     samples = [s for o in outcomes for s in o.samples]
-    info["rounds"] = sum(o.info["rounds"] for o in outcomes)
+    info[ROUNDS] = sum(o.info[ROUNDS] for o in outcomes)
     for key in ADDITIVE_KEYS:
         if key in info:
             info[key] = sum(o.info.get(key, 0) for o in outcomes)
@@ -43,10 +53,12 @@ def pool(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], dict[st
     if pooled_metrics is not None:
         info.update(pooled_metrics(case, [record for o in outcomes for record in o.records]))
     info.update(
-        processes=len(outcomes),
-        process_rounds=[len(o.samples) for o in outcomes],
-        process_medians_s=[statistics.median(o.samples) for o in outcomes if o.samples],
-        peak_memory_per_process_bytes=peaks,
-        model_load_time_s=statistics.fmean(o.info["model_load_time_s"] for o in outcomes),
+        {
+            PROCESSES: len(outcomes),
+            PROCESS_ROUNDS: [len(o.samples) for o in outcomes],
+            PROCESS_MEDIANS_S: [statistics.median(o.samples) for o in outcomes if o.samples],
+            PEAK_MEMORY_PER_PROCESS_BYTES: peaks,
+            MODEL_LOAD_TIME_S: statistics.fmean(o.info[MODEL_LOAD_TIME_S] for o in outcomes),
+        }
     )
     return samples, info

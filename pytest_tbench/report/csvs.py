@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..metric_table import stored_unit
 from .frame import STATS_KEYS, Row, Run
 
 IDENTITY_COLUMNS = (
@@ -38,13 +39,8 @@ def unit_of(column: str) -> str:
         return _IDENTITY_UNITS[column]
     if column in IDENTITY_COLUMNS:
         return ""
-    if column.endswith("_per_s"):
-        what = column.removesuffix("_per_s").rsplit("_", 1)[-1]
-        return f"{what}/s"
-    if column.endswith("_s"):
-        return "s"
-    if column.endswith("_bytes"):
-        return "bytes"
+    if unit := stored_unit(column):
+        return unit
     if column.startswith("num_") or column.endswith(_COUNT_SUFFIXES):
         return "count"
     return ""

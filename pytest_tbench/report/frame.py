@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from ..compare.runs import load_run
+from ..metric_table import MEDIAN_S
+from ..modes import MODES
 from ..options import OptionError
+from ..record import CASE_PARAM, ItemRecord, number
 
 Scalar = str | int | float | bool
-KNOWN_MODES = ("forward", "generate", "train")
+KNOWN_MODES = tuple(MODES)
 
 # pytest-benchmark's per-call statistics, in seconds except the round count.
 STATS_KEYS = ("min", "max", "mean", "median", "stddev", "iqr", "rounds")
@@ -23,15 +26,9 @@ _ID_RE = re.compile(
 )
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 def _int_or_none(value: Any) -> int | None:
-    number = _number(value)
-    return int(number) if number is not None else None
+    found = number(value)
+    return int(found) if found is not None else None
 
 
 @dataclass(frozen=True)
@@ -53,10 +50,16 @@ class Row:
 
     def metric(self, key: str) -> float | None:
         """A numeric extra_info value; ``median_s`` falls back to pytest-benchmark's median."""
-        value = _number(self.extra.get(key))
-        if value is None and key == "median_s":
+        value = number(self.extra.get(key))
+        if value is None and key == MEDIAN_S:
             return self.stats.get("median")
         return value
+
+    def field(self, key: str) -> Any:
+        """A coordinate (or the item's name) by name, else the extra_info value: what a table column reads."""
+        if key in _ROW_FIELDS:
+            return getattr(self, key)
+        return self.extra.get(key)
 
     @property
     def group(self) -> tuple[str, str, str, str, str, str, int | None]:
@@ -99,9 +102,12 @@ class Run:
         return commit + (" (dirty)" if commit and info.get("dirty") else "")
 
 
+_ROW_FIELDS = ("fullname", "mode", "model", "head", "batch_size", "seq_len", "device", "dtype", "new_tokens")
+
+
 def row_of(bench: dict[str, Any], run: str) -> Row:
     params = bench.get("params") or {}
-    case = params.get("tbench_case") if isinstance(params, dict) else None
+    case = params.get(CASE_PARAM) if isinstance(params, dict) else None
     case = case if isinstance(case, dict) else {}
     fullname = str(bench.get("fullname") or bench.get("name") or "?")
     found = _ID_RE.search(fullname)
@@ -111,11 +117,13 @@ def row_of(bench: dict[str, Any], run: str) -> Row:
         return case.get(key, parsed.get(parsed_key))
 
     stats_in = _dict(bench.get("stats"))
-    stats = {k: v for k in STATS_KEYS if (v := _number(stats_in.get(k))) is not None}
-    extra_in = _dict(bench.get("extra_info"))
+    stats = {k: v for k in STATS_KEYS if (v := number(stats_in.get(k))) is not None}
+    record = ItemRecord.from_extra_info(
+        params if isinstance(params, dict) else None, _dict(bench.get("extra_info"))
+    )
     extra = {
         str(k): v
-        for k, v in extra_in.items()
+        for k, v in record.to_extra_info().items()
         if isinstance(v, (str, int, float, bool)) and _finite_or_text(v)
     }
     return Row(

@@ -11,8 +11,10 @@ import math
 from collections.abc import Callable
 from statistics import geometric_mean, linear_regression, median
 
+from ..metric_table import LATENCY, PEAK_MEMORY, PREFILL, TOTAL
+from ..modes import generates, throughput
 from .frame import Row
-from .metrics import LATENCY, PEAK_MEMORY, PREFILL, TOTAL, group_by, points, throughput
+from .metrics import group_by, points
 
 # From one batch size to the next, less than 10% more tokens/s counts as "not growing".
 SATURATION_GAIN = 0.10
@@ -79,7 +81,7 @@ def throughput_saturation(rows: list[Row]) -> list[str]:
 def prefill_share(rows: list[Row]) -> list[str]:
     """How much of a generate request is prefill (TTFT), at the longest input (smallest batch there)."""
     found = []
-    generate = [r for r in rows if r.mode == "generate"]
+    generate = [r for r in rows if generates(r.mode)]
     for group_rows in group_by(generate, lambda r: r.group).values():
         usable = [r for r in group_rows if PREFILL.value(r) is not None and (TOTAL.value(r) or 0) > 0]
         if not usable:

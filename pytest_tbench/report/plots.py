@@ -22,8 +22,10 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, ScalarFormatter
 
+from ..metric_table import DECODE, LATENCY, PEAK_MEMORY, PREFILL, Metric
+from ..modes import MODES, generates, throughput
 from .frame import Row
-from .metrics import DECODE, LATENCY, PEAK_MEMORY, PREFILL, Metric, group_by, points, throughput
+from .metrics import group_by, points
 
 DPI = 100
 # A colour or y scale turns logarithmic when the largest value is this many times the smallest.
@@ -55,7 +57,7 @@ class Namer:
         self.runs = len({r.run for r in rows}) > 1
         self.heads = len({(r.model, r.mode, r.head) for r in rows}) > len({(r.model, r.mode) for r in rows})
         self.targets = len({(r.device, r.dtype) for r in rows}) > 1
-        self.new_tokens = len({r.new_tokens for r in rows if r.mode == "generate"}) > 1
+        self.new_tokens = len({r.new_tokens for r in rows if generates(r.mode)}) > 1
 
     def parts(self, row: Row) -> list[str]:
         parts = [row.model, row.mode]
@@ -305,7 +307,7 @@ def render_plots(rows: list[Row], out_dir: Path) -> list[Plot]:
             ("length", "scaling with input length", "length_scaling"),
         ):
             plots.append(scaling(group_rows, along, title(what), path(kind), kind))
-        if first.mode == "generate":
+        if first.mode in MODES and "prefill_decode" in MODES[first.mode].plots:
             plots.append(prefill_decode(group_rows, title("prefill vs decode time"), path("prefill_decode")))
     if len({r.run for r in rows}) > 1 or len({r.model for r in rows}) > 1:
         for mode, mode_rows in group_by(rows, lambda r: r.mode).items():

@@ -6,24 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..compare.runs import gpu_names
+from ..metric_table import LATENCY, PEAK_MEMORY, Metric
+from ..modes import columns_for, throughput
 from .frame import KNOWN_MODES, Row, Run
-from .metrics import (
-    DECODE_TOKENS_PER_S,
-    E2E_TOKENS_PER_S,
-    ITEM_MEMORY,
-    LATENCY,
-    OPTIMIZER_STATE,
-    PARAMETERS,
-    PEAK_MEMORY,
-    PREFILL,
-    SAMPLES_PER_S,
-    TOKEN_LATENCY,
-    TOKENS_PER_S,
-    TOTAL,
-    Metric,
-    group_by,
-    throughput,
-)
+from .metrics import group_by
 
 GIB = 1024**3
 
@@ -35,68 +21,8 @@ class Table:
     cells: list[list[str]]
 
 
-Column = tuple[str, Callable[[Row], str]]
-
-
-def _metric(metric: Metric, header: str | None = None) -> Column:
-    return (header or metric.label, lambda row: metric.format(metric.value(row)))
-
-
 def _text(value: object) -> str:
     return "n/a" if value is None else str(value)
-
-
-_COORDS: list[Column] = [
-    ("batch", lambda r: _text(r.batch_size)),
-    ("input (tokens)", lambda r: _text(r.seq_len)),
-]
-_TARGET: list[Column] = [("device", lambda r: r.device), ("dtype", lambda r: r.dtype)]
-_MEMORY = [_metric(PEAK_MEMORY, "peak mem (MiB)"), _metric(ITEM_MEMORY, "item +mem (MiB)")]
-
-COLUMNS: dict[str, list[Column]] = {
-    "forward": [
-        *_COORDS,
-        *_TARGET,
-        _metric(LATENCY, "median (ms)"),
-        _metric(SAMPLES_PER_S, "samples/s"),
-        _metric(TOKENS_PER_S, "tokens/s"),
-        *_MEMORY,
-    ],
-    "generate": [
-        *_COORDS,
-        ("new (tokens)", lambda r: _text(r.new_tokens)),
-        *_TARGET,
-        _metric(PREFILL, "TTFT (ms)"),
-        _metric(TOKEN_LATENCY, "ms/token"),
-        _metric(DECODE_TOKENS_PER_S, "decode tokens/s"),
-        _metric(E2E_TOKENS_PER_S, "e2e tokens/s"),
-        _metric(TOTAL, "total (ms)"),
-        *_MEMORY,
-    ],
-    "train": [
-        *_COORDS,
-        *_TARGET,
-        _metric(LATENCY, "step (ms)"),
-        _metric(SAMPLES_PER_S, "samples/s"),
-        _metric(TOKENS_PER_S, "tokens/s"),
-        *_MEMORY,
-        _metric(PARAMETERS, "params (MiB)"),
-        _metric(OPTIMIZER_STATE, "optim state (MiB)"),
-    ],
-}
-# A mode this version does not know still shows what every item has.
-OTHER_COLUMNS: list[Column] = [
-    ("item", lambda r: r.fullname),
-    *_COORDS,
-    *_TARGET,
-    _metric(LATENCY, "median (ms)"),
-    _metric(TOKENS_PER_S, "tokens/s"),
-    *_MEMORY,
-]
-
-
-def columns_for(mode: str) -> list[Column]:
-    return COLUMNS.get(mode, OTHER_COLUMNS)
 
 
 def ordered_modes(rows: list[Row]) -> list[str]:
@@ -137,7 +63,7 @@ def model_tables(mode: str, rows: list[Row], runs: bool) -> list[Table]:
         ordered = sorted(model_rows, key=lambda r: (r.device, r.dtype, r.batch_size or 0, r.seq_len or 0))
         title = f"{mode}: {model}" + (f" [{run}]" if runs else "")
         tables.append(
-            Table(title, [name for name, _ in columns], [[cell(r) for _, cell in columns] for r in ordered])
+            Table(title, [c.header for c in columns], [[c.cell(r) for c in columns] for r in ordered])
         )
     return tables
 

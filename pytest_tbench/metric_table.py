@@ -1,0 +1,133 @@
+"""The one table of what an item reports: every metric's ``extra_info`` key, unit, better direction, whether
+it has per-round values, what the regression gate may do with it, and how tables show it.
+
+The ``extra_info`` keys are the JSON's public contract: modules name them through the constants here, never
+as strings of their own. Torch-free, so that the report and the gate load without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+MIB = 1024 * 1024
+
+# extra_info keys written by more than one module (or read back by another than the one that writes them).
+MODE = "mode"
+MODEL = "model"
+ROUNDS = "rounds"
+MEDIAN_S = "median_s"
+TOKENS_PER_CALL = "tokens_per_call"
+THROUGHPUT_TOKENS_PER_S = "throughput_tokens_per_s"
+THROUGHPUT_SAMPLES_PER_S = "throughput_samples_per_s"
+E2E_TOKENS_PER_S = "e2e_tokens_per_s"
+DECODE_TOKENS_PER_S = "decode_tokens_per_s"
+TTFT_MEAN_S = "ttft_mean_s"
+TTFT_PER_ROUND_S = "ttft_per_round_s"
+DECODE_TIME_MEAN_S = "decode_time_mean_s"
+TOTAL_TIME_MEAN_S = "total_time_mean_s"
+DECODE_TOKEN_LATENCY_MEAN_S = "decode_token_latency_mean_s"
+PEAK_MEMORY_BYTES = "peak_memory_bytes"
+PEAK_MEMORY_INCREASE_BYTES = "peak_memory_increase_bytes"
+PARAMETER_BYTES = "parameter_bytes"
+OPTIMIZER_STATE_BYTES = "optimizer_state_bytes"
+TRAIN_PRECISION = "train_precision"
+TRAIN_STEPS = "train_steps"
+MODEL_LOAD_TIME_S = "model_load_time_s"
+# Several worker processes (--tbench-processes): how the rounds split over them, and per-process figures.
+PROCESSES = "processes"
+PROCESS_ROUNDS = "process_rounds"
+PROCESS_MEDIANS_S = "process_medians_s"
+PEAK_MEMORY_PER_PROCESS_BYTES = "peak_memory_per_process_bytes"
+# Set on a pooled baseline (--tbench-compare-last): how many saved runs it pools.
+BASELINE_RUNS = "baseline_runs"
+
+Better = Literal["lower", "higher"]
+# What the gate may judge a metric by (a --tbench-compare-fail METRIC); None: the gate ignores it.
+GateMetric = Literal["time", "tokens_per_s", "ttft", "peak_memory"]
+
+
+def stored_unit(key: str) -> str:
+    """The unit an extra_info key's suffix says its values are in ("" where it says none)."""
+    if key.endswith("_per_s"):
+        what = key.removesuffix("_per_s").rsplit("_", 1)[-1]
+        return f"{what}/s"
+    if key.endswith("_s"):
+        return "s"
+    if key.endswith("_bytes"):
+        return "bytes"
+    return ""
+
+
+class HasMetrics(Protocol):
+    """Anything a metric can be read from: an item record, a report row."""
+
+    def metric(self, key: str) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str  # extra_info key; its suffix says the unit stored (_s seconds, _bytes bytes, _per_s a rate)
+    title: str
+    unit: str  # the unit shown, after ``scale``
+    scale: float = 1.0
+    digits: int = 1
+    better: Better | None = None
+    # The extra_info key of its per-round values, or "stats" for pytest-benchmark's raw rounds; None: the
+    # metric is one value per item (memory, means).
+    rounds_key: str | None = None
+    gate: GateMetric | None = None
+
+    @property
+    def sampled(self) -> bool:
+        return self.rounds_key is not None
+
+    def value(self, item: HasMetrics) -> float | None:
+        raw = item.metric(self.key)
+        return None if raw is None else raw * self.scale
+
+    @property
+    def label(self) -> str:
+        return f"{self.title} ({self.unit})"
+
+    def format(self, value: float | None) -> str:
+        return "n/a" if value is None else f"{value:,.{self.digits}f}"
+
+
+LATENCY = Metric(MEDIAN_S, "median latency", "ms", 1000, 2, "lower", "stats", "time")
+TOKENS_PER_S = Metric(
+    THROUGHPUT_TOKENS_PER_S, "throughput", "tokens/s", 1, 0, "higher", "stats", "tokens_per_s"
+)
+SAMPLES_PER_S = Metric(THROUGHPUT_SAMPLES_PER_S, "throughput", "samples/s", 1, 1, "higher", "stats")
+E2E_TOKENS_PER_S_METRIC = Metric(E2E_TOKENS_PER_S, "end-to-end throughput", "tokens/s", 1, 1, "higher")
+DECODE_TOKENS_PER_S_METRIC = Metric(DECODE_TOKENS_PER_S, "decode throughput", "tokens/s", 1, 1, "higher")
+PEAK_MEMORY = Metric(PEAK_MEMORY_BYTES, "peak memory", "MiB", 1 / MIB, 1, "lower", None, "peak_memory")
+ITEM_MEMORY = Metric(PEAK_MEMORY_INCREASE_BYTES, "item +memory", "MiB", 1 / MIB, 1, "lower")
+PREFILL = Metric(TTFT_MEAN_S, "prefill (TTFT)", "ms", 1000, 1, "lower", TTFT_PER_ROUND_S, "ttft")
+DECODE = Metric(DECODE_TIME_MEAN_S, "decode", "ms", 1000, 1, "lower")
+TOTAL = Metric(TOTAL_TIME_MEAN_S, "total", "ms", 1000, 1, "lower")
+TOKEN_LATENCY = Metric(DECODE_TOKEN_LATENCY_MEAN_S, "decode step", "ms/token", 1000, 2, "lower")
+PARAMETERS = Metric(PARAMETER_BYTES, "parameters", "MiB", 1 / MIB, 1)
+OPTIMIZER_STATE = Metric(OPTIMIZER_STATE_BYTES, "optimizer state", "MiB", 1 / MIB, 1)
+
+METRICS: dict[str, Metric] = {
+    m.key: m
+    for m in (
+        LATENCY,
+        TOKENS_PER_S,
+        SAMPLES_PER_S,
+        E2E_TOKENS_PER_S_METRIC,
+        DECODE_TOKENS_PER_S_METRIC,
+        PEAK_MEMORY,
+        ITEM_MEMORY,
+        PREFILL,
+        DECODE,
+        TOTAL,
+        TOKEN_LATENCY,
+        PARAMETERS,
+        OPTIMIZER_STATE,
+    )
+}
+
+# The metric each gate criterion reads, by criterion name (compare/criteria.py parses the names).
+GATE_METRICS: dict[str, Metric] = {m.gate: m for m in METRICS.values() if m.gate is not None}
