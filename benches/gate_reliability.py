@@ -80,7 +80,7 @@ if SLOWDOWN and not getattr(scenarios, "slowed", False):
 
 CONFTEST = """
 import gate_slowdown  # noqa: F401
-from pytest_tbench.launchers.isolated import preload
+from pytest_tbench.launchers.forkserver import preload
 
 preload(["gate_slowdown"])
 """

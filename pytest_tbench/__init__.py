@@ -2,8 +2,8 @@
 
 from .cases import BenchCase
 from .config import TBenchConfig
+from .fixture import TBench
 from .models.registry import register_model
-from .runner import TBench
 
 __version__ = "0.1.0"
 __all__ = ["BenchCase", "TBench", "TBenchConfig", "__version__", "register_model"]

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .launchers.worker import RoundRules, timer_name
+from .launchers.base import RoundRules
+from .launchers.rounds import timer_name
 
 
 def record_samples(benchmark: Any, samples: list[float]) -> None:

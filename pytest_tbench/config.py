@@ -7,15 +7,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .configfile import load_config_file
-from .generation import GenerateSettings
 from .models.registry import DEFAULT_MODELS, CustomModel, parse_custom_models
 from .options import SETTINGS, OptionError
 from .presets import DEFAULT_PRESET, PRESETS, rounds_for_mode
+
+if TYPE_CHECKING:  # imported when called: the scenarios package imports this module
+    from .scenarios.generate_settings import GenerateSettings
 
 DEFAULT_WARMUP = 2
 DEFAULT_MAX_BATCH_INPUT_PRODUCT = 131072
@@ -131,6 +133,8 @@ class TBenchConfig:
         return self.rounds if self.rounds is not None else rounds_for_mode(self.runs, mode)
 
     def generate_settings(self, new_tokens: int) -> GenerateSettings:
+        from .scenarios.generate_settings import GenerateSettings
+
         return GenerateSettings(
             new_tokens, self.temperature, self.top_p, self.use_cache, self.cache_implementation
         )

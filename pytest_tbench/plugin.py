@@ -13,14 +13,14 @@ from .compare.table import render
 from .config import TBenchConfig
 from .devices import absent_reason
 from .environment import environment
-from .launchers.isolated import modeling_module, preload
+from .fixture import TBench
+from .launchers.forkserver import modeling_module, preload
 from .listing import list_models, list_presets
 from .memory_errors import OomRecord, OutOfMemory, catch_out_of_memory, skip_out_of_memory
 from .models.architecture import max_positions
 from .models.loading import HEADS, ModelCache, ModelKey, ModelLoadError
 from .options import SETTINGS, legacy_spelling_errors, normalise_compare_args
 from .results import ItemResult
-from .runner import TBench
 from .scenarios import MODES, SCENARIOS
 from .summary import LEGEND, summary_tables
 
@@ -228,7 +228,7 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
         lambda: state.models.get(case.model_key),
         state.models.resolve(case.model),
         request.getfixturevalue("benchmark"),  # only now: a skipped item never creates an unused benchmark
-        config=state.config,
+        settings=state.config,
         record=state.results.append,
         nodeid=nodeid,
         ooms=state.ooms,

@@ -337,9 +337,9 @@ def test_gate_checks_torch_flags_when_the_first_item_is_judged(monkeypatch: pyte
 
 def test_the_whole_item_runs_with_its_gpu_current(cuda: FakeCuda) -> None:
     """Calls without a device (transformers', a user's ``torch.cuda.current_stream()``) inside the rounds and
-    the cleanup act on the item's GPU, in every launcher (they all measure through ``measure_item``)."""
+    the cleanup act on the item's GPU, in every launcher (they all measure through ``run_item``)."""
     from pytest_tbench.cases import BenchCase
-    from pytest_tbench.measurement import measure_item
+    from pytest_tbench.launchers.item import run_item
     from pytest_tbench.scenarios.base import Work
 
     seen: list[tuple[str, int]] = []
@@ -353,6 +353,6 @@ def test_the_whole_item_runs_with_its_gpu_current(cuda: FakeCuda) -> None:
     loaded = types.SimpleNamespace(
         model=object(), source="x", load_time_s=0.0, num_parameters=1, parameter_bytes=4
     )
-    measure_item(case, loaded, work, 1, 0, work.call)  # type: ignore[arg-type]
+    run_item(case, loaded, work, 1, 0, work.call)  # type: ignore[arg-type]
     assert seen[0] == ("call", 1)
     assert cuda.current == 0  # put back after the item

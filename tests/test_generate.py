@@ -12,7 +12,6 @@ import torch
 from transformers import GenerationMixin
 
 from pytest_tbench.cases import BenchCase
-from pytest_tbench.generation import GenerateSettings
 from pytest_tbench.models.loading import LoadedModel, ModelKey, load_model
 from pytest_tbench.models.registry import resolve
 from pytest_tbench.scenarios.base import Work
@@ -22,6 +21,7 @@ from pytest_tbench.scenarios.generate import (
     generate_metrics,
     generate_work,
 )
+from pytest_tbench.scenarios.generate_settings import GenerateSettings
 from pytest_tbench.trackers import steps
 from pytest_tbench.trackers.compiles import GENERATE_STATE_ATTRS
 from pytest_tbench.trackers.steps import RoundTiming, StepClock

@@ -139,7 +139,7 @@ def test_oom_record_covers_only_items_no_smaller_in_every_dimension() -> None:
 
 
 ISOLATION_FAULTS_CONFTEST = """
-import pytest_tbench.runner as runner
+import pytest_tbench.launchers.isolated as runner
 from pytest_tbench.launchers import Outcome, WorkerDied
 
 _real = runner.run_isolated

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_tbench.launchers.worker import RoundRules, load_timer, run_rounds, timer_name
+from pytest_tbench.launchers.base import RoundRules
+from pytest_tbench.launchers.rounds import load_timer, run_rounds, timer_name
 from pytest_tbench.scenarios import Work
 
 from .conftest import TINY
@@ -112,7 +113,7 @@ GenerationMixin.generate = short
 
 SHORT_CONFTEST = """
 import short_generate  # noqa: F401
-from pytest_tbench.launchers.isolated import preload
+from pytest_tbench.launchers.forkserver import preload
 
 preload(["short_generate"])
 """

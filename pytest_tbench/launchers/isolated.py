@@ -1,85 +1,63 @@
-"""Running one item in a fresh worker process, forked from a forkserver that has torch preloaded.
-
-Measured on a 2-core machine: starting the forkserver costs about 5 s once (with the session's modeling
-modules), each item about 0.4 s beyond loading its model and measuring; plain spawn would cost the imports
-(about 3 s) per item, and plain fork can deadlock once OpenMP has run in the parent. The parent blocks on
-the pipe and the worker's sentinel together, so it uses no CPU while the worker measures, and learns at once
-if the worker dies.
-"""
+"""The isolated launcher (--tbench-isolate): the item in one fresh worker process, its timings handed to
+pytest-benchmark as if pedantic had taken them. ``measure_in_workers`` is the path every worker launcher takes
+(the several-processes one too): start the workers one after another, so that they never compete for the
+machine, and turn what they report into an attempt."""
 
 from __future__ import annotations
 
-import importlib.util
-import multiprocessing
-import signal
-from collections.abc import Callable
-from multiprocessing.connection import Connection, wait
+import time
+from dataclasses import replace
+from typing import Any
 
-from .worker import Job, Outcome, worker_main
+import pytest
 
-PRELOAD = ["torch", "transformers", "pytest_tbench.launchers.worker"]
+from ..benchmark_stats import record_samples, round_rules
+from ..memory_errors import OutOfMemory
+from .base import Attempt, Job
+from .forkserver import WorkerDied, run_isolated
+from .pooling import pool
+from .worker import Outcome
 
 
-def modeling_module(model_type: str) -> str | None:
-    """transformers' modeling module of an architecture, if it has one under the usual name."""
-    name = f"transformers.models.{model_type}.modeling_{model_type}"
+class IsolatedLauncher:
+    def __init__(self, benchmark: Any) -> None:
+        self.benchmark = benchmark
+
+    def measure(self, job: Job) -> Attempt | OutOfMemory:
+        return measure_in_workers(self.benchmark, job, [job.rounds])
+
+
+def measure_in_workers(benchmark: Any, job: Job, shares: list[int]) -> Attempt | OutOfMemory:
+    """``job`` in one worker per entry of ``shares`` (its measured rounds), pooled into one attempt."""
+    start = time.perf_counter()
     try:
-        return name if importlib.util.find_spec(name) is not None else None
-    except (ImportError, ValueError):
-        return None
+        rules = round_rules(benchmark)
+    except ValueError as exc:
+        pytest.fail(f"{job.case.id}: {exc}", pytrace=False)
+    outcomes = []
+    for share in shares:
+        outcome = run_worker(replace(job, rounds=share, rules=rules))
+        if isinstance(outcome, OutOfMemory):
+            return outcome
+        outcomes.append(outcome)
+    samples, info = pool(job.case, outcomes)
+    info["isolated"] = True
+    info["worker_wall_time_s"] = time.perf_counter() - start
+    record_samples(benchmark, samples)
+    timings = [] if benchmark.disabled else samples
+    return Attempt(info, info["samples_per_call"], info["tokens_per_call"], timings)
 
 
-def preload(modules: list[str]) -> None:
-    """Also import ``modules`` in the forkserver (each worker would import them again: ~1 s a model); only
-    effective before the first worker starts."""
-    PRELOAD.extend(m for m in modules if m not in PRELOAD)
-
-
-class WorkerDied(RuntimeError):
-    """The worker ended without sending a result (a crash or a kill)."""
-
-    def __init__(self, exitcode: int | None) -> None:
-        self.exitcode = exitcode
-        super().__init__(f"worker process died before reporting: {describe_exit(exitcode)}")
-
-    @property
-    def killed(self) -> bool:
-        """SIGKILL from outside: on Linux almost always the kernel's OOM killer."""
-        return self.exitcode == -signal.SIGKILL
-
-
-def describe_exit(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "no exit code"
-    if exitcode < 0:
-        try:
-            return f"killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"killed by signal {-exitcode}"
-    return f"exit code {exitcode}"
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
-    return context
-
-
-def run_isolated(job: Job, target: Callable[[Connection, Job], None] = worker_main) -> Outcome:
-    context = _context()
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=target, args=(sender, job), name="tbench-worker", daemon=True)  # type: ignore[attr-defined]
-    process.start()
-    sender.close()  # the worker holds the only write end: its death makes recv() fail, not hang
+def run_worker(job: Job) -> Outcome | OutOfMemory:
+    """One worker's outcome; a worker that raised, or died other than by SIGKILL, fails the item."""
     try:
-        wait([receiver, process.sentinel])
-        try:
-            outcome: Outcome | None = receiver.recv()
-        except EOFError:
-            outcome = None
-    finally:
-        receiver.close()
-        process.join()
-    if outcome is None:
-        raise WorkerDied(process.exitcode)
+        outcome = run_isolated(job)
+    except WorkerDied as died:
+        if not died.killed:
+            pytest.fail(f"{job.case.id}: {died}; the rest of the session goes on", pytrace=False)
+        return OutOfMemory(f"{died} (SIGKILL: most likely the kernel's OOM killer)")
+    if outcome.status == "oom":
+        return OutOfMemory(outcome.message)
+    if outcome.status == "error":
+        pytest.fail(f"{job.case.id}: the isolated worker raised:\n{outcome.message}", pytrace=False)
     return outcome

@@ -5,9 +5,9 @@ cannot stop it early); the count is checked after each round. A stopping criteri
 generate runs it once per step, after the step's token is chosen and appended to the output, so a stamp marks
 the token's existence (the forward pass, logits processing and sampling of that step all come before it).
 
-The model runs from a generation config the plugin builds (``generation.py``), installed as the model's own
-for the item: transformers fills whatever a passed config leaves unset from ``model.generation_config``, so a
-checkpoint's beams or penalties would otherwise apply. The model's config is put back when the item ends.
+The model runs from a generation config the plugin builds (``generate_settings.py``), installed as the model's
+own for the item: transformers fills whatever a passed config leaves unset from ``model.generation_config``,
+so a checkpoint's beams or penalties would otherwise apply. The model's config is put back when the item ends.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import torch
 from transformers import PretrainedConfig, StoppingCriteria, StoppingCriteriaList
 
 from ..cases import BenchCase
-from ..generation import GenerateSettings
 from ..inputs import make_inputs
 from ..models.architecture import is_encoder_only
 from ..models.loading import LoadedModel
 from ..trackers.compiles import CompileWatch, dynamo_frame_compiles, release_generate_state
 from ..trackers.steps import RoundTiming, StepClock
 from .base import Work
+from .generate_settings import GenerateSettings
 
 
 class TokenCountError(AssertionError):

@@ -1,18 +1,19 @@
-"""The extra_info every item carries, whichever launcher measured it."""
+"""One item's rounds under the memory tracker, on its device, and the extra_info every item carries, whichever
+launcher ran them (in the pytest process or in a worker)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from .cases import BenchCase
-from .devices import on_device
-from .models.loading import LoadedModel
-from .scenarios.base import Work
-from .trackers import memory_tracker
+from ..cases import BenchCase
+from ..devices import on_device
+from ..models.loading import LoadedModel
+from ..scenarios.base import Work
+from ..trackers import memory_tracker
 
 
-def measure_item(
+def run_item(
     case: BenchCase,
     loaded: LoadedModel,
     work: Work,

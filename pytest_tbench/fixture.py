@@ -1,0 +1,140 @@
+"""The ``tbench`` fixture's object: what a bench test calls. It picks the item's launcher and job, has them
+measured (again, under the regression gate) and records the result; how and where lives in ``launchers/``."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from .benchmark_stats import drop_unfinished
+from .cases import BenchCase
+from .compare.gate import Gate
+from .config import TBenchConfig
+from .launchers.base import Attempt
+from .launchers.choose import choose_launcher, job_for
+from .launchers.retries import measure_judged, settle
+from .launchers.rounds import planned_rounds
+from .memory_errors import OomRecord, OutOfMemory, skip_out_of_memory
+from .models.loading import LoadedModel
+from .models.registry import ResolvedSpec
+from .results import ItemResult
+from .scenarios import Work
+
+
+class TBench:
+    """One item: its case, its model (loaded lazily: an isolated item never loads it here), and the ways to
+    measure it. ``config`` is the model's config; the plugin's settings are ``tbench_settings``."""
+
+    def __init__(
+        self,
+        case: BenchCase,
+        load: Callable[[], LoadedModel],
+        resolved: ResolvedSpec,
+        benchmark: Any,
+        settings: TBenchConfig,
+        record: Callable[[ItemResult], None],
+        nodeid: str,
+        ooms: OomRecord | None = None,
+        gate: Gate | None = None,
+        not_measured: Callable[[str], None] | None = None,
+    ) -> None:
+        self.case = case
+        self._load = load
+        self._resolved = resolved
+        self.benchmark = benchmark
+        self.tbench_settings = settings
+        self.rounds = settings.rounds_for(case.mode)
+        self.warmup = settings.warmup
+        self._record = record
+        self._nodeid = nodeid
+        self._ooms = ooms if ooms is not None else OomRecord()
+        self._gate = gate
+        self._not_measured = not_measured if not_measured is not None else _ignore
+
+    @property
+    def loaded(self) -> LoadedModel:
+        return self._load()
+
+    @property
+    def model(self) -> Any:
+        return self.loaded.model
+
+    @property
+    def config(self) -> Any:
+        """The model's config (``tbench_settings`` holds the plugin's)."""
+        return self.loaded.config
+
+    def forward(self) -> dict[str, Any]:
+        """Benchmark one forward pass of the case's batch."""
+        return self._scenario("forward")
+
+    def generate(self) -> dict[str, Any]:
+        """Benchmark ``model.generate`` of exactly the case's new tokens per row: TTFT, decode, total."""
+        return self._scenario("generate")
+
+    def train(self) -> dict[str, Any]:
+        """Benchmark one training step: forward with labels, backward, optimizer step, zero_grad."""
+        return self._scenario("train")
+
+    def measure(
+        self, call: Callable[[], object], *, samples: int | None = None, tokens: int | None = None
+    ) -> dict[str, Any]:
+        """Benchmark any call on this item's model: ``samples`` and ``tokens`` per call give throughput.
+        It always runs in this process: a closure cannot move to an isolated worker."""
+        if self.tbench_settings.isolated:
+            warnings.warn(
+                f"{self.case.id}: tbench.measure() runs in the pytest process (a closure cannot move to a "
+                "worker), so --tbench-isolate / --tbench-processes do not apply to it; use tbench.forward(), "
+                "generate() or train() for measurements in worker processes",
+                pytest.PytestWarning,
+                stacklevel=2,
+            )
+        return self._measured(Work(call, samples=samples or self.case.batch_size, tokens=tokens or 0))
+
+    def _scenario(self, mode: str) -> dict[str, Any]:
+        if mode != self.case.mode:
+            raise pytest.UsageError(
+                f"tbench.{mode}() in a test marked for {self.case.mode!r}: "
+                f"use @pytest.mark.tbench(mode={mode!r}) so the item gets the right model head"
+            )
+        return self._measured(None)
+
+    def _measured(self, work: Work | None) -> dict[str, Any]:
+        """Measure the item (``work``: a user's call; None: the case's scenario), record it and, with
+        --tbench-compare, judge it against its baseline."""
+        settings = self.tbench_settings
+        try:
+            launcher = choose_launcher(settings, self.benchmark, self._load, work)
+            rounds, warmup = planned_rounds(self.rounds, self.warmup, self.benchmark.disabled)
+            job = job_for(self.case, self._resolved, settings, rounds, warmup, work)
+            judged = measure_judged(
+                lambda: self._attempt(launcher.measure(job)),
+                self.benchmark,
+                self._gate,
+                settings.compare_retries,
+            )
+            self.benchmark.extra_info.update(judged.info)
+            self._record(ItemResult(self._nodeid, self.case, judged.info))
+        except BaseException as exc:
+            # An attempt that did not finish (Ctrl-C in the middle of the rounds, an error, out of memory) is
+            # no measurement: pytest-benchmark would save its rounds so far like any other item's, and a later
+            # comparison would take them for one.
+            drop_unfinished(self.benchmark)
+            if isinstance(exc, (KeyboardInterrupt, pytest.exit.Exception)):
+                # pytest makes no report of an interrupted item, so its plugin hook cannot record it.
+                self._not_measured("interrupted")
+            raise
+        settle(judged, self.benchmark, self._gate)
+        return judged.info
+
+    def _attempt(self, result: Attempt | OutOfMemory) -> Attempt:
+        if isinstance(result, OutOfMemory):  # outside the except block: the failed call's frames are gone
+            skip_out_of_memory(self.case, result.detail, self._ooms)
+        return result
+
+
+def _ignore(outcome: str) -> None:
+    return None

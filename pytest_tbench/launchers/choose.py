@@ -1,0 +1,57 @@
+"""Which launcher measures an item, chosen from the settings in this one place, and the job it is given."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..cases import BenchCase
+from ..config import TBenchConfig
+from ..models.loading import LoadedModel
+from ..models.registry import ResolvedSpec
+from ..scenarios import Work
+from .base import Job, Launcher
+from .inprocess import InProcessLauncher
+from .isolated import IsolatedLauncher
+from .processes import ProcessesLauncher
+
+
+def in_workers(settings: TBenchConfig, work: Work | None) -> bool:
+    """Whether an item runs in worker processes: only a scenario's work can (a user's call is a closure,
+    which cannot move to another process)."""
+    return settings.isolated and work is None
+
+
+def choose_launcher(
+    settings: TBenchConfig, benchmark: Any, load: Callable[[], LoadedModel], work: Work | None = None
+) -> Launcher:
+    """The launcher of an item whose pytest-benchmark fixture is ``benchmark`` and whose model ``load``
+    gives (in-process); ``work``: a user's call instead of the case's scenario."""
+    if not in_workers(settings, work):
+        return InProcessLauncher(benchmark, load, work)
+    if settings.processes > 1:
+        return ProcessesLauncher(benchmark, settings.processes)
+    return IsolatedLauncher(benchmark)
+
+
+def job_for(
+    case: BenchCase,
+    resolved: ResolvedSpec,
+    settings: TBenchConfig,
+    rounds: int,
+    warmup: int,
+    work: Work | None = None,
+) -> Job:
+    """The job ``choose_launcher``'s launcher takes: the model's config is made only for a worker (in-process,
+    the session's model cache made it)."""
+    make_config = resolved.make_config if in_workers(settings, work) else None
+    return Job(
+        case=case,
+        spec=resolved.spec,
+        kind=resolved.kind,
+        model_config=make_config() if make_config is not None else None,
+        target=resolved.target,
+        settings=settings,
+        rounds=rounds,
+        warmup=warmup,
+    )

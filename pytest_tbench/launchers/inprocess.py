@@ -1,0 +1,44 @@
+"""The in-process launcher: the item's rounds in the pytest process, timed by pytest-benchmark's pedantic,
+on the model the session's cache loaded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..memory_errors import OutOfMemory, catch_out_of_memory
+from ..models.loading import LoadedModel
+from ..scenarios import Work, build_work
+from .base import Attempt, Job
+from .item import run_item
+from .rounds import RoundBody, run_with_pedantic
+
+
+class InProcessLauncher:
+    """``work``: a user's call (``tbench.measure``), which a worker could not receive; None: the case's
+    scenario, built anew for every attempt."""
+
+    def __init__(self, benchmark: Any, load: Callable[[], LoadedModel], work: Work | None = None) -> None:
+        self.benchmark = benchmark
+        self._load = load
+        self._work = work
+
+    def measure(self, job: Job) -> Attempt | OutOfMemory:
+        case = job.case
+        work = self._work if self._work is not None else build_work(self._load(), case, job.settings)
+        body = RoundBody(work, case.device)
+        result = catch_out_of_memory(
+            lambda: run_item(
+                case,
+                self._load(),
+                work,
+                job.rounds,
+                job.warmup,
+                lambda: run_with_pedantic(self.benchmark, body, job.rounds, job.warmup),
+            )
+        )
+        if isinstance(result, OutOfMemory):
+            return result
+        metadata = getattr(self.benchmark, "stats", None)
+        timings = list(metadata.stats.data) if metadata is not None else []
+        return Attempt(result, work.samples, work.tokens, timings)
