@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from .configfile import load_config_file
+from .errors import OptionError
 from .generation import GenerateSettings
 from .models.registry import DEFAULT_MODELS, CustomModel, parse_custom_models
-from .options import SETTINGS, OptionError
+from .options import SETTINGS
 from .presets import DEFAULT_PRESET, PRESETS, rounds_for_mode
 
 DEFAULT_WARMUP = 2

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..compare.runs import load_run
-from ..options import OptionError
+from ..errors import OptionError
 
 Scalar = str | int | float | bool
 KNOWN_MODES = ("forward", "generate", "train")
