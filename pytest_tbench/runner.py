@@ -11,7 +11,6 @@ from typing import Any, NoReturn
 
 import pytest
 
-from .benchmark_stats import discard_stats, drop_unfinished, record_samples, round_rules
 from .cases import BenchCase
 from .compare.gate import Gate, retryable
 from .compare.judge import Verdict
@@ -24,6 +23,7 @@ from .measurement import measure_item, throughput
 from .memory_errors import OomRecord, OutOfMemory, catch_out_of_memory, skip_out_of_memory
 from .models.loading import LoadedModel
 from .models.registry import ResolvedSpec
+from .pytest_benchmark_api import discard_stats, drop_unfinished, record_samples, round_rules
 from .results import ItemResult
 from .scenarios import Work, build_work
 
