@@ -19,7 +19,7 @@ from .compare.baseline import pool_runs
 from .compare.criteria import DEFAULT_CRITERIA, parse_criteria
 from .compare.runs import compare_runs, load_run, machine_differences
 from .compare.table import render
-from .options import OptionError
+from .errors import OptionError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,7 +35,10 @@ def _parser() -> argparse.ArgumentParser:
         "--fail",
         action="append",
         metavar="EXPR",
-        help=f"METRIC:N%%[:mode=M][:model=GLOB], repeatable (default: {' '.join(DEFAULT_CRITERIA)})",
+        # argparse %-formats help texts: the defaults' "5%" must be written "5%%".
+        help="METRIC:N%%[:mode=M][:model=GLOB], repeatable (default: "
+        + " ".join(DEFAULT_CRITERIA).replace("%", "%%")
+        + ")",
     )
     compare.add_argument("--format", choices=("text", "markdown"), default="text")
     compare.add_argument("--any-machine", action="store_true", help="compare runs from different machines")

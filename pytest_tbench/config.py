@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .configfile import load_config_file
+from .errors import OptionError
 from .models.registry import DEFAULT_MODELS, CustomModel, parse_custom_models
-from .options import SETTINGS, OptionError
+from .options import SETTINGS
 from .presets import DEFAULT_PRESET, PRESETS, rounds_for_mode
 
 if TYPE_CHECKING:  # imported when called: the scenarios package imports this module

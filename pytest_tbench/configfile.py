@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from .options import CONFIG_FILE_ONLY_KEYS, SETTINGS_BY_KEY, OptionError
+from .errors import OptionError
+from .options import CONFIG_FILE_ONLY_KEYS, SETTINGS_BY_KEY
 
 if sys.version_info >= (3, 11):
     import tomllib

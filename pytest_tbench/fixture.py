@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from .benchmark_stats import drop_unfinished
 from .cases import BenchCase
 from .compare.gate import Gate
 from .config import TBenchConfig
@@ -20,6 +19,7 @@ from .launchers.rounds import planned_rounds
 from .memory_errors import OomRecord, OutOfMemory, skip_out_of_memory
 from .models.loading import LoadedModel
 from .models.registry import ResolvedSpec
+from .pytest_benchmark_api import drop_unfinished
 from .results import ItemResult
 from .scenarios import Work
 

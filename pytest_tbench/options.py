@@ -11,14 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .compare.criteria import parse_criteria
+from .errors import OptionError
 from .presets import PRESETS
 
 DTYPES = ("float32", "float16", "bfloat16", "auto")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-
-
-class OptionError(ValueError):
-    """A bad setting value; the message names the value and the fix."""
 
 
 def _items(value: Any) -> list[Any]:
@@ -138,9 +136,7 @@ parse_cache_implementation = _choice("cache implementation", CACHE_IMPLEMENTATIO
 
 
 def parse_compare_fail(value: Any) -> tuple[Any, ...]:
-    from .compare.criteria import parse_criteria  # the gate's grammar lives with the gate
-
-    return parse_criteria(value)
+    return parse_criteria(value)  # the gate's grammar lives with the gate
 
 
 def parse_compare(value: Any) -> str:

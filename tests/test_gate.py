@@ -15,7 +15,7 @@ from pytest_tbench.compare.criteria import Criterion, parse_criteria, parse_crit
 from pytest_tbench.compare.judge import MEMORY_FLOOR_BYTES, REGRESSED, TOO_FEW, UNCHANGED, judge
 from pytest_tbench.compare.metrics import MetricValues, extract
 from pytest_tbench.compare.runs import compare_runs
-from pytest_tbench.options import OptionError
+from pytest_tbench.errors import OptionError
 
 # A call whose time and memory the test controls: a 4 ms spin, slowed by SLOW_<batch> (a fraction), plus
 # EXTRA_MIB_<batch> MiB made resident; the first TRANSIENT_<batch> calls are slowed 4x (a passing burst of

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..options import OptionError
+from ..errors import OptionError
 from ..record import ItemRecord
 
 METRICS = ("time", "tokens_per_s", "ttft", "peak_memory")

@@ -8,9 +8,14 @@ from typing import Any
 
 import pytest
 
+# The significance test's scipy (compare/judge.py imports it late, for the console script) is loaded with the
+# gate, before any item is measured: loaded at the first judgement, it would land in the next item's peak RSS.
+import scipy.stats  # noqa: F401
+
 from ..config import TBenchConfig
 from ..environment import environment, torch_flags
-from ..options import OptionError
+from ..errors import OptionError
+from ..pytest_benchmark_api import storage_folder
 from ..record import ItemRecord
 from .baseline import pool_runs
 from .criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
@@ -92,10 +97,8 @@ def open_gate(config: pytest.Config, settings: TBenchConfig) -> Gate | None:
     """The session's gate under --tbench-compare, baseline loaded and checked; usage errors otherwise."""
     if settings.compare is None and settings.compare_last == 1:
         return None
-    session = getattr(config, "_benchmarksession", None)
-    storage = Path(session.storage.path) / session.machine_id if session is not None else Path(".benchmarks")
     try:
-        paths = find_saved_runs(storage, settings.compare or None, settings.compare_last)
+        paths = find_saved_runs(storage_folder(config), settings.compare or None, settings.compare_last)
         runs = [load_run(path) for path in paths]
     except OptionError as exc:
         raise pytest.UsageError(f"--tbench-compare: {exc}") from None

@@ -13,8 +13,6 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from scipy.stats import mannwhitneyu
-
 from .criteria import Criterion
 from .metrics import MetricValues
 
@@ -86,6 +84,10 @@ def judge(item: str, criterion: Criterion, base: MetricValues, now: MetricValues
     # One-sided: are the current values stochastically worse (or better) than the baseline's?
     larger_is_worse = not base.higher_is_better
     direction = "greater" if (worse_by > 0) == larger_is_worse else "less"
+    # Here, not at the top: scipy is a second of `tbench report` and `tbench compare --help`; a session
+    # with a gate has it loaded already (compare/gate.py).
+    from scipy.stats import mannwhitneyu
+
     p_value = float(mannwhitneyu(ours, theirs, alternative=direction).pvalue)
     if p_value >= ALPHA:
         return verdict(UNCHANGED, p_value, tested_on)

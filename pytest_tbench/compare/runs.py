@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..options import OptionError
+from ..errors import OptionError
 from ..record import ItemRecord
 from .criteria import Criterion
 from .judge import Verdict, judge

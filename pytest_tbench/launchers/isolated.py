@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from ..benchmark_stats import record_samples, round_rules
 from ..memory_errors import OutOfMemory
+from ..pytest_benchmark_api import record_samples, round_rules
 from .base import Attempt, Job
 from .forkserver import WorkerDied, run_isolated
 from .pooling import pool

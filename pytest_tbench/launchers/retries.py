@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from ..benchmark_stats import discard_stats
 from ..compare.gate import Gate, retryable
 from ..compare.judge import Verdict
+from ..pytest_benchmark_api import discard_stats
 from .base import Attempt
 from .item import throughput
 

@@ -25,7 +25,7 @@ from transformers import (
 )
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from ..options import OptionError
+from ..errors import OptionError
 from .hub import pretrained_kwargs
 
 ConfigFactory = Callable[[], PretrainedConfig]

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from ..compare.runs import load_run
+from ..errors import OptionError
 from ..metric_table import MEDIAN_S
 from ..modes import MODES
-from ..options import OptionError
 from ..record import CASE_PARAM, ItemRecord, number
 
 Scalar = str | int | float | bool

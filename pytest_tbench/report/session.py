@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from ..pytest_benchmark_api import build_run_json
 from . import write_report
 from .frame import run_of
 
@@ -13,24 +14,7 @@ from .frame import run_of
 def session_run_json(config: pytest.Config, saved: dict[str, Any] | None) -> dict[str, Any] | None:
     """The run's pytest-benchmark JSON: the one it saved, or, when no saving option was given (it builds the
     JSON only to save it), the same document built through its own hooks."""
-    if saved is not None:
-        return saved
-    session = getattr(config, "_benchmarksession", None)
-    if session is None or not session.benchmarks:
-        return None
-    commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
-    config.hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
-    output_json: dict[str, Any] = config.hook.pytest_benchmark_generate_json(
-        config=config,
-        benchmarks=session.benchmarks,
-        include_data=True,
-        machine_info=session.get_machine_info(),
-        commit_info=commit_info,
-    )
-    config.hook.pytest_benchmark_update_json(
-        config=config, benchmarks=session.benchmarks, output_json=output_json
-    )
-    return output_json
+    return saved if saved is not None else build_run_json(config)
 
 
 def write_session_report(config: pytest.Config, saved: dict[str, Any] | None, folder: str) -> str:
