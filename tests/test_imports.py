@@ -66,7 +66,7 @@ def test_public_names_are_lazy_and_still_importable() -> None:
     modules = _modules_after("import pytest_tbench", PACKAGE.parent)
     assert [name for name in HEAVY if name in modules] == []
     code = "from pytest_tbench import BenchCase, TBench, TBenchConfig, register_model, __version__"
-    assert "pytest_tbench.runner" in _modules_after(code, PACKAGE.parent)
+    assert "pytest_tbench.fixture" in _modules_after(code, PACKAGE.parent)
     with pytest.raises(AttributeError, match="no_such_name"):
         pytest_tbench.no_such_name  # type: ignore[attr-defined]  # noqa: B018
 
