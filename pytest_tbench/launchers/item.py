@@ -8,6 +8,7 @@ from typing import Any
 
 from ..cases import BenchCase
 from ..devices import on_device
+from ..metric_table import MEDIAN_S, THROUGHPUT_SAMPLES_PER_S, THROUGHPUT_TOKENS_PER_S
 from ..models.loading import LoadedModel
 from ..scenarios.base import Work
 from ..trackers import memory_tracker
@@ -59,9 +60,9 @@ def throughput(samples_per_call: int, tokens_per_call: int, median_s: float | No
     if median_s is None or median_s <= 0:
         return {}
     info: dict[str, Any] = {
-        "median_s": median_s,
-        "throughput_samples_per_s": samples_per_call / median_s,
+        MEDIAN_S: median_s,
+        THROUGHPUT_SAMPLES_PER_S: samples_per_call / median_s,
     }
     if tokens_per_call:
-        info["throughput_tokens_per_s"] = tokens_per_call / median_s
+        info[THROUGHPUT_TOKENS_PER_S] = tokens_per_call / median_s
     return info

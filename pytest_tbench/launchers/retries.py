@@ -12,6 +12,7 @@ import pytest
 
 from ..compare.gate import Gate, retryable
 from ..compare.judge import Verdict
+from ..metric_table import MEDIAN_S, PROCESS_ROUNDS
 from ..pytest_benchmark_api import discard_stats
 from .base import Attempt
 from .item import throughput
@@ -63,10 +64,10 @@ def settle(judged: Judged, benchmark: Any, gate: Gate | None) -> None:
 def _attempt_record(attempt: Attempt, regressed: list[Verdict]) -> dict[str, Any]:
     """What extra_info keeps of an attempt that a new measurement replaced: enough to judge it again."""
     record: dict[str, Any] = {
-        "median_s": attempt.median_s,
+        MEDIAN_S: attempt.median_s,
         "rounds_s": attempt.timings,
         "regressed": [f"{v.criterion.metric} {v.change:+.1%}" for v in regressed],
     }
-    if "process_rounds" in attempt.info:
-        record["process_rounds"] = attempt.info["process_rounds"]
+    if PROCESS_ROUNDS in attempt.info:
+        record[PROCESS_ROUNDS] = attempt.info[PROCESS_ROUNDS]
     return record

@@ -25,6 +25,7 @@ import torch
 
 from .. import nvml
 from ..devices import cuda_index, cuda_uuid, empty_cache, is_cuda, on_device, synchronize
+from ..metric_table import PEAK_MEMORY_BYTES, PEAK_MEMORY_INCREASE_BYTES
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -157,8 +158,8 @@ def summarise(device: str, info: dict[str, Any]) -> dict[str, Any]:
         peak, start = info["peak_rss_bytes"], info["rss_at_start_bytes"]
         kind = "peak_rss"
     return {
-        "peak_memory_bytes": peak,
-        "peak_memory_increase_bytes": max(0, peak - start),
+        PEAK_MEMORY_BYTES: peak,
+        PEAK_MEMORY_INCREASE_BYTES: max(0, peak - start),
         "peak_memory_kind": kind,
     }
 
