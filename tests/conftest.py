@@ -53,6 +53,23 @@ def test_forward(tbench: TBench) -> None:
 """
 
 
+# One item of every mode, as a user would write them.
+ALL_MODES_BENCH = """
+import pytest
+
+def test_forward(tbench):
+    tbench.forward()
+
+@pytest.mark.tbench(mode="generate")
+def test_generate(tbench):
+    tbench.generate()
+
+@pytest.mark.tbench(mode="train")
+def test_train(tbench):
+    tbench.train()
+"""
+
+
 @pytest.fixture
 def forward_bench(pytester: pytest.Pytester) -> pytest.Pytester:
     """A pytester directory holding the one-line forward bench a user would write."""

@@ -18,24 +18,10 @@ from typing import Any
 
 import pytest
 
-from .conftest import TINY, run_json
+from .conftest import ALL_MODES_BENCH, TINY, run_json
 
 KEYS_FILE = Path(__file__).with_name("json_keys.txt")
 
-BENCH = """
-import pytest
-
-def test_forward(tbench):
-    tbench.forward()
-
-@pytest.mark.tbench(mode="generate")
-def test_generate(tbench):
-    tbench.generate()
-
-@pytest.mark.tbench(mode="train")
-def test_train(tbench):
-    tbench.train()
-"""
 
 # The runs whose keys are pinned: the in-process launcher, and the worker processes with their pooling.
 LAUNCHERS = {"in-process": [], "processes=2": ["--tbench-processes", "2"]}
@@ -86,7 +72,7 @@ def _numbers(value: Any) -> list[float] | None:
 
 
 def _session_json(pytester: pytest.Pytester, launcher: list[str]) -> dict[str, Any]:
-    pytester.makepyfile(test_bench=BENCH)
+    pytester.makepyfile(test_bench=ALL_MODES_BENCH)
     result, data = run_json(pytester, *TINY, "--tbench-new-tokens", "3", *launcher)
     result.assert_outcomes(passed=3)
     return data

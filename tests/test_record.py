@@ -21,22 +21,7 @@ from pytest_tbench.scenarios import SCENARIOS, Scenario
 from pytest_tbench.scenarios.forward import forward_work
 from pytest_tbench.summary import summary_tables
 
-from .conftest import TINY, run_json
-
-BENCHES = """
-import pytest
-
-def test_forward(tbench):
-    tbench.forward()
-
-@pytest.mark.tbench(mode="generate")
-def test_generate(tbench):
-    tbench.generate()
-
-@pytest.mark.tbench(mode="train")
-def test_train(tbench):
-    tbench.train()
-"""
+from .conftest import ALL_MODES_BENCH, TINY, run_json
 
 
 def _assert_round_trips(bench: dict[str, Any]) -> ItemRecord:
@@ -50,7 +35,7 @@ def _assert_round_trips(bench: dict[str, Any]) -> ItemRecord:
 
 
 def test_real_runs_round_trip_through_the_record(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_bench=BENCHES)
+    pytester.makepyfile(test_bench=ALL_MODES_BENCH)
     result, data = run_json(pytester, *TINY, "--tbench-new-tokens", "3")
     result.assert_outcomes(passed=3)
     records = {r.case.mode: r for r in map(_assert_round_trips, data["benchmarks"]) if r.case}
@@ -65,7 +50,7 @@ def test_real_runs_round_trip_through_the_record(pytester: pytest.Pytester) -> N
 
 
 def test_a_run_in_several_processes_round_trips_with_its_process_groups(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_bench=BENCHES.split("@pytest.mark")[0])
+    pytester.makepyfile(test_bench=ALL_MODES_BENCH.split("@pytest.mark")[0])
     result, data = run_json(
         pytester, *TINY, "--tbench-rounds", "3", "--tbench-processes", "2", subprocess=True
     )
