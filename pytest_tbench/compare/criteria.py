@@ -8,12 +8,14 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from ..errors import OptionError
+from ..metric_table import GateMetric
 from ..record import ItemRecord
 
-METRICS = ("time", "tokens_per_s", "ttft", "peak_memory")
+# The metrics a criterion may name: the metric table's gate kinds, in its order.
+METRICS: tuple[str, ...] = get_args(GateMetric)
 
 # Used when --tbench-compare is given without --tbench-compare-fail.
 DEFAULT_CRITERIA = ("time:5%", "tokens_per_s:5%", "ttft:10%", "peak_memory:5%")
