@@ -25,12 +25,13 @@ class InProcessLauncher:
 
     def measure(self, job: Job) -> Attempt | OutOfMemory:
         case = job.case
-        work = self._work if self._work is not None else build_work(self._load(), case, job.settings)
+        loaded = self._load()  # once: a train item's next load would be a fresh copy, not the one measured
+        work = self._work if self._work is not None else build_work(loaded, case, job.settings)
         body = RoundBody(work, case.device)
         result = catch_out_of_memory(
             lambda: run_item(
                 case,
-                self._load(),
+                loaded,
                 work,
                 job.rounds,
                 job.warmup,
