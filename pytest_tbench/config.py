@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .ab.sides import Side
 from .configfile import load_config_file
 from .errors import OptionError
 from .models.registry import DEFAULT_MODELS, CustomModel, parse_custom_models
@@ -48,6 +49,9 @@ class TBenchConfig:
     compare_last: int = 1  # saved runs pooled into the baseline
     compare_retries: int = 1  # re-measurements of an item whose timing regressed, before it fails
     compare_any_machine: bool = False
+    ab: Side | None = None  # --tbench-ab: the base side every item is also measured on, interleaved
+    ab_pairs: int = 8  # pairs of worker processes per item under --tbench-ab
+    ab_path: tuple[str, ...] = ()  # base worktree directories put first on the import path; (): the default
     report: str | None = None  # a folder for tbench's report of this run
     warmup: int = DEFAULT_WARMUP
     max_batch_input_product: int = DEFAULT_MAX_BATCH_INPUT_PRODUCT
@@ -126,8 +130,8 @@ class TBenchConfig:
 
     @property
     def isolated(self) -> bool:
-        """Items run in worker processes: --tbench-isolate, or rounds spread over several processes."""
-        return self.isolate or self.processes > 1
+        """Items run in worker processes: --tbench-isolate, rounds spread over several processes, or A/B."""
+        return self.isolate or self.processes > 1 or self.ab is not None
 
     def rounds_for(self, mode: str) -> int:
         """Measured rounds of an item: ``--tbench-rounds``, else derived from the preset's runs per mode."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -22,6 +22,9 @@ from .models.registry import ResolvedSpec
 from .pytest_benchmark_api import drop_unfinished
 from .results import ItemResult
 from .scenarios import Work
+
+if TYPE_CHECKING:
+    from .ab.session import ABSession
 
 
 class TBench:
@@ -40,6 +43,7 @@ class TBench:
         ooms: OomRecord | None = None,
         gate: Gate | None = None,
         not_measured: Callable[[str], None] | None = None,
+        ab: ABSession | None = None,
     ) -> None:
         self.case = case
         self._load = load
@@ -53,6 +57,7 @@ class TBench:
         self._ooms = ooms if ooms is not None else OomRecord()
         self._gate = gate
         self._not_measured = not_measured if not_measured is not None else _ignore
+        self._ab = ab
 
     @property
     def loaded(self) -> LoadedModel:
@@ -106,8 +111,13 @@ class TBench:
         """Measure the item (``work``: a user's call; None: the case's scenario), record it and, with
         --tbench-compare, judge it against its baseline."""
         settings = self.tbench_settings
+        if self._ab is not None and work is not None:
+            pytest.skip(
+                "--tbench-ab measures tbench.forward(), generate() and train() only: a tbench.measure() "
+                "call is a closure of this process, which the base side cannot run"
+            )
         try:
-            launcher = choose_launcher(settings, self.benchmark, self._load, work)
+            launcher = choose_launcher(settings, self.benchmark, self._load, work, self._ab)
             rounds, warmup = planned_rounds(self.rounds, self.warmup, self.benchmark.disabled)
             job = job_for(self.case, self._resolved, settings, rounds, warmup, work)
             judged = measure_judged(
@@ -128,6 +138,10 @@ class TBench:
                 self._not_measured("interrupted")
             raise
         settle(judged, self.benchmark, self._gate)
+        if self._ab is not None:
+            from .ab.launcher import settle_ab
+
+            settle_ab(judged.info)
         return judged.info
 
     def _attempt(self, result: Attempt | OutOfMemory) -> Attempt:

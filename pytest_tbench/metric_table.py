@@ -39,6 +39,11 @@ PROCESSES = "processes"
 PROCESS_ROUNDS = "process_rounds"
 PROCESS_MEDIANS_S = "process_medians_s"
 PEAK_MEMORY_PER_PROCESS_BYTES = "peak_memory_per_process_bytes"
+# An item measured on two sides (--tbench-ab): the base side's pooled extra_info (with its raw rounds), and
+# the sides, pairing and paired verdicts.
+AB = "ab"
+AB_BASE = "ab_base"
+ROUNDS_S = "rounds_s"
 # Set on a pooled baseline (--tbench-compare-last): how many saved runs it pools.
 BASELINE_RUNS = "baseline_runs"
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .ab.sides import SPEC_HELP, parse_side
 from .compare.criteria import parse_criteria
 from .errors import OptionError
 from .presets import PRESETS
@@ -253,6 +254,28 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "compare_any_machine", parse_bool, "", "allow a baseline from other hardware/software", flag=True
+    ),
+    Setting(
+        "ab",
+        parse_side,
+        "SIDE",
+        "measure every item on a base side too, interleaved with the current code in this session, and gate "
+        f"on the paired change (criteria as --tbench-compare-fail). SIDE: {SPEC_HELP}",
+        repeat=True,
+    ),
+    Setting(
+        "ab_pairs",
+        _parse_min(2),
+        "N",
+        "--tbench-ab: pairs of worker processes (one per side) per item; the confidence interval's unit "
+        "(default 8)",
+    ),
+    Setting(
+        "ab_path",
+        parse_str_list,
+        "DIRS",
+        "--tbench-ab REV: the base worktree's directories put first on the import path, relative to its "
+        "top level (default: src if the tree has one, else the top level)",
     ),
     Setting(
         "report",

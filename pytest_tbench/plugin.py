@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from .ab.session import ABSession, open_ab
 from .cases import BenchCase, build_cases
 from .compare.gate import Gate, open_gate
 from .compare.table import render
@@ -36,6 +37,7 @@ class SessionState:
     not_measured: list[dict[str, str]] = field(default_factory=list)
     preloaded: bool = False
     run_json: dict[str, Any] | None = None  # the run as pytest-benchmark saved it, for --tbench-report
+    ab: ABSession | None = None  # --tbench-ab: the two sides' processes, started at the first item
 
     def not_measured_item(self, nodeid: str, outcome: str) -> None:
         """Record that an item measured nothing (once: an interrupted item may also get a report)."""
@@ -92,6 +94,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     # After every plugin's pytest_configure: pytest-benchmark's storage exists only from then on.
     state = session.config.stash[STATE]
     state.gate = open_gate(session.config, state.config)
+    if state.config.ab is not None:
+        state.ab = open_ab(state.config.ab, session.config.rootpath, state.config.ab_path)
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
@@ -234,6 +238,7 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
         ooms=state.ooms,
         gate=state.gate,
         not_measured=lambda outcome: state.not_measured_item(nodeid, outcome),
+        ab=state.ab,
     )
 
 
@@ -290,3 +295,5 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
     if state is not None:
         state.models.release_all()
+        if state.ab is not None:
+            state.ab.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..cases import BenchCase
 from ..config import TBenchConfig
@@ -15,6 +15,9 @@ from .inprocess import InProcessLauncher
 from .isolated import IsolatedLauncher
 from .processes import ProcessesLauncher
 
+if TYPE_CHECKING:
+    from ..ab.session import ABSession
+
 
 def in_workers(settings: TBenchConfig, work: Work | None) -> bool:
     """Whether an item runs in worker processes: only a scenario's work can (a user's call is a closure,
@@ -23,12 +26,24 @@ def in_workers(settings: TBenchConfig, work: Work | None) -> bool:
 
 
 def choose_launcher(
-    settings: TBenchConfig, benchmark: Any, load: Callable[[], LoadedModel], work: Work | None = None
+    settings: TBenchConfig,
+    benchmark: Any,
+    load: Callable[[], LoadedModel],
+    work: Work | None = None,
+    ab: ABSession | None = None,
 ) -> Launcher:
     """The launcher of an item whose pytest-benchmark fixture is ``benchmark`` and whose model ``load``
-    gives (in-process); ``work``: a user's call instead of the case's scenario."""
+    gives (in-process); ``work``: a user's call instead of the case's scenario; ``ab``: the session's two
+    sides under --tbench-ab."""
     if not in_workers(settings, work):
         return InProcessLauncher(benchmark, load, work)
+    if ab is not None:
+        from ..ab.launcher import ABLauncher
+        from ..compare.criteria import DEFAULT_CRITERIA, parse_criteria
+        from .forkserver import PRELOAD
+
+        criteria = settings.compare_fail or parse_criteria(DEFAULT_CRITERIA)
+        return ABLauncher(benchmark, ab, settings.ab_pairs, criteria, list(PRELOAD))
     if settings.processes > 1:
         return ProcessesLauncher(benchmark, settings.processes)
     return IsolatedLauncher(benchmark)

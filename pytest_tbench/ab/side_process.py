@@ -1,0 +1,185 @@
+"""The pytest process' handle on one A/B side's process (``zygote``) and on the workers it forks.
+
+Every wait is a blocking read on a socket (no polling), so the pytest process takes no CPU while a worker
+measures; a process that dies closes its socket, which ends the read at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.reduction import recv_handle
+from pathlib import Path
+from typing import IO, Any
+
+from ..launchers.base import Job
+from ..launchers.forkserver import describe_exit
+from ..launchers.worker import Outcome
+
+STDERR_TAIL = 3000  # characters of a failed side process' stderr quoted in its error
+
+
+class SideError(RuntimeError):
+    """A side's process or worker failed; the message names the side."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How a side's process starts: interpreter, environment, import path around the interpreter's own."""
+
+    python: str
+    env: dict[str, str]
+    prepend: list[str]  # put first on sys.path (a base revision's worktree)
+    append: list[str]  # put last (the session's project directories, for another interpreter)
+    preload: list[str]  # modules imported once, before any worker is forked
+
+
+class SideProcess:
+    def __init__(self, name: str, launch: Launch) -> None:
+        self.name = name
+        self.launch = launch
+        self.facts: dict[str, Any] = {}
+        self._process: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        self._stderr: IO[bytes] | None = None
+
+    def start(self) -> dict[str, Any]:
+        """Start the side's process and wait until it has imported what its workers need; its facts
+        (interpreter, versions)."""
+        self.spawn()
+        return self.wait_ready()
+
+    def spawn(self) -> None:
+        """Start the process; it imports while the caller goes on (``wait_ready``)."""
+        ours, theirs = socket.socketpair()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (kept open for the process' life: close())
+        try:
+            self._process = subprocess.Popen(
+                [self.launch.python, "-m", "pytest_tbench.ab.zygote", str(theirs.fileno())],
+                env=self.launch.env,
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=self._stderr,
+                stderr=self._stderr,
+            )
+        except OSError as exc:
+            raise SideError(f"{self.name} side: cannot start {self.launch.python!r}: {exc}") from None
+        finally:
+            theirs.close()
+        self._conn = Connection(ours.detach())
+        self._conn.send(("start", self.launch.prepend, self.launch.append, self.launch.preload))
+
+    def wait_ready(self) -> dict[str, Any]:
+        reply = self._receive("starting")
+        if reply[0] != "ready":
+            raise SideError(f"{self.name} side: its process failed while importing:\n{reply[1]}")
+        self.facts = reply[1]
+        return self.facts
+
+    def fork(self, job: Job) -> Worker:
+        """A fresh worker of this side, given ``job``; it loads and warms up while the caller goes on."""
+        conn = self._connection()
+        conn.send(("fork",))
+        try:
+            handle = recv_handle(conn)
+        except (OSError, EOFError, RuntimeError):
+            self._died("forking a worker")
+        reply = self._receive("forking a worker")
+        worker = Worker(self, reply[1], Connection(handle))
+        worker.send(("job", job))
+        return worker
+
+    def reap(self, pid: int) -> int:
+        conn = self._connection()
+        conn.send(("reap", pid))
+        return int(self._receive("collecting a worker")[1])
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # the process sees end-of-file and exits
+            self._conn = None
+        if self._process is not None:
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            raise SideError(f"{self.name} side: its process is not running")
+        return self._conn
+
+    def _receive(self, doing: str) -> Any:
+        try:
+            return self._connection().recv()
+        except (EOFError, OSError):
+            self._died(doing)
+
+    def _died(self, doing: str) -> Any:
+        code = self._process.wait() if self._process is not None else None
+        raise SideError(
+            f"{self.name} side: its process ({self.launch.python}) ended while {doing} "
+            f"({describe_exit(code)}):\n{self.stderr_tail()}"
+        )
+
+    def stderr_tail(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")[-STDERR_TAIL:]
+
+
+class Worker:
+    """One forked worker of a side, serving one item (``worker.serve``)."""
+
+    def __init__(self, side: SideProcess, pid: int, conn: Connection) -> None:
+        self.side = side
+        self.pid = pid
+        self.conn = conn
+        self.exitcode: int | None = None
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with contextlib.suppress(OSError):  # it died; the next receive says how
+            self.conn.send(message)
+
+    def receive(self) -> Any:
+        """Its next reply, or an error Outcome naming the side if it died first."""
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):
+            self.close()
+            return Outcome(
+                "oom" if self.exitcode == -9 else "error",
+                message=f"{self.side.name} side: worker process died before reporting: "
+                f"{describe_exit(self.exitcode)}"
+                + (" (SIGKILL: most likely the kernel's OOM killer)" if self.exitcode == -9 else ""),
+            )
+
+    def close(self) -> None:
+        """Close its socket (a worker still waiting then exits) and collect its exit code."""
+        self.conn.close()
+        if self.exitcode is None:
+            self.exitcode = self.side.reap(self.pid)
+
+
+def plugin_home() -> Path:
+    """A directory holding only this plugin (a link to the package): put first on a side's import path,
+    it makes every side run this session's plugin, and nothing else of this environment."""
+    home = Path(tempfile.mkdtemp(prefix="tbench-ab-plugin-"))
+    package = Path(__file__).resolve().parent.parent
+    (home / package.name).symlink_to(package, target_is_directory=True)
+    return home
+
+
+def current_python() -> str:
+    return sys.executable

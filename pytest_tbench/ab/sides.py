@@ -1,0 +1,87 @@
+"""What a side of an A/B comparison is: the current code, or a base that differs from it by a git revision,
+another Python interpreter and/or environment variables. Parsed from ``--tbench-ab``; torch-free."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import OptionError
+
+# Splits ``env:A=1,B=x,y`` before each ``NAME=`` only, so that a value may hold commas
+# (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True,garbage_collection_threshold:0.6).
+_ENV_SPLIT = re.compile(r",(?=[A-Za-z_][A-Za-z0-9_]*=)")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+SPEC_HELP = (
+    "REV (a git revision of the repository under test, e.g. origin/main), python:PATH (another interpreter "
+    "or venv's python), env:KEY=VALUE[,KEY=VALUE] (environment variables); combine them with spaces, "
+    "e.g. 'origin/main env:OMP_NUM_THREADS=1'"
+)
+
+
+@dataclass(frozen=True)
+class Side:
+    """The base side: what differs from the current code. Empty fields are the same as the current side."""
+
+    revision: str | None = None
+    python: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """As it was given, e.g. ``origin/main env:OMP_NUM_THREADS=1``."""
+        parts = [self.revision] if self.revision else []
+        if self.python:
+            parts.append(f"python:{self.python}")
+        if self.env:
+            parts.append("env:" + ",".join(f"{k}={v}" for k, v in self.env.items()))
+        return " ".join(parts)
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def parse_side(value: Any) -> Side:
+    """``--tbench-ab`` (given once or several times; each value one or more space-separated parts)."""
+    texts = [value] if isinstance(value, str) else [str(v) for v in value]
+    parts = [part for text in texts for part in text.split()]
+    if not parts:
+        raise OptionError(f"no base side given; use {SPEC_HELP}")
+    revision: str | None = None
+    python: str | None = None
+    env: dict[str, str] = {}
+    for part in parts:
+        if part.startswith("python:"):
+            if python is not None:
+                raise OptionError(f"two interpreters for the base side ({python!r}, {part!r}); give one")
+            python = part.removeprefix("python:")
+            if not python:
+                raise OptionError(f"{part!r} names no interpreter; use python:/path/to/venv/bin/python")
+        elif part.startswith("env:"):
+            env.update(_parse_env(part))
+        else:
+            rev = part.removeprefix("git:")
+            if revision is not None:
+                raise OptionError(f"two revisions for the base side ({revision!r}, {rev!r}); give one")
+            if not rev or rev.startswith("-"):
+                raise OptionError(f"{part!r} is not a git revision; use {SPEC_HELP}")
+            revision = rev
+    return Side(revision, python, env)
+
+
+def _parse_env(part: str) -> dict[str, str]:
+    body = part.removeprefix("env:")
+    env = {}
+    for assignment in _ENV_SPLIT.split(body) if body else []:
+        name, equals, value = assignment.partition("=")
+        if not equals or not _ENV_NAME.match(name):
+            raise OptionError(
+                f"bad environment setting {assignment!r} in {part!r}; use env:KEY=VALUE[,KEY=VALUE]"
+            )
+        env[name] = value
+    if not env:
+        raise OptionError(f"{part!r} sets no variable; use env:KEY=VALUE[,KEY=VALUE]")
+    return env

@@ -1,0 +1,58 @@
+"""One A/B worker: loads the item's model, warms up, then runs one measured round whenever the pytest
+process asks, so that the rounds of the two sides' workers alternate. Between rounds it blocks on its
+socket (no CPU); what it measured comes back like an isolated worker's (``launchers.worker.Outcome``).
+
+Messages (pickled tuples):
+  <- ("job", job)  -> ("ready",) once warmed up, or an Outcome with status "oom"/"error"
+  <- ("round",)    -> ("sample", seconds)
+  <- ("stop",)     -> the Outcome: the measured rounds, their records and the item's extra_info
+"""
+
+from __future__ import annotations
+
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ..launchers.base import Job
+from ..launchers.item import run_item
+from ..launchers.rounds import run_rounds
+from ..launchers.worker import Outcome, resolved_spec
+from ..memory_errors import is_out_of_memory
+from ..models.loading import load_model
+from ..scenarios import build_work
+
+
+def serve(conn: Connection) -> None:
+    try:
+        _, job = conn.recv()
+        conn.send(measure(conn, job))
+    except EOFError:
+        return  # the pytest process gave up on this item
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            conn.send(Outcome("oom", message=f"{type(exc).__name__}: {exc}"))
+        else:
+            conn.send(Outcome("error", message=traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def measure(conn: Connection, job: Job) -> Outcome:
+    case = job.case
+    loaded = load_model(resolved_spec(job), case.model_key)
+    work = build_work(loaded, case, job.settings)
+    samples: list[float] = []
+    records: list[Any] = []
+
+    def rounds() -> None:
+        run_rounds(work, case.device, 0, job.warmup, job.rules)  # warm-up only
+        conn.send(("ready",))
+        while conn.recv()[0] == "round":
+            (sample,) = run_rounds(work, case.device, 1, 0, job.rules)
+            samples.append(sample)
+            conn.send(("sample", sample))
+        records.extend(work.records(job.warmup))
+
+    info = run_item(case, loaded, work, job.rounds, job.warmup, rounds)
+    return Outcome("ok", samples, info, records)

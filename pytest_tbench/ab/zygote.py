@@ -1,0 +1,107 @@
+"""The process of one A/B side (``python -m pytest_tbench.ab.zygote FD``), started with that side's
+interpreter and environment. It sets the side's import path, imports torch, transformers and the worker code
+once, and then forks one worker per request: each worker starts ready in well under a second, where a fresh
+interpreter would pay the imports (about 4 s on a 2-core machine) per worker.
+
+Only the standard library is imported at module level: the side's import path (a base revision's worktree
+first) must be in place before the code under test, transformers included, is imported. Forking is safe
+here for the same reason as in multiprocessing's forkserver: this process imports but never computes, so no
+OpenMP or CUDA state exists to be copied.
+
+Messages on the socket to the pytest process (multiprocessing's framing, pickled tuples):
+  <- ("start", prepend, append, preload)   -> ("ready", facts) | ("error", text)
+  <- ("fork",)                              -> a socket handle, then ("forked", pid)
+  <- ("reap", pid)                          -> ("reaped", exit code as multiprocessing gives it)
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import socket
+import sys
+import traceback
+from multiprocessing.connection import Connection
+from multiprocessing.reduction import send_handle
+from typing import Any
+
+
+def exit_code(status: int) -> int:
+    """A wait status as multiprocessing reports exit codes: negative for a signal."""
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def facts() -> dict[str, Any]:
+    """What this side runs on, for the results: interpreter and library versions."""
+    import torch
+    import transformers
+
+    return {
+        "python": sys.executable,
+        "python_version": sys.version.split()[0],
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "pid": os.getpid(),
+    }
+
+
+def start(conn: Connection, prepend: list[str], append: list[str], preload: list[str]) -> None:
+    first = list(dict.fromkeys(prepend))
+    sys.path[:] = [*first, *(p for p in sys.path if p not in first)]
+    sys.path.extend(p for p in append if p not in sys.path)
+    for module in preload:
+        importlib.import_module(module)
+    conn.send(("ready", facts()))
+
+
+def fork_worker(conn: Connection) -> None:
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # the worker: serves one item on its own socket and exits
+        code = 1
+        try:
+            conn.close()
+            ours.close()
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the pytest process' to handle
+            from pytest_tbench.ab.worker import serve
+
+            serve(Connection(theirs.detach()))
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    theirs.close()
+    send_handle(conn, ours.fileno(), os.getppid())
+    ours.close()
+    conn.send(("forked", pid))
+
+
+def main(fd: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pytest process ends us by closing the socket
+    conn = Connection(fd)
+    try:
+        while True:
+            try:
+                message = conn.recv()
+            except EOFError:
+                return  # the pytest process is done (or gone)
+            kind = message[0]
+            if kind == "start":
+                try:
+                    start(conn, *message[1:])
+                except BaseException:
+                    conn.send(("error", traceback.format_exc()))
+                    return
+            elif kind == "fork":
+                fork_worker(conn)
+            elif kind == "reap":
+                _, status = os.waitpid(message[1], 0)
+                conn.send(("reaped", exit_code(status)))
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

@@ -1,0 +1,156 @@
+"""--tbench-ab's parts that need no process: the side's syntax, the balanced order, the paired interval and
+the verdict it supports, and the base worktree's import path."""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pytest_tbench.ab.pairs import balanced_order
+from pytest_tbench.ab.paired import CANNOT_TELL, judge_paired, paired_estimate, status_of
+from pytest_tbench.ab.sides import Side, parse_side
+from pytest_tbench.ab.worktree import Worktree
+from pytest_tbench.compare.criteria import parse_criteria
+from pytest_tbench.compare.judge import IMPROVED, REGRESSED, TOO_FEW, UNCHANGED
+from pytest_tbench.errors import OptionError
+from pytest_tbench.record import ItemRecord
+
+
+def test_a_side_combines_a_revision_an_interpreter_and_environment_variables() -> None:
+    side = parse_side(["origin/main python:/venv/bin/python", "env:A=1,B=x:1,y:2 env:C="])
+    assert side == Side("origin/main", "/venv/bin/python", {"A": "1", "B": "x:1,y:2", "C": ""})
+    assert side.label == "origin/main python:/venv/bin/python env:A=1,B=x:1,y:2,C="
+    assert parse_side("git:v1.2").revision == "v1.2"
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ("", "no base side"),
+        ("a b", "two revisions"),
+        ("python:", "names no interpreter"),
+        ("python:/a python:/b", "two interpreters"),
+        ("env:1A=2", "bad environment setting '1A=2'"),
+        ("env:", "sets no variable"),
+        ("--oops", "not a git revision"),
+    ],
+)
+def test_a_bad_side_names_the_bad_part(value: str, named: str) -> None:
+    with pytest.raises(OptionError, match=named):
+        parse_side(value)
+
+
+def test_rounds_alternate_in_a_balanced_order() -> None:
+    order = balanced_order("base", "current", 4)
+    assert order == [("base", "current"), ("current", "base"), ("base", "current"), ("current", "base")]
+    flat = "".join(side[0] for pair in order for side in pair)
+    assert flat == "bccbbccb"
+
+
+def _pairs(ratio: float, pairs: int, rounds: int, noise: float, seed: int = 0) -> tuple[list[list[float]], ...]:
+    """Per-pair rounds of a base at 100 ms and a current side ``ratio`` times slower, with a shared drift per
+    paired round (which pairing cancels) and independent noise per round."""
+    rng = random.Random(seed)
+    base, current = [], []
+    for _ in range(pairs):
+        offset = rng.uniform(0.8, 1.2)  # the machine's state when this pair ran
+        drift = [offset * rng.uniform(0.9, 1.1) for _ in range(rounds)]
+        base.append([0.1 * d * math.exp(rng.gauss(0, noise)) for d in drift])
+        current.append([0.1 * ratio * d * math.exp(rng.gauss(0, noise)) for d in drift])
+    return base, current
+
+
+def test_pairing_recovers_the_change_under_shared_drift() -> None:
+    base, current = _pairs(1.10, pairs=8, rounds=6, noise=0.01)
+    estimate = paired_estimate(base, current)
+    assert estimate is not None
+    assert estimate.low < 1.10 < estimate.high
+    assert estimate.high - estimate.low < 0.03  # the drift (up to +-20%) cancels in each paired round
+    assert (estimate.pairs, estimate.paired_rounds) == (8, 6)
+    assert re.match(r"^\+\d+\.\d% \[\+\d+\.\d%, \+\d+\.\d%\] ", estimate.describe())
+    assert "(99% CI, 8 process pairs x 6 paired rounds)" in estimate.describe()
+
+
+def test_pairs_are_the_unit_of_replication() -> None:
+    # Identical rounds inside each pair, but pairs that disagree: rounds alone would give a zero-width
+    # interval; the spread between pairs must show.
+    base = [[0.1] * 10, [0.1] * 10, [0.1] * 10]
+    current = [[0.1] * 10, [0.11] * 10, [0.09] * 10]
+    estimate = paired_estimate(base, current)
+    assert estimate is not None
+    assert estimate.low < 0.95 and estimate.high > 1.05
+    assert paired_estimate([[0.1] * 10], [[0.12] * 10]) is None  # one pair: no spread between pairs
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "higher_is_better", "status"),
+    [
+        (1.02, 1.08, False, REGRESSED),  # surely slower, and 5% not ruled out
+        (1.01, 1.04, False, UNCHANGED),  # surely slower, but by less than the threshold
+        (0.98, 1.03, False, UNCHANGED),
+        (0.97, 1.07, False, CANNOT_TELL),  # holds both no change and the threshold
+        (0.90, 0.97, False, IMPROVED),
+        (0.92, 0.98, True, REGRESSED),  # a throughput drop
+        (1.02, 1.09, True, IMPROVED),
+    ],
+)
+def test_the_verdict_reads_the_interval_against_the_threshold(
+    low: float, high: float, higher_is_better: bool, status: str
+) -> None:
+    from pytest_tbench.ab.paired import PairedEstimate
+
+    estimate = PairedEstimate(math.sqrt(low * high), low, high, 8, 6)
+    assert status_of(estimate, 0.05, higher_is_better) == status
+
+
+def _record(rounds: list[list[float]], peak: int) -> ItemRecord:
+    samples = [s for pair in rounds for s in pair]
+    info = {"mode": "forward", "model": "m", "tokens_per_call": 64, "peak_memory_bytes": peak}
+    info["process_rounds"] = [len(pair) for pair in rounds]
+    return ItemRecord.from_extra_info(None, info, {"data": samples})
+
+
+def test_judging_two_records_splits_rounds_by_pair_and_judges_memory_plainly() -> None:
+    base, current = _pairs(1.10, pairs=8, rounds=6, noise=0.01, seed=3)
+    verdicts = judge_paired(
+        "item", parse_criteria("time:5% tokens_per_s:5% peak_memory:5% ttft:5%"), _record(base, 2**30),
+        _record(current, 2**30 + 2**20),
+    )  # fmt: skip
+    by_metric = {v.criterion.metric: v for v in verdicts}
+    assert set(by_metric) == {"time", "tokens_per_s", "peak_memory"}  # a forward item has no ttft
+    assert by_metric["time"].status == REGRESSED and by_metric["time"].change == pytest.approx(0.10, abs=0.01)
+    assert by_metric["tokens_per_s"].status == REGRESSED and by_metric["tokens_per_s"].change < 0
+    assert by_metric["peak_memory"].status == UNCHANGED and by_metric["peak_memory"].estimate is None
+    text = by_metric["time"].describe()
+    assert text.startswith("time +") and "process pairs x 6 paired rounds" in text and text.endswith("REGRESSED")
+    one_pair = judge_paired("item", parse_criteria("time:5%"), _record(base[:1], 1), _record(current[:1], 1))
+    assert one_pair[0].status == TOO_FEW
+
+
+def test_the_base_worktree_comes_first_and_moves_the_sessions_repository_paths(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "src" / "pkg").mkdir(parents=True)
+    (repo / "src" / "pkg" / "__init__.py").write_text("VERSION = 1\n")
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    tree = Worktree.create(repo / "src", "HEAD")
+    try:
+        assert (tree.path / "src" / "pkg" / "__init__.py").read_text() == "VERSION = 1\n"
+        assert tree.first_dirs([]) == [str((tree.path / "src").resolve())]  # a src layout
+        assert tree.first_dirs(["."]) == [str(tree.path.resolve())]
+        assert tree.moved(str(repo / "tests")) == str(tree.path / "tests")
+        assert tree.moved(str(tmp_path)) is None
+    finally:
+        tree.remove()
+    assert not tree.path.exists()
+    with pytest.raises(OptionError, match="not a revision of the repository"):
+        Worktree.create(repo, "no-such-branch")
+    with pytest.raises(OptionError, match="not inside a git repository"):
+        Worktree.create(tmp_path, "HEAD")
