@@ -281,6 +281,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             terminalreporter.write_sep("-", title)
             terminalreporter.write_line(table)
         terminalreporter.write_line(LEGEND)
+    if state.ab is not None:
+        from .ab.summary import ab_table, ab_title
+
+        ab_text = ab_table((r.case.id, r.extra_info) for r in state.results)
+        if ab_text is not None:
+            terminalreporter.write_sep("-", ab_title(r.extra_info for r in state.results))
+            terminalreporter.write_line(ab_text)
     if state.gate is not None:
         terminalreporter.write_sep("-", f"tbench REGRESSION GATE vs {state.gate.label}")
         terminalreporter.write_line(render(state.gate.finish()))

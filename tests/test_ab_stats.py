@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_tbench.ab.pairs import balanced_order
 from pytest_tbench.ab.paired import CANNOT_TELL, judge_paired, paired_estimate, status_of
+from pytest_tbench.ab.pairs import balanced_order
 from pytest_tbench.ab.sides import Side, parse_side
 from pytest_tbench.ab.worktree import Worktree
 from pytest_tbench.compare.criteria import parse_criteria
@@ -52,7 +52,9 @@ def test_rounds_alternate_in_a_balanced_order() -> None:
     assert flat == "bccbbccb"
 
 
-def _pairs(ratio: float, pairs: int, rounds: int, noise: float, seed: int = 0) -> tuple[list[list[float]], ...]:
+def _pairs(
+    ratio: float, pairs: int, rounds: int, noise: float, seed: int = 0
+) -> tuple[list[list[float]], ...]:
     """Per-pair rounds of a base at 100 ms and a current side ``ratio`` times slower, with a shared drift per
     paired round (which pairing cancels) and independent noise per round."""
     rng = random.Random(seed)
@@ -127,7 +129,9 @@ def test_judging_two_records_splits_rounds_by_pair_and_judges_memory_plainly() -
     assert by_metric["tokens_per_s"].status == REGRESSED and by_metric["tokens_per_s"].change < 0
     assert by_metric["peak_memory"].status == UNCHANGED and by_metric["peak_memory"].estimate is None
     text = by_metric["time"].describe()
-    assert text.startswith("time +") and "process pairs x 6 paired rounds" in text and text.endswith("REGRESSED")
+    assert (
+        text.startswith("time +") and "process pairs x 6 paired rounds" in text and text.endswith("REGRESSED")
+    )
     one_pair = judge_paired("item", parse_criteria("time:5%"), _record(base[:1], 1), _record(current[:1], 1))
     assert one_pair[0].status == TOO_FEW
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -28,6 +28,7 @@ from .pairs import PairResult, run_pair
 from .session import BASE, CURRENT, ABSession
 from .side_process import SideError
 
+T = TypeVar("T")
 MIN_PAIRED_ROUNDS = 6  # per pair: fewer leaves a pair's mean at the mercy of one or two rounds
 
 
@@ -54,20 +55,15 @@ class ABLauncher:
     def measure(self, job: Job) -> Attempt | OutOfMemory:
         start = time.perf_counter()
         case = job.case
-        try:
-            rules = round_rules(self.benchmark)
-            sides = self.session.started(self.modules)
-        except (ValueError, SideError) as exc:
-            pytest.fail(f"{case.id}: --tbench-ab: {exc}", pytrace=False)
+        rules = _or_fail(case.id, lambda: round_rules(self.benchmark))
+        sides = _or_fail(case.id, lambda: self.session.started(self.modules))
         # Under --benchmark-disable one round per side checks that both sides run.
         rounds = 1 if self.benchmark.disabled else paired_rounds(job.rounds, self.pairs)
         pair_job = replace(job, rounds=rounds, rules=rules)
         results: list[PairResult] = []
         for index in range(1 if self.benchmark.disabled else self.pairs):
-            try:
-                result = run_pair(sides, pair_job, BASE if index % 2 == 0 else CURRENT)
-            except SideError as exc:
-                pytest.fail(f"{case.id}: --tbench-ab: {exc}", pytrace=False)
+            first = BASE if index % 2 == 0 else CURRENT
+            result = _or_fail(case.id, lambda: run_pair(sides, pair_job, first))  # noqa: B023 (called at once)
             failure = result.failure
             if failure is not None:
                 side, outcome = failure
@@ -100,6 +96,16 @@ class ABLauncher:
         record_samples(self.benchmark, samples)
         timings = [] if self.benchmark.disabled else samples
         return Attempt(info, info["samples_per_call"], info["tokens_per_call"], timings)
+
+
+def _or_fail(item: str, call: Callable[[], T]) -> T:
+    """``call()``, or the item's failure naming the side that broke (failed outside the except block: the
+    chained traceback would say nothing more)."""
+    try:
+        return call()
+    except (ValueError, SideError) as exc:
+        problem = str(exc)
+    pytest.fail(f"{item}: --tbench-ab: {problem}", pytrace=False)
 
 
 def settle_ab(info: dict[str, Any]) -> None:

@@ -107,7 +107,7 @@ def _finish(worker: Worker) -> Outcome:
     outcome = worker.receive()
     worker.close()
     if not isinstance(outcome, Outcome):
-        return Outcome("error", message=f"{worker.side.name} side: unexpected reply {outcome!r}")
+        return Outcome("error", message=f"{worker.side.name}: unexpected reply {outcome!r}")
     return outcome
 
 

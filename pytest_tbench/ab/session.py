@@ -58,8 +58,8 @@ class ABSession:
         self._home = plugin_home()
         preload = [*PRELOAD, *(m for m in modules if m not in PRELOAD)]
         sides = {
-            BASE: SideProcess(f"base ({self.side.label})", self._launch(self.side, preload)),
-            CURRENT: SideProcess("current", self._launch(Side(), preload)),
+            BASE: SideProcess(f"base side ({self.side.label})", self._launch(self.side, preload)),
+            CURRENT: SideProcess("current side", self._launch(Side(), preload)),
         }
         self.sides = sides
         for process in sides.values():

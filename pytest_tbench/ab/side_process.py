@@ -68,16 +68,17 @@ class SideProcess:
                 stderr=self._stderr,
             )
         except OSError as exc:
-            raise SideError(f"{self.name} side: cannot start {self.launch.python!r}: {exc}") from None
+            raise SideError(f"{self.name}: cannot start {self.launch.python!r}: {exc}") from None
         finally:
             theirs.close()
         self._conn = Connection(ours.detach())
-        self._conn.send(("start", self.launch.prepend, self.launch.append, self.launch.preload))
+        with contextlib.suppress(OSError):  # it died at once: wait_ready says how
+            self._conn.send(("start", self.launch.prepend, self.launch.append, self.launch.preload))
 
     def wait_ready(self) -> dict[str, Any]:
         reply = self._receive("starting")
         if reply[0] != "ready":
-            raise SideError(f"{self.name} side: its process failed while importing:\n{reply[1]}")
+            raise SideError(f"{self.name}: its process failed while importing:\n{reply[1]}")
         self.facts = reply[1]
         return self.facts
 
@@ -116,7 +117,7 @@ class SideProcess:
 
     def _connection(self) -> Connection:
         if self._conn is None:
-            raise SideError(f"{self.name} side: its process is not running")
+            raise SideError(f"{self.name}: its process is not running")
         return self._conn
 
     def _receive(self, doing: str) -> Any:
@@ -128,9 +129,9 @@ class SideProcess:
     def _died(self, doing: str) -> Any:
         code = self._process.wait() if self._process is not None else None
         raise SideError(
-            f"{self.name} side: its process ({self.launch.python}) ended while {doing} "
+            f"{self.name}: its process ({self.launch.python}) ended while {doing} "
             f"({describe_exit(code)}):\n{self.stderr_tail()}"
-        )
+        ) from None
 
     def stderr_tail(self) -> str:
         if self._stderr is None:
@@ -160,7 +161,7 @@ class Worker:
             self.close()
             return Outcome(
                 "oom" if self.exitcode == -9 else "error",
-                message=f"{self.side.name} side: worker process died before reporting: "
+                message=f"{self.side.name}: worker process died before reporting: "
                 f"{describe_exit(self.exitcode)}"
                 + (" (SIGKILL: most likely the kernel's OOM killer)" if self.exitcode == -9 else ""),
             )

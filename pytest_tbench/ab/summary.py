@@ -1,0 +1,61 @@
+"""The terminal table of an A/B session: per item and criterion, both sides' figures and the paired change
+with its interval. Torch-free: it reads the items' extra_info."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from tabulate import tabulate
+
+from ..compare.judge import format_value
+from ..metric_table import AB
+
+
+def ab_rows(items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[list[str]]:
+    """One row per (item, verdict) of items measured under --tbench-ab; ``items``: (item id, extra_info)."""
+    rows = []
+    for item, info in items:
+        found = info.get(AB)
+        if not isinstance(found, Mapping):
+            continue
+        for verdict in found.get("verdicts") or []:
+            unit = str(verdict["unit"])
+            change = f"{verdict['change']:+.1%}"
+            if verdict.get("low") is not None:
+                change += f" [{verdict['low']:+.1%}, {verdict['high']:+.1%}]"
+            rows.append(
+                [
+                    item,
+                    str(verdict["criterion"]),
+                    format_value(verdict["base"], unit),
+                    format_value(verdict["current"], unit),
+                    change,
+                    str(verdict["status"]),
+                ]
+            )
+    return rows
+
+
+def ab_table(items: Iterable[tuple[str, Mapping[str, Any]]]) -> str | None:
+    rows = ab_rows(items)
+    if not rows:
+        return None
+    headers = ["item", "criterion", "base", "current", "change [CI]", "verdict"]
+    return tabulate(rows, headers, tablefmt="simple", disable_numparse=True) + (
+        "\nbase/current: each side's median (peak for memory); change: current/base from paired rounds with "
+        "its confidence interval over process pairs (memory: the peaks)."
+    )
+
+
+def ab_title(items: Iterable[Mapping[str, Any]]) -> str:
+    """The table's title: the base side and how it was interleaved, from the first A/B item."""
+    for info in items:
+        found = info.get(AB)
+        if isinstance(found, Mapping):
+            spec = found.get("sides", {}).get("base", {}).get("spec", "?")
+            return (
+                f"tbench A/B vs {spec} (interleaved, {found.get('pairs')} process pairs x "
+                f"{found.get('paired_rounds_per_pair')} paired rounds)"
+            )
+    return "tbench A/B"

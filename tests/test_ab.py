@@ -1,0 +1,191 @@
+"""--tbench-ab end to end: pytest sessions whose items run on a base side and the current code, interleaved.
+
+The measured call is a sleep (patched into the forward scenario by a module the side processes preload), so
+that a slowdown's size is known and CI's noise cannot decide a verdict."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import run_json
+
+# Every forward call sleeps: AB_SLEEP_S seconds, or AB_SLOW_SLEEP_S for batch-2 items, so that one session
+# holds an unchanged item (b1) and a changed one (b2) when only one side sets AB_SLOW_SLEEP_S.
+SLEEP_MODULE = """
+import dataclasses, os, time
+import pytest_tbench.scenarios as scenarios
+
+original = scenarios.forward_work
+
+def sleeping_work(loaded, case):
+    work = original(loaded, case)
+    seconds = float(os.environ.get("AB_SLEEP_S", "0.01"))
+    if case.batch_size == 2:
+        seconds = float(os.environ.get("AB_SLOW_SLEEP_S", str(seconds)))
+    return dataclasses.replace(work, call=lambda: time.sleep(seconds))
+
+scenarios.forward_work = sleeping_work
+"""
+
+CONFTEST = """
+import ab_sleep  # noqa: F401
+from pytest_tbench.launchers.forkserver import preload
+
+preload(["ab_sleep"])
+"""
+
+BENCH = """
+def test_forward(tbench):
+    tbench.forward()
+"""
+
+ARGS = [
+    "--tbench-models", "tiny-gpt2", "--tbench-seq-lens", "8", "--tbench-rounds", "2", "--tbench-warmup", "1",
+    "--tbench-ab-pairs", "3", "-p", "no:cacheprovider",
+]  # fmt: skip
+
+
+@pytest.fixture
+def sleeping(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(ab_sleep=SLEEP_MODULE, conftest=CONFTEST, test_bench=BENCH)
+    return pytester
+
+
+def _entries(data: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    return {b["params"]["tbench_case"]["batch_size"]: b for b in data["benchmarks"]}
+
+
+def _verdict(entry: dict[str, Any], metric: str = "time") -> dict[str, Any]:
+    found = [v for v in entry["extra_info"]["ab"]["verdicts"] if v["criterion"].startswith(metric + ":")]
+    assert len(found) == 1
+    return found[0]
+
+
+def test_env_side_finds_a_slowdown_with_its_sign_and_size_and_passes_the_unchanged_item(
+    sleeping: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AB_SLOW_SLEEP_S", "0.015")  # the current side: b2 sleeps 15 ms, the base's 10 ms
+    result, data = run_json(
+        sleeping, *ARGS, "--tbench-batch-sizes", "1,2", "--tbench-ab", "env:AB_SLOW_SLEEP_S=0.010",
+        subprocess=True,
+    )  # fmt: skip
+    result.assert_outcomes(passed=1, failed=1)
+    entries = _entries(data)
+    unchanged, slowed = _verdict(entries[1]), _verdict(entries[2])
+    assert unchanged["status"] in ("unchanged", "cannot tell")
+    assert unchanged["low"] < 0.05
+    assert slowed["status"] == "REGRESSED"
+    assert 0.35 < slowed["change"] < 0.65  # +50%
+    assert 0 < slowed["low"] < slowed["change"] < slowed["high"]
+    assert (slowed["pairs"], slowed["paired_rounds"]) == (3, 6)
+    result.stdout.fnmatch_lines(
+        ["*performance regression against --tbench-ab env:AB_SLOW_SLEEP_S=0.010*",
+         "*time +*% [[]+*%, +*%[]] (99% CI, 3 process pairs x 6 paired rounds), threshold 5%: REGRESSED*"]
+    )  # fmt: skip
+
+    # Both sides' results are kept: the current side as pytest-benchmark's stats, the base's rounds beside.
+    info = entries[2]["extra_info"]
+    assert len(entries[2]["stats"]["data"]) == len(info["ab_base"]["rounds_s"]) == 18
+    assert info["process_rounds"] == info["ab_base"]["process_rounds"] == [6, 6, 6]
+    assert min(info["ab_base"]["rounds_s"]) > 0.009 and min(entries[2]["stats"]["data"]) > 0.014
+
+    # Interleaving: pairs start with the base and the current side in turn, and alternate A B B A inside.
+    ab = info["ab"]
+    assert ab["first_side_per_pair"] == ["base", "current", "base"]
+    assert ab["order"] == ["BCCBBCCBBCCB", "CBBCCBBCCBBC", "BCCBBCCBBCCB"]
+    assert ab["interleaving"] == ["rounds"]
+    sides = ab["sides"]
+    assert sides["base"]["env"] == {"AB_SLOW_SLEEP_S": "0.010"}
+    assert sides["base"]["OMP_WAIT_POLICY"] == sides["current"]["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert sides["base"]["pid"] != sides["current"]["pid"]
+
+    result.stdout.fnmatch_lines(["*tbench A/B vs env:AB_SLOW_SLEEP_S=0.010*", "*b2*time*REGRESSED*"])
+
+
+def _git(repo: Path, *args: str) -> str:
+    command = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t", *args]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_git_side_measures_the_base_revision_of_the_repository_under_test(pytester: pytest.Pytester) -> None:
+    # The repository's own code gets slower between two commits; the bench calls it.
+    pytester.makepyfile(
+        toymod="import time\n\ndef work():\n    time.sleep(0.01)\n",
+        ab_toy=SLEEP_MODULE.replace("time.sleep(seconds)", "__import__('toymod').work()"),
+        conftest=CONFTEST.replace("ab_sleep", "ab_toy"),
+        test_bench=BENCH,
+    )
+    subprocess.run(["git", "init", "-q", str(pytester.path)], check=True)
+    _git(pytester.path, "add", ".")
+    _git(pytester.path, "commit", "-qm", "fast")
+    base_commit = _git(pytester.path, "rev-parse", "HEAD")
+    (pytester.path / "toymod.py").write_text("import time\n\ndef work():\n    time.sleep(0.02)\n")
+    _git(pytester.path, "commit", "-qam", "slow")
+
+    result, data = run_json(
+        pytester, *ARGS, "--tbench-batch-sizes", "1", "--tbench-ab", "HEAD~1", subprocess=True
+    )
+    result.assert_outcomes(failed=1)
+    (entry,) = data["benchmarks"]
+    verdict = _verdict(entry)
+    assert verdict["status"] == "REGRESSED" and 0.7 < verdict["change"] < 1.3  # 10 ms -> 20 ms
+    base = entry["extra_info"]["ab"]["sides"]["base"]
+    assert (base["revision"], base["commit"]) == ("HEAD~1", base_commit)
+    assert "tbench-ab-base" not in _git(pytester.path, "worktree", "list")  # removed with the session
+
+
+def _interpreter(path: Path, body: str) -> Path:
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return path
+
+
+def test_python_side_runs_the_base_in_another_interpreter(sleeping: pytest.Pytester) -> None:
+    # Another venv, simulated: a wrapper that starts this Python with a slower setting.
+    wrapper = _interpreter(
+        sleeping.path / "other-python", f'AB_SLOW_SLEEP_S=0.02 exec "{sys.executable}" "$@"'
+    )
+    result, data = run_json(
+        sleeping, *ARGS, "--tbench-batch-sizes", "2", "--tbench-ab", f"python:{wrapper}", subprocess=True
+    )
+    result.assert_outcomes(passed=1)
+    (entry,) = data["benchmarks"]
+    verdict = _verdict(entry)
+    assert verdict["status"] == "improved" and -0.6 < verdict["change"] < -0.4  # 20 ms -> 10 ms
+    base = entry["extra_info"]["ab"]["sides"]["base"]
+    assert base["spec"] == f"python:{wrapper}" and base["python_version"]
+
+
+def test_a_side_that_fails_to_start_is_named(sleeping: pytest.Pytester) -> None:
+    broken = _interpreter(sleeping.path / "broken-python", "echo 'no torch here' >&2; exit 3")
+    result = sleeping.runpytest_subprocess(
+        *ARGS, "--tbench-batch-sizes", "1", "--tbench-ab", f"python:{broken}"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [f"*--tbench-ab: base side (python:{broken}): its process ({broken}) ended while starting "
+         "(exit code 3)*", "*no torch here*"]
+    )  # fmt: skip
+
+    missing = sleeping.runpytest_subprocess(*ARGS, "--tbench-ab", "python:/no/such/python")
+    assert missing.ret == pytest.ExitCode.USAGE_ERROR
+    missing.stderr.fnmatch_lines(["*--tbench-ab python:/no/such/python: no executable there*"])
+
+    not_a_repo = sleeping.runpytest_subprocess(*ARGS, "--tbench-ab", "origin/main")
+    assert not_a_repo.ret == pytest.ExitCode.USAGE_ERROR
+    not_a_repo.stderr.fnmatch_lines(["*--tbench-ab origin/main: * is not inside a git repository*"])
+
+
+def test_measure_calls_are_skipped_with_the_reason(sleeping: pytest.Pytester) -> None:
+    sleeping.makepyfile(test_bench="def test_call(tbench):\n    tbench.measure(lambda: None)\n")
+    result = sleeping.runpytest_subprocess(
+        *ARGS, "--tbench-batch-sizes", "1", "--tbench-ab", "env:X=1", "-rs"
+    )
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*--tbench-ab measures tbench.forward(), generate() and train() only*"])
