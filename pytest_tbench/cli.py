@@ -2,6 +2,7 @@
 
     tbench compare BASELINE.json [BASELINE2.json ...] CURRENT.json [--fail time:5% ...] [--format markdown]
                    [--any-machine]
+    tbench compare AB_RUN.json [--fail ...]   (a run measured with --tbench-ab: its paired items judged again)
     tbench report RUN.json [RUN2.json ...] --out DIR
 
 Exit codes: 0 no regression (compare) / report written, 1 a regression, 2 bad input (unreadable file, not a
@@ -14,12 +15,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .compare.baseline import pool_runs
-from .compare.criteria import DEFAULT_CRITERIA, parse_criteria
+from .compare.criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
 from .compare.runs import compare_runs, load_run, machine_differences
 from .compare.table import render
 from .errors import OptionError
+from .metric_table import AB
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,10 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     compare = commands.add_parser(
         "compare",
-        help="gate CURRENT against BASELINE (pytest-benchmark JSON); several baselines are pooled into one",
+        help="gate CURRENT against BASELINE (pytest-benchmark JSON; several baselines are pooled into one), "
+        "or judge the items of one --tbench-ab run again",
     )
-    compare.add_argument("baseline", type=Path, nargs="+", metavar="BASELINE.json")
-    compare.add_argument("current", type=Path, metavar="CURRENT.json")
+    compare.add_argument("runs", type=Path, nargs="+", metavar="[BASELINE.json ...] CURRENT.json")
     compare.add_argument(
         "--fail",
         action="append",
@@ -65,16 +68,36 @@ def _report(runs: list[Path], out: Path) -> int:
     return 0
 
 
+def _rejudge_ab(run: dict[str, Any], path: Path, criteria: tuple[Criterion, ...], markdown: bool) -> int:
+    from .ab.rejudge import rejudge
+    from .ab.summary import ab_table
+
+    judged = rejudge(run, criteria)
+    if not judged:
+        print(
+            f"tbench compare: {path} holds no item measured with --tbench-ab; give a baseline and a run "
+            "(tbench compare BASELINE.json CURRENT.json)",
+            file=sys.stderr,
+        )
+        return 2
+    rows = [(item, {AB: {"verdicts": [v.as_json() for v in verdicts]}}) for item, verdicts in judged]
+    print(ab_table(rows, markdown=markdown))
+    return 1 if any(v.failed for _, verdicts in judged for v in verdicts) else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "report":
         return _report(args.runs, args.out)
+    *baselines, current = args.runs
     try:
         criteria = parse_criteria(args.fail or DEFAULT_CRITERIA)
-        bases, now = [load_run(path) for path in args.baseline], load_run(args.current, role="run")
+        bases, now = [load_run(path) for path in baselines], load_run(current, role="run")
     except OptionError as exc:
         print(f"tbench compare: {exc}", file=sys.stderr)
         return 2
+    if not bases:
+        return _rejudge_ab(now, current, criteria, markdown=args.format == "markdown")
     differences = [d for base in bases for d in machine_differences(base, now)]
     if differences and not args.any_machine:
         print(

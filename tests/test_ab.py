@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from pytest_tbench import cli
+
 from .conftest import run_json
 
 # Every forward call sleeps: AB_SLEEP_S seconds, or AB_SLOW_SLEEP_S for batch-2 items, so that one session
@@ -68,7 +70,7 @@ def _verdict(entry: dict[str, Any], metric: str = "time") -> dict[str, Any]:
 
 
 def test_env_side_finds_a_slowdown_with_its_sign_and_size_and_passes_the_unchanged_item(
-    sleeping: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    sleeping: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("AB_SLOW_SLEEP_S", "0.015")  # the current side: b2 sleeps 15 ms, the base's 10 ms
     result, data = run_json(
@@ -106,6 +108,13 @@ def test_env_side_finds_a_slowdown_with_its_sign_and_size_and_passes_the_unchang
     assert sides["base"]["pid"] != sides["current"]["pid"]
 
     result.stdout.fnmatch_lines(["*tbench A/B vs env:AB_SLOW_SLEEP_S=0.010*", "*b2*time*REGRESSED*"])
+
+    # `tbench compare` judges the saved run again, from the JSON alone, by other criteria.
+    saved = str(sleeping.path / "out.json")
+    assert cli.main(["compare", saved]) == 1
+    assert cli.main(["compare", saved, "--fail", "time:60%", "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "| test_forward[tiny-gpt2-b2-s8-cpu-float32] | time:60%" in out and "| unchanged" in out
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -189,3 +198,12 @@ def test_measure_calls_are_skipped_with_the_reason(sleeping: pytest.Pytester) ->
     )
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*--tbench-ab measures tbench.forward(), generate() and train() only*"])
+
+
+def test_compare_of_one_run_needs_items_measured_with_ab(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = tmp_path / "plain.json"
+    plain.write_text('{"benchmarks": [{"name": "x", "stats": {"data": [1.0]}, "extra_info": {}}]}')
+    assert cli.main(["compare", str(plain)]) == 2
+    assert "holds no item measured with --tbench-ab" in capsys.readouterr().err

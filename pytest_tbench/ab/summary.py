@@ -37,12 +37,13 @@ def ab_rows(items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[list[str]]:
     return rows
 
 
-def ab_table(items: Iterable[tuple[str, Mapping[str, Any]]]) -> str | None:
+def ab_table(items: Iterable[tuple[str, Mapping[str, Any]]], markdown: bool = False) -> str | None:
     rows = ab_rows(items)
     if not rows:
         return None
     headers = ["item", "criterion", "base", "current", "change [CI]", "verdict"]
-    return tabulate(rows, headers, tablefmt="simple", disable_numparse=True) + (
+    style = "github" if markdown else "simple"
+    return tabulate(rows, headers, tablefmt=style, disable_numparse=True) + (
         "\nbase/current: each side's median (peak for memory); change: current/base from paired rounds with "
         "its confidence interval over process pairs (memory: the peaks)."
     )
