@@ -15,9 +15,21 @@ if TYPE_CHECKING:
     from .config import TBenchConfig
     from .fixture import TBench
     from .models.registry import register_model
+    from .modes import Mode
+    from .scenarios import Scenario, Work, register_mode
 
 __version__ = "0.1.0"
-__all__ = ["BenchCase", "TBench", "TBenchConfig", "__version__", "register_model"]
+__all__ = [
+    "BenchCase",
+    "Mode",
+    "Scenario",
+    "TBench",
+    "TBenchConfig",
+    "Work",
+    "__version__",
+    "register_mode",
+    "register_model",
+]
 
 # Public name -> the module that defines it.
 _LAZY = {
@@ -25,6 +37,11 @@ _LAZY = {
     "TBench": ".fixture",
     "TBenchConfig": ".config",
     "register_model": ".models.registry",
+    # A new mode: its table entry, how its work is built, and the call that adds both.
+    "Mode": ".modes",
+    "Scenario": ".scenarios",
+    "Work": ".scenarios",
+    "register_mode": ".scenarios",
 }
 
 

@@ -6,14 +6,27 @@ from tabulate import tabulate
 
 from .config import TBenchConfig
 from .models.registry import BUILTIN_MODELS, DEFAULT_MODELS, known_names, resolve
-from .presets import PRESETS, ROUNDS_PER_RUN, rounds_for_mode
+from .modes import MODES, Mode
+from .presets import PRESETS, rounds_for_mode
 
 
 def _span(values: tuple[int, ...]) -> str:
     return ", ".join(map(str, values)) if len(values) <= 4 else f"{values[0]} ... {values[-1]} (powers of 2)"
 
 
+def _rounds_note(modes: dict[str, Mode]) -> str:
+    """How each mode's rounds follow from runs, modes of the same factor together."""
+    by_factor: dict[int, list[str]] = {}
+    for mode in modes.values():
+        by_factor.setdefault(mode.rounds_per_run, []).append(mode.name)
+    return "rounds = " + ", ".join(
+        f"runs x {factor} ({', '.join(names)})" for factor, names in by_factor.items()
+    )
+
+
 def list_presets() -> str:
+    # One rounds column per mode in the table as it is now, so that modes a conftest.py registered show too.
+    modes = dict(MODES)
     rows = [
         [
             p.name,
@@ -21,8 +34,7 @@ def list_presets() -> str:
             _span(p.seq_lens),
             p.new_tokens,
             p.runs,
-            rounds_for_mode(p.runs, "forward"),
-            rounds_for_mode(p.runs, "generate"),
+            *(rounds_for_mode(p.runs, mode) for mode in modes),
             p.description,
         ]
         for p in PRESETS.values()
@@ -33,13 +45,12 @@ def list_presets() -> str:
         "input lengths",
         "output length",
         "runs",
-        "forward rounds",
-        "generate rounds",
+        *(f"{mode} rounds" for mode in modes),
         "",
     ]
     return (
         tabulate(rows, headers)
-        + f"\n\nforward rounds = runs x {ROUNDS_PER_RUN}; --tbench-rounds overrides."
+        + f"\n\n{_rounds_note(modes)}; --tbench-rounds overrides."
         + f"\nDefault models: {', '.join(DEFAULT_MODELS)}"
     )
 

@@ -1,6 +1,8 @@
 """The one table of modes: for each, what the sweep, the presets, the model loader, the terminal summary and
-the report need to know about it. How a mode's work is built lives in ``scenarios``; a new mode is an entry
-here and a scenario there.
+the report need to know about it. How a mode's work is built lives in ``scenarios``. A built-in mode is an
+entry here and a scenario there; a user's mode is added to both at runtime by ``scenarios.register_mode``
+(from a conftest.py), so every reader looks a mode up in ``MODES`` when it is called, never in a copy made at
+import.
 
 Torch-free: the report reads it.
 """
@@ -31,6 +33,9 @@ from .metric_table import (
 # A forward or train call is far shorter than a generate call, so one preset "run" (one repeat of the
 # grid point in the seed suite) becomes this many measured rounds there; generate uses runs as rounds.
 ROUNDS_PER_RUN = 10
+
+# The mode of a test that takes the tbench fixture and names none.
+DEFAULT_MODE = "forward"
 
 
 class TableItem(HasMetrics, Protocol):
@@ -142,6 +147,11 @@ OTHER_COLUMNS = (
 )
 
 
+def mode_names() -> tuple[str, ...]:
+    """Every mode this session knows, built-in ones first, then those registered, in registration order."""
+    return tuple(MODES)
+
+
 def columns_for(mode: str) -> tuple[Column, ...]:
     known = MODES.get(mode)
     return known.columns if known is not None else OTHER_COLUMNS
@@ -155,6 +165,11 @@ def throughput(mode: str) -> Metric:
 def generates(mode: str) -> bool:
     known = MODES.get(mode)
     return known is not None and known.generates
+
+
+def extra_plots(mode: str) -> tuple[str, ...]:
+    known = MODES.get(mode)
+    return known.plots if known is not None else ()
 
 
 def rounds_for_mode(runs: int, mode: str) -> int:

@@ -20,9 +20,10 @@ from .listing import list_models, list_presets
 from .memory_errors import OomRecord, OutOfMemory, catch_out_of_memory, skip_out_of_memory
 from .models.architecture import max_positions
 from .models.loading import HEADS, ModelCache, ModelKey, ModelLoadError
+from .modes import DEFAULT_MODE, mode_names
 from .options import SETTINGS, legacy_spelling_errors, normalise_compare_args
 from .results import ItemResult
-from .scenarios import MODES, SCENARIOS
+from .scenarios import SCENARIOS
 from .summary import LEGEND, summary_tables
 
 
@@ -78,10 +79,12 @@ def pytest_load_initial_conftests(
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    # Read now, not at import: the initial conftest.py files, which may register modes, are imported by now.
     config.addinivalue_line(
         "markers",
-        f"tbench(mode='forward', head=...): the mode ({', '.join(MODES)}) and model head "
-        f"({', '.join(HEADS)}; default: the mode's) of a test that takes the tbench fixture",
+        f"tbench(mode={DEFAULT_MODE!r}, head=...): the mode ({', '.join(mode_names())}, or one added with "
+        f"pytest_tbench.register_mode) and model head ({', '.join(HEADS)}; default: the mode's) of a test "
+        "that takes the tbench fixture",
     )
     if hasattr(config.option, "benchmark_save_data"):
         # Raw samples are what later statistics (and regression gates) are computed from: always keep them.
@@ -109,14 +112,16 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
 
 def _mode_and_head(marker: pytest.Mark | None) -> tuple[str, str]:
+    """The mark's mode and head, checked against the tables as they are now (a conftest.py may have added
+    modes with register_mode)."""
     kwargs = dict(marker.kwargs) if marker else {}
-    mode = kwargs.pop("mode", marker.args[0] if marker and marker.args else "forward")
+    mode = kwargs.pop("mode", marker.args[0] if marker and marker.args else DEFAULT_MODE)
     head = kwargs.pop("head", SCENARIOS[mode].default_head if mode in SCENARIOS else "base")
-    if mode not in MODES or head not in HEADS or kwargs:
+    if mode not in SCENARIOS or head not in HEADS or kwargs:
         raise pytest.UsageError(
             f"@pytest.mark.tbench(mode={mode!r}, head={head!r}{', ' if kwargs else ''}"
-            f"{', '.join(f'{k}=...' for k in kwargs)}): valid modes {', '.join(MODES)}; "
-            f"valid heads {', '.join(HEADS)}; no other arguments"
+            f"{', '.join(f'{k}=...' for k in kwargs)}): valid modes {', '.join(mode_names())} (more with "
+            f"pytest_tbench.register_mode); valid heads {', '.join(HEADS)}; no other arguments"
         )
     return mode, head
 

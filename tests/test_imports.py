@@ -65,8 +65,11 @@ def test_console_script_does_not_import_torch(tmp_path: Path, code: str) -> None
 def test_public_names_are_lazy_and_still_importable() -> None:
     modules = _modules_after("import pytest_tbench", PACKAGE.parent)
     assert [name for name in HEAVY if name in modules] == []
-    code = "from pytest_tbench import BenchCase, TBench, TBenchConfig, register_model, __version__"
-    assert "pytest_tbench.fixture" in _modules_after(code, PACKAGE.parent)
+    code = (
+        "from pytest_tbench import BenchCase, Mode, Scenario, TBench, TBenchConfig, Work, register_mode, "
+        "register_model, __version__"
+    )
+    assert {"pytest_tbench.fixture", "pytest_tbench.scenarios"} <= _modules_after(code, PACKAGE.parent)
     with pytest.raises(AttributeError, match="no_such_name"):
         pytest_tbench.no_such_name  # type: ignore[attr-defined]  # noqa: B018
 

@@ -11,11 +11,9 @@ from typing import Any
 from ..compare.runs import load_run
 from ..errors import OptionError
 from ..metric_table import MEDIAN_S
-from ..modes import MODES
 from ..record import CASE_PARAM, ItemRecord, number
 
 Scalar = str | int | float | bool
-KNOWN_MODES = tuple(MODES)
 
 # pytest-benchmark's per-call statistics, in seconds except the round count.
 STATS_KEYS = ("min", "max", "mean", "median", "stddev", "iqr", "rounds")

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, ScalarFormatter
 
 from ..metric_table import DECODE, LATENCY, PEAK_MEMORY, PREFILL, Metric
-from ..modes import MODES, generates, throughput
+from ..modes import extra_plots, generates, throughput
 from .frame import Row
 from .metrics import group_by, points
 
@@ -307,7 +307,7 @@ def render_plots(rows: list[Row], out_dir: Path) -> list[Plot]:
             ("length", "scaling with input length", "length_scaling"),
         ):
             plots.append(scaling(group_rows, along, title(what), path(kind), kind))
-        if first.mode in MODES and "prefill_decode" in MODES[first.mode].plots:
+        if "prefill_decode" in extra_plots(first.mode):
             plots.append(prefill_decode(group_rows, title("prefill vs decode time"), path("prefill_decode")))
     if len({r.run for r in rows}) > 1 or len({r.model for r in rows}) > 1:
         for mode, mode_rows in group_by(rows, lambda r: r.mode).items():

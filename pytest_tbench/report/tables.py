@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from ..compare.runs import gpu_names
 from ..metric_table import LATENCY, PEAK_MEMORY, Metric
-from ..modes import columns_for, throughput
-from .frame import KNOWN_MODES, Row, Run
+from ..modes import columns_for, mode_names, throughput
+from .frame import Row, Run
 from .metrics import group_by
 
 GIB = 1024**3
@@ -26,8 +26,10 @@ def _text(value: object) -> str:
 
 
 def ordered_modes(rows: list[Row]) -> list[str]:
+    """The modes of ``rows`` in the mode table's order (registered modes included), then unknown ones."""
     present = dict.fromkeys(r.mode for r in rows)
-    return [m for m in KNOWN_MODES if m in present] + [m for m in present if m not in KNOWN_MODES]
+    known = mode_names()
+    return [m for m in known if m in present] + [m for m in present if m not in known]
 
 
 def item_name(row: Row, runs: bool) -> str:

@@ -3,6 +3,9 @@
 A mode's entry says how many positions an item needs, which architectures it cannot run, how its work is
 built from the session's settings, and how its metrics are recomputed when an item's rounds ran in several
 processes. What the rest of the plugin knows of a mode (its default head, its tables) is in ``modes``.
+
+``register_mode`` adds a mode to both tables in one call (from a user's conftest.py); every reader looks modes
+up in the tables when it is called, so a mode registered before collection becomes pytest items.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from transformers import PretrainedConfig
 
 from ..cases import BenchCase
 from ..config import TBenchConfig
-from ..models.loading import LoadedModel
+from ..models.loading import HEADS, LoadedModel
 from ..modes import MODES as MODE_TABLE
+from ..modes import Mode
 from .base import Work
 from .forward import forward_work
 from .generate import generate_work, pooled_metrics, unsupported_reason
@@ -61,11 +65,45 @@ SCENARIOS: dict[str, Scenario] = {
         lambda loaded, case, settings: train_work(loaded, case, settings.optimizer),
     ),
 }
-MODES = tuple(SCENARIOS)
+
+
+def register_mode(mode: Mode, scenario: Scenario) -> None:
+    """Add a mode: its tables and default head (``mode``) and how its work is built (``scenario``).
+
+    Call it where pytest imports it before collecting tests (a conftest.py, a plugin), then mark tests
+    ``@pytest.mark.tbench(mode=<name>)``. ValueError, and neither table changed, for a name already taken, a
+    mode and scenario of different names or an unknown default head.
+    """
+    if mode.name != scenario.mode:
+        raise ValueError(
+            f"register_mode: the mode is named {mode.name!r} but its scenario {scenario.mode!r}; "
+            "give both the same name"
+        )
+    if mode.name in MODE_TABLE or mode.name in SCENARIOS:
+        raise ValueError(
+            f"register_mode: a mode named {mode.name!r} already exists (modes: {', '.join(MODE_TABLE)}); "
+            "pick another name"
+        )
+    if mode.default_head not in HEADS:
+        raise ValueError(
+            f"register_mode: mode {mode.name!r} has default head {mode.default_head!r}; "
+            f"valid heads {', '.join(HEADS)}"
+        )
+    MODE_TABLE[mode.name] = mode
+    SCENARIOS[mode.name] = scenario
 
 
 def build_work(loaded: LoadedModel, case: BenchCase, settings: TBenchConfig) -> Work:
-    return SCENARIOS[case.mode].build(loaded, case, settings)
+    scenario = SCENARIOS.get(case.mode)
+    if scenario is None:
+        # The plugin checks marks against this table, so the mode was registered in the pytest process but
+        # not here: a worker of --tbench-isolate / --tbench-processes has only the forkserver's imports.
+        raise LookupError(
+            f"mode {case.mode!r} is not registered in this worker process (modes here: "
+            f"{', '.join(SCENARIOS)}): a worker imports the forkserver's preloaded modules, not the "
+            "conftest.py that called register_mode"
+        )
+    return scenario.build(loaded, case, settings)
 
 
-__all__ = ["MODES", "SCENARIOS", "Scenario", "Work", "build_work"]
+__all__ = ["SCENARIOS", "Scenario", "Work", "build_work", "register_mode"]
