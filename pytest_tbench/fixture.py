@@ -84,6 +84,11 @@ class TBench:
         """Benchmark one training step: forward with labels, backward, optimizer step, zero_grad."""
         return self._scenario("train")
 
+    def run(self) -> dict[str, Any]:
+        """Benchmark the item's own mode (the one its ``tbench`` mark names): a registered mode's scenario,
+        or forward / generate / train."""
+        return self._scenario(self.case.mode)
+
     def measure(
         self, call: Callable[[], object], *, samples: int | None = None, tokens: int | None = None
     ) -> dict[str, Any]:

@@ -54,14 +54,13 @@ register_mode(
 )
 """
 
-# The fixture has no public "run the case's scenario" call yet; ``_scenario`` is the path forward() takes.
 EMBED_BENCH = """
 import pytest
 
 
 @pytest.mark.tbench(mode="embed")
 def test_embed(tbench):
-    tbench._scenario("embed")
+    tbench.run()
 """
 
 
@@ -181,3 +180,12 @@ def test_a_registered_mode_is_ordered_with_the_known_modes(restored_modes: objec
         for mode in ("legacy", "embed", "forward")
     ]
     assert ordered_modes(run_of({"benchmarks": benches}, "run").rows) == ["forward", "embed", "legacy"]
+
+
+def test_a_registered_mode_runs_in_worker_processes(pytester: pytest.Pytester) -> None:
+    # A subprocess run: its forkserver starts with this run's preload list (the conftest that registers).
+    pytester.makeconftest(EMBED_CONFTEST)
+    pytester.makepyfile(test_bench=EMBED_BENCH)
+    result = pytester.runpytest_subprocess(*TINY, "--tbench-processes", "2")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*tbench EMBED - SPEED AND MEMORY*"])

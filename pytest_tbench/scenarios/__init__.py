@@ -91,6 +91,13 @@ def register_mode(mode: Mode, scenario: Scenario) -> None:
         )
     MODE_TABLE[mode.name] = mode
     SCENARIOS[mode.name] = scenario
+    # Worker processes (--tbench-isolate, --tbench-processes, --tbench-ab) fork from a process that imports
+    # its preload list, not the conftest.py: the module that defines the scenario registers it there too.
+    module = getattr(scenario.build, "__module__", None)
+    if module and module != "__main__" and not module.startswith("pytest_tbench."):
+        from ..launchers.forkserver import preload
+
+        preload([module])
 
 
 def build_work(loaded: LoadedModel, case: BenchCase, settings: TBenchConfig) -> Work:
@@ -100,8 +107,8 @@ def build_work(loaded: LoadedModel, case: BenchCase, settings: TBenchConfig) -> 
         # not here: a worker of --tbench-isolate / --tbench-processes has only the forkserver's imports.
         raise LookupError(
             f"mode {case.mode!r} is not registered in this worker process (modes here: "
-            f"{', '.join(SCENARIOS)}): a worker imports the forkserver's preloaded modules, not the "
-            "conftest.py that called register_mode"
+            f"{', '.join(SCENARIOS)}): a worker imports the module that defines a registered scenario's "
+            "build function; define it in an importable module (or the conftest.py that registers it)"
         )
     return scenario.build(loaded, case, settings)
 
