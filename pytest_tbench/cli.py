@@ -23,6 +23,7 @@ from .compare.runs import compare_runs, load_run, machine_differences
 from .compare.table import render
 from .errors import OptionError
 from .metric_table import AB
+from .options import parse_percent
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
         help="METRIC:N%%[:mode=M][:model=GLOB], repeatable (default: "
         + " ".join(DEFAULT_CRITERIA).replace("%", "%%")
         + ")",
+    )
+    compare.add_argument(
+        "--drift",
+        metavar="N%",
+        help="drift between sessions to allow when the baseline is one run (default: none, so a timing "
+        "change past the threshold is 'cannot tell'; several baselines use the drift between them)",
     )
     compare.add_argument("--format", choices=("text", "markdown"), default="text")
     compare.add_argument("--any-machine", action="store_true", help="compare runs from different machines")
@@ -92,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     *baselines, current = args.runs
     try:
         criteria = parse_criteria(args.fail or DEFAULT_CRITERIA)
+        drift = parse_percent(args.drift) if args.drift is not None else None
         bases, now = [load_run(path) for path in baselines], load_run(current, role="run")
     except OptionError as exc:
         print(f"tbench compare: {exc}", file=sys.stderr)
@@ -108,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     base = pool_runs(bases)
-    comparison = compare_runs(base, now, criteria)
+    comparison = compare_runs(base, now, criteria, drift)
     print(render(comparison, markdown=args.format == "markdown"))
     return 1 if comparison.regressions else 0
 

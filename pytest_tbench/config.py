@@ -47,8 +47,9 @@ class TBenchConfig:
     compare: str | None = None  # None: no gate; "": the newest saved run; else a run or a JSON path
     compare_fail: tuple[Any, ...] = ()  # Criterion objects; empty: the defaults
     compare_last: int = 1  # saved runs pooled into the baseline
-    compare_retries: int = 1  # re-measurements of an item whose timing regressed, before it fails
+    compare_retries: int = 2  # re-measurements of an item whose timing regressed, judged pooled
     compare_any_machine: bool = False
+    compare_drift: float | None = None  # drift between sessions to allow against a one-session baseline
     ab: Side | None = None  # --tbench-ab: the base side every item is also measured on, interleaved
     ab_pairs: int = 8  # pairs of worker processes per item under --tbench-ab
     ab_path: tuple[str, ...] = ()  # base worktree directories put first on the import path; (): the default

@@ -46,6 +46,7 @@ AB_BASE = "ab_base"
 ROUNDS_S = "rounds_s"
 # Set on a pooled baseline (--tbench-compare-last): how many saved runs it pools.
 BASELINE_RUNS = "baseline_runs"
+BASELINE_RUN_ROUNDS = "baseline_run_rounds"  # rounds per pooled run, in the order of the pooled rounds
 
 Better = Literal["lower", "higher"]
 # What the gate may judge a metric by (a --tbench-compare-fail METRIC); None: the gate ignores it.

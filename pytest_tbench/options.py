@@ -146,6 +146,18 @@ def parse_compare(value: Any) -> str:
     return "" if text == "latest" else text
 
 
+def parse_percent(value: Any) -> float:
+    """``10%`` or ``10`` as the fraction 0.1."""
+    text = str(value).strip().removesuffix("%")
+    try:
+        number = float(text)
+    except ValueError:
+        raise OptionError(f"{value!r} is not a percentage; use e.g. 10%") from None
+    if not 0 <= number < 1000:
+        raise OptionError(f"{value!r} is outside 0% to 1000%")
+    return number / 100
+
+
 def parse_report_dir(value: Any) -> str:
     text = str(value).strip()
     if not text:
@@ -249,8 +261,16 @@ SETTINGS: tuple[Setting, ...] = (
         _parse_min(0),
         "N",
         "measure an item whose timing regressed again, up to N times (new worker processes under "
-        "--tbench-processes), and fail it only if every measurement regresses; a passing re-measurement "
-        "replaces the earlier ones in the results (default 1; 0 fails on the first)",
+        "--tbench-processes), judging all its measurements pooled each time: a burst of load in one is "
+        "outweighed by the others, a real slowdown is in all (default 2; 0 fails on the first)",
+    ),
+    Setting(
+        "compare_drift",
+        parse_percent,
+        "N%",
+        "how far timings may drift between sessions on this machine, allowed when the baseline is one saved "
+        "session (which cannot show it; without this, such timing changes are 'cannot tell'); pooled "
+        "baselines (--tbench-compare-last N) use the drift between their sessions instead",
     ),
     Setting(
         "compare_any_machine", parse_bool, "", "allow a baseline from other hardware/software", flag=True

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .metric_table import MEDIAN_S, PROCESS_ROUNDS
+from .metric_table import BASELINE_RUN_ROUNDS, MEDIAN_S, PROCESS_ROUNDS
 
 # Where pytest-benchmark's ``params`` of an item hold its case (BenchCase.as_params()).
 CASE_PARAM = "tbench_case"
@@ -133,6 +133,18 @@ class ItemRecord:
         if self.process_rounds and sum(self.process_rounds) == count:
             return list(self.process_rounds)
         return [count] if count else []
+
+    def by_run(self, values: list[float]) -> list[list[float]]:
+        """Per-round values split by the saved run that measured them, for a baseline pooled from several
+        (``baseline_run_rounds``); [] where the record is one run."""
+        counts = [int(n) for n in self.metrics.get(BASELINE_RUN_ROUNDS) or []]
+        if len(counts) < 2 or sum(counts) != len(values):
+            return []
+        runs, start = [], 0
+        for count in counts:
+            runs.append(values[start : start + count])
+            start += count
+        return runs
 
     def by_process(self, values: list[float]) -> tuple[tuple[float, ...], ...]:
         """Per-round values split by the process that measured them; () for a run measured in one process."""

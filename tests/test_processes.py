@@ -98,7 +98,7 @@ def test_between_process_spread_is_noise_when_the_runs_have_enough_processes() -
     assert verdict.change > 0.05
     assert verdict.status == UNCHANGED and verdict.tested_on == "5 vs 5 processes"
     # The same rounds without their processes: 20 tight samples each, and the test is fooled.
-    fooled = judge("x", time_5, _ungrouped(base), _ungrouped(now))
+    fooled = judge("x", time_5, _ungrouped(base), _ungrouped(now), drift=0.0)
     assert fooled.status == REGRESSED and fooled.tested_on == "20 vs 20 rounds"
 
 
@@ -106,7 +106,7 @@ def test_a_shift_past_every_process_is_a_regression_and_fewer_processes_fall_bac
     time_5 = parse_criterion("time:5%")
     base = _grouped([1.00, 1.02, 0.99, 1.01, 1.03])
     slow = _grouped([1.20, 1.22, 1.19, 1.21, 1.23])
-    verdict = judge("x", time_5, base, slow)
+    verdict = judge("x", time_5, base, slow, drift=0.0)
     assert (verdict.status, verdict.tested_on) == (REGRESSED, "5 vs 5 processes")
     assert verdict.p_value is not None and verdict.p_value < 0.01
     assert "p=0.004 (5 vs 5 processes)" in verdict.describe()
@@ -162,17 +162,19 @@ def test_the_gate_judges_process_medians_end_to_end(
     base.assert_outcomes(passed=1)
     monkeypatch.setenv("TBENCH_GATE_SLOWDOWN", "3")  # each call 4x as long: past any noise
     criteria = ["--tbench-compare-fail", "time:50%", "--tbench-compare-fail", "peak_memory:50%"]
+    criteria += ["--tbench-compare-drift", "0%", "--tbench-compare-retries", "1"]
     slow = pytester.runpytest_subprocess(
         *sweep, "--tbench-compare=base.json", *criteria, "--benchmark-json=now.json"
     )
     slow.assert_outcomes(failed=1)
     slow.stdout.fnmatch_lines(
         [
-            "*time: baseline * ms, now * ms, +*% (threshold 50%, p=0.004 (5 vs 5 proc*",
-            "*measurement 1 of 2 also regressed: time +*% (p=0.004 (5 vs 5 processes))",
+            "*time: baseline * ms, now * ms, +*% (threshold 50%, p=* (10 vs 5 proc*",
+            "*measurements 1-1 had regressed: time +*% (p=0.004 (5 vs 5 processes))",
         ]
     )
-    # Measured again in five new processes; the JSON holds the last attempt once, the first beside it.
+    # Measured again in five new processes; the JSON holds both measurements pooled, the first also alone.
     (entry,) = json.loads((pytester.path / "now.json").read_text())["benchmarks"]
-    assert len(entry["stats"]["data"]) == len(entry["extra_info"]["process_medians_s"]) == 5
-    assert len(entry["extra_info"]["gate_discarded_attempts"][0]["rounds_s"]) == 5
+    assert len(entry["stats"]["data"]) == len(entry["extra_info"]["process_medians_s"]) == 10
+    assert entry["extra_info"]["process_rounds"] == [1] * 10
+    assert len(entry["extra_info"]["gate_earlier_attempts"][0]["rounds_s"]) == 5

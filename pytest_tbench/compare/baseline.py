@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from ..metric_table import BASELINE_RUNS, PEAK_MEMORY_BYTES, TTFT_PER_ROUND_S
+from ..metric_table import BASELINE_RUN_ROUNDS, BASELINE_RUNS, PEAK_MEMORY_BYTES, TTFT_PER_ROUND_S
 from ..record import ItemRecord
 
 
@@ -35,6 +35,8 @@ def _pool_item(benches: list[dict[str, Any]]) -> dict[str, Any]:
     if peaks:
         info[PEAK_MEMORY_BYTES] = statistics.median(peaks)
     info[BASELINE_RUNS] = len(benches)
+    if data:
+        info[BASELINE_RUN_ROUNDS] = [len(record.samples) for record in records]
     pooled = ItemRecord(records[-1].case, (), process_rounds, info)
     return {**newest, "stats": stats, "extra_info": pooled.to_extra_info()}
 

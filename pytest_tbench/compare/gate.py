@@ -30,8 +30,9 @@ class Gate(Comparer):
         paths: list[Path],
         criteria: tuple[Criterion, ...],
         flag_baselines: dict[Path, dict[str, Any]] | None = None,
+        drift: float | None = None,
     ) -> None:
-        super().__init__(baseline, criteria)
+        super().__init__(baseline, criteria, drift)
         self.paths = paths
         # Runs whose torch flags are checked when the first item is judged: bench modules and fixtures set
         # TF32 and cuDNN flags after the session starts, and the baselines recorded them at their end.
@@ -73,10 +74,11 @@ class Gate(Comparer):
             self.comparison.remeasured[fullname] = "; ".join(_brief(attempt) for attempt in earlier)
 
     def failure_message(self, verdicts: list[Verdict], earlier: Sequence[list[Verdict]] = ()) -> str:
-        lines = [f"performance regression against baseline {self.label}:"]
+        pooled = f" ({len(earlier) + 1} measurements, judged together)" if earlier else ""
+        lines = [f"performance regression against baseline {self.label}{pooled}:"]
         lines.extend(f"  {v.describe()}" for v in verdicts)
         for number, attempt in enumerate(earlier, start=1):
-            lines.append(f"  measurement {number} of {len(earlier) + 1} also regressed: {_brief(attempt)}")
+            lines.append(f"  measurements 1-{number} had regressed: {_brief(attempt)}")
         return "\n".join(lines)
 
 
@@ -115,4 +117,4 @@ def open_gate(config: pytest.Config, settings: TBenchConfig) -> Gate | None:
             )
     flag_baselines = {} if settings.compare_any_machine else dict(zip(paths, runs, strict=True))
     criteria = settings.compare_fail or parse_criteria(DEFAULT_CRITERIA)
-    return Gate(pool_runs(runs), paths, criteria, flag_baselines)
+    return Gate(pool_runs(runs), paths, criteria, flag_baselines, settings.compare_drift)

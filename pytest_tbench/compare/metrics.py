@@ -27,6 +27,7 @@ class MetricValues:
     higher_is_better: bool
     unit: str
     groups: tuple[tuple[float, ...], ...] = ()  # the samples per worker process (--tbench-processes)
+    sessions: tuple[float, ...] = ()  # a pooled baseline's figure per saved run (the median of its rounds)
 
 
 def _values(metric: str, record: ItemRecord) -> tuple[list[float], float | None]:
@@ -54,5 +55,8 @@ def extract(metric: str, item: ItemRecord | Mapping[str, Any]) -> MetricValues |
     higher, unit = found.better == "higher", stored_unit(found.key)
     rounds, single = _values(metric, record)
     if rounds:
-        return MetricValues(statistics.median(rounds), tuple(rounds), higher, unit, record.by_process(rounds))
+        sessions = tuple(statistics.median(run) for run in record.by_run(rounds) if run)
+        return MetricValues(
+            statistics.median(rounds), tuple(rounds), higher, unit, record.by_process(rounds), sessions
+        )
     return MetricValues(single, (), higher, unit) if single is not None else None

@@ -116,8 +116,11 @@ class Comparer:
     """Judges the items of a run one at a time against a baseline run; ``finish`` gives the whole picture.
     Used item by item inside a pytest session (the gate) and for two saved runs (``tbench compare``)."""
 
-    def __init__(self, baseline: dict[str, Any], criteria: tuple[Criterion, ...]) -> None:
+    def __init__(
+        self, baseline: dict[str, Any], criteria: tuple[Criterion, ...], drift: float | None = None
+    ) -> None:
         self.criteria = criteria
+        self.drift = drift  # the drift between sessions to allow against a one-session baseline
         self._baseline = {bench["fullname"]: bench for bench in baseline["benchmarks"]}
         self._seen: set[str] = set()
         self.comparison = Comparison(not_measured=not_measured(baseline))
@@ -135,7 +138,7 @@ class Comparer:
                 continue
             a, b = extract(criterion.metric, base), extract(criterion.metric, record)
             if a is not None and b is not None:
-                verdicts.append(judge(name, criterion, a, b))
+                verdicts.append(judge(name, criterion, a, b, self.drift))
         return verdicts
 
     def record(self, name: str, verdicts: list[Verdict]) -> None:
@@ -156,8 +159,10 @@ class Comparer:
         return self.comparison
 
 
-def compare_runs(base: dict[str, Any], now: dict[str, Any], criteria: tuple[Criterion, ...]) -> Comparison:
-    comparer = Comparer(base, criteria)
+def compare_runs(
+    base: dict[str, Any], now: dict[str, Any], criteria: tuple[Criterion, ...], drift: float | None = None
+) -> Comparison:
+    comparer = Comparer(base, criteria, drift)
     for bench in now["benchmarks"]:
         comparer.add(bench)
     return comparer.finish()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from .judge import Verdict, format_value
+from .judge import CANNOT_TELL, Verdict, format_value
 from .runs import Comparison
 
 
@@ -38,7 +38,16 @@ def render(comparison: Comparison, markdown: bool = False) -> str:
             [f"{name} ({outcome})" for name, outcome in comparison.not_measured.items()],
         ),
         (
-            "Measured again after a timing regression (the earlier attempts; the table shows the last)",
+            "Cannot tell: past the threshold, but not past the drift between sessions",
+            [
+                f"{v.item.split('::')[-1]} {v.criterion.metric}: {v.note}"
+                for v in comparison.verdicts
+                if v.note and v.status == CANNOT_TELL
+            ],
+        ),
+        (
+            "Measured again after a timing regression (what the earlier judgements found; the table "
+            "judges every measurement pooled)",
             [f"{name}: {earlier}" for name, earlier in comparison.remeasured.items()],
         ),
     ):

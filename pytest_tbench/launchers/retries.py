@@ -1,9 +1,18 @@
-"""Measuring an item until the regression gate accepts it (--tbench-compare-retries): a timing regression is
-measured again, and fails only if every attempt regresses; a passing attempt replaces the earlier ones, whose
-rounds stay in extra_info (``gate_discarded_attempts``)."""
+"""Measuring an item again when the regression gate finds its timing regressed (--tbench-compare-retries),
+and judging all its measurements together.
+
+A burst of load on a shared machine can make one measurement regress; measuring again from scratch (new
+worker processes under --tbench-processes) gives the gate more evidence. The attempts are pooled into one
+result, each attempt a group of its own (its processes, or itself in-process), and the gate judges the pool:
+a real slowdown is in every attempt, so pooling keeps detecting it (where "fail only if every attempt
+regresses" multiplied the chances of catching it), while a passing burst is outweighed by the attempts after
+it. The pooled item is what the results hold; each earlier attempt's rounds and regressions stay beside it
+(``gate_earlier_attempts``).
+"""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,16 +21,19 @@ import pytest
 
 from ..compare.gate import Gate, retryable
 from ..compare.judge import Verdict
-from ..metric_table import MEDIAN_S, PROCESS_ROUNDS
-from ..pytest_benchmark_api import discard_stats
+from ..metric_table import MEDIAN_S, PROCESS_MEDIANS_S, PROCESS_ROUNDS, ROUNDS, TTFT_PER_ROUND_S
+from ..pytest_benchmark_api import discard_stats, record_samples
 from .base import Attempt
 from .item import throughput
+
+GATE_ATTEMPTS = "gate_attempts"
+GATE_EARLIER_ATTEMPTS = "gate_earlier_attempts"
 
 
 @dataclass(frozen=True)
 class Judged:
-    """The attempt that stands, its extra_info (throughput and discarded attempts added) and verdicts, and the
-    regressions of each attempt it replaced."""
+    """The result that stands (every attempt pooled), its extra_info and verdicts, and the regressions each
+    earlier judgement found before the item was measured again."""
 
     attempt: Attempt
     info: dict[str, Any]
@@ -30,12 +42,13 @@ class Judged:
 
 
 def measure_judged(measure: Callable[[], Attempt], benchmark: Any, gate: Gate | None, retries: int) -> Judged:
-    """Attempts at the item until one is not a retryable regression, or ``retries`` were made after the first.
-    Judges without recording: ``settle`` enters the verdicts once the item's result is recorded."""
+    """Attempts at the item until the pool of them is not a retryable regression, or ``retries`` were made
+    after the first. Judges without recording: ``settle`` enters the verdicts once the result is recorded."""
     earlier: list[list[Verdict]] = []
-    discarded: list[dict[str, Any]] = []
+    attempts: list[Attempt] = []
     while True:
-        attempt = measure()
+        attempts.append(measure())
+        attempt = attempts[0] if len(attempts) == 1 else pool_attempts(attempts, earlier)
         info = attempt.info
         info.update(throughput(attempt.samples, attempt.tokens, attempt.median_s))
         verdicts = []
@@ -45,15 +58,35 @@ def measure_judged(measure: Callable[[], Attempt], benchmark: Any, gate: Gate | 
         if not regressed or len(earlier) >= retries:
             break
         earlier.append(regressed)
-        discarded.append(_attempt_record(attempt, regressed))
         discard_stats(benchmark)
-    if discarded:
-        info["gate_discarded_attempts"] = discarded
+    if len(attempts) > 1:  # the fixture holds the last attempt's rounds: give it the pool's
+        discard_stats(benchmark)
+        record_samples(benchmark, attempt.timings)
     return Judged(attempt, info, verdicts, earlier)
 
 
+def pool_attempts(attempts: list[Attempt], regressions: list[list[Verdict]]) -> Attempt:
+    """Every attempt's rounds as one result: the last attempt's extra_info with the rounds, process groups and
+    per-round generate figures of all; one group per attempt that ran in the pytest process."""
+    last = attempts[-1]
+    info = dict(last.info)
+    timings = [t for a in attempts for t in a.timings]
+    info[PROCESS_ROUNDS] = [n for a in attempts for n in a.info.get(PROCESS_ROUNDS, [len(a.timings)])]
+    info[ROUNDS] = len(timings)
+    medians = [m for a in attempts for m in a.info.get(PROCESS_MEDIANS_S, [statistics.median(a.timings)])]
+    info[PROCESS_MEDIANS_S] = medians
+    if all(TTFT_PER_ROUND_S in a.info for a in attempts):
+        info[TTFT_PER_ROUND_S] = [x for a in attempts for x in a.info[TTFT_PER_ROUND_S]]
+    info[GATE_ATTEMPTS] = len(attempts)
+    info[GATE_EARLIER_ATTEMPTS] = [
+        _attempt_record(attempt, found) for attempt, found in zip(attempts[:-1], regressions, strict=True)
+    ]
+    return Attempt(info, last.samples, last.tokens, timings)
+
+
 def settle(judged: Judged, benchmark: Any, gate: Gate | None) -> None:
-    """Enter the item's verdicts in the session's comparison; fail the item if its last attempt regressed."""
+    """Enter the item's verdicts in the session's comparison; fail the item if its pooled attempts
+    regressed."""
     if gate is None or not judged.attempt.timings:
         return
     gate.record_attempts(benchmark.fullname, judged.verdicts, judged.earlier)
@@ -62,7 +95,7 @@ def settle(judged: Judged, benchmark: Any, gate: Gate | None) -> None:
 
 
 def _attempt_record(attempt: Attempt, regressed: list[Verdict]) -> dict[str, Any]:
-    """What extra_info keeps of an attempt that a new measurement replaced: enough to judge it again."""
+    """What extra_info keeps of an earlier attempt on its own: enough to judge it alone again."""
     record: dict[str, Any] = {
         MEDIAN_S: attempt.median_s,
         "rounds_s": attempt.timings,

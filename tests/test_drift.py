@@ -1,0 +1,72 @@
+"""The saved-baseline gate and drift between sessions: a timing past the threshold is a regression only past
+the worst baseline session (pooled runs) or a stated drift; against one saved session it is "cannot tell".
+And re-measured attempts are judged pooled."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_tbench.compare.baseline import pool_runs
+from pytest_tbench.compare.criteria import parse_criteria, parse_criterion
+from pytest_tbench.compare.judge import CANNOT_TELL, IMPROVED, ONE_SESSION, REGRESSED, judge
+from pytest_tbench.compare.metrics import MetricValues, extract
+from pytest_tbench.compare.runs import compare_runs
+from pytest_tbench.launchers.base import Attempt
+from pytest_tbench.launchers.retries import pool_attempts
+
+TIME = parse_criterion("time:5%")
+
+
+def _values(samples: list[float], sessions: tuple[float, ...] = ()) -> MetricValues:
+    return MetricValues(sorted(samples)[len(samples) // 2], tuple(samples), False, "s", (), sessions)
+
+
+def test_one_saved_session_cannot_tell_a_slowdown_from_drift() -> None:
+    base, now = _values([0.100 + i * 1e-4 for i in range(10)]), _values([0.120 + i * 1e-4 for i in range(10)])
+    verdict = judge("x", TIME, base, now)
+    assert (verdict.status, verdict.note) == (CANNOT_TELL, ONE_SESSION)
+    assert not verdict.failed and ONE_SESSION in verdict.describe()
+    assert judge("x", TIME, now, base).status == IMPROVED  # a speed-up is no cause for alarm
+    stated = judge("x", TIME, base, now, drift=0.10)  # +20% is past a stated 10% drift by more than 5%
+    assert stated.status == REGRESSED and "the baseline with the stated drift of 10%" in stated.note
+    assert judge("x", TIME, base, now, drift=0.18).status == CANNOT_TELL
+
+
+def test_pooled_sessions_hold_a_slowdown_against_the_worst_of_them() -> None:
+    base = _values([0.100 + i * 1e-4 for i in range(10)], sessions=(0.095, 0.100, 0.110))
+    within = judge("x", TIME, base, _values([0.112 + i * 1e-4 for i in range(10)]))
+    assert within.status == CANNOT_TELL and "within the drift between sessions" in within.note
+    beyond = judge("x", TIME, base, _values([0.120 + i * 1e-4 for i in range(10)]))
+    assert beyond.status == REGRESSED and "against the worst of 3 baseline sessions" in beyond.note
+
+
+def _run(medians: list[float]) -> dict[str, object]:
+    """A saved run of one item: two rounds around each of ``medians``."""
+    data = [x for m in medians for x in (m, m * 1.002)]
+    return {"benchmarks": [{"fullname": "t::a", "stats": {"data": data}, "extra_info": {}}]}
+
+
+def test_a_pooled_baseline_keeps_each_sessions_rounds_apart() -> None:
+    runs = [_run([0.100] * 3), _run([0.110] * 3), _run([0.105] * 3)]
+    pooled = pool_runs(runs)  # type: ignore[arg-type]
+    values = extract("time", pooled["benchmarks"][0])
+    assert values is not None
+    assert values.sessions == pytest.approx((0.1001, 0.11011, 0.105105))
+    # Unchanged code in a slow session: past 5% of the pooled median, not past the slowest session.
+    slow_session = _run([0.114] * 3)
+    (verdict,) = compare_runs(pooled, slow_session, parse_criteria("time:5%")).verdicts  # type: ignore[arg-type]
+    assert verdict.status == CANNOT_TELL
+
+
+def test_re_measured_attempts_are_pooled_with_one_group_each() -> None:
+    first = Attempt({"rounds": 3, "ttft_per_round_s": [1.0, 1.0, 1.0]}, 1, 8, [0.5, 0.5, 0.5])
+    second = Attempt({"rounds": 3, "ttft_per_round_s": [0.1, 0.1, 0.1]}, 1, 8, [0.1, 0.1, 0.1])
+    regressed = judge("x", TIME, _values([0.1] * 5), _values([0.5] * 5), drift=0.0)
+    pooled = pool_attempts([first, second], [[regressed]])
+    assert pooled.timings == [0.5, 0.5, 0.5, 0.1, 0.1, 0.1]
+    info = pooled.info
+    assert (info["process_rounds"], info["rounds"], info["gate_attempts"]) == ([3, 3], 6, 2)
+    assert info["process_medians_s"] == [0.5, 0.1]
+    assert info["ttft_per_round_s"] == [1.0, 1.0, 1.0, 0.1, 0.1, 0.1]
+    (earlier,) = info["gate_earlier_attempts"]
+    assert earlier["rounds_s"] == [0.5, 0.5, 0.5] and earlier["regressed"] == ["time +400.0%"]
