@@ -180,8 +180,9 @@ class Session:
 
     @property
     def first(self) -> dict[str, Any]:
-        """The run as its first measurement saw it (a re-measurement replaces it in the JSON)."""
-        attempts = self.entry["extra_info"].get("gate_discarded_attempts")
+        """The run as its first measurement saw it (a re-measured item holds every measurement pooled, and the
+        first alone under ``gate_earlier_attempts``)."""
+        attempts = self.entry["extra_info"].get("gate_earlier_attempts")
         if not attempts:
             return self.run
         info = dict(self.entry["extra_info"])
@@ -192,7 +193,7 @@ class Session:
 
     @property
     def remeasured(self) -> bool:
-        return bool(self.entry["extra_info"].get("gate_discarded_attempts"))
+        return bool(self.entry["extra_info"].get("gate_earlier_attempts"))
 
 
 def judge_first(history: list[dict[str, Any]], session: Session, pooled: int) -> tuple[bool, bool]:
