@@ -33,7 +33,7 @@ Three gates, each with its own defaults, judged on sessions that share the machi
 - ab: `--tbench-ab env:TBENCH_GATE_SLOWDOWN=0 --tbench-compare-fail time:5%`. Each session measures the
   unchanged code (the base side) and the session's own (the current side) interleaved in pairs of worker
   processes, and fails the item on a REGRESSED paired verdict ("cannot tell" passes);
-- saved: `--tbench-compare base.json --tbench-compare-fail time:5%` (one process, one retry: the defaults),
+- saved: `--tbench-compare base.json --tbench-compare-fail time:5%` (one process, 2 retries: the defaults),
   against one unchanged session saved with `--benchmark-json base.json` at the start;
 - pytest-benchmark: its `--benchmark-compare-fail=mean:5%` rule (its own code) on the first measurement of
   the saved setup's sessions, against the same base.json.

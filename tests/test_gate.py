@@ -141,15 +141,16 @@ def test_a_passing_burst_is_measured_again_and_passes(
     entries = {b["param"]: b for b in json.loads(json_path.read_text())["benchmarks"]}
     assert len(entries) == 2
     again = entries["tiny-gpt2-b2-s8-cpu-float32"]
-    # One entry per item; the re-measured one holds all three measurements pooled (the burst outvoted), and
-    # what each earlier judgement found beside it.
+    # One entry per item; the re-measured one holds its measurements pooled (the burst outweighed by one or
+    # two clean ones), and each earlier one alone beside it.
     info = again["extra_info"]
-    first, second = info["gate_earlier_attempts"]
-    assert len(first["rounds_s"]) == len(second["rounds_s"]) == 12
-    assert len(again["stats"]["data"]) == 36 and info["process_rounds"] == [12, 12, 12]
-    assert info["gate_attempts"] == 3
-    assert first["median_s"] > 3 * again["stats"]["median"]
-    assert first["regressed"][0].startswith("time +")
+    earlier = info["gate_earlier_attempts"]
+    attempts = len(earlier) + 1
+    assert attempts in (2, 3) and info["gate_attempts"] == attempts
+    assert all(len(e["rounds_s"]) == 12 for e in earlier)
+    assert len(again["stats"]["data"]) == 12 * attempts and info["process_rounds"] == [12] * attempts
+    assert earlier[0]["median_s"] > 3 * again["stats"]["median"]
+    assert earlier[0]["regressed"][0].startswith("time +")
     assert "gate_attempts" not in entries["tiny-gpt2-b1-s8-cpu-float32"]["extra_info"]
 
 
