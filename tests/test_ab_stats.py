@@ -12,12 +12,16 @@ from pathlib import Path
 import pytest
 
 from pytest_tbench.ab.paired import CANNOT_TELL, judge_paired, paired_estimate, status_of
-from pytest_tbench.ab.pairs import balanced_order
+from pytest_tbench.ab.pairs import balanced_order, run_pair
 from pytest_tbench.ab.sides import Side, parse_side
 from pytest_tbench.ab.worktree import Worktree
+from pytest_tbench.cases import BenchCase
 from pytest_tbench.compare.criteria import parse_criteria
 from pytest_tbench.compare.judge import IMPROVED, REGRESSED, TOO_FEW, UNCHANGED
+from pytest_tbench.config import TBenchConfig
 from pytest_tbench.errors import OptionError
+from pytest_tbench.launchers.base import Job
+from pytest_tbench.launchers.worker import Outcome
 from pytest_tbench.record import ItemRecord
 
 
@@ -158,3 +162,76 @@ def test_the_base_worktree_comes_first_and_moves_the_sessions_repository_paths(t
         Worktree.create(repo, "no-such-branch")
     with pytest.raises(OptionError, match="not inside a git repository"):
         Worktree.create(tmp_path, "HEAD")
+
+
+class FakeWorker:
+    """A worker that replies as scripted: ``load`` is its reply to the job (ready, or an Outcome)."""
+
+    def __init__(self, side: str, log: list[str], load: object) -> None:
+        self.side, self.log, self.load = side, log, load
+        self.replies: list[object] = [load]
+        self.closed = False
+
+    def send(self, message: tuple[object, ...]) -> None:
+        kind = message[0]
+        if kind == "round":
+            self.log.append(self.side)
+            self.replies.append(("sample", 0.1))
+        elif kind == "stop":
+            self.replies.append(Outcome("ok", samples=[0.1] * self.log.count(self.side)))
+
+    def receive(self) -> object:
+        return self.replies.pop(0)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeSide:
+    """A side process whose workers load as ``loads`` says, one reply per fork in turn."""
+
+    def __init__(self, side: str, log: list[str], loads: list[object]) -> None:
+        self.side, self.log, self.loads = side, log, loads
+        self.forked: list[FakeWorker] = []
+
+    def fork(self, job: object) -> FakeWorker:
+        worker = FakeWorker(self.side, self.log, self.loads.pop(0))
+        self.forked.append(worker)
+        return worker
+
+
+def _job(rounds: int) -> Job:
+    case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cpu", "float32")
+    return Job(case, "tiny-gpt2", "builtin", None, None, TBenchConfig(), rounds, 0)
+
+
+def test_a_pair_interleaves_its_rounds_and_stops_both_workers() -> None:
+    log: list[str] = []
+    sides = {"base": FakeSide("base", log, [("ready",)]), "current": FakeSide("current", log, [("ready",)])}
+    result = run_pair(sides, _job(3), first="current")  # type: ignore[arg-type]
+    assert log == ["current", "base", "base", "current", "current", "base"]
+    assert result.interleaving == "rounds" and result.failure is None
+    assert [len(o.samples) for o in result.outcomes.values()] == [3, 3]
+    assert all(w.closed for side in sides.values() for w in side.forked)
+
+
+def test_a_second_model_that_does_not_fit_makes_the_pair_run_in_turn() -> None:
+    log: list[str] = []
+    oom = Outcome("oom", message="CUDA out of memory")
+    sides = {
+        "base": FakeSide("base", log, [("ready",), ("ready",)]),
+        "current": FakeSide("current", log, [oom, ("ready",)]),
+    }
+    result = run_pair(sides, _job(2), first="base")  # type: ignore[arg-type]
+    assert result.interleaving == "processes" and result.failure is None
+    assert log == ["base", "base", "current", "current"]  # whole processes, one after the other
+    assert result.order == ["base", "base", "current", "current"]
+    assert sides["base"].forked[0].closed  # the first pair of workers was stopped before running in turn
+
+
+def test_a_side_that_fails_to_load_fails_the_pair() -> None:
+    log: list[str] = []
+    broken = Outcome("error", message="ImportError: no module named mymodel")
+    sides = {"base": FakeSide("base", log, [broken]), "current": FakeSide("current", log, [("ready",)])}
+    result = run_pair(sides, _job(2), first="current")  # type: ignore[arg-type]
+    assert result.failure == ("base", broken) and log == []

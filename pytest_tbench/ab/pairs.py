@@ -20,6 +20,7 @@ from .session import BASE, CURRENT
 from .side_process import SideProcess, Worker
 
 Interleaving = Literal["rounds", "processes"]
+STOPPED = "stopped: the other side failed"
 
 
 def balanced_order(first: str, second: str, rounds: int) -> list[tuple[str, str]]:
@@ -38,11 +39,10 @@ class PairResult:
 
     @property
     def failure(self) -> tuple[str, Outcome] | None:
-        """The first side whose worker did not finish (out of memory, an error, a crash)."""
-        for side, outcome in self.outcomes.items():
-            if outcome.status != "ok":
-                return side, outcome
-        return None
+        """The side whose worker did not finish (out of memory, an error, a crash), not the one stopped for
+        it."""
+        failed = [(s, o) for s, o in self.outcomes.items() if o.status != "ok"]
+        return next((f for f in failed if f[1].message != STOPPED), failed[0] if failed else None)
 
 
 def run_pair(sides: dict[str, SideProcess], job: Job, first: str) -> PairResult:
@@ -58,7 +58,7 @@ def run_pair(sides: dict[str, SideProcess], job: Job, first: str) -> PairResult:
         if set(failed) == {second} and failed[second].status == "oom" and ready[first] == ("ready",):
             return _run_in_turn(sides, job, first, second)
         return PairResult(
-            {s: failed.get(s, Outcome("error", message="stopped")) for s in workers}, first, "rounds"
+            {s: failed.get(s, Outcome("error", message=STOPPED)) for s in workers}, first, "rounds"
         )
     order: list[str] = []
     for pair in balanced_order(first, second, job.rounds):
@@ -82,7 +82,7 @@ def _run_in_turn(sides: dict[str, SideProcess], job: Job, first: str, second: st
         if outcomes[side].status != "ok":
             break
     for side in (first, second):
-        outcomes.setdefault(side, Outcome("error", message="not run: the other side failed"))
+        outcomes.setdefault(side, Outcome("error", message=STOPPED))
     return PairResult(outcomes, first, "processes", order)
 
 
@@ -116,6 +116,4 @@ def _stop(worker: Worker) -> None:
 
 
 def _stopped(workers: dict[str, Worker], failed: str) -> dict[str, Any]:
-    return {
-        side: Outcome("error", message="stopped: the other side failed") for side in workers if side != failed
-    }
+    return {side: Outcome("error", message=STOPPED) for side in workers if side != failed}
