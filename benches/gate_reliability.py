@@ -146,27 +146,19 @@ if __name__ == "__main__":
 
 def run_session(folder: Path, name: str, slowdown: float, args: argparse.Namespace, *, save: bool) -> Session:
     """One pytest session: gated against the saved runs when there are any, saved as one when ``save``."""
-    out = folder / f"{name}.json"
-    env = {**os.environ, "TBENCH_GATE_SLOWDOWN": str(slowdown), "HF_HUB_OFFLINE": "1"}
-    env["OMP_NUM_THREADS"] = str(args.threads)
-    command = [
-        sys.executable, "-m", "pytest", "test_bench.py", "-q", "-p", "no:cacheprovider",
-        "--tbench-models", args.model, "--tbench-batch-sizes", "1", "--tbench-seq-lens", "64",
-        "--tbench-rounds", str(args.rounds), "--tbench-warmup", "3",
-        "--tbench-processes", str(args.processes), f"--benchmark-json={out}",
+    extra = [
+        "--tbench-warmup", "3", "--tbench-processes", str(args.processes),
         f"--benchmark-storage=file://{folder / 'storage'}",
     ]  # fmt: skip
     if any((folder / "storage").rglob("*.json")):
-        command += [
+        extra += [
             "--tbench-compare", "--tbench-compare-last", str(args.baseline_runs),
             "--tbench-compare-fail", "time:5%", "--tbench-compare-retries", str(args.retries),
         ]  # fmt: skip
     if save:
-        command.append("--benchmark-save=main")
-    done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
-    if done.returncode not in (0, 1) or not out.is_file():
-        raise SystemExit(f"session {name} ended with exit code {done.returncode}:\n{done.stdout[-3000:]}")
-    return Session(json.loads(out.read_text()), gate_failed=done.returncode == 1)
+        extra.append("--benchmark-save=main")
+    finished = run_pytest(folder, name, slowdown, extra, args)
+    return Session(finished.run, gate_failed=finished.exit_code == 1)
 
 
 @dataclass
