@@ -22,6 +22,7 @@ from ..metric_table import (
     ROUNDS,
     TRAIN_STEPS,
 )
+from ..record import ItemRecord
 from ..scenarios import SCENARIOS
 from .worker import Outcome
 
@@ -42,13 +43,14 @@ def pool(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], dict[st
     the highest peak (the item's peak), rounds and counts summed, round-based metrics over all rounds."""
     if len(outcomes) == 1:
         return list(outcomes[0].samples), dict(outcomes[0].info)
-    peaks = [int(o.info.get(PEAK_MEMORY_BYTES, 0)) for o in outcomes]
+    records = [ItemRecord.from_extra_info(case.as_params(), o.info, {"data": o.samples}) for o in outcomes]
+    peaks = [int(r.metric(PEAK_MEMORY_BYTES) or 0) for r in records]
     info = dict(outcomes[peaks.index(max(peaks))].info)
     samples = [s for o in outcomes for s in o.samples]
-    info[ROUNDS] = sum(o.info[ROUNDS] for o in outcomes)
+    info[ROUNDS] = sum(int(r.metric(ROUNDS) or 0) for r in records)
     for key in ADDITIVE_KEYS:
         if key in info:
-            info[key] = sum(o.info.get(key, 0) for o in outcomes)
+            info[key] = sum(int(r.metric(key) or 0) for r in records)
     pooled_metrics = SCENARIOS[case.mode].pooled_metrics
     if pooled_metrics is not None:
         info.update(pooled_metrics(case, [record for o in outcomes for record in o.records]))
@@ -58,7 +60,7 @@ def pool(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], dict[st
             PROCESS_ROUNDS: [len(o.samples) for o in outcomes],
             PROCESS_MEDIANS_S: [statistics.median(o.samples) for o in outcomes if o.samples],
             PEAK_MEMORY_PER_PROCESS_BYTES: peaks,
-            MODEL_LOAD_TIME_S: statistics.fmean(o.info[MODEL_LOAD_TIME_S] for o in outcomes),
+            MODEL_LOAD_TIME_S: statistics.fmean(r.metric(MODEL_LOAD_TIME_S) or 0.0 for r in records),
         }
     )
     return samples, info
