@@ -212,7 +212,7 @@ AB, SAVED, PYTEST_BENCHMARK, PROCESSES_5 = "ab", "saved", "pytest-benchmark", "p
 GATES = (AB, SAVED, PYTEST_BENCHMARK)
 LABELS = {
     AB: "tbench `--tbench-ab` (paired, time:5%)",
-    SAVED: "tbench saved baseline (time:5%, 1 retry)",
+    SAVED: "tbench saved baseline (time:5%, defaults: 2 retries)",
     PYTEST_BENCHMARK: "pytest-benchmark `mean:5%` (saved baseline)",
     PROCESSES_5: "`--tbench-processes 5`, no gate",
 }
