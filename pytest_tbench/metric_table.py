@@ -43,6 +43,10 @@ PEAK_MEMORY_PER_PROCESS_BYTES = "peak_memory_per_process_bytes"
 # the sides, pairing and paired verdicts.
 AB = "ab"
 AB_BASE = "ab_base"
+# An item the gate measured again (--tbench-compare-retries): how many measurements are pooled, and each
+# earlier one alone.
+GATE_ATTEMPTS = "gate_attempts"
+GATE_EARLIER_ATTEMPTS = "gate_earlier_attempts"
 ROUNDS_S = "rounds_s"
 # Set on a pooled baseline (--tbench-compare-last): how many saved runs it pools.
 BASELINE_RUNS = "baseline_runs"

@@ -22,9 +22,9 @@ from ..launchers.pooling import pool
 from ..memory_errors import OutOfMemory
 from ..metric_table import AB, AB_BASE, ROUNDS_S
 from ..pytest_benchmark_api import record_samples, round_rules
-from ..record import ItemRecord
 from .paired import judge_paired
 from .pairs import PairResult, run_pair
+from .rejudge import sides_of
 from .session import BASE, CURRENT, ABSession
 from .side_process import SideError
 
@@ -76,12 +76,10 @@ class ABLauncher:
         samples, info = pool(case, [r.outcomes[CURRENT] for r in results])
         base_samples, base_info = pool(case, [r.outcomes[BASE] for r in results])
         base_info[ROUNDS_S] = base_samples
-        current = ItemRecord.from_extra_info(
-            case.as_params(), info, {"data": samples}, self.benchmark.fullname
-        )
-        base = ItemRecord.from_extra_info(case.as_params(), base_info, {"data": base_samples})
-        verdicts = [] if self.benchmark.disabled else judge_paired(case.id, self.criteria, base, current)
         info[AB_BASE] = base_info
+        # Judged as read back from its JSON entry: `tbench compare RUN.json` judges the same two records.
+        entry = {"params": case.as_params(), "extra_info": info, "stats": {"data": samples}}
+        verdicts = [] if self.benchmark.disabled else judge_paired(case.id, self.criteria, *sides_of(entry))
         info[AB] = {
             "sides": self.session.describe(),
             "pairs": len(results),

@@ -54,7 +54,7 @@ def run_pair(sides: dict[str, SideProcess], job: Job, first: str) -> PairResult:
     failed = {side: r for side, r in ready.items() if isinstance(r, Outcome)}
     if failed:
         for worker in workers.values():
-            _stop(worker)
+            worker.close()  # a worker blocked on its socket sees end-of-file and exits
         if set(failed) == {second} and failed[second].status == "oom" and ready[first] == ("ready",):
             return _run_in_turn(sides, job, first, second)
         return PairResult(
@@ -66,7 +66,7 @@ def run_pair(sides: dict[str, SideProcess], job: Job, first: str) -> PairResult:
             workers[side].send(("round",))
             reply = workers[side].receive()
             if isinstance(reply, Outcome):  # it failed mid-way: the other side stops too
-                _stop(workers[second if side == first else first])
+                workers[second if side == first else first].close()
                 workers[side].close()
                 return PairResult({side: reply, **_stopped(workers, side)}, first, "rounds", order)
             order.append(side)
@@ -109,10 +109,6 @@ def _finish(worker: Worker) -> Outcome:
     if not isinstance(outcome, Outcome):
         return Outcome("error", message=f"{worker.side.name}: unexpected reply {outcome!r}")
     return outcome
-
-
-def _stop(worker: Worker) -> None:
-    worker.close()  # a worker blocked on its socket sees end-of-file and exits
 
 
 def _stopped(workers: dict[str, Worker], failed: str) -> dict[str, Any]:

@@ -13,23 +13,24 @@ from ..record import ItemRecord
 from .paired import PairedVerdict, judge_paired
 
 
-def sides_of(bench: Mapping[str, Any]) -> tuple[ItemRecord, ItemRecord] | None:
-    """(base, current) records of a JSON entry measured under --tbench-ab; None for any other entry."""
-    info = bench.get("extra_info")
-    base_info = info.get(AB_BASE) if isinstance(info, Mapping) else None
-    if not isinstance(base_info, Mapping):
-        return None
+def sides_of(bench: Mapping[str, Any]) -> tuple[ItemRecord, ItemRecord]:
+    """(base, current) records of a JSON entry measured under --tbench-ab (``is_ab`` says whether it was)."""
+    base_info = bench["extra_info"][AB_BASE]
     rounds = base_info.get(ROUNDS_S) or []
     base = ItemRecord.from_extra_info(bench.get("params"), base_info, {"data": rounds})
     return base, ItemRecord.from_bench(bench)
+
+
+def is_ab(bench: Mapping[str, Any]) -> bool:
+    info = bench.get("extra_info")
+    return isinstance(info, Mapping) and isinstance(info.get(AB_BASE), Mapping)
 
 
 def rejudge(run: Mapping[str, Any], criteria: Sequence[Criterion]) -> list[tuple[str, list[PairedVerdict]]]:
     """(item name, verdicts) for every A/B item of a run, in run order."""
     judged = []
     for bench in run.get("benchmarks") or []:
-        sides = sides_of(bench)
-        if sides is not None:
+        if is_ab(bench):
             name = str(bench.get("name") or bench.get("fullname"))
-            judged.append((name, judge_paired(name, criteria, *sides)))
+            judged.append((name, judge_paired(name, criteria, *sides_of(bench))))
     return judged

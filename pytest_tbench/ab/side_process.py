@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..launchers.base import Job
-from ..launchers.forkserver import describe_exit
+from ..launchers.forkserver import WorkerDied, describe_exit
 from ..launchers.worker import Outcome
 
 STDERR_TAIL = 3000  # characters of a failed side process' stderr quoted in its error
@@ -159,12 +159,8 @@ class Worker:
             return self.conn.recv()
         except (EOFError, OSError):
             self.close()
-            return Outcome(
-                "oom" if self.exitcode == -9 else "error",
-                message=f"{self.side.name}: worker process died before reporting: "
-                f"{describe_exit(self.exitcode)}"
-                + (" (SIGKILL: most likely the kernel's OOM killer)" if self.exitcode == -9 else ""),
-            )
+            died = WorkerDied(self.exitcode)
+            return Outcome("oom" if died.killed else "error", message=f"{self.side.name}: {died.describe()}")
 
     def close(self) -> None:
         """Close its socket (a worker still waiting then exits) and collect its exit code."""

@@ -48,6 +48,10 @@ class WorkerDied(RuntimeError):
         """SIGKILL from outside: on Linux almost always the kernel's OOM killer."""
         return self.exitcode == -signal.SIGKILL
 
+    def describe(self) -> str:
+        """The message, with the likely cause of a SIGKILL."""
+        return f"{self} (SIGKILL: most likely the kernel's OOM killer)" if self.killed else str(self)
+
 
 def describe_exit(exitcode: int | None) -> str:
     if exitcode is None:

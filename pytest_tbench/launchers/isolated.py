@@ -55,7 +55,7 @@ def run_worker(job: Job) -> Outcome | OutOfMemory:
     except WorkerDied as died:
         if not died.killed:
             pytest.fail(f"{job.case.id}: {died}; the rest of the session goes on", pytrace=False)
-        return OutOfMemory(f"{died} (SIGKILL: most likely the kernel's OOM killer)")
+        return OutOfMemory(died.describe())
     if outcome.status == "oom":
         return OutOfMemory(outcome.message)
     if outcome.status == "error":

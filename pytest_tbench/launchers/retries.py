@@ -21,13 +21,19 @@ import pytest
 
 from ..compare.gate import Gate, retryable
 from ..compare.judge import Verdict
-from ..metric_table import MEDIAN_S, PROCESS_MEDIANS_S, PROCESS_ROUNDS, ROUNDS, TTFT_PER_ROUND_S
+from ..metric_table import (
+    GATE_ATTEMPTS,
+    GATE_EARLIER_ATTEMPTS,
+    MEDIAN_S,
+    PROCESS_MEDIANS_S,
+    PROCESS_ROUNDS,
+    ROUNDS,
+    ROUNDS_S,
+    TTFT_PER_ROUND_S,
+)
 from ..pytest_benchmark_api import discard_stats, record_samples
 from .base import Attempt
 from .item import throughput
-
-GATE_ATTEMPTS = "gate_attempts"
-GATE_EARLIER_ATTEMPTS = "gate_earlier_attempts"
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,7 @@ def _attempt_record(attempt: Attempt, regressed: list[Verdict]) -> dict[str, Any
     """What extra_info keeps of an earlier attempt on its own: enough to judge it alone again."""
     record: dict[str, Any] = {
         MEDIAN_S: attempt.median_s,
-        "rounds_s": attempt.timings,
+        ROUNDS_S: attempt.timings,
         "regressed": [f"{v.criterion.metric} {v.change:+.1%}" for v in regressed],
     }
     if PROCESS_ROUNDS in attempt.info:
