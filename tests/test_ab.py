@@ -109,12 +109,13 @@ def test_env_side_finds_a_slowdown_with_its_sign_and_size_and_passes_the_unchang
 
     result.stdout.fnmatch_lines(["*tbench A/B vs env:AB_SLOW_SLEEP_S=0.010*", "*b2*time*REGRESSED*"])
 
-    # `tbench compare` judges the saved run again, from the JSON alone, by other criteria.
+    # `tbench compare` judges the saved run again, from the JSON alone, by other criteria. Not 60%: with 3
+    # pairs (t on 2 degrees of freedom) the interval of +50% can reach 60%, which the rule rightly fails.
     saved = str(sleeping.path / "out.json")
     assert cli.main(["compare", saved]) == 1
-    assert cli.main(["compare", saved, "--fail", "time:60%", "--format", "markdown"]) == 0
+    assert cli.main(["compare", saved, "--fail", "time:300%", "--format", "markdown"]) == 0
     out = capsys.readouterr().out
-    assert "| test_forward[tiny-gpt2-b2-s8-cpu-float32] | time:60%" in out and "| unchanged" in out
+    assert "| test_forward[tiny-gpt2-b2-s8-cpu-float32] | time:300%" in out and "| unchanged" in out
 
 
 def _git(repo: Path, *args: str) -> str:
