@@ -339,18 +339,27 @@ def compare_setups(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     with load_beside(args), tempfile.TemporaryDirectory() as tmp:
         folder = bench_folder(Path(tmp))
         base = run_pytest(folder, Path(BASE_JSON).stem, 0.0, [], args)
-        base_stats = base.run["benchmarks"][0]["stats"]
         for trial in range(args.runs):
             for position, planned in enumerate(trial_plan(args.slowdowns, rng)):
                 finished = run_pytest(
                     folder, f"{planned.name}-{trial}", planned.slowdown, setup_args(planned.setup, args), args
                 )
-                for record in records_of(planned, finished, base_stats):
+                for record in records_of(planned, finished, base.run["benchmarks"][0]["stats"]):
                     records.append({"trial": trial, "position": position, **record})
             print(f"trial {trial + 1}/{args.runs}: {progress(records)}", flush=True)
-        keep_jsons(folder, args.keep)
+            # Written after every trial, so that a run cut short keeps what it measured.
+            keep_jsons(folder, args.keep)
+            write_out(args, *figures_of(args, base, records, trial + 1, time.perf_counter() - started))
+    return figures_of(args, base, records, args.runs, time.perf_counter() - started)
+
+
+def figures_of(
+    args: argparse.Namespace, base: Finished, records: list[dict[str, Any]], trials: int, wall_s: float
+) -> tuple[dict[str, Any], str]:
+    """The figures of the first ``trials`` trials, as JSON and as Markdown."""
+    base_stats = base.run["benchmarks"][0]["stats"]
     figures = {
-        "runs": args.runs,
+        "runs": trials,
         "slowdowns": args.slowdowns,
         "model": args.model,
         "rounds": args.rounds,
@@ -360,12 +369,18 @@ def compare_setups(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         "seed": args.seed,
         "base_median_ms": round(base_stats["median"] * 1000, 3),
         "base_session_wall_s": round(base.wall_s, 1),
-        "wall_time_s": round(time.perf_counter() - started, 1),
+        "wall_time_s": round(wall_s, 1),
         "setups": {setup: summarise_setup(records, setup, args.slowdowns) for setup in (*GATES, PROCESSES_5)},
         "sessions": records,
     }
     add_cost_ratios(figures["setups"])
     return figures, markdown(figures)
+
+
+def write_out(args: argparse.Namespace, figures: dict[str, Any], table: str) -> None:
+    if args.out:
+        args.out.write_text(json.dumps(figures, indent=2))
+        args.out.with_suffix(".md").write_text(table)
 
 
 def progress(records: list[dict[str, Any]]) -> str:
@@ -599,9 +614,7 @@ def main() -> None:
     figures, table = compare_setups(args)
     print(json.dumps({k: v for k, v in figures.items() if k != "sessions"}, indent=2))
     print(table)
-    if args.out:
-        args.out.write_text(json.dumps(figures, indent=2))
-        args.out.with_suffix(".md").write_text(table)
+    write_out(args, figures, table)
 
 
 def gate_runs(args: argparse.Namespace) -> None:

@@ -6,6 +6,7 @@ that a slowdown's size is known and CI's noise cannot decide a verdict."""
 from __future__ import annotations
 
 import stat
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from pytest_tbench import cli
 
 from .conftest import run_json
+from .test_json_contract import check_ab_keys
 
 # Every forward call sleeps: AB_SLEEP_S seconds, or AB_SLOW_SLEEP_S for batch-2 items, so that one session
 # holds an unchanged item (b1) and a changed one (b2) when only one side sets AB_SLOW_SLEEP_S.
@@ -96,6 +98,8 @@ def test_env_side_finds_a_slowdown_with_its_sign_and_size_and_passes_the_unchang
     assert len(entries[2]["stats"]["data"]) == len(info["ab_base"]["rounds_s"]) == 18
     assert info["process_rounds"] == info["ab_base"]["process_rounds"] == [6, 6, 6]
     assert min(info["ab_base"]["rounds_s"]) > 0.009 and min(entries[2]["stats"]["data"]) > 0.014
+    assert info["ab_base"]["median_s"] == pytest.approx(statistics.median(info["ab_base"]["rounds_s"]))
+    check_ab_keys(data)
 
     # Interleaving: pairs start with the base and the current side in turn, and alternate A B B A inside.
     ab = info["ab"]

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from pytest_tbench.compare.baseline import pool_runs
-from pytest_tbench.compare.criteria import parse_criteria, parse_criterion
+from pytest_tbench.compare.criteria import METRICS, parse_criteria, parse_criterion
 from pytest_tbench.compare.judge import CANNOT_TELL, IMPROVED, ONE_SESSION, REGRESSED, judge
-from pytest_tbench.compare.metrics import MetricValues, extract
+from pytest_tbench.compare.metrics import READERS, MetricValues, extract
 from pytest_tbench.compare.runs import compare_runs
 from pytest_tbench.launchers.base import Attempt
 from pytest_tbench.launchers.retries import pool_attempts
@@ -70,3 +70,8 @@ def test_re_measured_attempts_are_pooled_with_one_group_each() -> None:
     assert info["ttft_per_round_s"] == [1.0, 1.0, 1.0, 0.1, 0.1, 0.1]
     (earlier,) = info["gate_earlier_attempts"]
     assert earlier["rounds_s"] == [0.5, 0.5, 0.5] and earlier["regressed"] == ["time +400.0%"]
+
+
+def test_every_gate_metric_has_a_reader() -> None:
+    """A metric added to GateMetric without a reader would be unjudgeable (it once fell through to memory)."""
+    assert sorted(READERS) == sorted(METRICS)

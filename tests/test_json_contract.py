@@ -6,6 +6,9 @@ processes; the keys it writes (``extra_info`` per launcher and mode, ``machine_i
 key fails here. A key that is added on purpose goes into the list: regenerate it with
 ``TBENCH_WRITE_JSON_KEYS=1 pytest tests/test_json_contract.py`` and review the diff.
 
+An A/B run's keys are pinned in tests/json_keys_ab.txt by the A/B session of tests/test_ab.py
+(``check_ab_keys``).
+
 Not covered (they need a GPU or a regressing baseline): the CUDA memory keys, and ``gate_earlier_attempts``
 that the gate adds to a re-measured item (tests/test_gate.py covers that one).
 """
@@ -21,6 +24,7 @@ import pytest
 from .conftest import ALL_MODES_BENCH, TINY, run_json
 
 KEYS_FILE = Path(__file__).with_name("json_keys.txt")
+AB_KEYS_FILE = Path(__file__).with_name("json_keys_ab.txt")
 
 
 # The runs whose keys are pinned: the in-process launcher, and the worker processes with their pooling.
@@ -87,7 +91,10 @@ def _key_lines(launcher: str, data: dict[str, Any]) -> set[str]:
 
 
 def _unit_problems(data: dict[str, Any]) -> list[str]:
-    records = [b["extra_info"] for b in data["benchmarks"]] + [data["machine_info"]["tbench"]]
+    return unit_problems([b["extra_info"] for b in data["benchmarks"]] + [data["machine_info"]["tbench"]])
+
+
+def unit_problems(records: list[dict[str, Any]]) -> list[str]:
     problems = []
     for record in records:
         for key, value in record.items():
@@ -120,6 +127,29 @@ def test_json_keys_and_units(pytester: pytest.Pytester, launcher: str) -> None:
         return
     assert sorted(found - expected) == [], "new keys: add them to tests/json_keys.txt"
     assert sorted(expected - found) == [], "keys the JSON no longer has"
+
+
+def check_ab_keys(data: dict[str, Any]) -> None:
+    """The keys of a run measured under --tbench-ab (tests/test_ab.py runs one and calls this) must equal the
+    committed list in tests/json_keys_ab.txt: ``WHERE KEY``, WHERE being extra_info, ab_base, ab,
+    ab.sides.SIDE or ab.verdicts. Regenerated like json_keys.txt."""
+    lines: set[str] = set()
+    for bench in data["benchmarks"]:
+        info, ab = bench["extra_info"], bench["extra_info"]["ab"]
+        lines |= {f"extra_info {key}" for key in info} | {f"ab_base {key}" for key in info["ab_base"]}
+        lines |= {f"ab {key}" for key in ab}
+        lines |= {f"ab.sides.{side} {key}" for side, found in ab["sides"].items() for key in found}
+        lines |= {f"ab.verdicts {key}" for verdict in ab["verdicts"] for key in verdict}
+    # The verdicts' numbers are in the unit their "unit" key names: only the two sides' records are checked.
+    sides = [record for b in data["benchmarks"] for record in (b["extra_info"], b["extra_info"]["ab_base"])]
+    assert not unit_problems(sides)
+    header = [line for line in AB_KEYS_FILE.read_text().splitlines() if line.startswith("#")]
+    if os.environ.get("TBENCH_WRITE_JSON_KEYS"):
+        AB_KEYS_FILE.write_text("\n".join([*header, *sorted(lines)]) + "\n")
+        return
+    committed = {line for line in AB_KEYS_FILE.read_text().splitlines() if line and not line.startswith("#")}
+    assert sorted(lines - committed) == [], "new keys: add them to tests/json_keys_ab.txt"
+    assert sorted(committed - lines) == [], "keys the JSON no longer has"
 
 
 def test_unitless_keys_are_written() -> None:

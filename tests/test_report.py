@@ -290,6 +290,36 @@ def test_two_runs_are_compared(tmp_path: Path) -> None:
     assert (out / "plots" / "latency_heatmap_beta_forward_slower.png").is_file()
 
 
+def test_an_ab_run_shows_its_base_side_as_a_run_and_its_verdicts(tmp_path: Path) -> None:
+    run = crafted_run()
+    item = forward_item("beta", 1, 32)
+    verdict = {
+        "criterion": "time:5%", "status": "REGRESSED", "base": 0.032, "current": 0.064, "change": 1.0,
+        "unit": "s", "low": 0.9, "high": 1.1, "confidence": 0.99, "pairs": 4, "paired_rounds": 6, "text": "t",
+    }  # fmt: skip
+    base_info = {k: v for k, v in item["extra_info"].items() if not k.startswith("throughput")}
+    item["extra_info"]["ab_base"] = {**base_info, "rounds_s": [0.02, 0.03, 0.031, 0.05]}
+    sides = {"base": {"spec": "HEAD~1", "torch_version": "2.12.0"}, "current": {}}
+    item["extra_info"]["ab"] = {"sides": sides, "verdicts": [verdict]}
+    run["benchmarks"] = [item, forward_item("alpha", 1, 32)]  # alpha: measured without --tbench-ab
+    path = tmp_path / "ab.json"
+    path.write_text(json.dumps(run))
+    out = tmp_path / "report"
+    assert tbench_main(["report", str(path), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "| ab base (HEAD~1) " in text  # a column of the environment table
+    assert re.search(r"\| torch +\| 2\.12\.0 +\| 2\.13\.0\+cpu +\|", text)
+    assert "## A/B" in text and "+100.0% [+90.0%, +110.0%] | REGRESSED" in text
+    # The base side's median comes from its own rounds; only the A/B item has a base side.
+    assert "### forward: beta [ab base (HEAD~1)]" in text and "### forward: alpha [ab base" not in text
+    rows = read_csv(out / "items_forward.csv")
+    base_row = next(r for r in rows if r["run"] == "ab base (HEAD~1)")
+    assert float(base_row["stats_median_s"]) == pytest.approx(0.0305)
+    assert [r["model"] for r in rows if r["run"] == "ab base (HEAD~1)"] == ["beta"]
+    assert (out / "plots" / "comparison_forward.png").is_file()
+    assert text.count("test_forward[x]") == 1  # items not measured are listed once, under the run
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [

@@ -9,6 +9,7 @@ verdicts under ``ab``, so that ``tbench compare`` can judge the item again from 
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -18,6 +19,7 @@ import pytest
 
 from ..compare.criteria import Criterion
 from ..launchers.base import Attempt, Job
+from ..launchers.item import throughput
 from ..launchers.pooling import pool
 from ..memory_errors import OutOfMemory
 from ..metric_table import AB, AB_BASE, ROUNDS_S
@@ -76,6 +78,9 @@ class ABLauncher:
         samples, info = pool(case, [r.outcomes[CURRENT] for r in results])
         base_samples, base_info = pool(case, [r.outcomes[BASE] for r in results])
         base_info[ROUNDS_S] = base_samples
+        # The median and rates the current side gets from the item runner, so both sides read alike.
+        base_median = statistics.median(base_samples) if base_samples else None
+        base_info |= throughput(base_info["samples_per_call"], base_info["tokens_per_call"], base_median)
         info[AB_BASE] = base_info
         # Judged as read back from its JSON entry: `tbench compare RUN.json` judges the same two records.
         entry = {"params": case.as_params(), "extra_info": info, "stats": {"data": samples}}

@@ -11,6 +11,12 @@ from tabulate import tabulate
 from ..compare.judge import format_value
 from ..metric_table import AB
 
+AB_HEADERS = ["item", "criterion", "base", "current", "change [CI]", "verdict"]
+AB_LEGEND = (
+    "base/current: each side's median (peak for memory); change: current/base from paired rounds with its "
+    "confidence interval over process pairs (memory: the peaks)."
+)
+
 
 def ab_rows(items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[list[str]]:
     """One row per (item, verdict) of items measured under --tbench-ab; ``items``: (item id, extra_info)."""
@@ -41,12 +47,8 @@ def ab_table(items: Iterable[tuple[str, Mapping[str, Any]]], markdown: bool = Fa
     rows = ab_rows(items)
     if not rows:
         return None
-    headers = ["item", "criterion", "base", "current", "change [CI]", "verdict"]
     style = "github" if markdown else "simple"
-    return tabulate(rows, headers, tablefmt=style, disable_numparse=True) + (
-        "\nbase/current: each side's median (peak for memory); change: current/base from paired rounds with "
-        "its confidence interval over process pairs (memory: the peaks)."
-    )
+    return tabulate(rows, AB_HEADERS, tablefmt=style, disable_numparse=True) + "\n" + AB_LEGEND
 
 
 def ab_title(items: Iterable[Mapping[str, Any]]) -> str:

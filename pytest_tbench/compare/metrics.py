@@ -4,7 +4,7 @@ the item's record and the metric table."""
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,19 +30,34 @@ class MetricValues:
     sessions: tuple[float, ...] = ()  # a pooled baseline's figure per saved run (the median of its rounds)
 
 
-def _values(metric: str, record: ItemRecord) -> tuple[list[float], float | None]:
-    """(per-round values, the single figure used where there are none) of gate metric ``metric``."""
-    if metric == "time":
-        return list(record.samples), record.stats_median_s
-    if metric == "tokens_per_s":
-        tokens = record.metrics.get(TOKENS_PER_CALL) or 0
-        rounds = [tokens / s if s > 0 else float("inf") for s in record.samples] if tokens else []
-        rate = record.metrics.get(THROUGHPUT_TOKENS_PER_S)
-        return rounds, float(rate) if rate is not None else None
-    if metric == "ttft":
-        return record.floats(TTFT_PER_ROUND_S), None  # a mean alone is not judged: it hides the spread
+def _time(record: ItemRecord) -> tuple[list[float], float | None]:
+    return list(record.samples), record.stats_median_s
+
+
+def _tokens_per_s(record: ItemRecord) -> tuple[list[float], float | None]:
+    tokens = record.metrics.get(TOKENS_PER_CALL) or 0
+    rounds = [tokens / s if s > 0 else float("inf") for s in record.samples] if tokens else []
+    rate = record.metrics.get(THROUGHPUT_TOKENS_PER_S)
+    return rounds, float(rate) if rate is not None else None
+
+
+def _ttft(record: ItemRecord) -> tuple[list[float], float | None]:
+    return record.floats(TTFT_PER_ROUND_S), None  # a mean alone is not judged: it hides the spread
+
+
+def _peak_memory(record: ItemRecord) -> tuple[list[float], float | None]:
     peak = record.metrics.get(PEAK_MEMORY_BYTES)
     return [], float(peak) if peak is not None else None
+
+
+# How the gate reads each GateMetric: (per-round values, the single figure used where there are none). A new
+# gate metric needs its reader here (tests/test_drift.py checks that every one has one).
+READERS: dict[str, Callable[[ItemRecord], tuple[list[float], float | None]]] = {
+    "time": _time,
+    "tokens_per_s": _tokens_per_s,
+    "ttft": _ttft,
+    "peak_memory": _peak_memory,
+}
 
 
 def extract(metric: str, item: ItemRecord | Mapping[str, Any]) -> MetricValues | None:
@@ -53,7 +68,7 @@ def extract(metric: str, item: ItemRecord | Mapping[str, Any]) -> MetricValues |
         raise ValueError(f"unknown metric {metric!r}")
     record = item if isinstance(item, ItemRecord) else ItemRecord.from_bench(item)
     higher, unit = found.better == "higher", stored_unit(found.key)
-    rounds, single = _values(metric, record)
+    rounds, single = READERS[metric](record)
     if rounds:
         sessions = tuple(statistics.median(run) for run in record.by_run(rounds) if run)
         return MetricValues(

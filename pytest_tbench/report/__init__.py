@@ -9,6 +9,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from .ab import verdict_table, with_base_sides
 from .csvs import write_csvs
 from .document import build_document
 from .frame import Run, load_runs, run_of
@@ -22,9 +23,11 @@ __all__ = ["Run", "load_runs", "run_of", "write_report"]
 def write_report(runs: list[Run], out_dir: Path) -> list[Path]:
     """Write every report file for ``runs`` into ``out_dir`` (created if needed); the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    verdicts = verdict_table(runs)
+    runs = with_base_sides(runs)  # an A/B run's base side is a run of its own from here on
     written = write_csvs(runs, out_dir)
     plots = render_plots([row for run in runs for row in run.rows], out_dir / "plots")
-    document = build_document(runs, plots)
+    document = build_document(runs, plots, verdicts)
     markdown = out_dir / "report.md"
     markdown.write_text(render_markdown(document, out_dir), encoding="utf-8")
     html = out_dir / "report.html"

@@ -27,11 +27,11 @@ class Document:
     not_measured: Table | None
 
 
-def build_document(runs: list[Run], plots: list[Plot]) -> Document:
+def build_document(runs: list[Run], plots: list[Plot], ab_verdicts: Table | None = None) -> Document:
     rows = [row for run in runs for row in run.rows]
     several = len(runs) > 1
     by_mode = group_by(rows, lambda r: r.mode)
-    sections = []
+    sections = [] if ab_verdicts is None else [Section("A/B", [ab_verdicts])]
     for mode in ordered_modes(rows):
         mode_rows = by_mode[mode]
         tables = [mode_summary(mode, mode_rows, several), *model_tables(mode, mode_rows, several)]

@@ -56,9 +56,10 @@ def _table(table: Table, level: int = 3, sortable: bool = True) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in table.headers)
     body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in table.cells)
     css = ' class="sortable"' if sortable else ""
+    note = f"<p>{escape(table.note)}</p>\n" if table.note else ""
     return (
         f"<h{level}>{escape(table.title)}</h{level}>\n"
-        f"<table{css}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n"
+        f"<table{css}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n{note}"
     )
 
 

@@ -12,7 +12,8 @@ from .tables import Table
 
 def _table(table: Table, level: str = "###") -> list[str]:
     body = tabulate(table.cells, table.headers, tablefmt="github", disable_numparse=True)
-    return [f"{level} {table.title}", "", body, ""]
+    note = [table.note, ""] if table.note else []
+    return [f"{level} {table.title}", "", body, "", *note]
 
 
 def render_markdown(document: Document, out_dir: Path) -> str:

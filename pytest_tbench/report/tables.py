@@ -19,6 +19,7 @@ class Table:
     title: str
     headers: list[str]
     cells: list[list[str]]
+    note: str = ""  # a line under the table: what its columns mean
 
 
 def _text(value: object) -> str:
