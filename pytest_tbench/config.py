@@ -54,6 +54,8 @@ class TBenchConfig:
     ab_pairs: int = 8  # pairs of worker processes per item under --tbench-ab
     ab_path: tuple[str, ...] = ()  # base worktree directories put first on the import path; (): the default
     report: str | None = None  # a folder for tbench's report of this run
+    peak_tflops: float | None = None  # the device's dense peak for MFU; None: the known-GPU table's
+    peak_bandwidth: float | None = None  # the device's peak memory bandwidth in GB/s for MBU; None: table's
     warmup: int = DEFAULT_WARMUP
     max_batch_input_product: int = DEFAULT_MAX_BATCH_INPUT_PRODUCT
     custom_models: dict[str, CustomModel] = field(default_factory=dict)

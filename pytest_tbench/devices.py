@@ -7,7 +7,9 @@ context there.
 
 from __future__ import annotations
 
+import platform
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 
 import torch
 
@@ -92,3 +94,44 @@ def empty_cache(device: str) -> None:
     if is_cuda(device) and torch.cuda.is_available():
         with on_device(device):
             torch.cuda.empty_cache()
+
+
+def cpu_name() -> str:
+    """The CPU's model name as the kernel reports it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: str) -> str:
+    """What the hardware that runs ``device`` is called: torch's GPU name (what the peak table matches), or
+    the CPU's model name."""
+    if is_cuda(device):
+        return str(torch.cuda.get_device_name(cuda_index(device)))
+    return cpu_name()
+
+
+# torch.get_float32_matmul_precision() -> what a float32 matmul runs in on a CUDA GPU.
+_FLOAT32_MATMUL = {"highest": "float32", "high": "tf32", "medium": "bfloat16"}
+
+
+def matmul_precision(device: str, dtype: str) -> str:
+    """What an item's matmuls run in, as the peak table knows it: the item's dtype (a float16/bfloat16 train
+    step's autocast dtype too), except float32 on a CUDA GPU, which runs on TF32 tensor cores where torch
+    allows it (``set_float32_matmul_precision("high")``, or torch 2.9+'s ``fp32_precision = "tf32"``) and in
+    bfloat16 passes at "medium". Read where the item runs: a bench module may change the setting."""
+    if dtype != "float32" or not is_cuda(device):
+        return dtype
+    try:
+        setting = torch.backends.cuda.matmul.fp32_precision  # torch 2.9+: "ieee", "tf32" or "none"
+    except (AttributeError, RuntimeError):
+        setting = "none"
+    if setting == "tf32":
+        return "tf32"
+    if setting == "ieee":
+        return "float32"
+    return _FLOAT32_MATMUL.get(torch.get_float32_matmul_precision(), "float32")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 import sys
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -12,17 +11,7 @@ import torch
 import transformers
 
 from . import nvml
-from .devices import cuda_uuid, cuda_uuids
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from .devices import cpu_name, cuda_uuid, cuda_uuids
 
 
 def _setting(path: str) -> Any:
@@ -88,7 +77,7 @@ def environment() -> dict[str, Any]:
         "cudnn_version": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "system": platform.system(),
         "architecture": platform.machine(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count_logical": psutil.cpu_count(logical=True),
         "cpu_count_physical": psutil.cpu_count(logical=False),
         "torch_num_threads": torch.get_num_threads(),

@@ -16,6 +16,7 @@ from .launchers.base import Attempt
 from .launchers.choose import choose_launcher, job_for
 from .launchers.retries import measure_judged, settle
 from .launchers.rounds import planned_rounds
+from .limits import GivenPeaks
 from .memory_errors import OomRecord, OutOfMemory, skip_out_of_memory
 from .models.loading import LoadedModel
 from .models.registry import ResolvedSpec
@@ -130,6 +131,7 @@ class TBench:
                 self.benchmark,
                 self._gate,
                 settings.compare_retries,
+                GivenPeaks(settings.peak_tflops, settings.peak_bandwidth),
             )
             self.benchmark.extra_info.update(judged.info)
             self._record(ItemResult(self._nodeid, self.case, judged.info))

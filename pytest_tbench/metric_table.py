@@ -48,6 +48,34 @@ AB_BASE = "ab_base"
 GATE_ATTEMPTS = "gate_attempts"
 GATE_EARLIER_ATTEMPTS = "gate_earlier_attempts"
 ROUNDS_S = "rounds_s"
+# How close to the hardware's limit (hardware.py, trackers/flops.py, trackers/energy.py): the facts an item's
+# process records, then what the pytest process derives from them with the median and the peaks.
+DEVICE_NAME = "device_name"
+MATMUL_PRECISION = "matmul_precision"
+FLOPS_PER_CALL = "flops_per_call"
+FLOPS_METHOD = "flops_method"
+FLOPS_ESTIMATE_REASON = "flops_estimate_reason"
+ACHIEVED_TFLOPS = "achieved_tflops"
+PEAK_TFLOPS = "peak_tflops"
+PEAK_TFLOPS_SOURCE = "peak_tflops_source"
+PEAK_TFLOPS_UNAVAILABLE = "peak_tflops_unavailable"
+MFU = "mfu"
+DECODE_WEIGHTS_READ_BYTES = "decode_weights_read_bytes"
+DECODE_KV_READ_BYTES = "decode_kv_read_bytes"
+DECODE_BANDWIDTH_UNAVAILABLE = "decode_bandwidth_unavailable"
+DECODE_BANDWIDTH_BYTES_PER_S = "decode_bandwidth_bytes_per_s"
+PEAK_BANDWIDTH_BYTES_PER_S = "peak_bandwidth_bytes_per_s"
+PEAK_BANDWIDTH_SOURCE = "peak_bandwidth_source"
+PEAK_BANDWIDTH_UNAVAILABLE = "peak_bandwidth_unavailable"
+MBU = "mbu"
+ENERGY_METER = "energy_meter"
+ENERGY_UNAVAILABLE = "energy_unavailable"
+ENERGY_WINDOW_J = "energy_window_j"
+ENERGY_WINDOW_S = "energy_window_s"
+ENERGY_BUSY_S = "energy_busy_s"
+AVERAGE_POWER_W = "average_power_w"
+ENERGY_PER_CALL_J = "energy_per_call_j"
+ENERGY_PER_TOKEN_J = "energy_per_token_j"
 # Set on a pooled baseline (--tbench-compare-last): how many saved runs it pools.
 BASELINE_RUNS = "baseline_runs"
 BASELINE_RUN_ROUNDS = "baseline_run_rounds"  # rounds per pooled run, in the order of the pooled rounds
@@ -59,6 +87,14 @@ GateMetric = Literal["time", "tokens_per_s", "ttft", "peak_memory"]
 
 def stored_unit(key: str) -> str:
     """The unit an extra_info key's suffix says its values are in ("" where it says none)."""
+    if key.endswith("_tflops"):  # a rate: 1e12 FLOPs per second, as datasheets give peaks
+        return "TFLOP/s"
+    if "flops" in key.split("_"):  # flops_per_call, prefill_flops: a count of FLOPs
+        return "FLOP"
+    if key.endswith("_j"):
+        return "J"
+    if key.endswith("_w"):
+        return "W"
     if key.endswith("_per_s"):
         what = key.removesuffix("_per_s").rsplit("_", 1)[-1]
         return f"{what}/s"
@@ -119,6 +155,12 @@ TOTAL = Metric(TOTAL_TIME_MEAN_S, "total", "ms", 1000, 1, "lower")
 TOKEN_LATENCY = Metric(DECODE_TOKEN_LATENCY_MEAN_S, "decode step", "ms/token", 1000, 2, "lower")
 PARAMETERS = Metric(PARAMETER_BYTES, "parameters", "MiB", 1 / MIB, 1)
 OPTIMIZER_STATE = Metric(OPTIMIZER_STATE_BYTES, "optimizer state", "MiB", 1 / MIB, 1)
+ACHIEVED = Metric(ACHIEVED_TFLOPS, "achieved", "TFLOP/s", 1, 3, "higher")
+MFU_METRIC = Metric(MFU, "MFU", "%", 100, 1, "higher")
+DECODE_BANDWIDTH = Metric(DECODE_BANDWIDTH_BYTES_PER_S, "decode bandwidth", "GB/s", 1e-9, 1, "higher")
+MBU_METRIC = Metric(MBU, "MBU", "%", 100, 1, "higher")
+AVERAGE_POWER = Metric(AVERAGE_POWER_W, "average power", "W", 1, 1)
+ENERGY_PER_TOKEN = Metric(ENERGY_PER_TOKEN_J, "energy", "mJ/token", 1000, 3, "lower")
 
 METRICS: dict[str, Metric] = {
     m.key: m
@@ -136,6 +178,12 @@ METRICS: dict[str, Metric] = {
         TOKEN_LATENCY,
         PARAMETERS,
         OPTIMIZER_STATE,
+        ACHIEVED,
+        MFU_METRIC,
+        DECODE_BANDWIDTH,
+        MBU_METRIC,
+        AVERAGE_POWER,
+        ENERGY_PER_TOKEN,
     )
 }
 

@@ -13,10 +13,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .metric_table import (
+    ACHIEVED,
     DECODE_TOKENS_PER_S_METRIC,
     E2E_TOKENS_PER_S_METRIC,
+    ENERGY_PER_TOKEN,
     ITEM_MEMORY,
     LATENCY,
+    MBU_METRIC,
+    MFU_METRIC,
     OPTIMIZER_STATE,
     PARAMETERS,
     PEAK_MEMORY,
@@ -66,6 +70,8 @@ MODEL = Column("model", "model")
 _COORDS = (Column("batch", "batch_size"), Column("input (tokens)", "seq_len"))
 _TARGET = (Column("device", "device"), Column("dtype", "dtype"))
 _MEMORY = (metric_column(PEAK_MEMORY, "peak mem (MiB)"), metric_column(ITEM_MEMORY, "item +mem (MiB)"))
+# How close to the device's compute limit (MFU needs a peak: known GPUs, or --tbench-peak-tflops).
+_COMPUTE = (metric_column(ACHIEVED, "TFLOP/s"), metric_column(MFU_METRIC, "MFU %"))
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,7 @@ MODES: dict[str, Mode] = {
                 metric_column(LATENCY, "median (ms)"),
                 metric_column(SAMPLES_PER_S, "samples/s"),
                 metric_column(TOKENS_PER_S, "tokens/s"),
+                *_COMPUTE,
                 *_MEMORY,
             ),
         ),
@@ -110,6 +117,8 @@ MODES: dict[str, Mode] = {
                 metric_column(DECODE_TOKENS_PER_S_METRIC, "decode tokens/s"),
                 metric_column(E2E_TOKENS_PER_S_METRIC, "e2e tokens/s"),
                 metric_column(TOTAL, "total (ms)"),
+                metric_column(MBU_METRIC, "MBU %"),
+                metric_column(ENERGY_PER_TOKEN, "mJ/token"),
                 *_MEMORY,
             ),
             generates=True,
@@ -127,6 +136,7 @@ MODES: dict[str, Mode] = {
                 metric_column(LATENCY, "step (ms)"),
                 metric_column(SAMPLES_PER_S, "samples/s"),
                 metric_column(TOKENS_PER_S, "tokens/s"),
+                *_COMPUTE,
                 *_MEMORY,
                 metric_column(PARAMETERS, "params (MiB)"),
                 metric_column(OPTIMIZER_STATE, "optim state (MiB)"),

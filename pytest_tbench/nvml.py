@@ -175,3 +175,29 @@ def driver_version() -> str | None:
     except Exception:
         return None
     return _text(version)
+
+
+def energy_counter(uuid: str | None) -> Callable[[], int] | str:
+    """A reader of the total-energy counter of the GPU with this UUID (millijoules since the driver loaded;
+    Volta and newer), or why there is none. The counter is the whole board's: every process on the GPU."""
+    if uuid is None:
+        return "torch reports no UUID for the CUDA device, so NVML cannot find it"
+    try:
+        nvml = _nvml()
+    except Exception as exc:
+        return _absent(exc)
+    handle = handle_for_uuid(nvml, uuid)
+    if handle is None:
+        return f"NVML knows no GPU with UUID {uuid}"
+
+    def read() -> int:
+        return int(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+
+    try:
+        read()
+    except Exception as exc:  # NVMLError_NotSupported before Volta and on MIG instances
+        return (
+            "NVML cannot read the GPU's total-energy counter (it needs Volta or newer, and a whole GPU "
+            f"rather than a MIG instance): {type(exc).__name__}: {exc}"
+        )
+    return read

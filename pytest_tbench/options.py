@@ -304,6 +304,20 @@ SETTINGS: tuple[Setting, ...] = (
         "at the end of the session write CSV, Markdown, PNG plots and HTML of the run into DIR",
     ),
     Setting(
+        "peak_tflops",
+        _parse_float_in(0.0, 1e6),
+        "TFLOPS",
+        "the device's dense peak TFLOPS for the items' dtype (not the sparsity figure), for MFU (default: a "
+        "table of known GPUs; on CPU no MFU without it)",
+    ),
+    Setting(
+        "peak_bandwidth",
+        _parse_float_in(0.0, 1e6),
+        "GB/S",
+        "the device's peak memory bandwidth in GB/s, for generate's decode MBU (default: a table of known "
+        "GPUs; on CPU no MBU without it)",
+    ),
+    Setting(
         "max_batch_input_product",
         _parse_min(1),
         "N",

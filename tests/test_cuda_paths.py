@@ -136,6 +136,7 @@ class FakeGpu:
     sm_max: int = 1980
     ecc: int = 1
     pids: list[int] = field(default_factory=lambda: [os.getpid()])
+    energy_mj: int = 0  # NVML's total-energy counter
 
 
 def fake_pynvml(gpus: list[FakeGpu], mig: dict[str, FakeGpu] | None = None) -> types.ModuleType:
@@ -178,6 +179,7 @@ def fake_pynvml(gpus: list[FakeGpu], mig: dict[str, FakeGpu] | None = None) -> t
         "nvmlDeviceGetEccMode": lambda g: (g.ecc, g.ecc),
         "nvmlDeviceGetMigMode": not_supported,  # as on a GPU without MIG
         "nvmlDeviceGetComputeMode": lambda g: 3,
+        "nvmlDeviceGetTotalEnergyConsumption": lambda g: g.energy_mj,
     }
     for name, value in functions.items():
         setattr(module, name, value)
@@ -353,6 +355,21 @@ def test_the_whole_item_runs_with_its_gpu_current(cuda: FakeCuda) -> None:
     loaded = types.SimpleNamespace(
         model=object(), source="x", load_time_s=0.0, num_parameters=1, parameter_bytes=4
     )
-    run_item(case, loaded, work, 1, 0, work.call)  # type: ignore[arg-type]
+    info = run_item(case, loaded, work, 1, 0, lambda metered: metered.call())  # type: ignore[arg-type]
     assert seen[0] == ("call", 1)
     assert cuda.current == 0  # put back after the item
+    assert info["device_name"] == f"Fake GPU {TORCH_UUIDS[1][:4]}"  # the name the peak table matches
+
+
+def test_the_energy_meter_reads_the_item_gpus_counter(cuda: FakeCuda) -> None:
+    """NVML's energy counter of the GPU torch calls cuda:1 (found by UUID, NVML's index 0), read for a bare
+    ``cuda`` under the item's device too."""
+    from pytest_tbench.trackers.energy import open_meter
+
+    GPU_OF_CUDA1.energy_mj, GPU_OF_CUDA0.energy_mj = 7_000, 1_000
+    meter = open_meter("cuda:1")
+    assert not isinstance(meter, str) and meter.read() == (7_000,)
+    with devices.on_device("cuda:1"):
+        bare = open_meter("cuda")
+    assert not isinstance(bare, str) and bare.read() == (7_000,)
+    assert TORCH_UUIDS[1] in bare.name

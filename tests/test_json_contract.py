@@ -10,7 +10,10 @@ An A/B run's keys are pinned in tests/json_keys_ab.txt by the A/B session of tes
 (``check_ab_keys``).
 
 Not covered (they need a GPU or a regressing baseline): the CUDA memory keys, and ``gate_earlier_attempts``
-that the gate adds to a re-measured item (tests/test_gate.py covers that one).
+that the gate adds to a re-measured item (tests/test_gate.py covers that one). Energy: the keys pinned are
+``energy_unavailable`` alone, which a machine without a readable meter writes, and so does one with a meter,
+as the tiny rounds here last far under a meter's shortest window (0.1 s for RAPL); tests/test_limits.py covers
+the keys of a measured window.
 """
 
 from __future__ import annotations
@@ -30,8 +33,12 @@ AB_KEYS_FILE = Path(__file__).with_name("json_keys_ab.txt")
 # The runs whose keys are pinned: the in-process launcher, and the worker processes with their pooling.
 LAUNCHERS = {"in-process": [], "processes=2": ["--tbench-processes", "2"]}
 
+# Peaks given, so that MFU and MBU are written on a CPU machine too (the table knows GPUs only).
+PEAKS = ["--tbench-peak-tflops", "1", "--tbench-peak-bandwidth", "20"]
+
 # Numeric keys whose name carries no unit, and why: everything else numeric ends in _s (seconds), _per_s (a
-# rate per second) or _bytes (bytes).
+# rate per second), _bytes (bytes), _j (joules), _w (watts), _tflops (1e12 FLOPs per second), or names its
+# count of FLOPs (flops_per_call, prefill_flops).
 UNITLESS = {
     # counts
     "batch_size",
@@ -56,8 +63,11 @@ UNITLESS = {
     "cpu_count_physical",
     "torch_num_threads",
     "gpu_count",
-    # a ratio and a loss value
+    # ratios: achieved over the peak (the run below gives peaks, so that they are written), a share
+    "mfu",
+    "mbu",
     "changed_tensors_fraction",
+    # a loss value
     "last_loss",
 }
 
@@ -77,7 +87,7 @@ def _numbers(value: Any) -> list[float] | None:
 
 def _session_json(pytester: pytest.Pytester, launcher: list[str]) -> dict[str, Any]:
     pytester.makepyfile(test_bench=ALL_MODES_BENCH)
-    result, data = run_json(pytester, *TINY, "--tbench-new-tokens", "3", *launcher)
+    result, data = run_json(pytester, *TINY, "--tbench-new-tokens", "3", *PEAKS, *launcher)
     result.assert_outcomes(passed=3)
     return data
 
@@ -104,11 +114,15 @@ def unit_problems(records: list[dict[str, Any]]) -> list[str]:
             if key.endswith("_bytes"):
                 if not all(isinstance(x, int) and x >= 0 for x in numbers):
                     problems.append(f"{key}={value!r}: bytes are whole and not negative")
-            elif key.endswith("_s"):  # seconds, or a rate per second (_per_s)
+            elif key.endswith(("_s", "_j", "_w", "_tflops")):  # seconds, rates, joules, watts, TFLOP/s
                 if not all(x >= 0 for x in numbers):
-                    problems.append(f"{key}={value!r}: seconds and rates are not negative")
+                    problems.append(f"{key}={value!r}: seconds, rates, energy and power are not negative")
+            elif "flops" in key.split("_"):  # a count of FLOPs
+                if not all(isinstance(x, int) and x >= 0 for x in numbers):
+                    problems.append(f"{key}={value!r}: FLOPs are counted whole and not negative")
             elif key not in UNITLESS:
-                problems.append(f"{key}={value!r}: numeric key without a unit suffix (_s, _per_s, _bytes)")
+                suffixes = "_s, _per_s, _bytes, _j, _w, _tflops"
+                problems.append(f"{key}={value!r}: numeric key without a unit suffix ({suffixes})")
     return problems
 
 

@@ -138,6 +138,7 @@ def test_cuda_timed_calls_are_synchronised_inside_the_timed_region(monkeypatch: 
     )
     monkeypatch.setattr("pytest_tbench.launchers.item.memory_tracker", _no_memory)
     monkeypatch.setattr("pytest_tbench.launchers.item.on_device", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr("pytest_tbench.launchers.item.device_name", lambda device: "Fake GPU")
     case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cuda:0", "float16")
     settings = TBenchConfig(rounds=2, warmup=1)
     loaded = _fake_loaded()

@@ -20,7 +20,13 @@ from ..launchers.rounds import run_rounds
 from ..launchers.worker import Outcome, resolved_spec
 from ..memory_errors import is_out_of_memory
 from ..models.loading import load_model
-from ..scenarios import build_work
+from ..scenarios import Work, build_work
+
+# Why an A/B item records no energy: a device's counter measures the whole device, and each side's measured
+# rounds alternate with the other side's on it, so no window holds one side's rounds alone.
+AB_ENERGY = (
+    "--tbench-ab: the two sides' rounds alternate on one device, so no meter window holds one side alone"
+)
 
 
 def serve(conn: Connection) -> None:
@@ -45,7 +51,7 @@ def measure(conn: Connection, job: Job) -> Outcome:
     samples: list[float] = []
     records: list[Any] = []
 
-    def rounds() -> None:
+    def rounds(_: Work) -> None:  # the rounds run unmetered: see AB_ENERGY
         run_rounds(work, case.device, 0, job.warmup, job.rules)  # warm-up only
         conn.send(("ready",))
         while conn.recv()[0] == "round":
@@ -54,5 +60,5 @@ def measure(conn: Connection, job: Job) -> Outcome:
             conn.send(("sample", sample))
         records.extend(work.records(job.warmup))
 
-    info = run_item(case, loaded, work, job.rounds, job.warmup, rounds)
+    info = run_item(case, loaded, work, job.rounds, job.warmup, rounds, energy_unavailable=AB_ENERGY)
     return Outcome("ok", samples, info, records)

@@ -27,7 +27,6 @@ class InProcessLauncher:
         case = job.case
         loaded = self._load()  # once: a train item's next load would be a fresh copy, not the one measured
         work = self._work if self._work is not None else build_work(loaded, case, job.settings)
-        body = RoundBody(work, case.device)
         result = catch_out_of_memory(
             lambda: run_item(
                 case,
@@ -35,7 +34,9 @@ class InProcessLauncher:
                 work,
                 job.rounds,
                 job.warmup,
-                lambda: run_with_pedantic(self.benchmark, body, job.rounds, job.warmup),
+                lambda metered: run_with_pedantic(
+                    self.benchmark, RoundBody(metered, case.device), job.rounds, job.warmup
+                ),
             )
         )
         if isinstance(result, OutOfMemory):

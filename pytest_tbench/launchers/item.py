@@ -7,11 +7,19 @@ from collections.abc import Callable
 from typing import Any
 
 from ..cases import BenchCase
-from ..devices import on_device
-from ..metric_table import MEDIAN_S, THROUGHPUT_SAMPLES_PER_S, THROUGHPUT_TOKENS_PER_S
+from ..devices import device_name, matmul_precision, on_device
+from ..metric_table import (
+    DEVICE_NAME,
+    MATMUL_PRECISION,
+    MEDIAN_S,
+    THROUGHPUT_SAMPLES_PER_S,
+    THROUGHPUT_TOKENS_PER_S,
+)
 from ..models.loading import LoadedModel
 from ..scenarios.base import Work
 from ..trackers import memory_tracker
+from ..trackers.energy import EnergyWindow, open_meter
+from ..trackers.flops import count_flops
 
 
 def run_item(
@@ -20,19 +28,38 @@ def run_item(
     work: Work,
     rounds: int,
     warmup: int,
-    run_rounds: Callable[[], object],
+    run_rounds: Callable[[Work], object],
+    energy_unavailable: str | None = None,
 ) -> dict[str, Any]:
-    """Run the rounds (``run_rounds``, in whichever launcher) under the memory tracker and return the item's
-    extra_info; the work's cleanup runs even when a round fails."""
+    """Run the rounds (``run_rounds`` of the work it is given, in whichever launcher) under the memory tracker
+    and the energy meter, count one call's FLOPs after them, and return the item's extra_info; the work's
+    cleanup runs even when a round fails. ``energy_unavailable``: why this launcher's rounds cannot be metered
+    (None: they can, where the device has a meter)."""
     try:
         # The item's GPU is the current device throughout: calls that take no device (events, streams,
         # empty_cache, transformers' own CUDA calls) then act on it, not on GPU 0.
-        with on_device(case.device), memory_tracker(case.device) as memory:
-            run_rounds()
+        with on_device(case.device):
+            meter = energy_unavailable if energy_unavailable is not None else open_meter(case.device)
+            energy = EnergyWindow(meter, warmup, rounds)
+            with memory_tracker(case.device) as memory:
+                run_rounds(energy.wrap(work))
+            # After the rounds and outside the memory tracker: never timed, and not in the item's peak memory.
+            flops = count_flops(work.flops).extra_info() if work.flops is not None else {}
+            hardware = {
+                DEVICE_NAME: device_name(case.device),
+                MATMUL_PRECISION: matmul_precision(case.device, case.dtype),
+            }
         metrics = work.metrics(warmup)  # before cleanup, which drops what it reads
     finally:
         work.cleanup()
-    return {**describe(case, loaded, work, rounds, warmup), **memory, **metrics}
+    return {
+        **describe(case, loaded, work, rounds, warmup),
+        **hardware,
+        **memory,
+        **metrics,
+        **flops,
+        **energy.extra_info(work.tokens),
+    }
 
 
 def describe(case: BenchCase, loaded: LoadedModel, work: Work, rounds: int, warmup: int) -> dict[str, Any]:

@@ -20,10 +20,12 @@ from ..metric_table import (
     PROCESS_ROUNDS,
     PROCESSES,
     ROUNDS,
+    TOKENS_PER_CALL,
     TRAIN_STEPS,
 )
 from ..record import ItemRecord
 from ..scenarios import SCENARIOS
+from ..trackers.energy import pooled_energy
 from .worker import Outcome
 
 # Counts that add up over processes; every other non-pooled key is taken from one process (below).
@@ -54,6 +56,9 @@ def pool(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], dict[st
     pooled_metrics = SCENARIOS[case.mode].pooled_metrics
     if pooled_metrics is not None:
         info.update(pooled_metrics(case, [record for o in outcomes for record in o.records]))
+    # Every process's meter window as one: the energy of all the measured rounds.
+    tokens = int(info.get(TOKENS_PER_CALL) or 0)
+    info.update(pooled_energy([o.info for o in outcomes], [len(o.samples) for o in outcomes], tokens))
     info.update(
         {
             PROCESSES: len(outcomes),

@@ -21,6 +21,7 @@ import pytest
 
 from ..compare.gate import Gate, retryable
 from ..compare.judge import Verdict
+from ..limits import GivenPeaks, limits_info
 from ..metric_table import (
     GATE_ATTEMPTS,
     GATE_EARLIER_ATTEMPTS,
@@ -47,9 +48,16 @@ class Judged:
     earlier: list[list[Verdict]]
 
 
-def measure_judged(measure: Callable[[], Attempt], benchmark: Any, gate: Gate | None, retries: int) -> Judged:
+def measure_judged(
+    measure: Callable[[], Attempt],
+    benchmark: Any,
+    gate: Gate | None,
+    retries: int,
+    peaks: GivenPeaks | None = None,
+) -> Judged:
     """Attempts at the item until the pool of them is not a retryable regression, or ``retries`` were made
-    after the first. Judges without recording: ``settle`` enters the verdicts once the result is recorded."""
+    after the first. Judges without recording: ``settle`` enters the verdicts once the result is recorded.
+    ``peaks``: the peaks the user gave, against which the pooled median is judged (``limits.py``)."""
     earlier: list[list[Verdict]] = []
     attempts: list[Attempt] = []
     while True:
@@ -57,6 +65,7 @@ def measure_judged(measure: Callable[[], Attempt], benchmark: Any, gate: Gate | 
         attempt = attempts[0] if len(attempts) == 1 else pool_attempts(attempts, earlier)
         info = attempt.info
         info.update(throughput(attempt.samples, attempt.tokens, attempt.median_s))
+        info.update(limits_info(info, attempt.median_s, peaks or GivenPeaks()))
         verdicts = []
         if gate is not None and attempt.timings:
             verdicts = gate.judge(benchmark.fullname, attempt.timings, info)

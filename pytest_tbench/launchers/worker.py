@@ -17,7 +17,7 @@ from transformers import PretrainedConfig
 from ..memory_errors import is_out_of_memory
 from ..models.loading import load_model
 from ..models.registry import ResolvedSpec
-from ..scenarios import build_work
+from ..scenarios import Work, build_work
 from .base import Job
 from .item import run_item
 from .rounds import run_rounds
@@ -52,8 +52,8 @@ def run_job(job: Job) -> Outcome:
         samples: list[float] = []
         records: list[Any] = []
 
-        def rounds() -> None:
-            samples.extend(run_rounds(work, case.device, job.rounds, job.warmup, job.rules))
+        def rounds(metered: Work) -> None:
+            samples.extend(run_rounds(metered, case.device, job.rounds, job.warmup, job.rules))
             records.extend(work.records(job.warmup))
 
         info = run_item(case, loaded, work, job.rounds, job.warmup, rounds)

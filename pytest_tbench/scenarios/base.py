@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch: imported by the scenarios that count FLOPs
+    from ..trackers.flops import FlopPass
 
 
 def _nothing() -> None:
@@ -25,7 +28,8 @@ class Work:
     synchronised); ``metrics`` turns what the rounds recorded into extra_info, given how many leading rounds
     were warm-up; ``records`` returns the measured rounds' raw records (picklable), from which the scenario's
     ``pooled_metrics`` recomputes the metrics over rounds taken in several processes; ``cleanup`` runs once
-    after the item, even when it failed.
+    after the item, even when it failed; ``flops``: how one call's FLOPs are counted, once, untimed, after the
+    rounds (None: not counted, as for a user's call, which may not be run again freely).
     """
 
     call: Callable[[], object]
@@ -36,3 +40,4 @@ class Work:
     metrics: Callable[[int], dict[str, Any]] = field(default=_no_metrics)
     records: Callable[[int], list[Any]] = field(default=_no_records)
     cleanup: Callable[[], None] = _nothing
+    flops: FlopPass | None = None

@@ -9,6 +9,7 @@ import torch
 from ..cases import BenchCase
 from ..inputs import make_inputs
 from ..models.loading import LoadedModel
+from ..trackers.flops import FlopEstimate, FlopPass, matmul_parameters
 from .base import Work
 
 
@@ -23,4 +24,6 @@ def forward_work(loaded: LoadedModel, case: BenchCase) -> Work:
         with torch.inference_mode():
             model(**kwargs)  # the output is dropped at once, so rounds do not hold each other's activations
 
-    return Work(call, samples=case.batch_size, tokens=case.batch_size * case.seq_len)
+    tokens = case.batch_size * case.seq_len
+    flops = FlopPass(lambda mark: call(), FlopEstimate(2, matmul_parameters(model).count, tokens))
+    return Work(call, samples=case.batch_size, tokens=tokens, flops=flops)

@@ -26,8 +26,10 @@ from ..inputs import make_inputs
 from ..models.architecture import is_encoder_only
 from ..models.loading import LoadedModel
 from ..trackers.compiles import CompileWatch, dynamo_frame_compiles, release_generate_state
+from ..trackers.flops import FlopEstimate, FlopPass, Mark, matmul_parameters
 from ..trackers.steps import RoundTiming, StepClock
 from .base import Work
+from .decode_reads import decode_reads
 from .generate_settings import GenerateSettings
 
 
@@ -65,6 +67,28 @@ class _TokenStamp(StoppingCriteria):
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
         self.clock.stamp()
         return cast(torch.BoolTensor, self.never)
+
+
+class _PhaseMark(StoppingCriteria):
+    """For the FLOP count: marks the end of prefill at the first step, of a decode step at every later one."""
+
+    def __init__(self, mark: Mark, never: torch.Tensor) -> None:
+        self.mark = mark
+        self.never = never
+        self.steps = 0
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        self.mark("decode" if self.steps else "prefill")
+        self.steps += 1
+        return cast(torch.BoolTensor, self.never)
+
+
+def forward_tokens(batch: int, seq_len: int, new_tokens: int, use_cache: bool) -> int:
+    """Tokens a request runs through the model: the prompt, then one per row per later step with a KV cache
+    (the last token is never fed back), or the whole sequence so far at every step without one."""
+    if use_cache:
+        return batch * (seq_len + new_tokens - 1)
+    return batch * sum(seq_len + step for step in range(new_tokens))
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -189,11 +213,33 @@ def generate_work(loaded: LoadedModel, case: BenchCase, settings: GenerateSettin
             )
         rounds.append(GenerateRound(timing, watch.take(), dynamo_frame_compiles() - state["compiles"]))
 
+    matmul = matmul_parameters(model)
+    use_cache = generation_config.use_cache is not False
+    # Facts of the item, not of its rounds: the same in every process that measures it.
+    reads = decode_reads(
+        config,
+        matmul.bytes,
+        next(model.parameters()).element_size(),
+        case.batch_size,
+        case.seq_len,
+        case.new_tokens,
+        use_cache,
+    )
+
+    def count_pass(mark: Mark) -> None:
+        # The rounds' request with a criterion of its own: the rounds' clock and records stay untouched.
+        criteria = StoppingCriteriaList([_PhaseMark(mark, never)])
+        with torch.inference_mode():
+            model.generate(**inputs, generation_config=generation_config, stopping_criteria=criteria)
+
+    tokens = forward_tokens(case.batch_size, case.seq_len, case.new_tokens, use_cache)
+    flops = FlopPass(count_pass, FlopEstimate(2, matmul.count, tokens))
+
     def metrics(warmup_rounds: int) -> dict[str, Any]:
         info = pooled_metrics(case, rounds[warmup_rounds:])
         if rounds:
             info["generate_compiles_warmup"] = sum(r.compiles for r in rounds[:warmup_rounds])
-        return {**info, "generation_config": recorded}
+        return {**info, **reads, "generation_config": recorded}
 
     def records(warmup_rounds: int) -> list[Any]:
         return rounds[warmup_rounds:]
@@ -214,4 +260,5 @@ def generate_work(loaded: LoadedModel, case: BenchCase, settings: GenerateSettin
         metrics=metrics,
         records=records,
         cleanup=cleanup,
+        flops=flops,
     )

@@ -22,6 +22,7 @@ import torch
 from ..cases import BenchCase
 from ..inputs import make_inputs
 from ..models.loading import AMP_DTYPES, TORCH_DTYPES, LoadedModel
+from ..trackers.flops import FlopEstimate, FlopPass, Mark, matmul_parameters
 from .base import Work
 
 LEARNING_RATE = 1e-5
@@ -184,6 +185,13 @@ def train_work(loaded: LoadedModel, case: BenchCase, optimizer_name: str) -> Wor
             info["amp_skipped_steps"] = steps.skipped
         return info
 
+    def count_pass(mark: Mark) -> None:
+        # Forward and backward without the optimizer's step, so that the rounds' steps stay the only ones that
+        # train; the step is elementwise (about a dozen FLOPs per parameter for AdamW, against 6 per parameter
+        # per token for forward and backward), so the count leaves out a share of ~2/tokens.
+        forward_loss().backward()
+        model.zero_grad(set_to_none=True)
+
     def cleanup() -> None:  # the next item starts from the model alone
         model.zero_grad(set_to_none=True)
         if optimizer is not None:
@@ -191,12 +199,14 @@ def train_work(loaded: LoadedModel, case: BenchCase, optimizer_name: str) -> Wor
         steps.loss = None
         model.eval()
 
+    tokens = case.batch_size * case.seq_len
     return Work(
         call,
         samples=case.batch_size,
-        tokens=case.batch_size * case.seq_len,
+        tokens=tokens,
         before_round=before_round,
         after_round=after_round,
         metrics=metrics,
         cleanup=cleanup,
+        flops=FlopPass(count_pass, FlopEstimate(6, matmul_parameters(model).count, tokens)),
     )
