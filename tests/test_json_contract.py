@@ -6,8 +6,10 @@ processes; the keys it writes (``extra_info`` per launcher and mode, ``machine_i
 key fails here. A key that is added on purpose goes into the list: regenerate it with
 ``TBENCH_WRITE_JSON_KEYS=1 pytest tests/test_json_contract.py`` and review the diff.
 
-Not covered (they need a GPU or a regressing baseline): the CUDA memory keys, and ``gate_earlier_attempts``
-that the gate adds to a re-measured item (tests/test_gate.py covers that one).
+Not covered (they need a GPU or a regressing baseline, or a compile): the CUDA memory keys,
+``gate_earlier_attempts`` that the gate adds to a re-measured item (tests/test_gate.py covers that one), and a
+compiled item's ``compile_time_s``, ``compile_warmup_rounds``, ``compile_frames`` and ``recompiles_measured``
+(tests/test_compile.py covers those).
 """
 
 from __future__ import annotations

@@ -8,7 +8,13 @@ from typing import Any
 
 from ..cases import BenchCase
 from ..devices import on_device
-from ..metric_table import MEDIAN_S, THROUGHPUT_SAMPLES_PER_S, THROUGHPUT_TOKENS_PER_S
+from ..metric_table import (
+    ATTN_IMPLEMENTATION_USED,
+    MEDIAN_S,
+    THROUGHPUT_SAMPLES_PER_S,
+    THROUGHPUT_TOKENS_PER_S,
+)
+from ..models.attention import implementation_used
 from ..models.loading import LoadedModel
 from ..scenarios.base import Work
 from ..trackers import memory_tracker
@@ -28,6 +34,7 @@ def run_item(
         # The item's GPU is the current device throughout: calls that take no device (events, streams,
         # empty_cache, transformers' own CUDA calls) then act on it, not on GPU 0.
         with on_device(case.device), memory_tracker(case.device) as memory:
+            work.prepare()
             run_rounds()
         metrics = work.metrics(warmup)  # before cleanup, which drops what it reads
     finally:
@@ -48,6 +55,9 @@ def describe(case: BenchCase, loaded: LoadedModel, work: Work, rounds: int, warm
         "seq_len": case.seq_len,
         "device": case.device,
         "dtype": case.dtype,
+        "attn_implementation": case.attn_implementation,
+        ATTN_IMPLEMENTATION_USED: implementation_used(loaded.model),
+        "compile": case.compile,
         "rounds": rounds,
         "warmup_rounds": warmup,
         "samples_per_call": work.samples,

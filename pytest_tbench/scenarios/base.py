@@ -21,11 +21,12 @@ def _no_records(warmup_rounds: int) -> list[Any]:
 class Work:
     """One measured call, how much it processes (for throughput), and optional per-round hooks.
 
-    ``before_round`` and ``after_round`` run untimed around every round, warm-up included (after the device is
-    synchronised); ``metrics`` turns what the rounds recorded into extra_info, given how many leading rounds
-    were warm-up; ``records`` returns the measured rounds' raw records (picklable), from which the scenario's
-    ``pooled_metrics`` recomputes the metrics over rounds taken in several processes; ``cleanup`` runs once
-    after the item, even when it failed.
+    ``prepare`` runs once, untimed, before the first round (inside the item's memory tracking; a compiled
+    variant compiles there, see ``scenarios/compiled.py``); ``before_round`` and ``after_round`` run untimed
+    around every round, warm-up included (after the device is synchronised); ``metrics`` turns what the rounds
+    recorded into extra_info, given how many leading rounds were warm-up; ``records`` returns the measured
+    rounds' raw records (picklable), from which the scenario's ``pooled_metrics`` recomputes the metrics over
+    rounds taken in several processes; ``cleanup`` runs once after the item, even when it failed.
     """
 
     call: Callable[[], object]
@@ -36,3 +37,4 @@ class Work:
     metrics: Callable[[int], dict[str, Any]] = field(default=_no_metrics)
     records: Callable[[int], list[Any]] = field(default=_no_records)
     cleanup: Callable[[], None] = _nothing
+    prepare: Callable[[], None] = _nothing

@@ -10,10 +10,12 @@ from ..cases import BenchCase
 from ..inputs import make_inputs
 from ..models.loading import LoadedModel
 from .base import Work
+from .compiled import compiled_module
 
 
 def forward_work(loaded: LoadedModel, case: BenchCase) -> Work:
     model = loaded.model
+    run = compiled_module(model, case.compile)
     kwargs: dict[str, object] = dict(make_inputs(loaded.config, case.batch_size, case.seq_len, case.device))
     # A lone forward pass has no use for a KV cache; building one would add to its time and memory.
     if "use_cache" in inspect.signature(model.forward).parameters:
@@ -21,6 +23,6 @@ def forward_work(loaded: LoadedModel, case: BenchCase) -> Work:
 
     def call() -> None:
         with torch.inference_mode():
-            model(**kwargs)  # the output is dropped at once, so rounds do not hold each other's activations
+            run(**kwargs)  # the output is dropped at once, so rounds do not hold each other's activations
 
     return Work(call, samples=case.batch_size, tokens=case.batch_size * case.seq_len)
