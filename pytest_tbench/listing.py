@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
+from .axes import COMPILE_MODES
 from .config import TBenchConfig
 from .models.registry import BUILTIN_MODELS, DEFAULT_MODELS, known_names, resolve
 from .modes import MODES, Mode
@@ -52,6 +53,18 @@ def list_presets() -> str:
         tabulate(rows, headers)
         + f"\n\n{_rounds_note(modes)}; --tbench-rounds overrides."
         + f"\nDefault models: {', '.join(DEFAULT_MODELS)}"
+        + f"\n{_variant_note()}"
+    )
+
+
+def _variant_note() -> str:
+    """The variant axes every preset can be swept over, with the values this installation offers."""
+    from .models.attention import attention_choices  # asks the installed transformers
+
+    return (
+        "Variant axes, each over any preset (a non-default value shows in the item id): "
+        f"--tbench-attn-implementation {', '.join(attention_choices())}; "
+        f"--tbench-compile {', '.join(COMPILE_MODES)}."
     )
 
 

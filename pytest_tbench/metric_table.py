@@ -34,6 +34,13 @@ OPTIMIZER_STATE_BYTES = "optimizer_state_bytes"
 TRAIN_PRECISION = "train_precision"
 TRAIN_STEPS = "train_steps"
 MODEL_LOAD_TIME_S = "model_load_time_s"
+# Variant axes (axes.py): the attention implementation that ran, and a compiled item's compiling, kept out of
+# its rounds (scenarios/compiled.py).
+ATTN_IMPLEMENTATION_USED = "attn_implementation_used"
+COMPILE_TIME_S = "compile_time_s"
+COMPILE_WARMUP_ROUNDS = "compile_warmup_rounds"
+COMPILE_FRAMES = "compile_frames"
+RECOMPILES_MEASURED = "recompiles_measured"
 # Several worker processes (--tbench-processes): how the rounds split over them, and per-process figures.
 PROCESSES = "processes"
 PROCESS_ROUNDS = "process_rounds"

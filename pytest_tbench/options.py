@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .ab.sides import SPEC_HELP, parse_side
+from .axes import COMPILE_MODES
 from .compare.criteria import parse_criteria
 from .errors import OptionError
 from .presets import PRESETS
@@ -136,6 +137,33 @@ parse_optimizer = _choice("optimizer", OPTIMIZERS)
 parse_cache_implementation = _choice("cache implementation", CACHE_IMPLEMENTATIONS)
 
 
+def parse_attn_implementations(value: Any) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(parse_str_list(value)))
+    # Asked of the installed transformers (its attention registry), so imported only when the option is given.
+    from .models.attention import attention_choices
+
+    choices = attention_choices()
+    for name in names:
+        if name not in choices:
+            raise OptionError(
+                f"unknown attention implementation {name!r}; valid: {', '.join(choices)} (auto: the model's "
+                "own choice; the rest as the installed transformers registers them)"
+            )
+    return names
+
+
+def parse_compile_modes(value: Any) -> tuple[str, ...]:
+    # YAML reads a bare ``off`` as false: in a config file that is the mode "off".
+    modes = tuple(dict.fromkeys(parse_str_list(["off" if item is False else item for item in _items(value)])))
+    for mode in modes:
+        if mode not in COMPILE_MODES:
+            raise OptionError(
+                f"unknown compile mode {mode!r}; valid: {', '.join(COMPILE_MODES)} (off: no torch.compile; "
+                "the rest are torch.compile modes)"
+            )
+    return modes
+
+
 def parse_compare_fail(value: Any) -> tuple[Any, ...]:
     return parse_criteria(value)  # the gate's grammar lives with the gate
 
@@ -201,6 +229,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("seq_lens", parse_int_list, "N,N", "comma-separated input lengths (default: the preset's)"),
     Setting("devices", parse_devices, "DEV,DEV", "auto (cuda if available else cpu), cpu, cuda, cuda:N"),
     Setting("dtype", parse_dtypes, "DTYPE", "float32, float16, bfloat16 or auto (fp16 on cuda, fp32 on cpu)"),
+    Setting(
+        "attn_implementation",
+        parse_attn_implementations,
+        "NAME,NAME",
+        "attention implementations to sweep: auto (the model's own choice, the default), eager, sdpa, "
+        "flash_attention_2, flex_attention ... as the installed transformers offers them; one a model, "
+        "device or installation cannot run is skipped with transformers' reason",
+    ),
+    Setting(
+        "compile",
+        parse_compile_modes,
+        "MODE,MODE",
+        f"torch.compile modes to sweep: {', '.join(COMPILE_MODES)} (default off); compile time is recorded "
+        "apart (compile_time_s), never in the rounds; generate compiles its decode step over a static cache",
+    ),
     Setting(
         "rounds",
         _parse_min(1),

@@ -169,7 +169,11 @@ def _skip_reason(case: BenchCase, config: TBenchConfig, models: ModelCache) -> s
         return absent
     model_config = models.config(case.model)
     scenario = SCENARIOS[case.mode]
-    unsupported = scenario.unsupported_reason(case.model, model_config)
+    unsupported = (
+        scenario.unsupported_reason(case.model, model_config)
+        or scenario.variant_reason(case, config)
+        or models.attention_reason(case.model_key)
+    )
     if unsupported:
         return unsupported
     limit, needed = max_positions(model_config), scenario.positions_needed(case)

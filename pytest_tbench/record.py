@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .axes import ATTN_AUTO, COMPILE_OFF
 from .metric_table import BASELINE_RUN_ROUNDS, MEDIAN_S, PROCESS_ROUNDS
 
 # Where pytest-benchmark's ``params`` of an item hold its case (BenchCase.as_params()).
@@ -20,7 +21,8 @@ CASE_PARAM = "tbench_case"
 
 @dataclass(frozen=True)
 class Case:
-    """An item's coordinates: what runs (mode, model, head), on what input and where."""
+    """An item's coordinates: what runs (mode, model, head), on what input and where, and how (its variant
+    axes, ``axes.AXES``: their defaults mean "as before", so records written without them still read)."""
 
     mode: str
     model: str
@@ -30,6 +32,8 @@ class Case:
     device: str
     dtype: str
     new_tokens: int = 0
+    attn_implementation: str = ATTN_AUTO
+    compile: str = COMPILE_OFF
 
     def as_params(self) -> dict[str, Any]:
         """JSON-friendly form; it is what pytest-benchmark stores as the item's ``params``."""

@@ -9,7 +9,8 @@ from collections.abc import Iterable
 
 from tabulate import tabulate
 
-from .modes import MODEL, columns_for
+from .axes import AXES
+from .modes import MODEL, Column, columns_for
 from .results import ItemResult
 
 
@@ -20,7 +21,14 @@ def summary_tables(results: Iterable[ItemResult]) -> list[tuple[str, str]]:
         by_mode.setdefault(result.case.mode, []).append(result)
     tables = []
     for mode, rows in by_mode.items():
-        columns = (MODEL, *columns_for(mode))
+        # A variant axis gets a column where the mode's rows differ from its default, so that rows which would
+        # otherwise read alike say which variant each is.
+        variants = tuple(
+            Column(axis.tag, axis.key)
+            for axis in AXES
+            if any(getattr(r.case, axis.key) != axis.default for r in rows)
+        )
+        columns = (MODEL, *variants, *columns_for(mode))
         body = [[column.cell(r.record) for column in columns] for r in rows]
         table = tabulate(body, [c.header for c in columns], tablefmt="simple", disable_numparse=True)
         tables.append((f"tbench {mode.upper()} - SPEED AND MEMORY", table))

@@ -9,11 +9,12 @@ key fails here. A key that is added on purpose goes into the list: regenerate it
 An A/B run's keys are pinned in tests/json_keys_ab.txt by the A/B session of tests/test_ab.py
 (``check_ab_keys``).
 
-Not covered (they need a GPU or a regressing baseline): the CUDA memory keys, and ``gate_earlier_attempts``
-that the gate adds to a re-measured item (tests/test_gate.py covers that one). Energy: the keys pinned are
-``energy_unavailable`` alone, which a machine without a readable meter writes, and so does one with a meter,
-as the tiny rounds here last far under a meter's shortest window (0.1 s for RAPL); tests/test_limits.py covers
-the keys of a measured window.
+Not covered (they need a GPU or a regressing baseline, or a compile): the CUDA memory keys,
+``gate_earlier_attempts`` that the gate adds to a re-measured item (tests/test_gate.py covers that one), and a
+compiled item's ``compile_time_s``, ``compile_warmup_rounds``, ``compile_frames`` and ``recompiles_measured``
+(tests/test_compile.py covers those). Energy: the keys pinned are ``energy_unavailable`` alone, which a
+machine without a readable meter writes, and so does one with a meter, as the tiny rounds here last far under
+a meter's shortest window (0.1 s for RAPL); tests/test_limits.py covers the keys of a measured window.
 """
 
 from __future__ import annotations

@@ -9,12 +9,14 @@ from typing import Any
 from ..cases import BenchCase
 from ..devices import device_name, matmul_precision, on_device
 from ..metric_table import (
+    ATTN_IMPLEMENTATION_USED,
     DEVICE_NAME,
     MATMUL_PRECISION,
     MEDIAN_S,
     THROUGHPUT_SAMPLES_PER_S,
     THROUGHPUT_TOKENS_PER_S,
 )
+from ..models.attention import implementation_used
 from ..models.loading import LoadedModel
 from ..scenarios.base import Work
 from ..trackers import memory_tracker
@@ -42,6 +44,7 @@ def run_item(
             meter = energy_unavailable if energy_unavailable is not None else open_meter(case.device)
             energy = EnergyWindow(meter, warmup, rounds)
             with memory_tracker(case.device) as memory:
+                work.prepare()
                 run_rounds(energy.wrap(work))
             # After the rounds and outside the memory tracker: never timed, and not in the item's peak memory.
             flops = count_flops(work.flops).extra_info() if work.flops is not None else {}
@@ -75,6 +78,9 @@ def describe(case: BenchCase, loaded: LoadedModel, work: Work, rounds: int, warm
         "seq_len": case.seq_len,
         "device": case.device,
         "dtype": case.dtype,
+        "attn_implementation": case.attn_implementation,
+        ATTN_IMPLEMENTATION_USED: implementation_used(loaded.model),
+        "compile": case.compile,
         "rounds": rounds,
         "warmup_rounds": warmup,
         "samples_per_call": work.samples,

@@ -23,8 +23,10 @@ from transformers import (
     PreTrainedModel,
 )
 
+from ..axes import ATTN_AUTO
 from ..devices import empty_cache, synchronize
 from .architecture import is_encoder_only
+from .attention import attention_unsupported_reason
 from .hub import load_failure_hint, pretrained_kwargs
 from .registry import BUILTIN_MODELS, CustomModel, ResolvedSpec, resolve
 
@@ -66,6 +68,15 @@ class ModelKey:
     dtype: str
     # Training changes the weights, so train items get their own copy and never share with inference.
     train: bool = False
+    # Passed to from_pretrained / from_config as ``attn_implementation=``; "auto" passes nothing (the model's
+    # own choice, which transformers records in ``config._attn_implementation``).
+    attn_implementation: str = ATTN_AUTO
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """What from_pretrained / from_config take beyond the weights' dtype."""
+        if self.attn_implementation == ATTN_AUTO:
+            return {}
+        return {"attn_implementation": self.attn_implementation}
 
     @property
     def weights_dtype(self) -> torch.dtype:
@@ -105,11 +116,11 @@ def load_model(resolved: ResolvedSpec, key: ModelKey) -> LoadedModel:
         model_class = head_class(key.head, config)
         if resolved.make_config is not None:
             torch.manual_seed(WEIGHTS_SEED)
-            model = model_class.from_config(config, dtype=dtype)
+            model = model_class.from_config(config, dtype=dtype, **key.load_kwargs())
         else:
             assert resolved.target is not None
             model = model_class.from_pretrained(
-                resolved.target, dtype=dtype, **pretrained_kwargs(resolved.target)
+                resolved.target, dtype=dtype, **key.load_kwargs(), **pretrained_kwargs(resolved.target)
             )
         model.to(key.device).eval()
         synchronize(key.device)
@@ -134,6 +145,7 @@ class ModelCache:
         self._custom = custom_models
         self._loaded: dict[ModelKey, LoadedModel | ModelLoadError] = {}
         self._configs: dict[str, PretrainedConfig | ModelLoadError] = {}
+        self._attention: dict[tuple[str, str, str, str, str], str | None] = {}
 
     def resolve(self, spec: str) -> ResolvedSpec:
         return resolve(spec, self._custom)
@@ -150,6 +162,19 @@ class ModelCache:
         if isinstance(found, ModelLoadError):
             raise found
         return found
+
+    def attention_reason(self, key: ModelKey) -> str | None:
+        """Why the key's model cannot run its attention implementation on its device and dtype (None: it
+        can), checked once per model, head, implementation, device and dtype without loading weights."""
+        if key.attn_implementation == ATTN_AUTO:
+            return None
+        cache_key = (key.spec, key.head, key.attn_implementation, key.device, key.dtype)
+        if cache_key not in self._attention:
+            config = self.config(key.spec)
+            self._attention[cache_key] = attention_unsupported_reason(
+                head_class(key.head, config), config, key.attn_implementation, key.device, key.dtype
+            )
+        return self._attention[cache_key]
 
     def get(self, key: ModelKey) -> LoadedModel:
         if self._trained(key):

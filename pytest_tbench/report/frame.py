@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..axes import variant_label
 from ..compare.runs import load_run
 from ..errors import OptionError
 from ..metric_table import MEDIAN_S
@@ -20,7 +21,8 @@ STATS_KEYS = ("min", "max", "mean", "median", "stddev", "iqr", "rounds")
 
 # Items written without params.tbench_case (older drafts, hand-made files) still carry the item id.
 _ID_RE = re.compile(
-    r"\[(?P<model>.+?)-b(?P<batch>\d+)-s(?P<seq>\d+)(?:-n(?P<new>\d+))?-(?P<device>[^-]+)-(?P<dtype>[^-\]]+)\]"
+    r"\[(?P<model>.+?)-b(?P<batch>\d+)-s(?P<seq>\d+)(?:-n(?P<new>\d+))?-(?P<device>[^-]+)-(?P<dtype>[^-\]]+)"
+    r"(?:-\w+:[^\]]*)?\]"  # variant axes (axes.variant_id), read from the case
 )
 
 
@@ -45,6 +47,7 @@ class Row:
     new_tokens: int | None
     stats: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Scalar] = field(default_factory=dict)
+    variant: str = ""  # the item's non-default variant axes (axes.variant_label); "" for none
 
     def metric(self, key: str) -> float | None:
         """A numeric extra_info value; ``median_s`` falls back to pytest-benchmark's median."""
@@ -60,19 +63,39 @@ class Row:
         return self.extra.get(key)
 
     @property
-    def group(self) -> tuple[str, str, str, str, str, str, int | None]:
+    def group(self) -> tuple[str, str, str, str, str, str, int | None, str]:
         """Everything that identifies an item except batch size and input length: one grid of a plot."""
-        return (self.run, self.mode, self.model, self.head, self.device, self.dtype, self.new_tokens)
+        return (
+            self.run,
+            self.mode,
+            self.model,
+            self.head,
+            self.device,
+            self.dtype,
+            self.new_tokens,
+            self.variant,
+        )
 
     @property
-    def item(self) -> tuple[str, str, int | None, int | None, str, str, int | None]:
-        """The coordinates two runs or two models are compared on (the same work on the same device)."""
-        return (self.mode, self.head, self.batch_size, self.seq_len, self.device, self.dtype, self.new_tokens)
+    def item(self) -> tuple[str, str, int | None, int | None, str, str, int | None, str]:
+        """The coordinates two runs or two models are compared on (the same work on the same device, run the
+        same way)."""
+        return (
+            self.mode,
+            self.head,
+            self.batch_size,
+            self.seq_len,
+            self.device,
+            self.dtype,
+            self.new_tokens,
+            self.variant,
+        )
 
     @property
     def label(self) -> str:
         new = f" n{self.new_tokens}" if self.new_tokens else ""
-        return f"b{self.batch_size} s{self.seq_len}{new}"
+        variant = f" {self.variant}" if self.variant else ""
+        return f"b{self.batch_size} s{self.seq_len}{new}{variant}"
 
 
 @dataclass
@@ -137,6 +160,7 @@ def row_of(bench: dict[str, Any], run: str) -> Row:
         new_tokens=_int_or_none(_as_int(coord("new_tokens", "new"))),
         stats=stats,
         extra=extra,
+        variant=variant_label(record.case.as_params()) if record.case is not None else "",
     )
 
 

@@ -16,19 +16,36 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
+from ..axes import COMPILE_OFF
 from ..cases import BenchCase
 from ..config import TBenchConfig
 from ..models.loading import HEADS, LoadedModel
 from ..modes import MODES as MODE_TABLE
 from ..modes import Mode
 from .base import Work
+from .compiled import steady_compiled
 from .forward import forward_work
 from .generate import generate_work, pooled_metrics, unsupported_reason
+from .generate import variant_reason as generate_variant_reason
 from .train import train_work
 
 
 def _always_supported(spec: str, config: PretrainedConfig) -> str | None:
     return None
+
+
+def _all_variants(case: BenchCase, settings: TBenchConfig) -> str | None:
+    return None
+
+
+def _default_variants(case: BenchCase, settings: TBenchConfig) -> str | None:
+    """A registered scenario runs the model as it is loaded: it has no compiled variant to offer."""
+    if case.compile == COMPILE_OFF:
+        return None
+    return (
+        f"mode {case.mode!r} does not run a compiled model: its scenario was registered without a "
+        "variant_reason that accepts --tbench-compile (use scenarios.compiled.compiled_module in its build)"
+    )
 
 
 @dataclass(frozen=True)
@@ -40,6 +57,9 @@ class Scenario:
     # Metrics recomputed over the rounds of several worker processes (their ``Work.records``); None: the
     # scenario's metrics do not depend on the rounds.
     pooled_metrics: Callable[[BenchCase, list[Any]], dict[str, Any]] | None = None
+    # Why the scenario cannot run a case's variant (axes.AXES; attention is the model's, compile the
+    # scenario's) with the session's settings; None: it can. The default accepts only the uncompiled variant.
+    variant_reason: Callable[[BenchCase, TBenchConfig], str | None] = _default_variants
 
     @property
     def default_head(self) -> str:
@@ -48,7 +68,10 @@ class Scenario:
 
 SCENARIOS: dict[str, Scenario] = {
     "forward": Scenario(
-        "forward", lambda case: case.seq_len, lambda loaded, case, _: forward_work(loaded, case)
+        "forward",
+        lambda case: case.seq_len,
+        lambda loaded, case, _: forward_work(loaded, case),
+        variant_reason=_all_variants,
     ),
     "generate": Scenario(
         "generate",
@@ -58,11 +81,13 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         unsupported_reason,
         pooled_metrics,
+        generate_variant_reason,
     ),
     "train": Scenario(
         "train",
         lambda case: case.seq_len,
         lambda loaded, case, settings: train_work(loaded, case, settings.optimizer),
+        variant_reason=_all_variants,
     ),
 }
 
@@ -110,7 +135,8 @@ def build_work(loaded: LoadedModel, case: BenchCase, settings: TBenchConfig) -> 
             f"{', '.join(SCENARIOS)}): a worker imports the module that defines a registered scenario's "
             "build function; define it in an importable module (or the conftest.py that registers it)"
         )
-    return scenario.build(loaded, case, settings)
+    work = scenario.build(loaded, case, settings)
+    return work if case.compile == COMPILE_OFF else steady_compiled(work, case)
 
 
 __all__ = ["SCENARIOS", "Scenario", "Work", "build_work", "register_mode"]

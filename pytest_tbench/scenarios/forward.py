@@ -11,10 +11,12 @@ from ..inputs import make_inputs
 from ..models.loading import LoadedModel
 from ..trackers.flops import FlopEstimate, FlopPass, matmul_parameters
 from .base import Work
+from .compiled import compiled_module
 
 
 def forward_work(loaded: LoadedModel, case: BenchCase) -> Work:
     model = loaded.model
+    run = compiled_module(model, case.compile)
     kwargs: dict[str, object] = dict(make_inputs(loaded.config, case.batch_size, case.seq_len, case.device))
     # A lone forward pass has no use for a KV cache; building one would add to its time and memory.
     if "use_cache" in inspect.signature(model.forward).parameters:
@@ -22,7 +24,7 @@ def forward_work(loaded: LoadedModel, case: BenchCase) -> Work:
 
     def call() -> None:
         with torch.inference_mode():
-            model(**kwargs)  # the output is dropped at once, so rounds do not hold each other's activations
+            run(**kwargs)  # the output is dropped at once, so rounds do not hold each other's activations
 
     tokens = case.batch_size * case.seq_len
     flops = FlopPass(lambda mark: call(), FlopEstimate(2, matmul_parameters(model).count, tokens))

@@ -8,24 +8,37 @@ the token's existence (the forward pass, logits processing and sampling of that 
 The model runs from a generation config the plugin builds (``generate_settings.py``), installed as the model's
 own for the item: transformers fills whatever a passed config leaves unset from ``model.generation_config``,
 so a checkpoint's beams or penalties would otherwise apply. The model's config is put back when the item ends.
+
+Compiled (``--tbench-compile MODE``), generate runs transformers' own path: a static cache and a
+``CompileConfig(mode=MODE)`` in the generation config, so that the prefill runs eager and every decode step
+runs transformers' compiled call (``get_compiled_call``); ``scenarios/compiled.py`` keeps the compiling out of
+the rounds. Uncompiled, transformers decides by itself, as before (on CUDA it compiles a static cache's decode
+step), and ``generate_compiled`` records what it decided.
 """
 
 from __future__ import annotations
 
 import copy
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import numpy as np
 import torch
 from transformers import PretrainedConfig, StoppingCriteria, StoppingCriteriaList
 
+from ..axes import COMPILE_OFF
 from ..cases import BenchCase
+from ..config import TBenchConfig
 from ..inputs import make_inputs
 from ..models.architecture import is_encoder_only
 from ..models.loading import LoadedModel
-from ..trackers.compiles import CompileWatch, dynamo_frame_compiles, release_generate_state
+from ..trackers.compiles import (
+    CompileWatch,
+    MeasuredCompileError,
+    dynamo_frame_compiles,
+    release_generate_state,
+)
 from ..trackers.flops import FlopEstimate, FlopPass, Mark, matmul_parameters
 from ..trackers.steps import RoundTiming, StepClock
 from .base import Work
@@ -35,10 +48,6 @@ from .generate_settings import GenerateSettings
 
 class TokenCountError(AssertionError):
     """A round generated another number of tokens than asked: its tokens/s would be wrong."""
-
-
-class MeasuredCompileError(AssertionError):
-    """Compilation happened inside the measured rounds: they would time compiling, not steady decoding."""
 
 
 @dataclass(frozen=True)
@@ -169,8 +178,27 @@ def pooled_metrics(case: BenchCase, rounds: list[GenerateRound]) -> dict[str, An
     return generate_metrics(case, rounds) if rounds else {}
 
 
+def variant_reason(case: BenchCase, settings: TBenchConfig) -> str | None:
+    """Why a compiled generate item cannot run with the session's cache settings (None: it can)."""
+    if case.compile == COMPILE_OFF:
+        return None
+    if not settings.use_cache:
+        return (
+            f"compile:{case.compile} in generate compiles the decode step over a static KV cache, as "
+            "transformers does; --tbench-use-cache false leaves none"
+        )
+    if settings.cache_implementation not in (None, "static"):
+        return (
+            f"compile:{case.compile} in generate needs a static KV cache (transformers compiles the decode "
+            "step only over a compilable cache), not --tbench-cache-implementation "
+            f"{settings.cache_implementation}"
+        )
+    return None
+
+
 def generate_work(loaded: LoadedModel, case: BenchCase, settings: GenerateSettings) -> Work:
     model, config = cast(Any, loaded.model), loaded.config
+    settings = replace(settings, compile=case.compile)
     inputs = make_inputs(config, case.batch_size, case.seq_len, case.device)
     inputs.pop("decoder_input_ids", None)  # generate starts the decoder itself
     model_generation = model.generation_config

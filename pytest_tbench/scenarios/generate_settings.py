@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from transformers import GenerationConfig, PretrainedConfig
+from transformers import CompileConfig, GenerationConfig, PretrainedConfig
+
+from ..axes import COMPILE_OFF
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,8 @@ class GenerateSettings:
     top_p: float | None = None
     use_cache: bool = True
     cache_implementation: str | None = None
+    # --tbench-compile: the torch.compile mode of the decode step, or off (the item's, not the session's).
+    compile: str = COMPILE_OFF
 
     @property
     def sampling(self) -> bool:
@@ -60,12 +64,35 @@ class GenerateSettings:
                 values["decoder_start_token_id"] = start
         if self.cache_implementation is not None:
             values["cache_implementation"] = self.cache_implementation
+        compile_config = self.compile_config()
+        if compile_config is not None:
+            # transformers compiles the decode step only over a compilable cache (scenarios.generate skips a
+            # compiled item with another cache).
+            values["cache_implementation"] = self.cache_implementation or "static"
+            values["compile_config"] = {
+                key: value if isinstance(value, (str, int, float, bool)) else str(value)
+                for key, value in compile_config.to_dict().items()
+                if value is not None
+            }
         return values
+
+    def compile_config(self) -> CompileConfig | None:
+        """What generate compiles its decode step with under --tbench-compile: the mode asked for, the rest
+        transformers' defaults (no fullgraph, inductor). transformers compiles on its own only on CUDA, XPU
+        and a few accelerators (``_valid_auto_compile_criteria``); ``_compile_all_devices`` is its switch for
+        every device, so a compiled item compiles on CPU too, by the same path."""
+        if self.compile == COMPILE_OFF:
+            return None
+        compile_config = CompileConfig(mode=self.compile)
+        compile_config._compile_all_devices = True  # type: ignore[assignment]  # declared None, read as a flag
+        return compile_config
 
     def generation_config(
         self, config: PretrainedConfig, model_generation: GenerationConfig | None
     ) -> GenerationConfig:
-        return GenerationConfig(**self.generation_values(config, model_generation))
+        values = self.generation_values(config, model_generation)
+        values.pop("compile_config", None)  # its recorded (JSON) form; the config takes the object
+        return GenerationConfig(**values, compile_config=self.compile_config())
 
 
 def _token_id(

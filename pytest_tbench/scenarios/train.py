@@ -24,6 +24,7 @@ from ..inputs import make_inputs
 from ..models.loading import AMP_DTYPES, TORCH_DTYPES, LoadedModel
 from ..trackers.flops import FlopEstimate, FlopPass, Mark, matmul_parameters
 from .base import Work
+from .compiled import compiled_module
 
 LEARNING_RATE = 1e-5
 
@@ -113,12 +114,16 @@ def train_work(loaded: LoadedModel, case: BenchCase, optimizer_name: str) -> Wor
     scaler = torch.amp.GradScaler(device_type) if precision.scaled and optimizer is not None else None
     steps = _Steps(scale=scaler.get_scale() if scaler is not None else 0.0)
     start = weights_fingerprint(params)  # before the first round, untimed
+    run = compiled_module(model, case.compile)  # its backward is compiled too (AOTAutograd)
 
     def forward_loss() -> torch.Tensor:
+        loss: torch.Tensor
         if precision.autocast_dtype is None:
-            return model(**inputs).loss
-        with torch.autocast(device_type, dtype=precision.autocast_dtype):
-            return model(**inputs).loss
+            loss = run(**inputs).loss
+        else:
+            with torch.autocast(device_type, dtype=precision.autocast_dtype):
+                loss = run(**inputs).loss
+        return loss
 
     def before_round() -> None:
         model.train()

@@ -23,6 +23,10 @@ GENERATE_STATE_ATTRS = ("_compiled_call", "_last_compile_config", "_previous_max
 _CRITERION = "_valid_auto_compile_criteria"
 
 
+class MeasuredCompileError(AssertionError):
+    """Compilation happened inside the measured rounds: they would time compiling, not steady running."""
+
+
 def dynamo_frame_compiles() -> int:
     """Frames dynamo has tried to compile in this process so far: first compiles, recompiles after a guard
     failed, and failed attempts (the recompile limit reached). A call that reuses compiled code adds none."""

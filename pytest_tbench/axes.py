@@ -1,0 +1,64 @@
+"""Variant axes: ways of running the same model on the same input (attention implementation, torch.compile),
+swept like the other coordinates of an item.
+
+One entry per axis names the ``Case`` field, the setting (``--tbench-<key>``, ini ``tbench_<key>``,
+config-file key ``<key>``) and the ``TBenchConfig`` attribute, which all share the axis' key; its default is
+the value that means "as before", so a record written before the axis existed reads as the default, and an
+item at the default keeps the id it had. A non-default value shows in the item id as ``-<tag>:<value>``: the
+tag keeps values of different axes apart (``default`` is a compile mode, ``auto`` could be anything), and
+``:`` is a character ``pytest -k`` takes inside a word (``=`` is not), so ``-k compile:default`` selects those
+items.
+
+An axis' value is shown by the case alone, never by what else the sweep holds: the gate and ``tbench compare``
+match items across runs by id, and the uncompiled item of a ``--tbench-compile off,default`` sweep is the same
+measurement as the item of an earlier run that had no compile axis.
+
+Torch-free: options and the report read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# torch.compile's modes (torch._inductor.list_mode_options), and "off" for no torch.compile at all.
+COMPILE_OFF = "off"
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+# The model's own attention choice: nothing is passed to from_pretrained / from_config.
+ATTN_AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Axis:
+    key: str  # the Case field, the setting key and the TBenchConfig attribute
+    default: str  # "as before": never in an id; what a record without the field reads as
+    tag: str  # the id's name for the axis
+    # Whether the value changes how the model is loaded (part of its ModelKey): the sweep keeps all items of
+    # one value together, so that each copy of the model is loaded once and released before the next.
+    loads_model: bool
+
+    def id_part(self, value: str) -> str:
+        return "" if value == self.default else f"-{self.tag}:{value}"
+
+
+AXES: tuple[Axis, ...] = (
+    Axis("attn_implementation", ATTN_AUTO, "attn", loads_model=True),
+    Axis("compile", COMPILE_OFF, "compile", loads_model=False),
+)
+AXIS_KEYS = tuple(axis.key for axis in AXES)
+
+
+def variant_id(values: Mapping[str, Any]) -> str:
+    """The id suffix of a case's variant values (a case's fields, or its params): "" at every default."""
+    return "".join(axis.id_part(str(values.get(axis.key, axis.default))) for axis in AXES)
+
+
+def variant_label(values: Mapping[str, Any]) -> str:
+    """The variant in words for tables and reports (``attn:sdpa compile:default``); "" at every default."""
+    return " ".join(
+        f"{axis.tag}:{value}"
+        for axis in AXES
+        if (value := str(values.get(axis.key, axis.default))) != axis.default
+    )

@@ -1,0 +1,171 @@
+"""torch.compile as a variant of a scenario (``--tbench-compile MODE``): the compiled model, the calls that
+compile it kept out of the rounds, and evidence that the measured rounds ran compiled code without compiling.
+
+A scenario that honours ``case.compile`` calls ``compiled_module`` (forward, train) or has transformers
+compile (generate); ``build_work`` then wraps its work with ``steady_compiled``, whose ``prepare`` step runs
+before the warm-up rounds:
+
+- dynamo is reset first, so the item's first call is a first compile (not one a previous item paid for), and
+  a long sweep cannot pile recompiles up towards dynamo's limits;
+- whole rounds (hooks included, untimed by the launcher) run until one compiles no dynamo frame; the calls
+  that compiled are timed (the device synchronised) and recorded as ``compile_time_s``, the rounds as
+  ``compile_warmup_rounds``. A first call that compiles nothing would measure eager code, and a call that
+  still compiles after ``MAX_COMPILE_ROUNDS`` never settles: both fail the item;
+- the usual ``--tbench-warmup`` rounds follow (CUDA graphs record there), then the measured rounds. Frame
+  compiles are counted in every round; any inside the measured rounds fails the item
+  (``recompiles_measured``, recorded as 0 otherwise);
+- while the item runs, ``torch._dynamo.config.fail_on_recompile_limit_hit`` is on: past dynamo's recompile
+  limit a call would otherwise run eager without a word, and its rounds would be reported as compiled.
+
+Inductor's on-disk caches (``TORCHINDUCTOR_FX_GRAPH_CACHE`` and friends) survive the reset and processes, so
+``compile_time_s`` of a repeated session is a warm-cache compile; ``TORCHINDUCTOR_FORCE_DISABLE_CACHES=1``
+measures a cold one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch._dynamo
+from torch._dynamo.exc import FailOnRecompileLimitHit
+
+from ..axes import COMPILE_OFF
+from ..cases import BenchCase
+from ..devices import synchronize
+from ..metric_table import COMPILE_FRAMES, COMPILE_TIME_S, COMPILE_WARMUP_ROUNDS, RECOMPILES_MEASURED
+from ..trackers.compiles import MeasuredCompileError, dynamo_frame_compiles
+from .base import Work
+
+# Rounds a compiled item may take to stop compiling before it fails: a shape or guard that changes on every
+# call would otherwise compile until dynamo's recompile limit (8 per code object).
+MAX_COMPILE_ROUNDS = 10
+
+_RECOMPILES_HINT = (
+    "TORCH_LOGS=recompiles shows which guard fails; a shape or value that changes between calls keeps the "
+    "compiled code from settling"
+)
+
+
+class CompileNotSteady(RuntimeError):
+    """The compiled model did not settle into running compiled code before the rounds."""
+
+
+def compiled_module(model: torch.nn.Module, mode: str) -> Any:
+    """The model as the item calls it: itself, or ``torch.compile`` of it in ``mode``. A wrapper, not
+    ``model.compile()``: the session's copy of the model stays as loaded for the items that follow."""
+    if mode == COMPILE_OFF:
+        return model
+    return torch.compile(model, mode=mode)
+
+
+@dataclass
+class _Compiles:
+    settle_rounds: int = 0
+    compile_time_s: float = 0.0
+    # Dynamo frame compiles per round, in order: settling, warm-up, measured.
+    per_round: list[int] = field(default_factory=list)
+    at_round_start: int = 0
+    fail_on_limit: bool | None = None  # dynamo's setting before the item (once prepared), put back by cleanup
+
+
+def steady_compiled(work: Work, case: BenchCase) -> Work:
+    """``work`` (whose call runs the compiled model) with its compiling done in ``prepare`` and its frame
+    compiles counted in every round."""
+    state = _Compiles()
+
+    def before_round() -> None:
+        work.before_round()
+        state.at_round_start = dynamo_frame_compiles()
+
+    def call() -> object:
+        try:
+            return work.call()
+        except FailOnRecompileLimitHit as exc:
+            raise CompileNotSteady(
+                f"{case.id}: dynamo reached its recompile limit (torch._dynamo.config.recompile_limit = "
+                f"{torch._dynamo.config.recompile_limit}); past it the call would run eager while reported "
+                f"as compile:{case.compile}, so this item fails. {_RECOMPILES_HINT}"
+            ) from exc
+
+    def after_round() -> None:
+        state.per_round.append(dynamo_frame_compiles() - state.at_round_start)
+        work.after_round()
+
+    def prepare() -> None:
+        work.prepare()
+        # A user's work (tbench.measure) is measured again as it is under the gate's retries: start afresh.
+        state.settle_rounds, state.compile_time_s = 0, 0.0
+        state.per_round.clear()
+        state.fail_on_limit = torch._dynamo.config.fail_on_recompile_limit_hit
+        if not torch._dynamo.config.suppress_errors:  # dynamo refuses the two together
+            torch._dynamo.config.fail_on_recompile_limit_hit = True
+        torch._dynamo.reset()
+        while True:
+            synchronize(case.device)
+            before_round()
+            start = time.perf_counter()
+            call()
+            synchronize(case.device)
+            elapsed = time.perf_counter() - start
+            after_round()
+            state.settle_rounds += 1
+            compiled = state.per_round[-1]
+            if not compiled:
+                if state.settle_rounds == 1:
+                    raise CompileNotSteady(
+                        f"{case.id}: the first call compiled nothing, so the rounds would time eager code as "
+                        f"compile:{case.compile}; the call does not run the model through torch.compile "
+                        "(scenarios.compiled.compiled_module)"
+                    )
+                return
+            state.compile_time_s += elapsed
+            if state.settle_rounds >= MAX_COMPILE_ROUNDS:
+                raise CompileNotSteady(
+                    f"{case.id}: still compiling after {MAX_COMPILE_ROUNDS} calls (dynamo frame compiles per "
+                    f"call: {state.per_round}), so no round would time steady compiled code and this item "
+                    f"fails. {_RECOMPILES_HINT}"
+                )
+
+    def metrics(warmup_rounds: int) -> dict[str, Any]:
+        unmeasured = state.settle_rounds + warmup_rounds
+        measured = state.per_round[unmeasured:]
+        if any(measured):
+            raise MeasuredCompileError(
+                f"{case.id}: dynamo compiled {sum(measured)} frame(s) during the measured rounds (per round: "
+                f"{measured}) after {state.settle_rounds} compiling call(s) settled; those rounds time "
+                f"compilation, not compiled code, so this item fails. {_RECOMPILES_HINT}"
+            )
+        return {
+            **work.metrics(unmeasured),
+            COMPILE_TIME_S: state.compile_time_s,
+            COMPILE_WARMUP_ROUNDS: state.settle_rounds,
+            COMPILE_FRAMES: sum(state.per_round[:unmeasured]),
+            RECOMPILES_MEASURED: sum(measured),
+        }
+
+    def records(warmup_rounds: int) -> list[Any]:
+        return work.records(state.settle_rounds + warmup_rounds)
+
+    def cleanup() -> None:
+        try:
+            work.cleanup()
+        finally:
+            # The next item starts with dynamo's caches empty, and with dynamo's own setting.
+            torch._dynamo.reset()
+            if state.fail_on_limit is not None:
+                torch._dynamo.config.fail_on_recompile_limit_hit = state.fail_on_limit
+
+    return Work(
+        call,
+        samples=work.samples,
+        tokens=work.tokens,
+        before_round=before_round,
+        after_round=after_round,
+        metrics=metrics,
+        records=records,
+        cleanup=cleanup,
+        prepare=prepare,
+    )
