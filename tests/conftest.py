@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,23 @@ def run_json(
     result = run(*args, f"--benchmark-json={out}")
     data = json.loads(Path(out).read_text()) if out.exists() else {}
     return result, data
+
+
+@pytest.fixture
+def restored_modes() -> Iterator[Callable[[], None]]:
+    """Gives a call that puts the mode and scenario tables back as they were, and makes it after the test: an
+    in-process pytester run imports its conftest.py, and so registers modes in this process, where a second
+    registration of the same name (the next run's) would rightly fail."""
+    from pytest_tbench.modes import MODES
+    from pytest_tbench.scenarios import SCENARIOS
+
+    modes, scenarios = dict(MODES), dict(SCENARIOS)
+
+    def restore() -> None:
+        MODES.clear()
+        MODES.update(modes)
+        SCENARIOS.clear()
+        SCENARIOS.update(scenarios)
+
+    yield restore
+    restore()

@@ -3,7 +3,7 @@ own terminal table, lands in the JSON under its name, and shows wherever modes a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -62,23 +62,6 @@ import pytest
 def test_embed(tbench):
     tbench.run()
 """
-
-
-@pytest.fixture
-def restored_modes() -> Iterator[Callable[[], None]]:
-    """Gives a call that puts both tables back as they were, and makes it after the test: an in-process
-    pytester run imports its conftest.py, and so registers, in this process, where a second registration of
-    the same name (the next run's) would rightly fail."""
-    modes, scenarios = dict(MODES), dict(SCENARIOS)
-
-    def restore() -> None:
-        MODES.clear()
-        MODES.update(modes)
-        SCENARIOS.clear()
-        SCENARIOS.update(scenarios)
-
-    yield restore
-    restore()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ measures a cold one.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -158,10 +158,10 @@ def steady_compiled(work: Work, case: BenchCase) -> Work:
             if state.fail_on_limit is not None:
                 torch._dynamo.config.fail_on_recompile_limit_hit = state.fail_on_limit
 
-    return Work(
-        call,
-        samples=work.samples,
-        tokens=work.tokens,
+    # replace(), not a new Work: what this wrapper does not change (the FLOP pass, ...) stays the work's.
+    return replace(
+        work,
+        call=call,
         before_round=before_round,
         after_round=after_round,
         metrics=metrics,
