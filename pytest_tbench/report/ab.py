@@ -5,14 +5,15 @@ tables, the environment and the comparison plot show both, and the paired verdic
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from pytest_benchmark.stats import Stats
 
 from ..ab.rejudge import is_ab
 from ..ab.summary import AB_HEADERS, AB_LEGEND, ab_rows
 from ..metric_table import AB, ROUNDS_S
-from .frame import Run, row_of
+from .frame import STATS_KEYS, Run, row_of
 from .tables import Table
 
 # The base side's versions, when its interpreter differs (python:PATH), replace the run's in its column.
@@ -56,20 +57,14 @@ def _base_bench(bench: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def stats_of(rounds: list[float]) -> dict[str, float]:
-    """pytest-benchmark's per-call statistics of ``rounds`` (seconds); spread needs two rounds."""
+    """pytest-benchmark's per-call statistics of ``rounds`` (seconds), computed by its own ``Stats``, so the
+    base side's figures are defined exactly as the current side's."""
     if not rounds:
         return {}
-    stats = {
-        "min": min(rounds),
-        "max": max(rounds),
-        "mean": statistics.fmean(rounds),
-        "median": statistics.median(rounds),
-        "rounds": float(len(rounds)),
-    }
-    if len(rounds) > 1:
-        q1, _, q3 = statistics.quantiles(rounds, n=4)
-        stats |= {"stddev": statistics.stdev(rounds), "iqr": q3 - q1}
-    return stats
+    stats = Stats()
+    for value in rounds:
+        stats.update(value)
+    return {key: float(getattr(stats, key)) for key in STATS_KEYS}
 
 
 def _base_machine_info(data: Mapping[str, Any], side: Mapping[str, Any]) -> dict[str, Any]:
