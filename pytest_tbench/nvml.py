@@ -86,6 +86,24 @@ def _process_used(nvml: Any, handle: Any, pid: int) -> tuple[int | None, str | N
     return sum(int(u) for u in used), None
 
 
+def context_pids(uuid: str | None) -> set[int] | str:
+    """The pids NVML lists as compute processes (each holds a CUDA context) on the GPU with this UUID, or why
+    it cannot say."""
+    if uuid is None:
+        return "torch reports no UUID for the CUDA device, so NVML cannot find it"
+    try:
+        nvml = _nvml()
+    except Exception as exc:
+        return _absent(exc)
+    handle = handle_for_uuid(nvml, uuid)
+    if handle is None:
+        return f"NVML knows no GPU with UUID {uuid}"
+    try:
+        return {int(p.pid) for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle)}
+    except Exception as exc:
+        return f"NVML cannot list the GPU's compute processes: {type(exc).__name__}: {exc}"
+
+
 def memory_in_use(uuid: str | None, pid: int | None = None) -> MemoryInUse:
     """The used memory of the GPU with this UUID: device-wide, and of process ``pid`` (this process by
     default), each None with the reason where NVML cannot tell."""

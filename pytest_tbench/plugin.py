@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from .modes import DEFAULT_MODE, mode_names
 from .options import SETTINGS, legacy_spelling_errors, normalise_compare_args
 from .results import ItemResult
 from .scenarios import SCENARIOS
+from .signals import save_on_sigterm
 from .summary import LEGEND, summary_tables
 
 
@@ -39,6 +41,7 @@ class SessionState:
     preloaded: bool = False
     run_json: dict[str, Any] | None = None  # the run as pytest-benchmark saved it, for --tbench-report
     ab: ABSession | None = None  # --tbench-ab: the two sides' processes, started at the first item
+    restore_sigterm: Callable[[], None] = lambda: None
 
     def not_measured_item(self, nodeid: str, outcome: str) -> None:
         """Record that an item measured nothing (once: an interrupted item may also get a report)."""
@@ -91,6 +94,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.benchmark_save_data = True
     tbench_config = TBenchConfig.from_pytest_config(config)
     config.stash[STATE] = SessionState(tbench_config, ModelCache(tbench_config.custom_models))
+    config.stash[STATE].restore_sigterm = save_on_sigterm()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -310,6 +314,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
     if state is not None:
+        state.restore_sigterm()
         state.models.release_all()
         if state.ab is not None:
             state.ab.close()

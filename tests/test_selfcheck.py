@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pytest_tbench.selfcheck import loops
-from pytest_tbench.selfcheck.verdicts import Check, agreement, at_most, exit_code, holds, render
+from pytest_tbench.selfcheck.verdicts import Check, agreement, at_most, bracketed, exit_code, holds, render
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,6 +24,16 @@ def test_agreement_passes_inside_the_tolerance_and_fails_outside() -> None:
     assert low.expected == "10 ms ±3%"
     with pytest.raises(ValueError, match="positive"):
         agreement("x", 1.0, 0.0, 0.03, "ms")
+
+
+def test_a_bracketed_reference_that_moved_fails_as_an_unstable_machine() -> None:
+    steady = bracketed("x", 10.2, 9.9, 10.1, 0.03, "ms")
+    assert steady.verdict == "pass"
+    assert steady.expected == "10 ms ±3% (before 9.9, after 10.1)"
+    assert bracketed("x", 10.5, 9.9, 10.1, 0.03, "ms").verdict == "fail"  # a disagreement
+    moved = bracketed("x", 10.0, 9.0, 11.0, 0.03, "ms")  # agrees with the mean, but the reference moved 22%
+    assert moved.verdict == "fail"
+    assert "the reference moved +22.2%" in moved.expected
 
 
 def test_limits_table_and_exit_code() -> None:
@@ -117,7 +127,7 @@ def test_cpu_dry_run_checks_everything_that_applies(pytester: pytest.Pytester) -
     names = "\n".join(rows)
     for expected in (
         "--tbench-isolate item runs",
-        "forkserver never initialised CUDA",
+        "forkserver holds no CUDA context",
         "forward float32 median",
         "forward bfloat16 median",
         "generate bfloat16 TTFT (median)",
@@ -131,7 +141,7 @@ def test_cpu_dry_run_checks_everything_that_applies(pytester: pytest.Pytester) -
         assert expected in rows, f"{expected!r} missing from:\n{names}"
     broken = {name: cells for name, cells in rows.items() if cells[1] == "no error"}
     assert not broken, broken
-    assert rows["forkserver never initialised CUDA"][2] == "PASS"
+    assert rows["forkserver holds no CUDA context"][2] == "PASS"
     assert rows["reserved peak after a larger item"][2] == "SKIP"
     assert rows["NVML fields mapped to the item's GPU"][2] == "SKIP"
     assert result.ret == (1 if any(cells[2] == "FAIL" for cells in rows.values()) else 0)
@@ -154,6 +164,7 @@ def _nvml_run(uuid: str, total: int, item_uuid: str) -> Any:
     ("nvml_uuid", "nvml_total", "item_uuid", "verdict"),
     [
         ("aaaa-1111", 80 * 2**30, "aaaa-1111", "pass"),
+        ("aaaa-1111", 80 * 2**30 + 480 * 2**20, "aaaa-1111", "pass"),  # the driver's reserve (H100 80GB)
         ("bbbb-2222", 80 * 2**30, "aaaa-1111", "fail"),  # NVML's record of another GPU
         ("aaaa-1111", 40 * 2**30, "aaaa-1111", "fail"),  # same UUID, another GPU's memory size
     ],
@@ -178,3 +189,26 @@ def test_nvml_check_names_a_record_of_another_gpu(
     assert present.verdict == "pass"
     assert record.verdict == verdict, record
     assert two_gpus.verdict == "skip"
+
+
+@pytest.mark.parametrize(
+    ("listed", "verdict"),
+    [({100, 200}, "pass"), ({100, 200, 4242}, "fail"), ({200}, "skip"), ("NVML: not found", "skip")],
+)
+def test_the_forkserver_check_reads_nvml_contexts_on_cuda(
+    monkeypatch: pytest.MonkeyPatch, listed: Any, verdict: str
+) -> None:
+    """On CUDA the verdict is whether NVML lists the forkserver among the GPU's processes with a context
+    (a mapped libcuda alone is not one); skipped where NVML cannot list this process' own pid."""
+    from pytest_tbench.selfcheck import checks
+
+    monkeypatch.setattr(checks, "forkserver_pid", lambda: 4242)
+    monkeypatch.setattr(checks, "maps_libcuda", lambda pid: True)
+    monkeypatch.setattr(checks, "cuda_index", lambda device: 0)
+    monkeypatch.setattr(checks, "cuda_uuid", lambda index: "aaaa-1111")
+    monkeypatch.setattr(checks.os, "getpid", lambda: 100)
+    monkeypatch.setattr(checks.torch, "zeros", lambda *args, **kwargs: None)
+    monkeypatch.setattr(checks.nvml, "context_pids", lambda uuid: listed)
+    row = checks.check_forkserver(checks.Setup(device="cuda"))
+    assert row.verdict == verdict, row
+    assert row.name == "forkserver holds no CUDA context"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from tabulate import tabulate
@@ -40,6 +40,24 @@ def agreement(name: str, measured: float, reference: float, tolerance: float, un
         f"{reference:.4g} {unit} ±{tolerance:.0%}",
         "pass" if abs(error) <= tolerance else "fail",
     )
+
+
+def bracketed(name: str, measured: float, before: float, after: float, tolerance: float, unit: str) -> Check:
+    """``agreement`` with the mean of a reference measured before and after the plugin, unless the reference
+    itself moved by more than ``tolerance`` between the two: then the machine cannot confirm an agreement
+    that close, and the row fails saying so rather than blaming either side."""
+    reference = (before + after) / 2
+    check = agreement(name, measured, reference, tolerance, unit)
+    drift = relative_error(after, before)
+    expected = f"{check.expected} (before {before:.4g}, after {after:.4g})"
+    if abs(drift) > tolerance:
+        return replace(
+            check,
+            expected=f"{expected}: the reference moved {drift:+.1%}, more than the tolerance; rerun when the "
+            "machine is quiet",
+            verdict="fail",
+        )
+    return replace(check, expected=expected)
 
 
 def at_most(name: str, measured: float, limit: float, unit: str) -> Check:

@@ -1,0 +1,34 @@
+"""SIGTERM ends a session as Ctrl-C does, so what was measured is saved.
+
+A CI job's time limit, ``timeout`` and a cluster's pre-emption send SIGTERM, whose default action ends the
+process at once: pytest's session-finish hooks never run and pytest-benchmark writes no JSON, so every item
+measured so far is lost. Raised as ``KeyboardInterrupt`` instead, the item in progress stops, pytest reports
+"interrupted" (exit code 2) and the JSON holds every item that finished.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import NoReturn
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    raise KeyboardInterrupt(f"{signal.Signals(signum).name}: the session stops and saves what it measured")
+
+
+def save_on_sigterm() -> Callable[[], None]:
+    """Route SIGTERM to ``KeyboardInterrupt`` for this session; returns the undo. Leaves a handler someone
+    else installed alone, and does nothing off the main thread (where Python cannot install one)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return lambda: None
+    signal.signal(signal.SIGTERM, _interrupt)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    return restore
