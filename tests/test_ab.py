@@ -109,7 +109,10 @@ def test_env_side_finds_a_slowdown_with_its_sign_and_size_and_passes_the_unchang
     sides = ab["sides"]
     assert sides["base"]["env"] == {"AB_SLOW_SLEEP_S": "0.010"}
     assert sides["base"]["OMP_WAIT_POLICY"] == sides["current"]["OMP_WAIT_POLICY"] == "PASSIVE"
-    assert sides["base"]["pid"] != sides["current"]["pid"]
+    # Every pair forks its workers from side processes of its own, kept for the session's next item.
+    pids = sides["base"]["pids"] + sides["current"]["pids"]
+    assert len(pids) == len(set(pids)) == 6
+    assert entries[1]["extra_info"]["ab"]["sides"] == sides
 
     result.stdout.fnmatch_lines(["*tbench A/B vs env:AB_SLOW_SLEEP_S=0.010*", "*b2*time*REGRESSED*"])
 

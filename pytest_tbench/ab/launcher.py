@@ -58,12 +58,13 @@ class ABLauncher:
         start = time.perf_counter()
         case = job.case
         rules = _or_fail(case.id, lambda: round_rules(self.benchmark))
-        sides = _or_fail(case.id, lambda: self.session.started(self.modules))
-        # Under --benchmark-disable one round per side checks that both sides run.
+        # Under --benchmark-disable one round per side, in one pair, checks that both sides run.
+        pairs = 1 if self.benchmark.disabled else self.pairs
         rounds = 1 if self.benchmark.disabled else paired_rounds(job.rounds, self.pairs)
+        processes = _or_fail(case.id, lambda: self.session.started(pairs, self.modules))
         pair_job = replace(job, rounds=rounds, rules=rules)
         results: list[PairResult] = []
-        for index in range(1 if self.benchmark.disabled else self.pairs):
+        for index, sides in enumerate(processes):
             first = BASE if index % 2 == 0 else CURRENT
             result = _or_fail(case.id, lambda: run_pair(sides, pair_job, first))  # noqa: B023 (called at once)
             failure = result.failure
