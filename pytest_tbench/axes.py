@@ -1,5 +1,5 @@
-"""Variant axes: ways of running the same model on the same input (attention implementation, torch.compile),
-swept like the other coordinates of an item.
+"""Variant axes: ways of running the same model on the same input (attention implementation, weight
+quantization, torch.compile), swept like the other coordinates of an item.
 
 One entry per axis names the ``Case`` field, the setting (``--tbench-<key>``, ini ``tbench_<key>``,
 config-file key ``<key>``) and the ``TBenchConfig`` attribute, which all share the axis' key; its default is
@@ -29,6 +29,10 @@ COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autot
 # The model's own attention choice: nothing is passed to from_pretrained / from_config.
 ATTN_AUTO = "auto"
 
+# Weight quantization (models/quantization.py): none, or one of torchao's int8 schemes.
+QUANT_NONE = "none"
+QUANTIZATIONS = (QUANT_NONE, "int8-weight-only", "int8-dynamic")
+
 
 @dataclass(frozen=True)
 class Axis:
@@ -45,6 +49,7 @@ class Axis:
 
 AXES: tuple[Axis, ...] = (
     Axis("attn_implementation", ATTN_AUTO, "attn", loads_model=True),
+    Axis("quantization", QUANT_NONE, "quant", loads_model=True),
     Axis("compile", COMPILE_OFF, "compile", loads_model=False),
 )
 AXIS_KEYS = tuple(axis.key for axis in AXES)

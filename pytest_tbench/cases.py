@@ -36,6 +36,7 @@ class BenchCase(Case):
             self.dtype,
             train=mode is not None and mode.own_model,
             attn_implementation=self.attn_implementation,
+            quantization=self.quantization,
         )
 
     @classmethod

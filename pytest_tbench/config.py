@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .ab.sides import Side
-from .axes import ATTN_AUTO, COMPILE_OFF
+from .axes import ATTN_AUTO, COMPILE_OFF, QUANT_NONE
 from .configfile import load_config_file
 from .errors import OptionError
 from .models.registry import DEFAULT_MODELS, CustomModel, parse_custom_models
@@ -36,6 +36,7 @@ class TBenchConfig:
     dtype: tuple[str, ...] = ("auto",)
     # Variant axes (axes.AXES): each a tuple of values swept like the coordinates above.
     attn_implementation: tuple[str, ...] = (ATTN_AUTO,)
+    quantization: tuple[str, ...] = (QUANT_NONE,)
     compile: tuple[str, ...] = (COMPILE_OFF,)
     runs: int = PRESETS[DEFAULT_PRESET].runs
     rounds: int | None = None  # set only when given explicitly; else derived from runs per mode

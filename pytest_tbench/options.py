@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .ab.sides import SPEC_HELP, parse_side
-from .axes import COMPILE_MODES
+from .axes import COMPILE_MODES, QUANTIZATIONS
 from .compare.criteria import parse_criteria
 from .errors import OptionError
 from .presets import PRESETS
@@ -152,6 +152,14 @@ def parse_attn_implementations(value: Any) -> tuple[str, ...]:
     return names
 
 
+def parse_quantizations(value: Any) -> tuple[str, ...]:
+    methods = tuple(dict.fromkeys(parse_str_list(value)))
+    for method in methods:
+        if method not in QUANTIZATIONS:
+            raise OptionError(f"unknown quantization {method!r}; valid: {', '.join(QUANTIZATIONS)}")
+    return methods
+
+
 def parse_compile_modes(value: Any) -> tuple[str, ...]:
     # YAML reads a bare ``off`` as false: in a config file that is the mode "off".
     modes = tuple(dict.fromkeys(parse_str_list(["off" if item is False else item for item in _items(value)])))
@@ -236,6 +244,13 @@ SETTINGS: tuple[Setting, ...] = (
         "attention implementations to sweep: auto (the model's own choice, the default), eager, sdpa, "
         "flash_attention_2, flex_attention ... as the installed transformers offers them; one a model, "
         "device or installation cannot run is skipped with transformers' reason",
+    ),
+    Setting(
+        "quantization",
+        parse_quantizations,
+        "METHOD,METHOD",
+        f"weight quantizations to sweep: {', '.join(QUANTIZATIONS)} (default none; torchao, "
+        "pip install 'pytest-tbench[quant]'); inference items only, the quantized weights' bytes recorded",
     ),
     Setting(
         "compile",

@@ -21,6 +21,7 @@ from .listing import list_models, list_presets
 from .memory_errors import OomRecord, OutOfMemory, catch_out_of_memory, skip_out_of_memory
 from .models.architecture import max_positions
 from .models.loading import HEADS, ModelCache, ModelKey, ModelLoadError
+from .models.quantization import unavailable_reason as quantization_reason
 from .modes import DEFAULT_MODE, mode_names
 from .options import SETTINGS, legacy_spelling_errors, normalise_compare_args
 from .results import ItemResult
@@ -177,6 +178,7 @@ def _skip_reason(case: BenchCase, config: TBenchConfig, models: ModelCache) -> s
         scenario.unsupported_reason(case.model, model_config)
         or scenario.variant_reason(case, config)
         or models.attention_reason(case.model_key)
+        or quantization_reason(case.quantization, case.model_key.train)
     )
     if unsupported:
         return unsupported

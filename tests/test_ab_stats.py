@@ -6,12 +6,13 @@ from __future__ import annotations
 import math
 import random
 import re
+import statistics
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from pytest_tbench.ab.paired import CANNOT_TELL, judge_paired, paired_estimate, status_of
+from pytest_tbench.ab.paired import CANNOT_TELL, judge_paired, paired_estimate, status_of, what_would_decide
 from pytest_tbench.ab.pairs import balanced_order, run_pair
 from pytest_tbench.ab.sides import Side, parse_side
 from pytest_tbench.ab.worktree import Worktree
@@ -91,6 +92,41 @@ def test_pairs_are_the_unit_of_replication() -> None:
     assert estimate is not None
     assert estimate.low < 0.95 and estimate.high > 1.05
     assert paired_estimate([[0.1] * 10], [[0.12] * 10]) is None  # one pair: no spread between pairs
+
+
+Sides = tuple[list[list[float]], list[list[float]]]
+
+
+def _offset_pairs(offsets: list[float], noise: float, rounds: int) -> Sides:
+    """Pairs whose current side is slower by ``offset`` (per pair) with +-``noise`` alternating per round."""
+    base = [[1.0] * rounds for _ in offsets]
+    current = [[math.exp(o + (noise if i % 2 else -noise)) for i in range(rounds)] for o in offsets]
+    return base, current
+
+
+def test_a_cannot_tell_says_whether_pairs_or_rounds_would_decide() -> None:
+    # Process offsets dominate: per-pair means scatter 4%, rounds barely at all.
+    estimate = paired_estimate(*_offset_pairs([0.04, -0.04, 0.0, 0.04, -0.04, 0.0], 0.001, 6))
+    assert estimate is not None and status_of(estimate, 0.05, False) == CANNOT_TELL
+    assert estimate.pair_sd == pytest.approx(0.0358, abs=1e-3)
+    offsets_advice = what_would_decide(estimate, 0.05)
+    needed = int(re.search(r"about (\d+) pairs", offsets_advice).group(1))  # type: ignore[union-attr]
+    # That many pairs with the same spread decide; one fewer do not.
+    for pairs, decides in ((needed, True), (needed - 1, False)):
+        signs = [1.0 if i % 2 else -1.0 for i in range(pairs)]
+        offsets = [sign * estimate.pair_sd / statistics.stdev(signs) for sign in signs]  # the same scatter
+        found = paired_estimate(*_offset_pairs(offsets, 0.001, 6))
+        assert found is not None
+        assert (math.log(found.high / found.low) <= math.log1p(0.05)) is decides, pairs
+    assert "more rounds would not" in offsets_advice
+
+    # Round noise dominates: rounds scatter 30%, pairs agree: more rounds per pair would do.
+    noisy = paired_estimate(*_offset_pairs([0.0] * 8, 0.3, 6))
+    assert noisy is not None and noisy.round_sd == pytest.approx(0.3286, abs=1e-3)
+    noisy = type(noisy)(**{**noisy.__dict__, "pair_sd": 0.04})  # pairs scatter only as their rounds would
+    rounds_advice = what_would_decide(noisy, 0.05)
+    found = re.search(r"or (\d+) paired rounds per pair at 8 pairs \(--tbench-rounds (\d+)\)", rounds_advice)
+    assert found and int(found.group(2)) == 8 * int(found.group(1)) and int(found.group(1)) > 6
 
 
 @pytest.mark.parametrize(
@@ -235,3 +271,25 @@ def test_a_side_that_fails_to_load_fails_the_pair() -> None:
     sides = {"base": FakeSide("base", log, [broken]), "current": FakeSide("current", log, [("ready",)])}
     result = run_pair(sides, _job(2), first="current")  # type: ignore[arg-type]
     assert result.failure == ("base", broken) and log == []
+
+
+def test_the_ab_table_adds_what_would_decide_each_cannot_tell() -> None:
+    from pytest_tbench.ab.summary import ab_table
+
+    def verdict(status: str, advice: str | None) -> dict[str, object]:
+        return {"criterion": "time:5%", "status": status, "base": 0.01, "current": 0.0101, "change": 0.01,
+                "unit": "s", "low": -0.05, "high": 0.07, "advice": advice}  # fmt: skip
+
+    items = [
+        (
+            "a",
+            {"ab": {"verdicts": [verdict(CANNOT_TELL, "about 22 pairs (--tbench-ab-pairs) would decide")]}},
+        ),
+        ("b", {"ab": {"verdicts": [verdict(UNCHANGED, None)]}}),
+    ]
+    table = ab_table(items)
+    assert table is not None
+    assert table.splitlines()[-1] == (
+        "a time:5%: cannot tell: about 22 pairs (--tbench-ab-pairs) would decide"
+    )
+    assert table.count("cannot tell:") == 1

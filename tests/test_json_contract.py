@@ -50,6 +50,7 @@ UNITLESS = {
     "samples_per_call",
     "tokens_per_call",
     "num_parameters",
+    "quantized_layers",
     "new_tokens",
     "processes",
     "process_rounds",

@@ -42,6 +42,8 @@ class PairedEstimate:
     paired_rounds: int  # per pair (the smallest, where they differ)
     confidence: float = CONFIDENCE
     pair_ratios: tuple[float, ...] = ()
+    pair_sd: float = 0.0  # sd of the per-pair mean log ratios
+    round_sd: float = 0.0  # one paired round's log ratio, sd within pairs (root mean square over pairs)
 
     def describe(self) -> str:
         return (
@@ -57,20 +59,20 @@ def paired_estimate(
     None with fewer than MIN_PAIRS pairs that have a paired round."""
     means = []
     counts = []
+    variances = []
     # A side's i-th process was paired with the other's i-th; a side that ran fewer rounds pairs fewer.
     for base_rounds, current_rounds in zip(base, current, strict=False):
         logs = [math.log(c / b) for b, c in zip(base_rounds, current_rounds, strict=False) if b > 0 and c > 0]
         if logs:
             means.append(statistics.fmean(logs))
             counts.append(len(logs))
+        if len(logs) > 1:
+            variances.append(statistics.variance(logs))
     if len(means) < MIN_PAIRS:
         return None
     center = statistics.fmean(means)
     spread = statistics.stdev(means) / math.sqrt(len(means))
-    # Here, not at the top: scipy costs a second of `tbench compare --help`.
-    from scipy.stats import t
-
-    half = float(t.ppf(0.5 + confidence / 2, len(means) - 1)) * spread
+    half = _t(confidence, len(means)) * spread
     return PairedEstimate(
         math.exp(center),
         math.exp(center - half),
@@ -79,7 +81,48 @@ def paired_estimate(
         min(counts),
         confidence,
         tuple(math.exp(m) for m in means),
+        statistics.stdev(means),
+        math.sqrt(statistics.fmean(variances)) if variances else 0.0,
     )
+
+
+def _t(confidence: float, pairs: int) -> float:
+    """Student t's two-sided quantile on pairs - 1 degrees of freedom."""
+    from scipy.stats import t  # here, not at the top: scipy costs a second of `tbench compare --help`
+
+    return float(t.ppf(0.5 + confidence / 2, pairs - 1))
+
+
+def what_would_decide(estimate: PairedEstimate, threshold: float) -> str:
+    """For a "cannot tell": how many pairs, or paired rounds per pair, would make the interval narrower than
+    the threshold (it then excludes no change or the threshold, whatever the change), if the spreads stay as
+    measured. A pair's mean scatters by the rounds' scatter over its rounds plus its processes' own offset:
+    more rounds shrink only the first, more pairs both."""
+    half = math.log1p(threshold) / 2
+    n, pairs = estimate.paired_rounds, estimate.pairs
+    round_part = estimate.round_sd**2 / n
+    process_part = max(0.0, estimate.pair_sd**2 - round_part)
+    needed = next(
+        (
+            p
+            for p in range(MIN_PAIRS, 1001)
+            if _t(estimate.confidence, p) * estimate.pair_sd / math.sqrt(p) <= half
+        ),
+        None,
+    )
+    text = (
+        f"pair means scatter {estimate.pair_sd:.1%} (one round: {estimate.round_sd:.1%}, "
+        f"the processes' own part: {math.sqrt(process_part):.1%}); "
+    )
+    text += f"about {needed} pairs" if needed is not None else "over 1000 pairs"
+    text += f" (--tbench-ab-pairs) would decide at {threshold:.0%}"
+    room = (half / _t(estimate.confidence, pairs)) ** 2 * pairs - process_part
+    rounds = math.ceil(estimate.round_sd**2 / room) if room > 0 else None
+    if rounds is not None and rounds > n:
+        text += f", or {rounds} paired rounds per pair at {pairs} pairs (--tbench-rounds {rounds * pairs})"
+    elif rounds is None:
+        text += f"; more rounds would not at {pairs} pairs (the processes differ)"
+    return text
 
 
 @dataclass(frozen=True)
@@ -121,8 +164,18 @@ class PairedVerdict:
             "confidence": found.confidence if found else None,
             "pairs": found.pairs if found else None,
             "paired_rounds": found.paired_rounds if found else None,
+            "pair_sd": found.pair_sd if found else None,
+            "round_sd": found.round_sd if found else None,
+            "advice": self.advice,
             "text": self.describe(),
         }
+
+    @property
+    def advice(self) -> str | None:
+        """What would turn a "cannot tell" into a verdict; None for any other status."""
+        if self.status != CANNOT_TELL or self.estimate is None:
+            return None
+        return what_would_decide(self.estimate, self.criterion.threshold)
 
 
 def status_of(estimate: PairedEstimate, threshold: float, higher_is_better: bool) -> str:

@@ -43,12 +43,26 @@ def ab_rows(items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[list[str]]:
     return rows
 
 
+def ab_advice(items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """A line per "cannot tell" verdict: what would decide it (more pairs, or more rounds)."""
+    lines = []
+    for item, info in items:
+        found = info.get(AB)
+        if isinstance(found, Mapping):
+            for verdict in found.get("verdicts") or []:
+                if verdict.get("advice"):
+                    lines.append(f"{item} {verdict['criterion']}: cannot tell: {verdict['advice']}")
+    return lines
+
+
 def ab_table(items: Iterable[tuple[str, Mapping[str, Any]]], markdown: bool = False) -> str | None:
+    items = list(items)
     rows = ab_rows(items)
     if not rows:
         return None
     style = "github" if markdown else "simple"
-    return tabulate(rows, AB_HEADERS, tablefmt=style, disable_numparse=True) + "\n" + AB_LEGEND
+    table = tabulate(rows, AB_HEADERS, tablefmt=style, disable_numparse=True) + "\n" + AB_LEGEND
+    return "\n".join([table, *ab_advice(items)])
 
 
 def ab_title(items: Iterable[Mapping[str, Any]]) -> str:

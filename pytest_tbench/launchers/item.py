@@ -81,6 +81,8 @@ def describe(case: BenchCase, loaded: LoadedModel, work: Work, rounds: int, warm
         "attn_implementation": case.attn_implementation,
         ATTN_IMPLEMENTATION_USED: implementation_used(loaded.model),
         "compile": case.compile,
+        "quantization": case.quantization,
+        "quantized_layers": loaded.quantized_layers,
         "rounds": rounds,
         "warmup_rounds": warmup,
         "samples_per_call": work.samples,

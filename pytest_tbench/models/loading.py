@@ -23,11 +23,12 @@ from transformers import (
     PreTrainedModel,
 )
 
-from ..axes import ATTN_AUTO
+from ..axes import ATTN_AUTO, QUANT_NONE
 from ..devices import empty_cache, synchronize
 from .architecture import is_encoder_only
 from .attention import attention_unsupported_reason
 from .hub import load_failure_hint, pretrained_kwargs
+from .quantization import QuantizationError, quantize, tensor_bytes
 from .registry import BUILTIN_MODELS, CustomModel, ResolvedSpec, resolve
 
 HEADS: dict[str, type | None] = {
@@ -71,6 +72,7 @@ class ModelKey:
     # Passed to from_pretrained / from_config as ``attn_implementation=``; "auto" passes nothing (the model's
     # own choice, which transformers records in ``config._attn_implementation``).
     attn_implementation: str = ATTN_AUTO
+    quantization: str = QUANT_NONE  # applied in place after loading (models/quantization.py)
 
     def load_kwargs(self) -> dict[str, Any]:
         """What from_pretrained / from_config take beyond the weights' dtype."""
@@ -98,6 +100,7 @@ class LoadedModel:
     # Set by the train scenario once a step ran: these weights are no longer the model's starting point, so
     # ModelCache.get loads afresh rather than hand them to the next item.
     trained: bool = False
+    quantized_layers: int = 0  # linear layers whose weights --tbench-quantization replaced
 
 
 def load_error(resolved: ResolvedSpec, exc: Exception) -> ModelLoadError:
@@ -123,9 +126,12 @@ def load_model(resolved: ResolvedSpec, key: ModelKey) -> LoadedModel:
                 resolved.target, dtype=dtype, **key.load_kwargs(), **pretrained_kwargs(resolved.target)
             )
         model.to(key.device).eval()
+        quantized = quantize(model, key.quantization)
         synchronize(key.device)
     except (OSError, ValueError, KeyError) as exc:
         raise load_error(resolved, exc) from exc
+    except QuantizationError as exc:
+        raise ModelLoadError(str(exc)) from exc
     load_time_s = time.perf_counter() - start
     params = list(model.parameters())
     return LoadedModel(
@@ -133,8 +139,9 @@ def load_model(resolved: ResolvedSpec, key: ModelKey) -> LoadedModel:
         config=model.config,
         load_time_s=load_time_s,
         num_parameters=sum(p.numel() for p in params),
-        parameter_bytes=sum(p.numel() * p.element_size() for p in params),
+        parameter_bytes=sum(tensor_bytes(p) for p in params),
         source=resolved.describe(),
+        quantized_layers=quantized,
     )
 
 
