@@ -86,9 +86,8 @@ def _process_used(nvml: Any, handle: Any, pid: int) -> tuple[int | None, str | N
     return sum(int(u) for u in used), None
 
 
-def context_pids(uuid: str | None) -> set[int] | str:
-    """The pids NVML lists as compute processes (each holds a CUDA context) on the GPU with this UUID, or why
-    it cannot say."""
+def _device(uuid: str | None) -> tuple[Any, Any] | str:
+    """NVML and its handle of the GPU with this UUID, or why there is none."""
     if uuid is None:
         return "torch reports no UUID for the CUDA device, so NVML cannot find it"
     try:
@@ -98,6 +97,16 @@ def context_pids(uuid: str | None) -> set[int] | str:
     handle = handle_for_uuid(nvml, uuid)
     if handle is None:
         return f"NVML knows no GPU with UUID {uuid}"
+    return nvml, handle
+
+
+def context_pids(uuid: str | None) -> set[int] | str:
+    """The pids NVML lists as compute processes (each holds a CUDA context) on the GPU with this UUID, or why
+    it cannot say."""
+    found = _device(uuid)
+    if isinstance(found, str):
+        return found
+    nvml, handle = found
     try:
         return {int(p.pid) for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle)}
     except Exception as exc:
@@ -107,15 +116,10 @@ def context_pids(uuid: str | None) -> set[int] | str:
 def memory_in_use(uuid: str | None, pid: int | None = None) -> MemoryInUse:
     """The used memory of the GPU with this UUID: device-wide, and of process ``pid`` (this process by
     default), each None with the reason where NVML cannot tell."""
-    if uuid is None:
-        return MemoryInUse(None, None, "torch reports no UUID for the CUDA device, so NVML cannot find it")
-    try:
-        nvml = _nvml()
-    except Exception as exc:
-        return MemoryInUse(None, None, _absent(exc))
-    handle = handle_for_uuid(nvml, uuid)
-    if handle is None:
-        return MemoryInUse(None, None, f"NVML knows no GPU with UUID {uuid}")
+    found = _device(uuid)
+    if isinstance(found, str):
+        return MemoryInUse(None, None, found)
+    nvml, handle = found
     reasons = []
     try:
         device_used: int | None = int(nvml.nvmlDeviceGetMemoryInfo(handle).used)
@@ -198,15 +202,10 @@ def driver_version() -> str | None:
 def energy_counter(uuid: str | None) -> Callable[[], int] | str:
     """A reader of the total-energy counter of the GPU with this UUID (millijoules since the driver loaded;
     Volta and newer), or why there is none. The counter is the whole board's: every process on the GPU."""
-    if uuid is None:
-        return "torch reports no UUID for the CUDA device, so NVML cannot find it"
-    try:
-        nvml = _nvml()
-    except Exception as exc:
-        return _absent(exc)
-    handle = handle_for_uuid(nvml, uuid)
-    if handle is None:
-        return f"NVML knows no GPU with UUID {uuid}"
+    found = _device(uuid)
+    if isinstance(found, str):
+        return found
+    nvml, handle = found
 
     def read() -> int:
         return int(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))

@@ -353,7 +353,7 @@ def test_the_whole_item_runs_with_its_gpu_current(cuda: FakeCuda) -> None:
     )
     case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cuda:1", "float32")
     loaded = types.SimpleNamespace(
-        model=object(), source="x", load_time_s=0.0, num_parameters=1, parameter_bytes=4
+        model=object(), source="x", load_time_s=0.0, num_parameters=1, parameter_bytes=4, quantized_layers=0
     )
     info = run_item(case, loaded, work, 1, 0, lambda metered: metered.call())  # type: ignore[arg-type]
     assert seen[0] == ("call", 1)
