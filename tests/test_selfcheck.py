@@ -212,3 +212,15 @@ def test_the_forkserver_check_reads_nvml_contexts_on_cuda(
     row = checks.check_forkserver(checks.Setup(device="cuda"))
     assert row.verdict == verdict, row
     assert row.name == "forkserver holds no CUDA context"
+
+
+def test_the_host_clock_loop_times_the_call_with_the_device_synchronised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events: list[str] = []
+    clock = iter([1.0, 1.004, 2.0, 2.006])
+    monkeypatch.setattr(loops.torch.cuda, "synchronize", lambda device: events.append(f"sync:{device}"))
+    monkeypatch.setattr(loops.time, "perf_counter", lambda: events.append("clock") or next(clock))
+    times = loops.host_timed_calls(lambda: events.append("call"), "cuda:1", rounds=2)
+    assert times == pytest.approx([0.004, 0.006])
+    assert events == ["sync:cuda:1", "clock", "call", "sync:cuda:1", "clock"] * 2
