@@ -62,7 +62,14 @@ class VariantRow:
     row: Row
     values: dict[str, str]  # axis key -> value, defaults included
     baseline: Row | None  # the group's item at every default; None where the sweep left it out
-    compile_base: Row | None  # compiled only: the group's item with every other axis alike, uncompiled
+    # Per axis at a non-default value: the group's item with that axis at its default and every other alike
+    # (where measured): what that one axis changes.
+    bases: dict[str, Row]
+
+    @property
+    def compile_base(self) -> Row | None:
+        """The same item uncompiled: the base of a compiled variant's speedup and payback."""
+        return self.bases.get(COMPILE.key)
 
     @property
     def median_s(self) -> float | None:
@@ -125,11 +132,13 @@ def variant_groups(rows: Sequence[Row]) -> list[list[VariantRow]]:
         by_values = {tuple(sorted(values.items())): by_variant[v] for v, values in valued.items()}
         entries = []
         for variant, values in sorted(valued.items(), key=lambda pair: _order(pair[1])):
-            compile_base = None
-            if values[COMPILE.key] != COMPILE_OFF:
-                uncompiled = tuple(sorted({**values, COMPILE.key: COMPILE_OFF}.items()))
-                compile_base = by_values.get(uncompiled)
-            entries.append(VariantRow(by_variant[variant], values, baseline, compile_base))
+            bases = {}
+            for axis in AXES:
+                if values[axis.key] != axis.default:
+                    base = by_values.get(tuple(sorted({**values, axis.key: axis.default}.items())))
+                    if base is not None:
+                        bases[axis.key] = base
+            entries.append(VariantRow(by_variant[variant], values, baseline, bases))
         found.append(entries)
     return found
 
