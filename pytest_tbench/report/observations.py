@@ -16,7 +16,7 @@ from ..metric_table import COMPILE_TIME_S, LATENCY, PARAMETERS, PEAK_MEMORY, PRE
 from ..modes import generates, throughput
 from .frame import Row
 from .metrics import group_by, points
-from .variants import COMPILE, VariantRow, format_payback, variant_groups
+from .variants import ATTN, COMPILE, QUANT, VariantRow, format_payback, speedup_of, variant_groups
 
 # From one batch size to the next, less than 10% more tokens/s counts as "not growing".
 SATURATION_GAIN = 0.10
@@ -295,17 +295,17 @@ def attention_comparison(rows: list[Row]) -> list[str]:
     runs = len({r.run for r in rows}) > 1
     found = []
     for group in variant_groups(rows):
-        by_others = group_by(group, lambda e: _other_axes(e.row, "attn"))
+        by_others = group_by(group, lambda e: _other_axes(e.row, ATTN.tag))
         for others, entries in by_others.items():
             timed = [e for e in entries if e.median_s is not None]
-            if len({e.values["attn_implementation"] for e in timed}) < 2:
+            if len({e.values[ATTN.key] for e in timed}) < 2:
                 continue
             best = min(timed, key=lambda e: e.median_s or 0.0)
             slow = max(timed, key=lambda e: e.median_s or 0.0)
             ratio = (slow.median_s or 0.0) / (best.median_s or 1.0)
             if ratio < 1 + VARIANT_DIFFERENCE:
                 continue
-            fast_name, slow_name = best.values["attn_implementation"], slow.values["attn_implementation"]
+            fast_name, slow_name = best.values[ATTN.key], slow.values[ATTN.key]
             of = f" of {len(timed)} attention implementations" if len(timed) > 2 else ""
             found.append(
                 f"{fast_name} is {ratio:.2f}x faster than {slow_name}{of} for "
@@ -346,8 +346,8 @@ def quantization_tradeoff(rows: list[Row]) -> list[str]:
     found = []
     for group in variant_groups(rows):
         for entry in group:
-            base = entry.bases.get("quantization")
-            ratio = _latency_ratio(base, entry.row)
+            base = entry.bases.get(QUANT.key)
+            ratio = speedup_of(base, entry.row)
             if base is None or ratio is None:
                 continue
             verdict = (
@@ -355,8 +355,8 @@ def quantization_tradeoff(rows: list[Row]) -> list[str]:
                 if abs(ratio - 1) < VARIANT_DIFFERENCE
                 else f"{ratio:.2f}x ({'faster' if ratio > 1 else 'slower'}) than"
             )
-            quant = entry.values["quantization"]
-            where = _variant_where(entry.row, runs, _other_axes(entry.row, "quant"))
+            quant = entry.values[QUANT.key]
+            where = _variant_where(entry.row, runs, _other_axes(entry.row, QUANT.tag))
             text = f"{quant} is {verdict} {QUANT_NONE} for {where}: {_ms(entry)} vs {_ms(base)} ms median"
             weights, before = PARAMETERS.value(entry.row), PARAMETERS.value(base)
             if weights is not None and before:
@@ -366,14 +366,6 @@ def quantization_tradeoff(rows: list[Row]) -> list[str]:
                 )
             found.append(text + ".")
     return found
-
-
-def _latency_ratio(base: Row | None, row: Row) -> float | None:
-    """Base median over ``row``'s: above 1, ``row`` is faster."""
-    if base is None:
-        return None
-    before, after = LATENCY.value(base), LATENCY.value(row)
-    return before / after if before and after and before > 0 and after > 0 else None
 
 
 OBSERVERS: tuple[Callable[[list[Row]], list[str]], ...] = (

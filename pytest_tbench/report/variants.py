@@ -31,7 +31,12 @@ from .frame import Row, sort_key
 from .metrics import group_by
 from .tables import Table, item_name
 
-COMPILE = next(axis for axis in AXES if axis.key == "compile")
+
+def _axis(key: str) -> Axis:
+    return next(axis for axis in AXES if axis.key == key)
+
+
+ATTN, QUANT, COMPILE = _axis("attn_implementation"), _axis("quantization"), _axis("compile")
 COMPILE_TIME = Metric(COMPILE_TIME_S, "compile time", "s", 1, 1, "lower")
 # Digits of a payback shown in tables and sentences (the CSV keeps the exact quotient): the medians it is
 # computed from are not known to more than about 1 part in 1000.
@@ -52,7 +57,17 @@ def axis_values(row: Row) -> dict[str, str]:
 
 def group_of(row: Row) -> tuple[object, ...]:
     """Everything that identifies ``row`` but its variant."""
-    return (row.run, row.model, *row.item[:-1])
+    return (
+        row.run,
+        row.mode,
+        row.model,
+        row.head,
+        row.batch_size,
+        row.seq_len,
+        row.new_tokens,
+        row.device,
+        row.dtype,
+    )
 
 
 @dataclass(frozen=True)
@@ -78,7 +93,7 @@ class VariantRow:
     @property
     def speedup(self) -> float | None:
         """Baseline median over this median: above 1 is faster than the defaults."""
-        return _ratio(self.baseline, self.row)
+        return speedup_of(self.baseline, self.row)
 
     @property
     def compiled(self) -> bool:
@@ -87,7 +102,7 @@ class VariantRow:
     @property
     def compile_speedup(self) -> float | None:
         """Uncompiled median over compiled median (compiled variants with a compile base only)."""
-        return _ratio(self.compile_base, self.row)
+        return speedup_of(self.compile_base, self.row)
 
     @property
     def payback_calls(self) -> float | None:
@@ -107,7 +122,8 @@ def _positive(value: float | None) -> float | None:
     return value if value is not None and value > 0 else None
 
 
-def _ratio(base: Row | None, row: Row) -> float | None:
+def speedup_of(base: Row | None, row: Row) -> float | None:
+    """``base``'s median latency over ``row``'s: above 1, ``row`` is faster; None where either is missing."""
     if base is None:
         return None
     before, after = _positive(base.metric(LATENCY.key)), _positive(row.metric(LATENCY.key))
