@@ -219,7 +219,11 @@ def variant_table(mode: str, groups: list[list[VariantRow]], runs: bool) -> Tabl
             _x(entry.speedup),
             speed.format(speed.value(row)),
             PEAK_MEMORY.format(PEAK_MEMORY.value(row)),
-            *(metric.format(metric.value(row)) for metric in optional),
+            # "-": compile time does not apply to an uncompiled variant (n/a would say it went unrecorded).
+            *(
+                "-" if metric is COMPILE_TIME and not entry.compiled else metric.format(metric.value(row))
+                for metric in optional
+            ),
         ]
         if compiled and entry.compiled:
             cell += [_x(entry.compile_speedup), format_payback(entry.payback_calls)]
