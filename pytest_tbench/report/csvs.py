@@ -15,6 +15,7 @@ from typing import Any
 
 from ..metric_table import stored_unit
 from .frame import STATS_KEYS, Row, Run
+from .variants import variant_columns, variant_groups, variant_record
 
 IDENTITY_COLUMNS = (
     "run",
@@ -30,7 +31,7 @@ IDENTITY_COLUMNS = (
 )
 STATS_COLUMNS = tuple(f"stats_{k}" if k == "rounds" else f"stats_{k}_s" for k in STATS_KEYS)
 _IDENTITY_UNITS = {"batch_size": "samples", "seq_len": "tokens", "new_tokens": "tokens"}
-_COUNT_SUFFIXES = ("_count", "_per_round", "_per_call", "rounds", "_steps")
+_COUNT_SUFFIXES = ("_count", "_per_round", "_per_call", "rounds", "_steps", "_calls")
 
 
 def unit_of(column: str) -> str:
@@ -118,6 +119,18 @@ def write_csvs(runs: list[Run], out_dir: Path) -> list[Path]:
             writer.writeheader()
             for row in mode_rows:
                 writer.writerow({k: _cell(v) for k, v in item_record(row).items()})
+        written.append(path)
+
+    groups = variant_groups(rows)
+    if groups:  # items measured under several variants: one row per variant, with its speedups
+        columns = variant_columns(groups)
+        all_columns.extend(c for c in columns if c not in all_columns)
+        path = out_dir / "variants.csv"
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, columns)
+            writer.writeheader()
+            for group in groups:
+                writer.writerows({k: _cell(v) for k, v in variant_record(entry).items()} for entry in group)
         written.append(path)
 
     path = out_dir / "environment.csv"

@@ -9,6 +9,7 @@ from .metrics import group_by
 from .observations import observations
 from .plots import Plot
 from .tables import Table, environment_table, mode_summary, model_tables, not_measured_table, ordered_modes
+from .variants import variant_groups, variant_table
 
 
 @dataclass
@@ -35,6 +36,8 @@ def build_document(runs: list[Run], plots: list[Plot], ab_verdicts: Table | None
     for mode in ordered_modes(rows):
         mode_rows = by_mode[mode]
         tables = [mode_summary(mode, mode_rows, several), *model_tables(mode, mode_rows, several)]
+        if groups := variant_groups(mode_rows):
+            tables.append(variant_table(mode, groups, several))
         sections.append(Section(mode, tables, [p for p in plots if p.mode == mode]))
     title = "tbench report: " + ", ".join(run.label for run in runs)
     return Document(title, environment_table(runs), observations(rows), sections, not_measured_table(runs))

@@ -123,7 +123,18 @@ class Run:
         return commit + (" (dirty)" if commit and info.get("dirty") else "")
 
 
-_ROW_FIELDS = ("fullname", "mode", "model", "head", "batch_size", "seq_len", "device", "dtype", "new_tokens")
+_ROW_FIELDS = (
+    "fullname",
+    "mode",
+    "model",
+    "head",
+    "batch_size",
+    "seq_len",
+    "device",
+    "dtype",
+    "new_tokens",
+    "variant",
+)
 
 
 def row_of(bench: dict[str, Any], run: str) -> Row:

@@ -11,10 +11,12 @@ import math
 from collections.abc import Callable
 from statistics import geometric_mean, linear_regression, median
 
-from ..metric_table import LATENCY, PEAK_MEMORY, PREFILL, TOTAL
+from ..axes import QUANT_NONE
+from ..metric_table import COMPILE_TIME_S, LATENCY, PARAMETERS, PEAK_MEMORY, PREFILL, TOTAL
 from ..modes import generates, throughput
 from .frame import Row
 from .metrics import group_by, points
+from .variants import ATTN, COMPILE, QUANT, VariantRow, format_payback, speedup_of, variant_groups
 
 # From one batch size to the next, less than 10% more tokens/s counts as "not growing".
 SATURATION_GAIN = 0.10
@@ -27,6 +29,8 @@ SUPERLINEAR_ABOVE = 1.2
 MEMORY_FLAT_PER_DOUBLING = 0.05
 # Two runs whose median latencies differ by less than 5% are reported as about the same.
 SAME_WITHIN = 0.05
+# A variant is called faster or slower than another only when the medians differ by 5% or more.
+VARIANT_DIFFERENCE = 0.05
 
 
 def _where(row: Row, device: bool = True) -> str:
@@ -229,6 +233,141 @@ def run_comparison(rows: list[Row]) -> list[str]:
     return found
 
 
+def _variant_where(row: Row, runs: bool, shown: str = "") -> str:
+    """``gpt2 forward attn:eager at batch 8 x 512 on cuda bfloat16``: the item, with the variant axes
+    ``shown`` (those the sentence does not compare)."""
+    new = f" (+{row.new_tokens} new tokens)" if row.new_tokens else ""
+    run = f" [{row.run}]" if runs else ""
+    variant = f" {shown}" if shown else ""
+    return (
+        f"{row.model} {row.mode}{variant} at batch {row.batch_size} x {row.seq_len}{new} on {row.device} "
+        f"{row.dtype}{run}"
+    )
+
+
+def _other_axes(row: Row, tag: str) -> str:
+    """``row``'s variant label without the axis ``tag``."""
+    return " ".join(part for part in row.variant.split() if part.partition(":")[0] != tag)
+
+
+def _ms(entry: VariantRow | Row) -> str:
+    row = entry.row if isinstance(entry, VariantRow) else entry
+    return LATENCY.format(LATENCY.value(row))
+
+
+def fastest_variant(rows: list[Row]) -> list[str]:
+    """Per group measured under several variants, the fastest one against the item at every default when it
+    beats it by VARIANT_DIFFERENCE or more; where no item at the defaults was measured, against the slowest
+    variant (never against a stand-in for the defaults)."""
+    runs = len({r.run for r in rows}) > 1
+    found = []
+    for group in variant_groups(rows):
+        timed = [e for e in group if e.median_s is not None]
+        if len(timed) < 2:
+            continue
+        best = min(timed, key=lambda e: e.median_s or 0.0)
+        base = group[0].baseline
+        where = _variant_where(best.row, runs)
+        if base is not None:
+            speedup = best.speedup
+            if speedup is None or best.row is base or speedup < 1 + VARIANT_DIFFERENCE:
+                continue
+            found.append(
+                f"{best.row.variant} is {speedup:.2f}x faster than the defaults for {where}: "
+                f"{_ms(best)} vs {_ms(base)} ms median (the fastest of {len(timed)} variants)."
+            )
+            continue
+        slow = max(timed, key=lambda e: e.median_s or 0.0)
+        ratio = (slow.median_s or 0.0) / (best.median_s or 1.0)
+        if ratio < 1 + VARIANT_DIFFERENCE:
+            continue
+        found.append(
+            f"{best.row.variant} is the fastest of the {len(timed)} variants of {where}, {ratio:.2f}x faster "
+            f"than the slowest, {slow.row.variant}: {_ms(best)} vs {_ms(slow)} ms median (no item at the "
+            "defaults was measured)."
+        )
+    return found
+
+
+def attention_comparison(rows: list[Row]) -> list[str]:
+    """Per group and setting of the other axes measured under two attention implementations or more, the
+    fastest against the slowest when it beats it by VARIANT_DIFFERENCE or more."""
+    runs = len({r.run for r in rows}) > 1
+    found = []
+    for group in variant_groups(rows):
+        by_others = group_by(group, lambda e: _other_axes(e.row, ATTN.tag))
+        for others, entries in by_others.items():
+            timed = [e for e in entries if e.median_s is not None]
+            if len({e.values[ATTN.key] for e in timed}) < 2:
+                continue
+            best = min(timed, key=lambda e: e.median_s or 0.0)
+            slow = max(timed, key=lambda e: e.median_s or 0.0)
+            ratio = (slow.median_s or 0.0) / (best.median_s or 1.0)
+            if ratio < 1 + VARIANT_DIFFERENCE:
+                continue
+            fast_name, slow_name = best.values[ATTN.key], slow.values[ATTN.key]
+            of = f" of {len(timed)} attention implementations" if len(timed) > 2 else ""
+            found.append(
+                f"{fast_name} is {ratio:.2f}x faster than {slow_name}{of} for "
+                f"{_variant_where(best.row, runs, others)}: {_ms(best)} vs {_ms(slow)} ms median."
+            )
+    return found
+
+
+def compile_payback(rows: list[Row]) -> list[str]:
+    """Per compiled variant, after how many calls its compile time is saved back against the same item
+    uncompiled, when compiled is VARIANT_DIFFERENCE or more faster; that it never is, when as much slower."""
+    runs = len({r.run for r in rows}) > 1
+    found = []
+    for group in variant_groups(rows):
+        for entry in group:
+            base, speedup, calls = entry.compile_base, entry.compile_speedup, entry.payback_calls
+            if base is None or speedup is None or calls is None:
+                continue
+            mode = entry.values[COMPILE.key]
+            seconds = entry.row.metric(COMPILE_TIME_S) or 0.0
+            where = _variant_where(entry.row, runs, _other_axes(entry.row, COMPILE.tag))
+            pays = f"pays back its {seconds:,.1f} s after {format_payback(calls)} calls"
+            medians = f"{_ms(base)} ms per call uncompiled, {_ms(entry)} compiled"
+            if speedup >= 1 + VARIANT_DIFFERENCE:
+                found.append(f"compile ({mode}) {pays} for {where}: {medians} ({speedup:.2f}x faster).")
+            elif speedup <= 1 / (1 + VARIANT_DIFFERENCE):
+                found.append(
+                    f"compile ({mode}) never pays back its {seconds:,.1f} s for {where}: compiled is "
+                    f"{speedup:.2f}x (slower), {medians}."
+                )
+    return found
+
+
+def quantization_tradeoff(rows: list[Row]) -> list[str]:
+    """Per quantized variant, its speed and weight bytes against the same item unquantized (weight bytes only
+    where both recorded them)."""
+    runs = len({r.run for r in rows}) > 1
+    found = []
+    for group in variant_groups(rows):
+        for entry in group:
+            base = entry.bases.get(QUANT.key)
+            ratio = speedup_of(base, entry.row)
+            if base is None or ratio is None:
+                continue
+            verdict = (
+                "about as fast as"
+                if abs(ratio - 1) < VARIANT_DIFFERENCE
+                else f"{ratio:.2f}x ({'faster' if ratio > 1 else 'slower'}) than"
+            )
+            quant = entry.values[QUANT.key]
+            where = _variant_where(entry.row, runs, _other_axes(entry.row, QUANT.tag))
+            text = f"{quant} is {verdict} {QUANT_NONE} for {where}: {_ms(entry)} vs {_ms(base)} ms median"
+            weights, before = PARAMETERS.value(entry.row), PARAMETERS.value(base)
+            if weights is not None and before:
+                text += (
+                    f", and holds {weights / before:.2f}x the weight bytes ({PARAMETERS.format(weights)} vs "
+                    f"{PARAMETERS.format(before)} MiB)"
+                )
+            found.append(text + ".")
+    return found
+
+
 OBSERVERS: tuple[Callable[[list[Row]], list[str]], ...] = (
     throughput_saturation,
     prefill_share,
@@ -236,6 +375,10 @@ OBSERVERS: tuple[Callable[[list[Row]], list[str]], ...] = (
     memory_vs_batch,
     model_comparison,
     run_comparison,
+    fastest_variant,
+    attention_comparison,
+    compile_payback,
+    quantization_tradeoff,
 )
 
 

@@ -26,6 +26,7 @@ from ..metric_table import DECODE, LATENCY, PEAK_MEMORY, PREFILL, Metric
 from ..modes import extra_plots, generates, throughput
 from .frame import Row
 from .metrics import group_by, points
+from .variants import defaults_text, group_name, variant_groups
 
 DPI = 100
 # A colour or y scale turns logarithmic when the largest value is this many times the smallest.
@@ -58,6 +59,9 @@ class Namer:
         self.heads = len({(r.model, r.mode, r.head) for r in rows}) > len({(r.model, r.mode) for r in rows})
         self.targets = len({(r.device, r.dtype) for r in rows}) > 1
         self.new_tokens = len({r.new_tokens for r in rows if generates(r.mode)}) > 1
+        # Each variant's grid is plotted apart: without it in the name, one variant's file would overwrite
+        # another's.
+        self.variants = len({r.variant for r in rows}) > 1
 
     def parts(self, row: Row) -> list[str]:
         parts = [row.model, row.mode]
@@ -67,6 +71,8 @@ class Namer:
             parts += [row.device, row.dtype]
         if self.new_tokens and row.new_tokens:
             parts.append(f"n{row.new_tokens}")
+        if self.variants:
+            parts.append(row.variant or "defaults")
         if self.runs:
             parts.append(row.run)
         return parts
@@ -78,7 +84,8 @@ class Namer:
     def title(what: str, row: Row, runs: bool) -> str:
         new = f", {row.new_tokens} new tokens" if row.new_tokens else ""
         run = f" [{row.run}]" if runs else ""
-        return f"{row.model} {row.mode}: {what}\n{row.device} {row.dtype}{new}{run}"
+        variant = f" {row.variant}" if row.variant else ""
+        return f"{row.model} {row.mode}: {what}\n{row.device} {row.dtype}{new}{variant}{run}"
 
 
 def _axis_sizes(rows: list[Row]) -> tuple[list[int], list[int]]:
@@ -281,6 +288,51 @@ def comparison(rows: list[Row], mode: str, path: Path) -> Plot | None:
     return Plot(path, "comparison", mode, title)
 
 
+def variant_speedups(rows: list[Row], mode: str, path: Path) -> Plot | None:
+    """Each variant's speedup over its item at every default, bars grouped by item; items without one at the
+    defaults are left out (no stand-in baseline). None when no item has a baseline and another variant."""
+    groups = [
+        [entry for entry in group if entry.row.variant and entry.speedup is not None]
+        for group in variant_groups(rows)
+        if group[0].baseline is not None
+    ]
+    groups = [group for group in groups if group]
+    if not groups:
+        return None
+    names = list(dict.fromkeys(entry.row.variant for group in groups for entry in group))
+    colours = {name: colormaps["tab10"](k % 10) for k, name in enumerate(names)}
+    several_runs = len({r.run for r in rows}) > 1
+    labels = [group_name(group[0].row, several_runs).replace(" (", "\n(") for group in groups]
+    # Each item's bars side by side, only the variants it has; one colour per variant across items.
+    width = 0.8 / max(len(group) for group in groups)
+    slots = sum(len(group) for group in groups)
+    fig = Figure(figsize=(min(24.0, max(8.0, 0.5 * slots + 5)), 4.5), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    values: list[float] = []
+    for i, group in enumerate(groups):
+        for k, entry in enumerate(group):
+            speedup = entry.speedup or 0.0
+            values.append(speedup)
+            name = entry.row.variant
+            label = name if name not in ax.get_legend_handles_labels()[1] else None
+            at = i + (k - (len(group) - 1) / 2) * width
+            bars = ax.bar(at, speedup, width, color=colours[name], label=label)
+            ax.bar_label(bars, labels=[f"{speedup:.2f}"], fontsize=7)
+    x = np.arange(len(groups))
+    ax.axhline(1.0, color="#444444", linewidth=1, linestyle="--", label=f"defaults ({defaults_text()})")
+    ax.set_xticks(x, labels=labels, fontsize=8)
+    ax.set_xlabel("item")
+    ax.set_ylabel("speedup vs defaults (x; above 1 is faster)")
+    _maybe_log_y(ax, [*values, 1.0])
+    title = f"{mode}: each variant's median latency speedup over the same item at every default"
+    fig.suptitle(title, fontsize=10)  # over the legend too: the axes alone may be narrower than the title
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.margins(y=0.1)
+    fig.savefig(path)
+    return Plot(path, "variant_speedup", mode, title)
+
+
 def render_plots(rows: list[Row], out_dir: Path) -> list[Plot]:
     """Every plot the rows support, into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -312,4 +364,7 @@ def render_plots(rows: list[Row], out_dir: Path) -> list[Plot]:
     if len({r.run for r in rows}) > 1 or len({r.model for r in rows}) > 1:
         for mode, mode_rows in group_by(rows, lambda r: r.mode).items():
             plots.append(comparison(mode_rows, mode, out_dir / f"comparison_{_slug(mode)}.png"))
+    if len({r.variant for r in rows}) > 1:
+        for mode, mode_rows in group_by(rows, lambda r: r.mode).items():
+            plots.append(variant_speedups(mode_rows, mode, out_dir / f"variant_speedup_{_slug(mode)}.png"))
     return [p for p in plots if p is not None]

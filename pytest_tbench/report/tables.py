@@ -7,11 +7,19 @@ from dataclasses import dataclass
 
 from ..compare.runs import gpu_names
 from ..metric_table import LATENCY, PEAK_MEMORY, Metric
-from ..modes import columns_for, mode_names, throughput
+from ..modes import Column, TableItem, columns_for, mode_names, throughput
 from .frame import Row, Run
 from .metrics import group_by
 
 GIB = 1024**3
+
+
+class _VariantColumn(Column):
+    def cell(self, item: TableItem) -> str:
+        return str(item.field("variant") or "") or "defaults"
+
+
+VARIANT = _VariantColumn("variant", "variant")
 
 
 @dataclass(frozen=True)
@@ -33,10 +41,12 @@ def ordered_modes(rows: list[Row]) -> list[str]:
     return [m for m in known if m in present] + [m for m in present if m not in known]
 
 
-def item_name(row: Row, runs: bool) -> str:
+def item_name(row: Row, runs: bool, variant: bool = True) -> str:
     run = f"[{row.run}] " if runs else ""
     new = f" x {row.new_tokens} new" if row.new_tokens else ""
-    return f"{run}{row.model} batch {row.batch_size} x input {row.seq_len}{new} ({row.device} {row.dtype})"
+    axes = f" {row.variant}" if variant and row.variant else ""
+    where = f"{row.device} {row.dtype}{axes}"
+    return f"{run}{row.model} batch {row.batch_size} x input {row.seq_len}{new} ({where})"
 
 
 def mode_summary(mode: str, rows: list[Row], runs: bool) -> Table:
@@ -61,9 +71,13 @@ def mode_summary(mode: str, rows: list[Row], runs: bool) -> Table:
 
 def model_tables(mode: str, rows: list[Row], runs: bool) -> list[Table]:
     columns = columns_for(mode)
+    if any(row.variant for row in rows):  # else the variants' rows would read as repeats of one item
+        columns = (VARIANT, *columns)
     tables = []
     for (run, model), model_rows in group_by(rows, lambda r: (r.run, r.model)).items():
-        ordered = sorted(model_rows, key=lambda r: (r.device, r.dtype, r.batch_size or 0, r.seq_len or 0))
+        ordered = sorted(
+            model_rows, key=lambda r: (r.device, r.dtype, r.batch_size or 0, r.seq_len or 0, r.variant)
+        )
         title = f"{mode}: {model}" + (f" [{run}]" if runs else "")
         tables.append(
             Table(title, [c.header for c in columns], [[c.cell(r) for c in columns] for r in ordered])
