@@ -1,6 +1,7 @@
 """--tbench-backend (``backends/``, ``scenarios/backend.py``): a forward run by ONNX Runtime or as a
-TorchScript trace, its export timed apart and never in the rounds, its output checked once against PyTorch's, and the
-skips (other modes, compile and quantization, the onnx extra missing, dtypes ONNX Runtime cannot run).
+TorchScript trace, its export timed apart and never in the rounds, its output checked once against PyTorch's,
+and the skips (other modes, compile and quantization, the onnx extra missing, dtypes ONNX Runtime cannot
+run).
 
 One session exports tiny-gpt2 for real on CPU; the CUDA path (IOBinding) runs against fakes that record the
 order of the calls, as no GPU is here; export time outside the rounds is also checked with a fake export of a
