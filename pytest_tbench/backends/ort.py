@@ -48,7 +48,10 @@ def export_onnx(model: torch.nn.Module, kwargs: dict[str, Any], path: Path) -> i
 
     torch.onnx.export(model, (), str(path), kwargs=kwargs, dynamo=True, external_data=True, verbose=False)
     proto = onnx.load(str(path), load_external_data=False)
-    return next(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx"))
+    for entry in proto.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    raise BackendError(f"the exported {path.name} imports no opset of the default ONNX domain")
 
 
 def open_session(path: Path, device: str, threads: int) -> Any:
