@@ -251,3 +251,15 @@ def test_a_session_that_fell_back_to_the_cpu_is_an_error(monkeypatch: pytest.Mon
     monkeypatch.setattr(onnxruntime, "InferenceSession", FellBack)
     with pytest.raises(BackendError, match="instead of CUDAExecutionProvider"):
         ort.open_session(Path("model.onnx"), "cuda:1", threads=2)
+
+
+def test_a_users_call_is_not_run_as_a_backend_item(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_bench="""
+def test_measure(tbench):
+    tbench.measure(lambda: None)
+"""
+    )
+    result = pytester.runpytest(*TINY, "--tbench-backend", "pytorch,torchscript", "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*backend torchscript runs tbench.forward() only*"])
