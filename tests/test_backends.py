@@ -40,7 +40,7 @@ def exporter_loaded() -> None:
     themselves in registries that outlive them (see tests/test_compile.py's fixture)."""
     import onnxruntime  # noqa: F401
 
-    torch.onnx.export(torch.nn.Linear(2, 2), (torch.ones(1, 2),), dynamo=True, verbose=False)
+    torch.onnx.export(torch.nn.Linear(2, 2).eval(), (torch.ones(1, 2),), dynamo=True, verbose=False)
 
 
 def _case(**fields: Any) -> BenchCase:
