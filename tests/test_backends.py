@@ -263,3 +263,14 @@ def test_measure(tbench):
     result = pytester.runpytest(*TINY, "--tbench-backend", "pytorch,torchscript", "-rs")
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*SKIPPED*backend torchscript runs tbench.forward() only*"])
+
+
+def test_an_isolated_item_exports_in_its_worker(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_bench=FORWARD_BENCH)
+    result, data = run_json(pytester, *TINY, "--tbench-backend", "onnxruntime", "--tbench-isolate")
+    result.assert_outcomes(passed=1)
+    (bench,) = data["benchmarks"]
+    info = bench["extra_info"]
+    assert info["isolated"] is True and info["onnxruntime_provider"] == "CPUExecutionProvider"
+    assert max(bench["stats"]["data"]) < info["export_time_s"]
+    assert 0 <= info["backend_max_abs_diff"] < 1e-4
