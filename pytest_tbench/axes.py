@@ -1,5 +1,5 @@
 """Variant axes: ways of running the same model on the same input (attention implementation, weight
-quantization, torch.compile), swept like the other coordinates of an item.
+quantization, torch.compile, the runtime backend), swept like the other coordinates of an item.
 
 One entry per axis names the ``Case`` field, the setting (``--tbench-<key>``, ini ``tbench_<key>``,
 config-file key ``<key>``) and the ``TBenchConfig`` attribute, which all share the axis' key; its default is
@@ -33,6 +33,11 @@ ATTN_AUTO = "auto"
 QUANT_NONE = "none"
 QUANTIZATIONS = (QUANT_NONE, "int8-weight-only", "int8-dynamic")
 
+# The runtime of a forward item (backends/): PyTorch itself, the model exported to ONNX and run by ONNX
+# Runtime, or the classic TorchScript trace.
+BACKEND_PYTORCH = "pytorch"
+BACKENDS = (BACKEND_PYTORCH, "onnxruntime", "torchscript")
+
 
 @dataclass(frozen=True)
 class Axis:
@@ -51,6 +56,9 @@ AXES: tuple[Axis, ...] = (
     Axis("attn_implementation", ATTN_AUTO, "attn", loads_model=True),
     Axis("quantization", QUANT_NONE, "quant", loads_model=True),
     Axis("compile", COMPILE_OFF, "compile", loads_model=False),
+    # Not part of the model's key: a backend exports the session's loaded PyTorch model (whose weights it
+    # reads, and whose outputs and FLOPs it is checked and counted against), so every backend shares one load.
+    Axis("backend", BACKEND_PYTORCH, "backend", loads_model=False),
 )
 AXIS_KEYS = tuple(axis.key for axis in AXES)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .axes import COMPILE_OFF
+from .axes import BACKEND_PYTORCH, COMPILE_OFF
 from .cases import BenchCase
 from .compare.gate import Gate
 from .config import TBenchConfig
@@ -104,6 +104,13 @@ class TBench:
                 "generate() or train() for measurements in worker processes",
                 pytest.PytestWarning,
                 stacklevel=2,
+            )
+        if self.case.backend != BACKEND_PYTORCH:
+            # The backend runs its export of the scenario's forward; a user's call is PyTorch code it cannot
+            # run.
+            pytest.skip(
+                f"backend {self.case.backend} runs tbench.forward() only; tbench.measure() calls run on "
+                "pytorch"
             )
         work = Work(call, samples=samples or self.case.batch_size, tokens=tokens or 0)
         if self.case.compile != COMPILE_OFF:

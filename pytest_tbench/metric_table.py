@@ -41,6 +41,14 @@ COMPILE_TIME_S = "compile_time_s"
 COMPILE_WARMUP_ROUNDS = "compile_warmup_rounds"
 COMPILE_FRAMES = "compile_frames"
 RECOMPILES_MEASURED = "recompiles_measured"
+# A forward run by another backend (--tbench-backend, backends/): its export (or trace), kept out of the
+# rounds, how far its output is from PyTorch's, and the ONNX export and runtime it ran on.
+BACKEND = "backend"
+EXPORT_TIME_S = "export_time_s"
+BACKEND_MAX_ABS_DIFF = "backend_max_abs_diff"
+ONNX_OPSET = "onnx_opset"
+ONNXRUNTIME_VERSION = "onnxruntime_version"
+ONNXRUNTIME_PROVIDER = "onnxruntime_provider"
 # Several worker processes (--tbench-processes): how the rounds split over them, and per-process figures.
 PROCESSES = "processes"
 PROCESS_ROUNDS = "process_rounds"

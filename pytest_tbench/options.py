@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .ab.sides import SPEC_HELP, parse_side
-from .axes import COMPILE_MODES, QUANTIZATIONS
+from .axes import BACKENDS, COMPILE_MODES, QUANTIZATIONS
 from .compare.criteria import parse_criteria
 from .errors import OptionError
 from .presets import PRESETS
@@ -160,6 +160,14 @@ def parse_quantizations(value: Any) -> tuple[str, ...]:
     return methods
 
 
+def parse_backends(value: Any) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(parse_str_list(value)))
+    for name in names:
+        if name not in BACKENDS:
+            raise OptionError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
+    return names
+
+
 def parse_compile_modes(value: Any) -> tuple[str, ...]:
     # YAML reads a bare ``off`` as false: in a config file that is the mode "off".
     modes = tuple(dict.fromkeys(parse_str_list(["off" if item is False else item for item in _items(value)])))
@@ -258,6 +266,13 @@ SETTINGS: tuple[Setting, ...] = (
         "MODE,MODE",
         f"torch.compile modes to sweep: {', '.join(COMPILE_MODES)} (default off); compile time is recorded "
         "apart (compile_time_s), never in the rounds; generate compiles its decode step over a static cache",
+    ),
+    Setting(
+        "backend",
+        parse_backends,
+        "NAME,NAME",
+        f"forward runtimes to sweep: {', '.join(BACKENDS)} (default pytorch); the model is exported once per "
+        "item, outside the rounds (export_time_s); onnxruntime needs pip install 'pytest-tbench[onnx]'",
     ),
     Setting(
         "rounds",

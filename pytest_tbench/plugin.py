@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from .ab.session import ABSession, open_ab
+from .backends import unavailable_reason as backend_reason
 from .cases import BenchCase, build_cases
 from .compare.gate import Gate, open_gate
 from .compare.table import render
@@ -179,6 +180,7 @@ def _skip_reason(case: BenchCase, config: TBenchConfig, models: ModelCache) -> s
         or scenario.variant_reason(case, config)
         or models.attention_reason(case.model_key)
         or quantization_reason(case.quantization, case.model_key.train)
+        or backend_reason(case)
     )
     if unsupported:
         return unsupported

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .axes import ATTN_AUTO, COMPILE_OFF, QUANT_NONE
+from .axes import ATTN_AUTO, BACKEND_PYTORCH, COMPILE_OFF, QUANT_NONE
 from .metric_table import BASELINE_RUN_ROUNDS, MEDIAN_S, PROCESS_ROUNDS
 
 # Where pytest-benchmark's ``params`` of an item hold its case (BenchCase.as_params()).
@@ -35,6 +35,7 @@ class Case:
     attn_implementation: str = ATTN_AUTO
     compile: str = COMPILE_OFF
     quantization: str = QUANT_NONE
+    backend: str = BACKEND_PYTORCH
 
     def as_params(self) -> dict[str, Any]:
         """JSON-friendly form; it is what pytest-benchmark stores as the item's ``params``."""

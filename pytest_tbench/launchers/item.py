@@ -10,6 +10,7 @@ from ..cases import BenchCase
 from ..devices import device_name, matmul_precision, on_device
 from ..metric_table import (
     ATTN_IMPLEMENTATION_USED,
+    BACKEND,
     DEVICE_NAME,
     MATMUL_PRECISION,
     MEDIAN_S,
@@ -83,6 +84,7 @@ def describe(case: BenchCase, loaded: LoadedModel, work: Work, rounds: int, warm
         "compile": case.compile,
         "quantization": case.quantization,
         "quantized_layers": loaded.quantized_layers,
+        BACKEND: case.backend,
         "rounds": rounds,
         "warmup_rounds": warmup,
         "samples_per_call": work.samples,

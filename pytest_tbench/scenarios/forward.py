@@ -1,4 +1,5 @@
-"""Inference: one forward pass over the whole batch, under ``torch.inference_mode``."""
+"""Inference: one forward pass over the whole batch, under ``torch.inference_mode``; on PyTorch, or on another
+backend (``scenarios/backend.py``)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import inspect
 
 import torch
 
+from ..axes import BACKEND_PYTORCH
 from ..cases import BenchCase
 from ..inputs import make_inputs
 from ..models.loading import LoadedModel
 from ..trackers.flops import FlopEstimate, FlopPass, matmul_parameters
+from .backend import backend_work
 from .base import Work
 from .compiled import compiled_module
 
@@ -28,4 +31,5 @@ def forward_work(loaded: LoadedModel, case: BenchCase) -> Work:
 
     tokens = case.batch_size * case.seq_len
     flops = FlopPass(lambda mark: call(), FlopEstimate(2, matmul_parameters(model).count, tokens))
-    return Work(call, samples=case.batch_size, tokens=tokens, flops=flops)
+    work = Work(call, samples=case.batch_size, tokens=tokens, flops=flops)
+    return work if case.backend == BACKEND_PYTORCH else backend_work(work, model, case, kwargs)
