@@ -51,7 +51,7 @@ def test_forward(tbench):
 
 ARGS = [
     "--tbench-models", "tiny-gpt2", "--tbench-seq-lens", "8", "--tbench-rounds", "2", "--tbench-warmup", "1",
-    "--tbench-ab-pairs", "3", "-p", "no:cacheprovider",
+    "--tbench-ab-pairs", "2", "-p", "no:cacheprovider",
 ]  # fmt: skip
 
 
@@ -77,7 +77,7 @@ def test_env_side_finds_a_slowdown_with_its_sign_and_size_and_passes_the_unchang
     monkeypatch.setenv("AB_SLOW_SLEEP_S", "0.015")  # the current side: b2 sleeps 15 ms, the base's 10 ms
     result, data = run_json(
         sleeping, *ARGS, "--tbench-batch-sizes", "1,2", "--tbench-ab", "env:AB_SLOW_SLEEP_S=0.010",
-        subprocess=True,
+        "--tbench-ab-pairs", "3", subprocess=True,
     )  # fmt: skip
     result.assert_outcomes(passed=1, failed=1)
     entries = _entries(data)
@@ -111,7 +111,7 @@ def test_env_side_finds_a_slowdown_with_its_sign_and_size_and_passes_the_unchang
     assert sides["base"]["OMP_WAIT_POLICY"] == sides["current"]["OMP_WAIT_POLICY"] == "PASSIVE"
     # Every pair forks its workers from side processes of its own, kept for the session's next item.
     pids = sides["base"]["pids"] + sides["current"]["pids"]
-    assert len(pids) == len(set(pids)) == 6
+    assert len(pids) == len(set(pids)) == 6  # 3 pairs x 2 sides
     assert entries[1]["extra_info"]["ab"]["sides"] == sides
 
     result.stdout.fnmatch_lines(["*tbench A/B vs env:AB_SLOW_SLEEP_S=0.010*", "*b2*time*REGRESSED*"])

@@ -155,6 +155,8 @@ def test_json_holds_units_raw_samples_and_environment(forward_bench: pytest.Pyte
         "new_tokens": 0,
         "attn_implementation": "auto",  # the variant axes at their defaults
         "compile": "off",
+        "quantization": "none",
+        "backend": "pytorch",
     }
     stats, info = bench["stats"], bench["extra_info"]
     assert len(stats["data"]) == stats["rounds"] == 3

@@ -105,6 +105,9 @@ class SideProcess:
             self._conn.close()  # the process sees end-of-file and exits
             self._conn = None
         if self._process is not None:
+            if not self.facts:
+                # Never ready: still importing (another side failed first), or broken; nothing to finish.
+                self._process.kill()
             try:
                 self._process.wait(timeout=30)
             except subprocess.TimeoutExpired:
