@@ -14,21 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ..metric_table import stored_unit
-from .frame import STATS_KEYS, Row, Run
+from .frame import ITEM_COORDINATES, STATS_KEYS, Row, Run
 from .variants import variant_columns, variant_groups, variant_record
 
-IDENTITY_COLUMNS = (
-    "run",
-    "fullname",
-    "mode",
-    "model",
-    "head",
-    "batch_size",
-    "seq_len",
-    "new_tokens",
-    "device",
-    "dtype",
-)
+IDENTITY_COLUMNS = ("run", "fullname", *ITEM_COORDINATES)
 STATS_COLUMNS = tuple(f"stats_{k}" if k == "rounds" else f"stats_{k}_s" for k in STATS_KEYS)
 _IDENTITY_UNITS = {"batch_size": "samples", "seq_len": "tokens", "new_tokens": "tokens"}
 _COUNT_SUFFIXES = ("_count", "_per_round", "_per_call", "rounds", "_steps", "_calls")

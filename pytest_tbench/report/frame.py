@@ -123,6 +123,9 @@ class Run:
         return commit + (" (dirty)" if commit and info.get("dirty") else "")
 
 
+# What identifies an item within a run, but its variant: the identity columns of the CSVs.
+ITEM_COORDINATES = ("mode", "model", "head", "batch_size", "seq_len", "new_tokens", "device", "dtype")
+
 _ROW_FIELDS = (
     "fullname",
     "mode",

@@ -27,7 +27,7 @@ from ..metric_table import (
     Metric,
 )
 from ..modes import throughput
-from .frame import Row, sort_key
+from .frame import ITEM_COORDINATES, Row, sort_key
 from .metrics import group_by
 from .tables import Table, item_name
 
@@ -258,14 +258,7 @@ def variant_columns(groups: list[list[VariantRow]]) -> list[str]:
     speeds = dict.fromkeys(throughput(group[0].row.mode).key for group in groups)
     return [
         "run",
-        "mode",
-        "model",
-        "head",
-        "batch_size",
-        "seq_len",
-        "new_tokens",
-        "device",
-        "dtype",
+        *ITEM_COORDINATES,
         *(axis.key for axis in AXES),
         "variant",
         LATENCY.key,
