@@ -89,6 +89,10 @@ def test_train(tbench):
     assert (int8["quantization"], int8["quantized_layers"]) == ("int8-dynamic", 8)
     # tiny-gpt2's 8 linear layers hold 98,304 float32 weights (393 KiB); int8 keeps a quarter plus scales.
     assert plain["parameter_bytes"] - int8["parameter_bytes"] > 0.7 * 98_304 * 4
+    # FlopCounterMode has no formula for torchao's int8 matmuls: the per-token estimate stands in, saying so.
+    assert (plain["flops_method"], int8["flops_method"]) == ("counted", "estimate_2n")
+    assert "int8 matmuls (8 quantized layers)" in int8["flops_estimate_reason"]
+    assert int8["flops_per_call"] > 0.9 * plain["flops_per_call"]
 
     bad = pytester.runpytest(*TINY, "--tbench-quantization", "int4")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR

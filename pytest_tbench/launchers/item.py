@@ -48,7 +48,14 @@ def run_item(
                 work.prepare()
                 run_rounds(energy.wrap(work))
             # After the rounds and outside the memory tracker: never timed, and not in the item's peak memory.
-            flops = count_flops(work.flops).extra_info() if work.flops is not None else {}
+            # FlopCounterMode has no formula for torchao's int8 matmuls: it would count the rest alone.
+            uncountable = (
+                f"FlopCounterMode does not count torchao's int8 matmuls ({loaded.quantized_layers} quantized "
+                "layers)"
+                if loaded.quantized_layers
+                else None
+            )
+            flops = count_flops(work.flops, uncountable).extra_info() if work.flops is not None else {}
             hardware = {
                 DEVICE_NAME: device_name(case.device),
                 MATMUL_PRECISION: matmul_precision(case.device, case.dtype),

@@ -31,6 +31,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from ..metric_table import FLOPS_ESTIMATE_REASON, FLOPS_METHOD, FLOPS_PER_CALL
+from ..models.quantization import tensor_bytes
 
 COUNTED = "counted"
 
@@ -109,9 +110,11 @@ class FlopCount:
         return info
 
 
-def count_flops(flop_pass: FlopPass) -> FlopCount:
+def count_flops(flop_pass: FlopPass, uncountable: str | None = None) -> FlopCount:
     """One untimed run of ``flop_pass`` under the FLOP counter; the estimate where counting fails or sees
-    nothing."""
+    nothing, or where ``uncountable`` says why the counter would see only part of the work."""
+    if uncountable is not None:
+        return _estimated(flop_pass.estimate, uncountable)
     phases: dict[str, int] = {}
     marked = 0
     try:
@@ -169,4 +172,4 @@ def matmul_parameters(model: torch.nn.Module) -> MatmulParameters:
         for p in module.parameters(recurse=False)
     } - shared
     params = [p for p in model.parameters() if id(p) not in looked_up]  # parameters() gives a tied one once
-    return MatmulParameters(sum(p.numel() for p in params), sum(p.numel() * p.element_size() for p in params))
+    return MatmulParameters(sum(p.numel() for p in params), sum(tensor_bytes(p) for p in params))
