@@ -50,18 +50,7 @@ def _cell(value: Any) -> Any:
 
 
 def item_record(row: Row) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "run": row.run,
-        "fullname": row.fullname,
-        "mode": row.mode,
-        "model": row.model,
-        "head": row.head,
-        "batch_size": row.batch_size,
-        "seq_len": row.seq_len,
-        "new_tokens": row.new_tokens,
-        "device": row.device,
-        "dtype": row.dtype,
-    }
+    record: dict[str, Any] = {column: getattr(row, column) for column in IDENTITY_COLUMNS}
     for key, column in zip(STATS_KEYS, STATS_COLUMNS, strict=True):
         value = row.stats.get(key)
         record[column] = int(value) if key == "rounds" and value is not None else value

@@ -283,14 +283,7 @@ def variant_record(entry: VariantRow) -> dict[str, object]:
     base = entry.compile_base
     return {
         "run": row.run,
-        "mode": row.mode,
-        "model": row.model,
-        "head": row.head,
-        "batch_size": row.batch_size,
-        "seq_len": row.seq_len,
-        "new_tokens": row.new_tokens,
-        "device": row.device,
-        "dtype": row.dtype,
+        **{key: getattr(row, key) for key in ITEM_COORDINATES},
         **entry.values,
         "variant": row.variant,
         LATENCY.key: entry.median_s,
