@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model, LlamaConfig, LlamaForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model, LlamaForCausalLM
 
 from pytest_tbench import nvml
 from pytest_tbench.hardware import KNOWN_DEVICES, known_device, peak_bandwidth, peak_tflops
 from pytest_tbench.limits import GivenPeaks, limits_info
+from pytest_tbench.models.registry import BUILTIN_MODELS
 from pytest_tbench.scenarios.base import Work
 from pytest_tbench.scenarios.decode_reads import decode_reads, kv_layout
 from pytest_tbench.scenarios.generate import forward_tokens
@@ -336,17 +337,8 @@ def _cache_bytes(cache: Any) -> int:
     "model",
     [
         lambda: GPT2LMHeadModel(TINY_GPT2),
-        lambda: LlamaForCausalLM(  # grouped-query attention: 2 KV heads for 4 query heads
-            LlamaConfig(
-                hidden_size=64,
-                intermediate_size=128,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                vocab_size=1000,
-                max_position_embeddings=256,
-            )
-        ),
+        # tiny-llama: grouped-query attention, 2 KV heads for 4 query heads
+        lambda: LlamaForCausalLM(BUILTIN_MODELS["tiny-llama"]()),
     ],
     ids=["gpt2", "llama-gqa"],
 )
