@@ -50,6 +50,7 @@ class TBenchConfig:
     isolate: bool = False
     processes: int = 1  # worker processes per item; > 1 implies isolation
     oom_skip: bool = False
+    fit_check: bool = True  # skip an item whose estimated memory exceeds the device's free memory
     compare: str | None = None  # None: no gate; "": the newest saved run; else a run or a JSON path
     compare_fail: tuple[Any, ...] = ()  # Criterion objects; empty: the defaults
     compare_last: int = 1  # saved runs pooled into the baseline

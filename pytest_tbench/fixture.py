@@ -19,6 +19,7 @@ from .launchers.retries import measure_judged, settle
 from .launchers.rounds import planned_rounds
 from .limits import GivenPeaks
 from .memory_errors import OomRecord, OutOfMemory, skip_out_of_memory
+from .models.fit import MemoryEstimate
 from .models.loading import LoadedModel
 from .models.registry import ResolvedSpec
 from .pytest_benchmark_api import drop_unfinished
@@ -47,6 +48,7 @@ class TBench:
         gate: Gate | None = None,
         not_measured: Callable[[str], None] | None = None,
         ab: ABSession | None = None,
+        memory_estimate: MemoryEstimate | None = None,
     ) -> None:
         self.case = case
         self._load = load
@@ -61,6 +63,7 @@ class TBench:
         self._gate = gate
         self._not_measured = not_measured if not_measured is not None else _ignore
         self._ab = ab
+        self._memory_estimate = memory_estimate
 
     @property
     def loaded(self) -> LoadedModel:
@@ -147,6 +150,8 @@ class TBench:
                 settings.compare_retries,
                 GivenPeaks(settings.peak_tflops, settings.peak_bandwidth),
             )
+            if self._memory_estimate is not None:  # beside the measured peaks, so the estimate can be checked
+                judged.info.update(self._memory_estimate.record())
             self.benchmark.extra_info.update(judged.info)
             self._record(ItemResult(self._nodeid, self.case, judged.info))
         except BaseException as exc:

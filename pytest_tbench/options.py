@@ -308,6 +308,13 @@ SETTINGS: tuple[Setting, ...] = (
         flag=True,
     ),
     Setting(
+        "fit_check",
+        parse_bool,
+        "BOOL",
+        "before building a model, skip an item whose estimated memory exceeds the device's free memory "
+        "(default true)",
+    ),
+    Setting(
         "compare",
         parse_compare,
         "RUN",

@@ -21,7 +21,8 @@ from .launchers.forkserver import modeling_module, preload
 from .listing import list_models, list_presets
 from .memory_errors import OomRecord, OutOfMemory, catch_out_of_memory, skip_out_of_memory
 from .models.architecture import max_positions
-from .models.loading import HEADS, ModelCache, ModelKey, ModelLoadError
+from .models.fit import MemoryEstimate, WorkShape, estimate
+from .models.loading import HEADS, TORCH_DTYPES, ModelCache, ModelKey, ModelLoadError
 from .models.quantization import unavailable_reason as quantization_reason
 from .modes import DEFAULT_MODE, mode_names
 from .options import SETTINGS, legacy_spelling_errors, normalise_compare_args
@@ -193,6 +194,25 @@ def _skip_reason(case: BenchCase, config: TBenchConfig, models: ModelCache) -> s
     return None
 
 
+def _memory_estimate(case: BenchCase, config: TBenchConfig, models: ModelCache) -> MemoryEstimate | None:
+    """What the item needs and what its device has free (models/fit.py); None without --tbench-fit-check."""
+    if not config.fit_check:
+        return None
+    key = case.model_key
+    shape = WorkShape(
+        case.mode,
+        case.head,
+        case.batch_size,
+        case.seq_len,
+        case.new_tokens,
+        TORCH_DTYPES[case.dtype].itemsize,
+    )
+    in_this_process = not config.isolated
+    loaded = in_this_process and models.is_loaded(key)
+    found = models.weights_estimate(key)
+    return estimate(models.config(case.model), shape, found, loaded, case.device, in_this_process)
+
+
 def _preload_model_code(state: SessionState) -> None:
     if state.preloaded:
         return
@@ -221,6 +241,9 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
     request.addfinalizer(release_if_last)  # first, so that skipped and failed items release too
     try:
         reason = _skip_reason(case, state.config, state.models)
+        memory = _memory_estimate(case, state.config, state.models) if reason is None else None
+        if reason is None and memory is not None:
+            reason = memory.skip_reason()
         if reason is None and state.config.oom_skip:
             reason = state.ooms.covering(case)
         # Load now, so that a broken model errors at setup, not in the test (an isolated item loads in its
@@ -256,6 +279,7 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
         gate=state.gate,
         not_measured=lambda outcome: state.not_measured_item(nodeid, outcome),
         ab=state.ab,
+        memory_estimate=memory,
     )
 
 

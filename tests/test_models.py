@@ -93,8 +93,11 @@ def test_user_config_from_config_file(forward_bench: pytest.Pytester) -> None:
     forward_bench.makefile(
         ".yaml",
         tbench="""
-models: [bert-32-hid, tiny-bert, bad-attr]
+models: [bert-32-hid, tiny-bert, bad-attr, huge]
 custom_models:
+  huge:  # 6.4e12 parameters: the fit check skips it before anything is allocated
+    base: tiny-gpt2
+    overrides: {vocab_size: 100000000000}
   bert-32-hid:
     base: tiny-bert
     overrides: {hidden_size: 32, intermediate_size: 64}
@@ -103,10 +106,15 @@ custom_models:
     overrides: {hiden_size: 32}
 """,
     )
-    result, data = run_json(forward_bench, *TINY[2:], "--tbench-config", "tbench.yaml")
-    result.assert_outcomes(passed=2, errors=1)
+    result, data = run_json(forward_bench, *TINY[2:], "--tbench-config", "tbench.yaml", "-rs")
+    result.assert_outcomes(passed=2, errors=1, skipped=1)
     params = {b["extra_info"]["model"]: b["extra_info"]["num_parameters"] for b in data["benchmarks"]}
     assert 0 < params["bert-32-hid"] < params["tiny-bert"]
+    result.stdout.fnmatch_lines(["*needs about 2384?.? GiB (weights 2384?.? GiB*GiB free*"])
+    for entry in data["benchmarks"]:  # the estimate beside the measurement
+        info = entry["extra_info"]
+        assert info["weights_estimate_bytes"] == info["parameter_bytes"]
+        assert info["memory_estimate_bytes"] > info["parameter_bytes"]
     result.stdout.fnmatch_lines(["*custom model 'bad-attr': BertConfig has no attribute(s) ?'hiden_size'?*"])
 
 

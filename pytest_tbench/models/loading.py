@@ -27,6 +27,7 @@ from ..axes import ATTN_AUTO, QUANT_NONE
 from ..devices import empty_cache, synchronize
 from .architecture import is_encoder_only
 from .attention import attention_unsupported_reason
+from .fit import weights
 from .hub import load_failure_hint, pretrained_kwargs
 from .quantization import QuantizationError, quantize, tensor_bytes
 from .registry import BUILTIN_MODELS, CustomModel, ResolvedSpec, resolve
@@ -153,6 +154,7 @@ class ModelCache:
         self._loaded: dict[ModelKey, LoadedModel | ModelLoadError] = {}
         self._configs: dict[str, PretrainedConfig | ModelLoadError] = {}
         self._attention: dict[tuple[str, str, str, str, str], str | None] = {}
+        self._weights: dict[tuple[str, str, torch.dtype, str], tuple[int, int] | None] = {}
 
     def resolve(self, spec: str) -> ResolvedSpec:
         return resolve(spec, self._custom)
@@ -182,6 +184,22 @@ class ModelCache:
                 head_class(key.head, config), config, key.attn_implementation, key.device, key.dtype
             )
         return self._attention[cache_key]
+
+    def weights_estimate(self, key: ModelKey) -> tuple[int, int] | None:
+        """(parameters, bytes) of the key's model from its config alone (models/fit.py); None where the
+        model cannot be built on the meta device (its load will say why, or succeed regardless)."""
+        cache_key = (key.spec, key.head, key.weights_dtype, key.quantization)
+        if cache_key not in self._weights:
+            config = self.config(key.spec)
+            try:
+                found = weights(head_class(key.head, config), config, key.weights_dtype, key.quantization)
+            except Exception:  # any failure of a third-party build means "no estimate", never a failed item
+                found = None
+            self._weights[cache_key] = found
+        return self._weights[cache_key]
+
+    def is_loaded(self, key: ModelKey) -> bool:
+        return isinstance(self._loaded.get(key), LoadedModel)
 
     def get(self, key: ModelKey) -> LoadedModel:
         if self._trained(key):

@@ -1,0 +1,102 @@
+"""Fit before you run: the memory estimate from a config, and the skip of an item that cannot fit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config
+
+from pytest_tbench.models import fit
+from pytest_tbench.models.fit import Dims, MemoryEstimate, WorkShape, dims, work_bytes
+from pytest_tbench.models.loading import ModelKey, load_model
+from pytest_tbench.models.registry import resolve
+
+GPT2_SMALL_PARAMETERS = 124_439_808  # gpt2 on the Hub, lm_head tied to the embedding
+
+
+@pytest.mark.parametrize("quantization", ["none", "int8-dynamic"])
+def test_weights_estimate_matches_the_loaded_model(quantization: str) -> None:
+    if quantization != "none":
+        pytest.importorskip("torchao")
+    key = ModelKey("gpt2", "causal-lm", "cpu", "float32", quantization=quantization)
+    config = GPT2Config()
+    parameters, size = fit.weights(AutoModelForCausalLM, config, torch.float32, quantization)
+    loaded = load_model(resolve("gpt2"), key)
+    assert parameters == loaded.num_parameters
+    # Quantizing unties lm_head from the embedding: the int8 copy is a parameter of its own.
+    assert parameters == GPT2_SMALL_PARAMETERS + (50257 * 768 if quantization != "none" else 0)
+    # The issue's bar is 10%; unquantized it is exact, int8 within a few percent (scales, layouts).
+    assert size == pytest.approx(loaded.parameter_bytes, rel=0.10)
+    if quantization == "none":
+        assert size == loaded.parameter_bytes == 4 * GPT2_SMALL_PARAMETERS
+
+
+def test_weights_estimate_of_a_7b_shape_allocates_nothing() -> None:
+    from transformers import MistralConfig
+
+    parameters, size = fit.weights(AutoModelForCausalLM, MistralConfig(), torch.bfloat16, "none")
+    assert parameters == 7_241_732_096  # Mistral-7B-v0.1's published count
+    assert size == 2 * parameters
+
+
+def test_dims_read_every_spelling() -> None:
+    gpt2 = dims(GPT2Config(n_layer=3, n_embd=64, n_head=4, vocab_size=100))
+    assert gpt2 == Dims(hidden=64, layers=3, heads=4, kv_heads=4, intermediate=256, vocab=100)
+    from transformers import CLIPConfig
+
+    clip = CLIPConfig(
+        text_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2},
+        vision_config={"hidden_size": 48, "num_hidden_layers": 3, "num_attention_heads": 4},
+    )
+    assert (dims(clip).hidden, dims(clip).layers) == (48, 3)  # the larger tower bounds the other
+
+
+D = Dims(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=256, vocab=1000)
+
+
+def test_work_estimate_by_mode() -> None:
+    forward = work_bytes(D, WorkShape("forward", "causal-lm", 2, 8, 0, 4), 10_000)
+    # One layer's live tensors B*S*(4H+I), the scores B*A*S^2 and the logits B*S*V, at 4 bytes.
+    assert forward == (2 * 8 * (4 * 64 + 256) + 2 * 4 * 8 * 8 + 2 * 8 * 1000) * 4
+    base = work_bytes(D, WorkShape("forward", "base", 2, 8, 0, 4), 10_000)
+    assert base == forward - 2 * 8 * 1000 * 4  # no LM head, no logits
+    generate = work_bytes(D, WorkShape("generate", "causal-lm", 2, 8, 4, 4), 10_000)
+    cache = 2 * 2 * 2 * (8 + 4) * 2 * 16 * 4  # K and V, layers, batch, positions, kv heads, head dim, bytes
+    assert generate == base + cache + 2 * 1000 * 4
+    train = work_bytes(D, WorkShape("train", "causal-lm", 2, 8, 0, 4), 10_000)
+    assert train > 12 * 10_000  # gradients and two AdamW moments at least
+
+
+def test_skip_reason_names_what_is_needed_and_free() -> None:
+    gib = 1024**3
+    assert MemoryEstimate(gib, gib, None, "unknown").skip_reason() is None  # unknown free memory: try it
+    assert MemoryEstimate(gib, gib, 3 * gib, "x").skip_reason() is None
+    reason = MemoryEstimate(3 * gib, gib, 2 * gib, "the system's available memory").skip_reason()
+    assert reason is not None
+    assert reason.startswith("needs about 4.0 GiB (weights 3.0 GiB + activations etc. 1.0 GiB)")
+    assert "the device has 2.0 GiB free (the system's available memory)" in reason
+    assert "--tbench-fit-check false" in reason
+
+
+def test_free_memory_on_cuda_reads_only_where_a_context_may_exist(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda index: calls.append(index) or (5, 9))
+    free, source = fit.free_memory("cuda:1", in_this_process=False)
+    assert free is None and "worker processes" in source and calls == []
+    assert fit.free_memory("cuda:1", in_this_process=True) == (5, "cudaMemGetInfo")
+    assert calls == [1]
+    free, source = fit.free_memory("cpu", in_this_process=False)
+    assert free is not None and free > 0 and source == "the system's available memory"
+
+
+def test_a_loaded_model_needs_no_second_copy_of_its_weights() -> None:
+    config = GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=100)
+    shape = WorkShape("forward", "causal-lm", 1, 8, 0, 4)
+    fresh = fit.estimate(config, shape, (10, 40), loaded=False, device="cpu", in_this_process=True)
+    again = fit.estimate(config, shape, (10, 40), loaded=True, device="cpu", in_this_process=True)
+    assert fresh is not None and again is not None
+    assert (fresh.weights_bytes, again.weights_bytes) == (40, 0)
+    assert fit.estimate(config, shape, None, loaded=False, device="cpu", in_this_process=True) is None
