@@ -602,3 +602,14 @@ def test_a_bad_peak_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--tbench-config", str(config))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "peak_bandwidth: 'fast' is not a number" in result.stderr.str()
+
+
+def test_the_ab_base_side_gets_its_own_limits_from_its_own_median() -> None:
+    from pytest_tbench.launchers.retries import base_side_limits
+
+    side = {"device": "cpu", "device_name": "x", "matmul_precision": "float32", "flops_per_call": 3e9}
+    info: dict[str, Any] = {**side, "ab_base": {**side, "rounds_s": [0.02, 0.01, 0.03]}}
+    base_side_limits(info, GivenPeaks(tflops=1.5))
+    assert info["ab_base"]["achieved_tflops"] == pytest.approx(0.15)  # 3e9 FLOPs over its median, 20 ms
+    assert info["ab_base"]["mfu"] == pytest.approx(0.1)
+    assert "achieved_tflops" not in info  # the current side's come from the item runner, not from here

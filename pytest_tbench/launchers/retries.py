@@ -23,6 +23,7 @@ from ..compare.gate import Gate, retryable
 from ..compare.judge import Verdict
 from ..limits import GivenPeaks, limits_info
 from ..metric_table import (
+    AB_BASE,
     GATE_ATTEMPTS,
     GATE_EARLIER_ATTEMPTS,
     MEDIAN_S,
@@ -66,6 +67,7 @@ def measure_judged(
         info = attempt.info
         info.update(throughput(attempt.samples, attempt.tokens, attempt.median_s))
         info.update(limits_info(info, attempt.median_s, peaks or GivenPeaks()))
+        base_side_limits(info, peaks or GivenPeaks())
         verdicts = []
         if gate is not None and attempt.timings:
             verdicts = gate.judge(benchmark.fullname, attempt.timings, info)
@@ -78,6 +80,14 @@ def measure_judged(
         discard_stats(benchmark)
         record_samples(benchmark, attempt.timings)
     return Judged(attempt, info, verdicts, earlier)
+
+
+def base_side_limits(info: dict[str, Any], peaks: GivenPeaks) -> None:
+    """Under --tbench-ab the base side's record gets the same derived limits (TFLOP/s, MFU, MBU) as the
+    current side's, from its own pooled median, so that reports compare the sides on them too."""
+    base = info.get(AB_BASE)
+    if isinstance(base, dict) and base.get(ROUNDS_S):
+        base.update(limits_info(base, statistics.median(base[ROUNDS_S]), peaks))
 
 
 def pool_attempts(attempts: list[Attempt], regressions: list[list[Verdict]]) -> Attempt:
