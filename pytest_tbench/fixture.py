@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .axes import BACKEND_PYTORCH, COMPILE_OFF
+from .benchlist import BENCHMARK_ENTRY
 from .cases import BenchCase
 from .compare.gate import Gate
 from .config import TBenchConfig
@@ -47,6 +48,7 @@ class TBench:
         gate: Gate | None = None,
         not_measured: Callable[[str], None] | None = None,
         ab: ABSession | None = None,
+        benchmark_entry: dict[str, Any] | None = None,
     ) -> None:
         self.case = case
         self._load = load
@@ -61,6 +63,7 @@ class TBench:
         self._gate = gate
         self._not_measured = not_measured if not_measured is not None else _ignore
         self._ab = ab
+        self._benchmark_entry = benchmark_entry  # the benchmark list entry that made the item, or None
 
     @property
     def loaded(self) -> LoadedModel:
@@ -147,6 +150,7 @@ class TBench:
                 settings.compare_retries,
                 GivenPeaks(settings.peak_tflops, settings.peak_bandwidth),
             )
+            judged.info[BENCHMARK_ENTRY] = self._benchmark_entry
             self.benchmark.extra_info.update(judged.info)
             self._record(ItemResult(self._nodeid, self.case, judged.info))
         except BaseException as exc:
