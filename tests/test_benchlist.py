@@ -18,6 +18,7 @@ from pytest_tbench.launchers.worker import resolved_spec
 from pytest_tbench.models.hub import pretrained_kwargs
 from pytest_tbench.models.loading import ModelCache, ModelKey, ModelLoadError, load_model
 from pytest_tbench.plugin import STATE
+from pytest_tbench.report.frame import row_of
 from pytest_tbench.seeds_format import translate
 
 from .conftest import FORWARD_BENCH, run_json
@@ -238,6 +239,11 @@ def test_a_list_run_measures_each_entry_with_its_settings(pytester: pytest.Pytes
     )
     result, data = run_json(pytester, "--tbench-config", name, "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+    # The report's rows (its CSVs) carry the entry as one column to group by.
+    assert [row_of(b, "run").extra["benchmark_entry"] for b in data["benchmarks"]] == [
+        "0 tiny-gpt2",
+        "1 bert",
+    ]
     found = {
         b["name"]: (b["stats"]["rounds"], b["extra_info"]["rounds"], b["extra_info"]["benchmark_entry"])
         for b in data["benchmarks"]
