@@ -1,11 +1,13 @@
 """All tbench settings of a session as one frozen dataclass.
 
-Precedence, highest first: command line, config file (``--tbench-config``), ini key, preset, default.
+Precedence, highest first: command line, config file (``--tbench-config``), ini key, preset, default. A config
+file's ``benchmarks:`` list (benchlist.py) gives each of its entries a config of its own: this one, with the
+entry's values over it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +20,10 @@ from .errors import OptionError
 from .models.registry import DEFAULT_MODELS, CustomModel, parse_custom_models
 from .options import SETTINGS
 from .presets import DEFAULT_PRESET, PRESETS, rounds_for_mode
+from .seeds_format import translate
 
 if TYPE_CHECKING:  # imported when called: the scenarios package imports this module
+    from .benchlist import BenchmarkEntry
     from .scenarios.generate_settings import GenerateSettings
 
 DEFAULT_WARMUP = 2
@@ -65,8 +69,12 @@ class TBenchConfig:
     peak_bandwidth: float | None = None  # the device's peak memory bandwidth in GB/s for MBU; None: table's
     warmup: int = DEFAULT_WARMUP
     max_batch_input_product: int = DEFAULT_MAX_BATCH_INPUT_PRODUCT
+    trust_remote_code: bool = False  # passed to from_pretrained / AutoConfig.from_pretrained
     custom_models: dict[str, CustomModel] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # where each non-default setting came from
+    # The config file's benchmark list: when given, its entries' items replace the models x shapes grid.
+    benchmarks: tuple[BenchmarkEntry, ...] = ()
+    notes: tuple[str, ...] = ()  # what the config file asked for that does not apply, for the summary
 
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> TBenchConfig:
@@ -83,10 +91,14 @@ class TBenchConfig:
 
         file_path = config.getoption("tbench_config") or config.getini("tbench_config")
         file_values: dict[str, Any] = {}
+        spelled: dict[str, str] = {}  # a file key's spelling where it is not the setting's own (the seeds')
+        notes: tuple[str, ...] = ()
         if file_path:
             from_ini = not config.getoption("tbench_config")
             base = (config.inipath.parent if config.inipath else config.rootpath) if from_ini else Path.cwd()
-            file_values = load_config_file(base / file_path)
+            file_values, spelled, notes = translate(
+                load_config_file(base / file_path), f"config file {file_path}"
+            )
             layers.append((f"config file {file_path}", file_values))
 
         ini = {s.key: config.getini(s.ini) for s in SETTINGS}
@@ -105,11 +117,8 @@ class TBenchConfig:
             if found is None:
                 continue
             source, raw = found
-            label = (
-                setting.cli
-                if source == "command line"
-                else f"{source} key {setting.ini if source == 'ini' else setting.key}"
-            )
+            key = setting.ini if source == "ini" else spelled.get(setting.key, setting.key)
+            label = setting.cli if source == "command line" else f"{source} key {key}"
             resolved[setting.key] = setting.parse_from(raw, label)
             sources[setting.key] = source
 
@@ -124,7 +133,21 @@ class TBenchConfig:
                 sources[key] = f"preset {preset.name}"
 
         custom = parse_custom_models(file_values.get("custom_models", {}), source=f"config file {file_path}")
-        return cls(**resolved, runs=preset.runs, custom_models=custom, sources=sources)
+        session = cls(**resolved, runs=preset.runs, custom_models=custom, sources=sources, notes=notes)
+        if "benchmarks" not in file_values:
+            return session
+        from .benchlist import overridden_notes, parse_benchmarks
+
+        where = f"config file {file_path}"
+        if sources.get("models") in ("command line", where):
+            given = "--tbench-models" if sources["models"] == "command line" else f"models in {file_path}"
+            raise OptionError(
+                f"{given} and a benchmark list ({where}: benchmarks) are both given: the list's entries "
+                "replace the models grid, each naming its model; drop one of them (select entries with -k)"
+            )
+        entries = parse_benchmarks(file_values["benchmarks"], session, where)
+        notes = (*session.notes, *overridden_notes(entries, session))
+        return replace(session, benchmarks=entries, notes=notes)
 
     def record(self) -> dict[str, dict[str, Any]]:
         """The settings that were set, with their source, for the run's JSON (results travel with them)."""

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .axes import BACKEND_PYTORCH, COMPILE_OFF
+from .benchlist import BENCHMARK_ENTRY
 from .cases import BenchCase
 from .compare.gate import Gate
 from .config import TBenchConfig
@@ -49,6 +50,7 @@ class TBench:
         not_measured: Callable[[str], None] | None = None,
         ab: ABSession | None = None,
         memory_estimate: MemoryEstimate | None = None,
+        benchmark_entry: dict[str, Any] | None = None,
     ) -> None:
         self.case = case
         self._load = load
@@ -64,6 +66,7 @@ class TBench:
         self._not_measured = not_measured if not_measured is not None else _ignore
         self._ab = ab
         self._memory_estimate = memory_estimate
+        self._benchmark_entry = benchmark_entry  # the benchmark list entry that made the item, or None
 
     @property
     def loaded(self) -> LoadedModel:
@@ -152,6 +155,7 @@ class TBench:
             )
             if self._memory_estimate is not None:  # beside the measured peaks, so the estimate can be checked
                 judged.info.update(self._memory_estimate.record())
+            judged.info[BENCHMARK_ENTRY] = self._benchmark_entry
             self.benchmark.extra_info.update(judged.info)
             self._record(ItemResult(self._nodeid, self.case, judged.info))
         except BaseException as exc:

@@ -403,11 +403,21 @@ SETTINGS: tuple[Setting, ...] = (
         "N",
         "skip items whose batch x input length exceeds N (default 131072)",
     ),
+    Setting(
+        "trust_remote_code",
+        parse_bool,
+        "",
+        "let from_pretrained / AutoConfig.from_pretrained run the model repository's own Python code (a Hub "
+        "model that needs it fails without); off by default: only for repositories you trust",
+        flag=True,
+    ),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 
 # Keys a config file may hold beyond the settings above.
-CONFIG_FILE_ONLY_KEYS = ("custom_models",)
+# ``benchmarks``: a benchmark list (benchlist.py); ``global_settings`` / ``output_settings``: the sections of
+# the seeds' benchmark list file, read as given (seeds_format.py).
+CONFIG_FILE_ONLY_KEYS = ("custom_models", "benchmarks", "global_settings", "output_settings")
 
 # Spellings of the classic PyTorchBenchmark command line and of earlier drafts, mapped to the fix.
 _LEGACY_FLAGS = {

@@ -10,12 +10,14 @@ import pytest
 
 from .ab.session import ABSession, open_ab
 from .backends import unavailable_reason as backend_reason
+from .benchlist import BenchmarkEntry, check_unique, list_cases
 from .cases import BenchCase, build_cases
 from .compare.gate import Gate, open_gate
 from .compare.table import render
 from .config import TBenchConfig
 from .devices import absent_reason
 from .environment import environment
+from .errors import OptionError
 from .fixture import TBench
 from .launchers.forkserver import modeling_module, preload
 from .listing import list_models, list_presets
@@ -44,7 +46,14 @@ class SessionState:
     preloaded: bool = False
     run_json: dict[str, Any] | None = None  # the run as pytest-benchmark saved it, for --tbench-report
     ab: ABSession | None = None  # --tbench-ab: the two sides' processes, started at the first item
+    # Under a benchmark list: the entry that made each item, whose settings the item runs with.
+    entries: dict[BenchCase, BenchmarkEntry] = field(default_factory=dict)
     restore_sigterm: Callable[[], None] = lambda: None
+
+    def settings_of(self, case: BenchCase) -> TBenchConfig:
+        """The settings an item runs with: its benchmark list entry's, else the session's."""
+        entry = self.entries.get(case)
+        return entry.config if entry is not None else self.config
 
     def not_measured_item(self, nodeid: str, outcome: str) -> None:
         """Record that an item measured nothing (once: an interrupted item may also get a report)."""
@@ -66,7 +75,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             kind = {"action": "append" if setting.repeat else "store", "metavar": setting.metavar}
         group.addoption(setting.cli, dest=setting.dest, help=setting.help, **kind)
         parser.addini(setting.ini, setting.help, default="")
-    config_help = "YAML or TOML file with the same keys as the tbench_* ini keys (and custom_models)"
+    config_help = (
+        "YAML or TOML file with the same keys as the tbench_* ini keys (and custom_models), and optionally a "
+        "benchmarks: list of entries, each a model with its own settings (the seeds' list format too)"
+    )
     group.addoption("--tbench-config", dest="tbench_config", default=None, metavar="FILE", help=config_help)
     parser.addini("tbench_config", config_help, default="")
     group.addoption("--tbench-list-presets", action="store_true", help="show the presets and exit")
@@ -96,7 +108,12 @@ def pytest_configure(config: pytest.Config) -> None:
         # Raw samples are what later statistics (and regression gates) are computed from: always keep them.
         config.option.benchmark_save_data = True
     tbench_config = TBenchConfig.from_pytest_config(config)
-    config.stash[STATE] = SessionState(tbench_config, ModelCache(tbench_config.custom_models))
+    try:
+        check_unique(tbench_config.benchmarks)  # before collection, so that it is a usage error at once
+    except OptionError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    models = ModelCache(tbench_config.custom_models, tbench_config.trust_remote_code)
+    config.stash[STATE] = SessionState(tbench_config, models)
     config.stash[STATE].restore_sigterm = save_on_sigterm()
 
 
@@ -137,7 +154,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "tbench_case" not in metafunc.fixturenames:
         return
     mode, head = _mode_and_head(metafunc.definition.get_closest_marker("tbench"))
-    cases = build_cases(metafunc.config.stash[STATE].config, mode, head)
+    state = metafunc.config.stash[STATE]
+    if state.config.benchmarks:
+        try:
+            made = list_cases(state.config.benchmarks, mode, head)
+        except OptionError as exc:  # a mode registered after configure can still make two entries collide
+            raise pytest.UsageError(str(exc)) from None
+        state.entries.update(made)
+        cases = [case for case, _ in made]
+    else:
+        cases = build_cases(state.config, mode, head)
     metafunc.parametrize(
         "tbench_case", [c.as_params() for c in cases], ids=[c.id for c in cases], indirect=True
     )
@@ -218,7 +244,8 @@ def _preload_model_code(state: SessionState) -> None:
         return
     state.preloaded = True
     modules = []
-    for spec in state.config.models:
+    specs = [entry.model for entry in state.config.benchmarks] or state.config.models
+    for spec in dict.fromkeys(specs):
         try:
             module = modeling_module(state.models.config(spec).model_type)
         except ModelLoadError:
@@ -233,6 +260,8 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
     """Benchmark the item's model: ``tbench.forward()``, or ``tbench.measure(call, tokens=...)``."""
     state: SessionState = request.config.stash[STATE]
     case = tbench_case
+    settings = state.settings_of(case)
+    entry = state.entries.get(case)
 
     def release_if_last() -> None:
         if state.last_user.get(case.model_key) == request.node.nodeid:
@@ -240,8 +269,8 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
 
     request.addfinalizer(release_if_last)  # first, so that skipped and failed items release too
     try:
-        reason = _skip_reason(case, state.config, state.models)
-        memory = _memory_estimate(case, state.config, state.models) if reason is None else None
+        reason = _skip_reason(case, settings, state.models)
+        memory = _memory_estimate(case, settings, state.models) if reason is None else None
         if reason is None and memory is not None:
             reason = memory.skip_reason()
         if reason is None and state.config.oom_skip:
@@ -272,7 +301,7 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
         lambda: state.models.get(case.model_key),
         state.models.resolve(case.model),
         request.getfixturevalue("benchmark"),  # only now: a skipped item never creates an unused benchmark
-        settings=state.config,
+        settings=settings,
         record=state.results.append,
         nodeid=nodeid,
         ooms=state.ooms,
@@ -280,6 +309,7 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
         not_measured=lambda outcome: state.not_measured_item(nodeid, outcome),
         ab=state.ab,
         memory_estimate=memory,
+        benchmark_entry=entry.record() if entry is not None else None,
     )
 
 
@@ -317,6 +347,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     state = config.stash.get(STATE, None)
     if state is None:
         return
+    if state.config.notes:
+        terminalreporter.write_sep("-", "tbench CONFIG NOTES")
+        for note in state.config.notes:
+            terminalreporter.write_line(note)
     if state.results:
         for title, table in summary_tables(state.results):
             terminalreporter.write_sep("-", title)

@@ -41,7 +41,13 @@ def resolved_spec(job: Job) -> ResolvedSpec:
     make_config: Callable[[], PretrainedConfig] | None = (
         (lambda: copy.deepcopy(model_config)) if model_config is not None else None
     )
-    return ResolvedSpec(job.spec, job.kind, make_config=make_config, target=job.target)
+    return ResolvedSpec(
+        job.spec,
+        job.kind,
+        make_config=make_config,
+        target=job.target,
+        trust_remote_code=job.settings.trust_remote_code,
+    )
 
 
 def run_job(job: Job) -> Outcome:

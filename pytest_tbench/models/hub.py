@@ -31,11 +31,14 @@ def hub_reachable(timeout_s: float = 2.0) -> bool:
         return False
 
 
-def pretrained_kwargs(target: str) -> dict[str, Any]:
-    """Extra ``from_pretrained`` arguments: the local cache only, when the Hub is off or out of reach."""
+def pretrained_kwargs(target: str, trust_remote_code: bool = False) -> dict[str, Any]:
+    """Extra ``from_pretrained`` arguments: the local cache only, when the Hub is off or out of reach; and
+    ``trust_remote_code=True`` when the user allowed it (--tbench-trust-remote-code), else nothing, so that
+    transformers' own default (refuse a repository's code) holds."""
+    kwargs: dict[str, Any] = {"trust_remote_code": True} if trust_remote_code else {}
     if os.path.isdir(target) or hub_offline() or not hub_reachable():
-        return {"local_files_only": True}
-    return {}
+        kwargs["local_files_only"] = True
+    return kwargs
 
 
 def load_failure_hint(spec: str, target: str, builtin_names: list[str]) -> str:

@@ -124,7 +124,10 @@ def load_model(resolved: ResolvedSpec, key: ModelKey) -> LoadedModel:
         else:
             assert resolved.target is not None
             model = model_class.from_pretrained(
-                resolved.target, dtype=dtype, **key.load_kwargs(), **pretrained_kwargs(resolved.target)
+                resolved.target,
+                dtype=dtype,
+                **key.load_kwargs(),
+                **pretrained_kwargs(resolved.target, resolved.trust_remote_code),
             )
         model.to(key.device).eval()
         quantized = quantize(model, key.quantization)
@@ -149,15 +152,16 @@ def load_model(resolved: ResolvedSpec, key: ModelKey) -> LoadedModel:
 class ModelCache:
     """Holds loaded models, and load failures so that each failing spec costs its time once per session."""
 
-    def __init__(self, custom_models: Mapping[str, CustomModel]) -> None:
+    def __init__(self, custom_models: Mapping[str, CustomModel], trust_remote_code: bool = False) -> None:
         self._custom = custom_models
+        self._trust_remote_code = trust_remote_code
         self._loaded: dict[ModelKey, LoadedModel | ModelLoadError] = {}
         self._configs: dict[str, PretrainedConfig | ModelLoadError] = {}
         self._attention: dict[tuple[str, str, str, str, str], str | None] = {}
         self._weights: dict[tuple[str, str, torch.dtype, str], tuple[int, int] | None] = {}
 
     def resolve(self, spec: str) -> ResolvedSpec:
-        return resolve(spec, self._custom)
+        return resolve(spec, self._custom, self._trust_remote_code)
 
     def config(self, spec: str) -> PretrainedConfig:
         """The model's config alone (cheap), for skip decisions before any weights are touched."""

@@ -139,6 +139,7 @@ class ResolvedSpec:
     # "user"/"builtin": builds the config (weights are random); "local"/"hub": the from_pretrained target.
     make_config: ConfigFactory | None = None
     target: str | None = None
+    trust_remote_code: bool = False  # for from_pretrained targets: run the repository's own code
 
     @property
     def label(self) -> str:
@@ -149,12 +150,15 @@ class ResolvedSpec:
         if self.make_config is not None:
             return self.make_config()
         assert self.target is not None
-        return AutoConfig.from_pretrained(self.target, **pretrained_kwargs(self.target))
+        return AutoConfig.from_pretrained(
+            self.target, **pretrained_kwargs(self.target, self.trust_remote_code)
+        )
 
     def describe(self) -> str:
         if self.kind in ("user", "builtin"):
             return f"{self.kind} config, random weights"
-        return f"from_pretrained({self.target!r})"
+        trusted = ", trust_remote_code=True" if self.trust_remote_code else ""
+        return f"from_pretrained({self.target!r}{trusted})"
 
 
 def _config_of_base(base: str, custom: Mapping[str, CustomModel]) -> PretrainedConfig:
@@ -179,7 +183,10 @@ def _custom_factory(name: str, entry: CustomModel, custom: Mapping[str, CustomMo
     return make
 
 
-def resolve(spec: str, custom: Mapping[str, CustomModel] | None = None) -> ResolvedSpec:
+def resolve(
+    spec: str, custom: Mapping[str, CustomModel] | None = None, trust_remote_code: bool = False
+) -> ResolvedSpec:
+    """``trust_remote_code``: what a local or Hub model's from_pretrained is given."""
     custom = custom or {}
     if spec in custom:
         return ResolvedSpec(spec, "user", make_config=_custom_factory(spec, custom[spec], custom))
@@ -188,8 +195,10 @@ def resolve(spec: str, custom: Mapping[str, CustomModel] | None = None) -> Resol
     if spec in BUILTIN_MODELS:
         return ResolvedSpec(spec, "builtin", make_config=BUILTIN_MODELS[spec])
     if os.path.isdir(spec):
-        return ResolvedSpec(spec, "local", target=str(Path(spec).resolve()))
-    return ResolvedSpec(spec, "hub", target=spec)
+        return ResolvedSpec(
+            spec, "local", target=str(Path(spec).resolve()), trust_remote_code=trust_remote_code
+        )
+    return ResolvedSpec(spec, "hub", target=spec, trust_remote_code=trust_remote_code)
 
 
 def known_names(custom: Mapping[str, CustomModel] | None = None) -> list[str]:

@@ -161,6 +161,10 @@ def row_of(bench: dict[str, Any], run: str) -> Row:
         for k, v in record.to_extra_info().items()
         if isinstance(v, (str, int, float, bool)) and _finite_or_text(v)
     }
+    entry = record.to_extra_info().get("benchmark_entry")
+    if isinstance(entry, dict) and "index" in entry:
+        # A benchmark list item: its entry as one text column ("2 roberta-large"), to group the CSV rows by.
+        extra["benchmark_entry"] = f"{entry['index']} {entry.get('name', '')}".strip()
     return Row(
         run=run,
         fullname=fullname,
