@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from .axes import COMPILE_MODES
+from .axes import COMPILE_MODES, QUANT_NONE
 from .config import TBenchConfig
-from .models.registry import BUILTIN_MODELS, DEFAULT_MODELS, known_names, resolve
+from .models.registry import BUILTIN_MODELS, DEFAULT_MODELS, ResolvedSpec, known_names, resolve
 from .modes import MODES, Mode
 from .presets import PRESETS, rounds_for_mode
 
@@ -68,14 +68,59 @@ def _variant_note() -> str:
     )
 
 
+def _size(parameters: int) -> str:
+    return f"{parameters / 1e9:.2f}B" if parameters >= 1e9 else f"{parameters / 1e6:.1f}M"
+
+
+def _memory(size: int) -> str:
+    return f"{size / 1024**3:.1f} GiB" if size >= 1024**3 else f"{size / 1024**2:.1f} MiB"
+
+
+def _weights_row(spec: ResolvedSpec) -> list[str]:
+    """Architecture, parameters and approximate weight memory per dtype, from the config on the meta device
+    (models/fit.py): nothing is allocated, so the 7B shapes list as fast as the tiny ones."""
+    import torch
+
+    from .models.fit import weights
+    from .models.loading import head_class
+
+    try:
+        config = spec.load_config()
+    except Exception as exc:  # a Hub id offline, a broken user config: say so in the row, list the rest
+        return [f"config unavailable: {type(exc).__name__}", "", "", "", ""]
+    try:
+        model_class = head_class("lm", config)
+        sizes = [weights(model_class, config, dtype, QUANT_NONE) for dtype in (torch.float32, torch.bfloat16)]
+        int8 = weights(model_class, config, torch.bfloat16, "int8-weight-only")
+    except Exception:  # no LM head for this architecture: the base model
+        from transformers import AutoModel
+
+        sizes = [weights(AutoModel, config, dtype, QUANT_NONE) for dtype in (torch.float32, torch.bfloat16)]
+        int8 = weights(AutoModel, config, torch.bfloat16, "int8-weight-only")
+    return [str(config.model_type), _size(sizes[0][0]), *(_memory(size) for _, size in (*sizes, int8))]
+
+
 def list_models(config: TBenchConfig) -> str:
     rows = []
     for name in known_names(config.custom_models):
         resolved = resolve(name, config.custom_models)
-        rows.append([name, resolved.kind, "yes" if name in config.models else ""])
-    text = tabulate(rows, ["spec", "kind", "selected"])
+        rows.append([name, resolved.kind, *_weights_row(resolved), "yes" if name in config.models else ""])
+    headers = [
+        "spec",
+        "kind",
+        "architecture",
+        "parameters",
+        "float32",
+        "16-bit",
+        "int8",
+        "selected",
+    ]
+    text = tabulate(rows, headers, disable_numparse=True)
     return (
         text
-        + "\n\nAlso accepted: a local directory written by save_pretrained(), or a Hugging Face Hub id "
+        + "\n\nWeight memory per dtype of the architecture's LM head model where it has one (else the base "
+        + "model), counted on the meta device; int8: torchao's weight-only scheme on the linear layers "
+        + "(--tbench-quantization)."
+        + "\nAlso accepted: a local directory written by save_pretrained(), or a Hugging Face Hub id "
         + f"(from_pretrained). Built-in names ({len(BUILTIN_MODELS)}) shadow Hub ids of the same name."
     )

@@ -274,9 +274,12 @@ def test_list_models(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_would_fail():\n    assert False\n")
     result = pytester.runpytest("--tbench-list-models", "-p", "no:cacheprovider")
     assert result.ret == 0
-    listed = {line.split()[0] for line in result.outlines if line.strip()}
-    assert set(BUILTIN_NAMES) <= listed
+    rows = {line.split()[0]: line.split() for line in result.outlines if line.strip()}
+    assert set(BUILTIN_NAMES) <= set(rows)
     assert "failed" not in result.stdout.str()
+    # Parameters and weight memory per dtype, from the meta device: gpt2-small's 124.4M in 475 MiB (float32),
+    # half that in 16 bits.
+    assert rows["gpt2"][1:9] == ["builtin", "gpt2", "124.4M", "474.7", "MiB", "237.4", "MiB", "193.2"]
 
 
 @pytest.mark.parametrize(
