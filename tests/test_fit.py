@@ -16,21 +16,23 @@ from pytest_tbench.models.registry import resolve
 GPT2_SMALL_PARAMETERS = 124_439_808  # gpt2 on the Hub, lm_head tied to the embedding
 
 
-@pytest.mark.parametrize("quantization", ["none", "int8-dynamic"])
-def test_weights_estimate_matches_the_loaded_model(quantization: str) -> None:
-    if quantization != "none":
-        pytest.importorskip("torchao")
-    key = ModelKey("gpt2", "causal-lm", "cpu", "float32", quantization=quantization)
-    config = GPT2Config()
-    parameters, size = fit.weights(AutoModelForCausalLM, config, torch.float32, quantization)
-    loaded = load_model(resolve("gpt2"), key)
-    assert parameters == loaded.num_parameters
+def test_weights_estimate_matches_the_loaded_model() -> None:
+    parameters, size = fit.weights(AutoModelForCausalLM, GPT2Config(), torch.float32, "none")
+    loaded = load_model(resolve("gpt2"), ModelKey("gpt2", "causal-lm", "cpu", "float32"))
+    assert parameters == loaded.num_parameters == GPT2_SMALL_PARAMETERS
+    assert size == loaded.parameter_bytes == 4 * GPT2_SMALL_PARAMETERS
+
+
+def test_weights_estimate_of_an_int8_model_counts_the_untied_head() -> None:
+    pytest.importorskip("torchao")
+    spec = resolve("tiny-gpt2")
+    parameters, size = fit.weights(AutoModelForCausalLM, spec.load_config(), torch.float32, "int8-dynamic")
+    key = ModelKey("tiny-gpt2", "causal-lm", "cpu", "float32", quantization="int8-dynamic")
+    loaded = load_model(spec, key)
     # Quantizing unties lm_head from the embedding: the int8 copy is a parameter of its own.
-    assert parameters == GPT2_SMALL_PARAMETERS + (50257 * 768 if quantization != "none" else 0)
-    # The bar is 10%; unquantized it is exact, int8 within a few percent (scales, layouts).
-    assert size == pytest.approx(loaded.parameter_bytes, rel=0.10)
-    if quantization == "none":
-        assert size == loaded.parameter_bytes == 4 * GPT2_SMALL_PARAMETERS
+    plain, _ = fit.weights(AutoModelForCausalLM, spec.load_config(), torch.float32, "none")
+    assert parameters == loaded.num_parameters == plain + 1000 * 64
+    assert size == pytest.approx(loaded.parameter_bytes, rel=0.10)  # the bar
 
 
 def test_weights_estimate_of_a_7b_shape_allocates_nothing() -> None:
