@@ -20,8 +20,8 @@ from .fixture import TBench
 from .launchers.forkserver import modeling_module, preload
 from .listing import list_models, list_presets
 from .memory_errors import OomRecord, OutOfMemory, catch_out_of_memory, skip_out_of_memory
-from .models.architecture import max_positions
-from .models.loading import HEADS, ModelCache, ModelKey, ModelLoadError
+from .models.families import family_of
+from .models.loading import HEADS, ModelCache, ModelKey, ModelLoadError, head_unsupported_reason
 from .models.quantization import unavailable_reason as quantization_reason
 from .modes import DEFAULT_MODE, mode_names
 from .options import SETTINGS, legacy_spelling_errors, normalise_compare_args
@@ -136,7 +136,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "tbench_case" not in metafunc.fixturenames:
         return
     mode, head = _mode_and_head(metafunc.definition.get_closest_marker("tbench"))
-    cases = build_cases(metafunc.config.stash[STATE].config, mode, head)
+    state = metafunc.config.stash[STATE]
+    cases = build_cases(state.config, mode, head, state.models.config)
     metafunc.parametrize(
         "tbench_case", [c.as_params() for c in cases], ids=[c.id for c in cases], indirect=True
     )
@@ -163,20 +164,38 @@ def tbench_case(request: pytest.FixtureRequest) -> BenchCase:
     return BenchCase.from_params(request.param)
 
 
-def _skip_reason(case: BenchCase, config: TBenchConfig, models: ModelCache) -> str | None:
-    product = case.batch_size * case.seq_len
+def _batch_input_reason(case: BenchCase, config: TBenchConfig, models: ModelCache) -> str | None:
+    """The batch x input guard; for a family without a token axis, the input is the positions its model runs
+    over (an image's patches, an audio window's frames)."""
+    if not case.media:  # text: as given, without reading the config
+        length, what = case.seq_len, f"input length {case.seq_len}"
+    else:
+        model_config = models.config(case.model)
+        length = family_of(model_config).sequence_tokens(model_config, case.seq_len)
+        text = f"input length {case.seq_len} + " if case.seq_len else ""
+        what = f"{text}{case.media} ({length} positions per sample)"
+    product = case.batch_size * length
     if product > config.max_batch_input_product:
         return (
-            f"batch {case.batch_size} x input length {case.seq_len} = {product} exceeds "
+            f"batch {case.batch_size} x {what} = {product} exceeds "
             f"--tbench-max-batch-input-product {config.max_batch_input_product}"
         )
+    return None
+
+
+def _skip_reason(case: BenchCase, config: TBenchConfig, models: ModelCache) -> str | None:
+    too_big = _batch_input_reason(case, config, models)
+    if too_big:
+        return too_big
     absent = absent_reason(case.device)
     if absent:
         return absent
     model_config = models.config(case.model)
+    family = family_of(model_config)
     scenario = SCENARIOS[case.mode]
     unsupported = (
         scenario.unsupported_reason(case.model, model_config)
+        or head_unsupported_reason(case.model, case.head, model_config)
         or scenario.variant_reason(case, config)
         or models.attention_reason(case.model_key)
         or quantization_reason(case.quantization, case.model_key.train)
@@ -184,10 +203,17 @@ def _skip_reason(case: BenchCase, config: TBenchConfig, models: ModelCache) -> s
     )
     if unsupported:
         return unsupported
-    limit, needed = max_positions(model_config), scenario.positions_needed(case)
+    extra = family.extra_positions(model_config)
+    limit, needed = family.token_limit(model_config), scenario.positions_needed(case) + extra
     if limit is not None and needed > limit:
-        what = f"input length {case.seq_len}" + (
-            f" + {case.new_tokens} new tokens" if case.new_tokens else ""
+        what = " + ".join(
+            part
+            for part in (
+                f"input length {case.seq_len}" if family.token_axis else "",
+                f"{extra} positions of its {case.media or family.name} input" if extra else "",
+                f"{case.new_tokens} new tokens" if case.new_tokens else "",
+            )
+            if part
         )
         return f"{what} exceeds {case.model}'s max positions ({limit})"
     return None
