@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoModel
 
 from pytest_tbench.cases import BenchCase, build_cases
 from pytest_tbench.config import TBenchConfig
 from pytest_tbench.inputs import make_inputs
-from pytest_tbench.models.families import WHISPER_DECODER_TOKENS, family_of
+from pytest_tbench.models.families import WHISPER_DECODER_TOKENS, family_of, flop_tokens
 from pytest_tbench.models.loading import (
     LoadedModel,
     ModelCache,
@@ -27,6 +28,7 @@ from pytest_tbench.scenarios.forward import forward_work
 from pytest_tbench.scenarios.generate import generate_work
 from pytest_tbench.scenarios.generate_settings import GenerateSettings
 from pytest_tbench.scenarios.train import train_work
+from pytest_tbench.trackers.flops import matmul_parameters
 
 from .conftest import run_json
 
@@ -102,6 +104,18 @@ def test_forward_counts_the_positions_the_model_runs_over() -> None:
     assert work.flops is not None and work.flops.estimate.tokens == 3 * 17
     work = forward_work(_loaded("tiny-wav2vec2"), _case("forward", "tiny-wav2vec2", "base", 2, 0))
     assert work.tokens == 2 * 499  # 160000 samples through convolutions of 320 samples per frame
+
+
+@pytest.mark.parametrize(("spec", "seq"), [("tiny-clip", 8), ("tiny-whisper", 0), ("tiny-llava", 8)])
+def test_the_flop_estimate_weights_each_tower_by_its_own_positions(spec: str, seq: int) -> None:
+    """A CLIP text tower runs over the text, its vision tower over the image, Whisper's decoder over its
+    prompt: the per-token estimate agrees with the counted FLOPs (but for attention and the convolutional
+    stems, which it leaves out), where all parameters over all positions is 2x or more for CLIP, Whisper."""
+    loaded = _loaded(spec, "lm")
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        loaded.model(**make_inputs(loaded.config, 2, seq, "cpu"))
+    estimate = 2 * matmul_parameters(loaded.model).count * 2 * flop_tokens(loaded.model, loaded.config, seq)
+    assert 0.75 < estimate / counter.get_total_flops() < 1.25
 
 
 def test_whisper_generates_the_new_tokens_from_audio() -> None:

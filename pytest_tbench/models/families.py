@@ -34,6 +34,7 @@ from transformers import (
     PretrainedConfig,
 )
 
+from ..trackers.flops import matmul_parameters
 from .architecture import is_encoder_only, max_positions
 
 INPUTS_SEED = 1234
@@ -125,6 +126,17 @@ class Family:
     def sequence_tokens(self, config: PretrainedConfig, seq_len: int) -> int:
         """Positions per sample the model runs over: tokens/s and the per-token FLOP estimate count these."""
         return seq_len
+
+    def towers(self, config: PretrainedConfig, seq_len: int) -> tuple[tuple[str, int], ...]:
+        """For a model of several towers, each tower (a child of the base model) and the positions per sample
+        it runs over, for the per-token FLOP estimate (``flop_tokens``); (): one stack over
+        ``sequence_tokens``."""
+        return ()
+
+    def head_tokens(self, config: PretrainedConfig, seq_len: int) -> int:
+        """Positions per sample that the matmul parameters outside the towers (projections, the LM head) run
+        over."""
+        return self.sequence_tokens(config, seq_len)
 
     def token_limit(self, config: PretrainedConfig) -> int | None:
         """The most positions the token axis (plus ``extra_positions``) may take; None: nothing limits it."""
@@ -222,6 +234,12 @@ class DualEncoderFamily(Family):
     def sequence_tokens(self, config: PretrainedConfig, seq_len: int) -> int:
         return seq_len + patch_tokens(config.vision_config)  # the text tower's positions, then the image's
 
+    def towers(self, config: PretrainedConfig, seq_len: int) -> tuple[tuple[str, int], ...]:
+        return ("text_model", seq_len), ("vision_model", patch_tokens(config.vision_config))
+
+    def head_tokens(self, config: PretrainedConfig, seq_len: int) -> int:
+        return 1  # the projections map each tower's pooled output: one position per sample
+
     def token_limit(self, config: PretrainedConfig) -> int | None:
         return max_positions(config.text_config)
 
@@ -262,6 +280,12 @@ class SpeechSeq2SeqFamily(Family):
 
     def sequence_tokens(self, config: PretrainedConfig, seq_len: int) -> int:
         return int(config.max_source_positions) + WHISPER_DECODER_TOKENS
+
+    def towers(self, config: PretrainedConfig, seq_len: int) -> tuple[tuple[str, int], ...]:
+        return ("encoder", int(config.max_source_positions)), ("decoder", WHISPER_DECODER_TOKENS)
+
+    def head_tokens(self, config: PretrainedConfig, seq_len: int) -> int:
+        return WHISPER_DECODER_TOKENS  # the LM head projects the decoder's positions
 
     def token_limit(self, config: PretrainedConfig) -> int | None:
         return int(config.max_target_positions)
@@ -360,6 +384,13 @@ class VisionLanguageFamily(Family):
     def sequence_tokens(self, config: PretrainedConfig, seq_len: int) -> int:
         return self.image_tokens(config) + seq_len  # the language model's positions
 
+    def towers(self, config: PretrainedConfig, seq_len: int) -> tuple[tuple[str, int], ...]:
+        return (
+            ("vision_tower", patch_tokens(config.vision_config)),
+            ("multi_modal_projector", self.image_tokens(config)),
+            ("language_model", self.image_tokens(config) + seq_len),
+        )
+
     def token_limit(self, config: PretrainedConfig) -> int | None:
         return max_positions(config.text_config)
 
@@ -410,3 +441,20 @@ def family_of(config: PretrainedConfig) -> Family:
     if has("image_size", "num_channels") and not hasattr(config, "vocab_size"):
         return VISION
     return TEXT
+
+
+def flop_tokens(model: torch.nn.Module, config: PretrainedConfig, seq_len: int) -> int:
+    """Positions per sample for the per-token FLOP estimate (2 or 6 FLOPs per matmul parameter per position):
+    for a model of several towers, their positions weighted by each tower's matmul parameters, so that a
+    CLIP text tower's parameters count over the text and the vision tower's over the image; otherwise the
+    positions the model runs over."""
+    family = family_of(config)
+    towers = family.towers(config, seq_len)
+    total = matmul_parameters(model).count
+    if not towers or not total:
+        return family.sequence_tokens(config, seq_len)
+    base = getattr(model, "base_model", model)
+    parts = [(matmul_parameters(base.get_submodule(name)).count, tokens) for name, tokens in towers]
+    rest = total - sum(count for count, _ in parts)
+    weighted = sum(count * tokens for count, tokens in parts) + rest * family.head_tokens(config, seq_len)
+    return max(round(weighted / total), 1)

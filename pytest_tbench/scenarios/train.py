@@ -21,7 +21,7 @@ import torch
 
 from ..cases import BenchCase
 from ..inputs import inputs_generator, make_inputs
-from ..models.families import family_of
+from ..models.families import family_of, flop_tokens
 from ..models.loading import AMP_DTYPES, TORCH_DTYPES, LoadedModel
 from ..trackers.flops import FlopEstimate, FlopPass, Mark, matmul_parameters
 from .base import Work
@@ -211,6 +211,7 @@ def train_work(loaded: LoadedModel, case: BenchCase, optimizer_name: str) -> Wor
         model.eval()
 
     tokens = case.batch_size * family.sequence_tokens(loaded.config, case.seq_len)
+    estimated = case.batch_size * flop_tokens(model, loaded.config, case.seq_len)
     return Work(
         call,
         samples=case.batch_size,
@@ -219,5 +220,5 @@ def train_work(loaded: LoadedModel, case: BenchCase, optimizer_name: str) -> Wor
         after_round=after_round,
         metrics=metrics,
         cleanup=cleanup,
-        flops=FlopPass(count_pass, FlopEstimate(6, matmul_parameters(model).count, tokens)),
+        flops=FlopPass(count_pass, FlopEstimate(6, matmul_parameters(model).count, estimated)),
     )
