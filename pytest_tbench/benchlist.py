@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .cases import BenchCase, build_cases
+from .cases import BenchCase, ConfigReader, build_cases
 from .config import TBenchConfig
 from .errors import OptionError
 from .modes import mode_names
@@ -203,7 +203,7 @@ def overridden_notes(entries: Sequence[BenchmarkEntry], session: TBenchConfig) -
 
 
 def list_cases(
-    entries: Sequence[BenchmarkEntry], mode: str, head: str
+    entries: Sequence[BenchmarkEntry], mode: str, head: str, read_config: ConfigReader | None = None
 ) -> list[tuple[BenchCase, BenchmarkEntry]]:
     """The items of a benchmark function of ``mode``: each entry that runs under it, expanded on its own
     settings, in the list's order. Raises OptionError naming both entries when two make the same item."""
@@ -211,7 +211,7 @@ def list_cases(
     for entry in entries:
         if not entry.runs_under(mode):
             continue
-        for case in build_cases(entry.config, mode, head):
+        for case in build_cases(entry.config, mode, head, read_config):
             first = made.setdefault(case.id, (case, entry))[1]
             if first.index != entry.index:
                 raise OptionError(

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from transformers import PretrainedConfig
 
 from .axes import AXES, variant_id
 from .config import TBenchConfig
 from .devices import resolve_device, resolve_dtype
-from .models.loading import ModelKey
+from .models.families import TEXT, Family, family_of
+from .models.loading import ModelCache, ModelKey, ModelLoadError
 from .models.registry import resolve
 from .modes import MODES, generates
 from .record import Case
@@ -23,8 +27,11 @@ class BenchCase(Case):
     def id(self) -> str:
         label = resolve(self.model).label if "/" in self.model or "\\" in self.model else self.model
         new = f"-n{self.new_tokens}" if self.new_tokens else ""
+        # A family without a token axis has seq_len 0 and names its input alone (-img224, -audio30s).
+        length = f"-s{self.seq_len}" if self.seq_len or not self.media else ""
+        media = f"-{self.media}" if self.media else ""
         variant = variant_id(vars(self))
-        return f"{label}-b{self.batch_size}-s{self.seq_len}{new}-{self.device}-{self.dtype}{variant}"
+        return f"{label}-b{self.batch_size}{length}{media}{new}-{self.device}-{self.dtype}{variant}"
 
     @property
     def model_key(self) -> ModelKey:
@@ -44,9 +51,27 @@ class BenchCase(Case):
         return cls(**params)
 
 
-def build_cases(config: TBenchConfig, mode: str, head: str) -> list[BenchCase]:
+ConfigReader = Callable[[str], PretrainedConfig]
+
+
+def model_family(spec: str, read_config: ConfigReader) -> tuple[Family, PretrainedConfig | None]:
+    """The family of a spec's model, from its config; a spec whose config cannot be read is text, so that
+    its items exist and fail at setup with the load error's hint."""
+    try:
+        model_config = read_config(spec)
+    except ModelLoadError:
+        return TEXT, None
+    return family_of(model_config), model_config
+
+
+def build_cases(
+    config: TBenchConfig, mode: str, head: str, read_config: ConfigReader | None = None
+) -> list[BenchCase]:
     """Items model by model, so that each model is loaded once and released before the next; within a model,
-    variant by variant (axes that change the loaded model outermost), each over every shape."""
+    variant by variant (axes that change the loaded model outermost), each over every shape. The length axis
+    is expanded only for a model whose family has a token axis (``models/families.py``); ``read_config``
+    reads a spec's config (the session's ModelCache.config; by default a cache of this call's own)."""
+    read_config = read_config or ModelCache(config.custom_models).config
     devices = dict.fromkeys(resolve_device(d) for d in config.devices)
     new_tokens = config.new_tokens if generates(mode) else 0
     axes = sorted(AXES, key=lambda axis: not axis.loads_model)  # stable: table order otherwise
@@ -54,12 +79,17 @@ def build_cases(config: TBenchConfig, mode: str, head: str) -> list[BenchCase]:
         dict(zip((a.key for a in axes), values, strict=True))
         for values in itertools.product(*(dict.fromkeys(getattr(config, a.key)) for a in axes))
     ]
-    return [
-        BenchCase(mode, model, head, batch, seq, device, dtype, new_tokens, **variant)
-        for model in config.models
-        for device in devices
-        for dtype in dict.fromkeys(resolve_dtype(d, device) for d in config.dtype)
-        for variant in variants
-        for batch in config.batch_sizes
-        for seq in config.seq_lens
-    ]
+    cases = []
+    for model in config.models:
+        family, model_config = model_family(model, read_config)
+        media = family.media(model_config) if model_config is not None else ""
+        seq_lens = config.seq_lens if family.token_axis else (0,)
+        cases += [
+            BenchCase(mode, model, head, batch, seq, device, dtype, new_tokens, **variant, media=media)
+            for device in devices
+            for dtype in dict.fromkeys(resolve_dtype(d, device) for d in config.dtype)
+            for variant in variants
+            for batch in config.batch_sizes
+            for seq in seq_lens
+        ]
+    return cases

@@ -69,7 +69,9 @@ def _variant_note() -> str:
 
 
 def _size(parameters: int) -> str:
-    return f"{parameters / 1e9:.2f}B" if parameters >= 1e9 else f"{parameters / 1e6:.1f}M"
+    if parameters >= 1e9:
+        return f"{parameters / 1e9:.2f}B"
+    return f"{parameters / 1e6:.1f}M" if parameters >= 1e6 else f"{parameters / 1e3:.1f}K"
 
 
 def _memory(size: int) -> str:
@@ -81,13 +83,14 @@ def _weights_row(spec: ResolvedSpec) -> list[str]:
     (models/fit.py): nothing is allocated, so the 7B shapes list as fast as the tiny ones."""
     import torch
 
+    from .models.families import family_of
     from .models.fit import weights
     from .models.loading import head_class
 
     try:
         config = spec.load_config()
     except Exception as exc:  # a Hub id offline, a broken user config: say so in the row, list the rest
-        return [f"config unavailable: {type(exc).__name__}", "", "", "", ""]
+        return [f"config unavailable: {type(exc).__name__}", "", "", "", "", ""]
     try:
         model_class = head_class("lm", config)
         sizes = [weights(model_class, config, dtype, QUANT_NONE) for dtype in (torch.float32, torch.bfloat16)]
@@ -97,7 +100,13 @@ def _weights_row(spec: ResolvedSpec) -> list[str]:
 
         sizes = [weights(AutoModel, config, dtype, QUANT_NONE) for dtype in (torch.float32, torch.bfloat16)]
         int8 = weights(AutoModel, config, torch.bfloat16, "int8-weight-only")
-    return [str(config.model_type), _size(sizes[0][0]), *(_memory(size) for _, size in (*sizes, int8))]
+    family = family_of(config).name
+    return [
+        family,
+        str(config.model_type),
+        _size(sizes[0][0]),
+        *(_memory(size) for _, size in (*sizes, int8)),
+    ]
 
 
 def list_models(config: TBenchConfig) -> str:
@@ -108,6 +117,7 @@ def list_models(config: TBenchConfig) -> str:
     headers = [
         "spec",
         "kind",
+        "family",
         "architecture",
         "parameters",
         "float32",

@@ -22,9 +22,16 @@ from .fixture import TBench
 from .launchers.forkserver import modeling_module, preload
 from .listing import list_models, list_presets
 from .memory_errors import OomRecord, OutOfMemory, catch_out_of_memory, skip_out_of_memory
-from .models.architecture import max_positions
+from .models.families import family_of
 from .models.fit import MemoryEstimate, WorkShape, estimate
-from .models.loading import HEADS, TORCH_DTYPES, ModelCache, ModelKey, ModelLoadError
+from .models.loading import (
+    HEADS,
+    TORCH_DTYPES,
+    ModelCache,
+    ModelKey,
+    ModelLoadError,
+    head_unsupported_reason,
+)
 from .models.quantization import unavailable_reason as quantization_reason
 from .modes import DEFAULT_MODE, mode_names
 from .options import SETTINGS, legacy_spelling_errors, normalise_compare_args
@@ -157,13 +164,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     state = metafunc.config.stash[STATE]
     if state.config.benchmarks:
         try:
-            made = list_cases(state.config.benchmarks, mode, head)
+            made = list_cases(state.config.benchmarks, mode, head, state.models.config)
         except OptionError as exc:  # a mode registered after configure can still make two entries collide
             raise pytest.UsageError(str(exc)) from None
         state.entries.update(made)
         cases = [case for case, _ in made]
     else:
-        cases = build_cases(state.config, mode, head)
+        cases = build_cases(state.config, mode, head, state.models.config)
     metafunc.parametrize(
         "tbench_case", [c.as_params() for c in cases], ids=[c.id for c in cases], indirect=True
     )
@@ -190,20 +197,38 @@ def tbench_case(request: pytest.FixtureRequest) -> BenchCase:
     return BenchCase.from_params(request.param)
 
 
-def _skip_reason(case: BenchCase, config: TBenchConfig, models: ModelCache) -> str | None:
-    product = case.batch_size * case.seq_len
+def _batch_input_reason(case: BenchCase, config: TBenchConfig, models: ModelCache) -> str | None:
+    """The batch x input guard; for a family without a token axis, the input is the positions its model runs
+    over (an image's patches, an audio window's frames)."""
+    if not case.media:  # text: as given, without reading the config
+        length, what = case.seq_len, f"input length {case.seq_len}"
+    else:
+        model_config = models.config(case.model)
+        length = family_of(model_config).sequence_tokens(model_config, case.seq_len)
+        text = f"input length {case.seq_len} + " if case.seq_len else ""
+        what = f"{text}{case.media} ({length} positions per sample)"
+    product = case.batch_size * length
     if product > config.max_batch_input_product:
         return (
-            f"batch {case.batch_size} x input length {case.seq_len} = {product} exceeds "
+            f"batch {case.batch_size} x {what} = {product} exceeds "
             f"--tbench-max-batch-input-product {config.max_batch_input_product}"
         )
+    return None
+
+
+def _skip_reason(case: BenchCase, config: TBenchConfig, models: ModelCache) -> str | None:
+    too_big = _batch_input_reason(case, config, models)
+    if too_big:
+        return too_big
     absent = absent_reason(case.device)
     if absent:
         return absent
     model_config = models.config(case.model)
+    family = family_of(model_config)
     scenario = SCENARIOS[case.mode]
     unsupported = (
         scenario.unsupported_reason(case.model, model_config)
+        or head_unsupported_reason(case.model, case.head, model_config)
         or scenario.variant_reason(case, config)
         or models.attention_reason(case.model_key)
         or quantization_reason(case.quantization, case.model_key.train)
@@ -211,10 +236,17 @@ def _skip_reason(case: BenchCase, config: TBenchConfig, models: ModelCache) -> s
     )
     if unsupported:
         return unsupported
-    limit, needed = max_positions(model_config), scenario.positions_needed(case)
+    extra = family.extra_positions(model_config)
+    limit, needed = family.token_limit(model_config), scenario.positions_needed(case) + extra
     if limit is not None and needed > limit:
-        what = f"input length {case.seq_len}" + (
-            f" + {case.new_tokens} new tokens" if case.new_tokens else ""
+        what = " + ".join(
+            part
+            for part in (
+                f"input length {case.seq_len}" if family.token_axis else "",
+                f"{extra} positions of its {case.media or family.name} input" if extra else "",
+                f"{case.new_tokens} new tokens" if case.new_tokens else "",
+            )
+            if part
         )
         return f"{what} exceeds {case.model}'s max positions ({limit})"
     return None
@@ -225,18 +257,15 @@ def _memory_estimate(case: BenchCase, config: TBenchConfig, models: ModelCache) 
     if not config.fit_check:
         return None
     key = case.model_key
-    shape = WorkShape(
-        case.mode,
-        case.head,
-        case.batch_size,
-        case.seq_len,
-        case.new_tokens,
-        TORCH_DTYPES[case.dtype].itemsize,
-    )
+    model_config = models.config(case.model)
+    # Positions per sample as the model runs them: text tokens, image patches, encoder frames.
+    positions = family_of(model_config).sequence_tokens(model_config, case.seq_len)
+    bytes_per_element = TORCH_DTYPES[case.dtype].itemsize
+    shape = WorkShape(case.mode, case.head, case.batch_size, positions, case.new_tokens, bytes_per_element)
     in_this_process = not config.isolated
     loaded = in_this_process and models.is_loaded(key)
     found = models.weights_estimate(key)
-    return estimate(models.config(case.model), shape, found, loaded, case.device, in_this_process)
+    return estimate(model_config, shape, found, loaded, case.device, in_this_process)
 
 
 def _preload_model_code(state: SessionState) -> None:

@@ -36,6 +36,9 @@ class Case:
     compile: str = COMPILE_OFF
     quantization: str = QUANT_NONE
     backend: str = BACKEND_PYTORCH
+    # The input off the token axis, as the id names it (models/families.py): "img224", "audio30s"; "" for
+    # text. An item whose family has no token axis has seq_len 0.
+    media: str = ""
 
     def as_params(self) -> dict[str, Any]:
         """JSON-friendly form; it is what pytest-benchmark stores as the item's ``params``."""

@@ -28,7 +28,9 @@ def summary_tables(results: Iterable[ItemResult]) -> list[tuple[str, str]]:
             for axis in AXES
             if any(getattr(r.case, axis.key) != axis.default for r in rows)
         )
-        columns = (MODEL, *variants, *columns_for(mode))
+        # Image and audio items have no token length (0): the column names their fixed input instead.
+        media = (Column("media", "media"),) if any(r.case.media for r in rows) else ()
+        columns = (MODEL, *media, *variants, *columns_for(mode))
         body = [[column.cell(r.record) for column in columns] for r in rows]
         table = tabulate(body, [c.header for c in columns], tablefmt="simple", disable_numparse=True)
         tables.append((f"tbench {mode.upper()} - SPEED AND MEMORY", table))

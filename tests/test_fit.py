@@ -60,13 +60,13 @@ D = Dims(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=256, vocab=1000)
 
 def test_work_estimate_by_mode() -> None:
     forward = work_bytes(D, WorkShape("forward", "causal-lm", 2, 8, 0, 4), 10_000)
-    # One layer's live tensors B*S*(4H+I), the scores B*A*S^2 and the logits B*S*V, at 4 bytes.
-    assert forward == (2 * 8 * (4 * 64 + 256) + 2 * 4 * 8 * 8 + 2 * 8 * 1000) * 4
+    # One layer's live tensors B*S*(8H+2I), the scores B*A*S^2 and the logits B*S*V, at 4 bytes.
+    assert forward == (2 * 8 * (8 * 64 + 2 * 256) + 2 * 4 * 8 * 8 + 2 * 8 * 1000) * 4
     base = work_bytes(D, WorkShape("forward", "base", 2, 8, 0, 4), 10_000)
     assert base == forward - 2 * 8 * 1000 * 4  # no LM head, no logits
     generate = work_bytes(D, WorkShape("generate", "causal-lm", 2, 8, 4, 4), 10_000)
     cache = 2 * 2 * 2 * (8 + 4) * 2 * 16 * 4  # K and V, layers, batch, positions, kv heads, head dim, bytes
-    assert generate == base + cache + 2 * 1000 * 4
+    assert generate == base + 2 * cache + 2 * 1000 * 4  # the cache twice: it grows by concatenation
     train = work_bytes(D, WorkShape("train", "causal-lm", 2, 8, 0, 4), 10_000)
     assert train > 12 * 10_000  # gradients and two AdamW moments at least
 

@@ -165,6 +165,7 @@ def test_json_holds_units_raw_samples_and_environment(forward_bench: pytest.Pyte
         "compile": "off",
         "quantization": "none",
         "backend": "pytorch",
+        "media": "",
     }
     stats, info = bench["stats"], bench["extra_info"]
     assert len(stats["data"]) == stats["rounds"] == 3

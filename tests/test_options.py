@@ -279,7 +279,17 @@ def test_list_models(pytester: pytest.Pytester) -> None:
     assert "failed" not in result.stdout.str()
     # Parameters and weight memory per dtype, from the meta device: gpt2-small's 124.4M in 475 MiB (float32),
     # half that in 16 bits.
-    assert rows["gpt2"][1:9] == ["builtin", "gpt2", "124.4M", "474.7", "MiB", "237.4", "MiB", "193.2"]
+    assert rows["gpt2"][1:10] == [
+        "builtin",
+        "text",
+        "gpt2",
+        "124.4M",
+        "474.7",
+        "MiB",
+        "237.4",
+        "MiB",
+        "193.2",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -84,6 +84,7 @@ def describe(case: BenchCase, loaded: LoadedModel, work: Work, rounds: int, warm
         "parameter_bytes": loaded.parameter_bytes,
         "batch_size": case.batch_size,
         "seq_len": case.seq_len,
+        "media": case.media,  # an image's or audio window's tag ("" for text): models/families.py
         "device": case.device,
         "dtype": case.dtype,
         "attn_implementation": case.attn_implementation,

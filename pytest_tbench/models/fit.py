@@ -5,7 +5,7 @@ the machine into the OOM killer.
 The weights are exact: the model is built on the meta device (no memory, no time) and its parameters
 counted, in the dtype they load in (float32 master weights for mixed-precision training), int8 for the
 linear layers a quantization replaces. The rest (activations, attention scores, logits, KV cache, gradients
-and optimizer state) is a rough upper-bound estimate from the config's dimensions, documented below; both
+and optimizer state) is a rough estimate from the config's dimensions, documented below; both
 are recorded beside the measured peaks (``weights_estimate_bytes`` against ``parameter_bytes``,
 ``work_estimate_bytes`` against ``peak_memory_increase_bytes``) so the estimate can be checked.
 """
@@ -122,11 +122,14 @@ class WorkShape:
 
 
 def work_bytes(d: Dims, shape: WorkShape, parameters: int) -> int:
-    """Memory the item needs beyond its weights, a rough upper bound:
+    """Memory the item needs beyond its weights, roughly (checked against measured peaks in the README):
 
-    - inference: one layer's live tensors, B*S*(4H + I), plus eager attention scores B*A*S^2 (SDPA needs
-      less), plus the logits B*S*V of an LM head (generate keeps the last position's only);
-    - generate adds the KV cache, 2*L*B*(S+N)*kv_heads*H/A;
+    - inference: one layer's live tensors, B*S*(8H + 2I) (the residual stream, its normed copy, q, k, v, the
+      attention output, the MLP's input and its intermediate before and after the activation coexist at a
+      layer's peak), plus eager attention scores B*A*S^2 (SDPA needs less), plus the logits B*S*V of an LM
+      head (generate keeps the last position's only);
+    - generate adds the KV cache, 2*L*B*(S+N)*kv_heads*H/A, twice: a dynamic cache grows by concatenation,
+      so the old and the grown copy coexist at each step;
     - train: gradients (4 bytes a parameter) and AdamW's two moments (8), the activations kept for the
       backward pass (Korthikanti et al. 2022: S*B*H*(34 + 5*A*S/H) bytes a layer at 16 bits, scaled to the
       dtype), and the logits with their float32 copy and gradient for the loss.
@@ -134,14 +137,14 @@ def work_bytes(d: Dims, shape: WorkShape, parameters: int) -> int:
     b, s, e = shape.batch, shape.positions, shape.compute_bytes
     scores = b * d.heads * s * s
     logits = b * s * d.vocab if shape.head in _LM_HEADS else 0
-    layer = b * s * (4 * d.hidden + d.intermediate)
+    layer = b * s * (8 * d.hidden + 2 * d.intermediate)
     if shape.mode == "train":
         kept = d.layers * s * b * d.hidden * (34 + 5 * d.heads * s / max(d.hidden, 1)) * e / 2
         return int(parameters * 12 + kept + logits * (e + 8))
     if shape.mode == "generate":
         head_dim = d.hidden // max(d.heads, 1)
         cache = 2 * d.layers * b * (s + shape.new_tokens) * d.kv_heads * head_dim
-        return (layer + scores + cache) * e + b * d.vocab * 4
+        return (layer + scores + 2 * cache) * e + b * d.vocab * 4
     return (layer + scores + logits) * e
 
 

@@ -17,16 +17,20 @@ import torch
 from transformers import (
     AutoModel,
     AutoModelForCausalLM,
+    AutoModelForImageClassification,
     AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
     AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     PretrainedConfig,
     PreTrainedModel,
 )
 
 from ..axes import ATTN_AUTO, QUANT_NONE
 from ..devices import empty_cache, synchronize
-from .architecture import is_encoder_only
 from .attention import attention_unsupported_reason
+from .families import family_of
 from .fit import weights
 from .hub import load_failure_hint, pretrained_kwargs
 from .quantization import QuantizationError, quantize, tensor_bytes
@@ -37,17 +41,39 @@ HEADS: dict[str, type | None] = {
     "causal-lm": AutoModelForCausalLM,
     "seq2seq-lm": AutoModelForSeq2SeqLM,
     "masked-lm": AutoModelForMaskedLM,
-    "lm": None,  # the head the architecture trains with: causal LM, seq2seq LM or masked LM by config
+    # The head the architecture trains with, by its family (models/families.py): causal, seq2seq or masked
+    # LM for text, image classification for a vision encoder, CLIP's own contrastive model, CTC for wav2vec2,
+    # speech seq2seq for Whisper, image-text-to-text for a vision-language model.
+    "lm": None,
+    # Task heads, as the seeds' benchmark module picked them for encoders; train items get class-id targets.
+    "sequence-classification": AutoModelForSequenceClassification,
+    "token-classification": AutoModelForTokenClassification,
+    "question-answering": AutoModelForQuestionAnswering,
+    "image-classification": AutoModelForImageClassification,
 }
 
 
 def head_class(head: str, config: PretrainedConfig) -> Any:
     found = HEADS[head]
-    if found is not None:
-        return found
-    if config.is_encoder_decoder:
-        return AutoModelForSeq2SeqLM
-    return AutoModelForMaskedLM if is_encoder_only(config) else AutoModelForCausalLM
+    return found if found is not None else family_of(config).lm_class(config)
+
+
+def _has_head(head: str, config: PretrainedConfig) -> bool:
+    mapping = getattr(head_class(head, config), "_model_mapping", None)
+    return mapping is None or type(config) in mapping
+
+
+def head_unsupported_reason(spec: str, head: str, config: PretrainedConfig) -> str | None:
+    """Why the architecture has no model class for the head (None: it has one), without loading weights. A
+    config with remote code (``auto_map``) names its own classes, which the tables here do not list."""
+    if getattr(config, "auto_map", None) or _has_head(head, config):
+        return None
+    auto = head_class(head, config).__name__
+    heads = [name for name in HEADS if _has_head(name, config)]
+    return (
+        f"{spec} ({config.model_type}, {type(config).__name__}) has no {head!r} head: transformers' {auto} "
+        f"has no class for it; its heads here: {', '.join(heads)}"
+    )
 
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

@@ -10,77 +10,19 @@ Resolution order, first match wins:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from transformers import (
-    AutoConfig,
-    BertConfig,
-    GPT2Config,
-    LlamaConfig,
-    PretrainedConfig,
-    T5Config,
-)
+from transformers import AutoConfig, PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from ..errors import OptionError
+from .builtins import BUILTIN_MODELS, DEFAULT_MODELS, ConfigFactory
 from .hub import pretrained_kwargs
 
-ConfigFactory = Callable[[], PretrainedConfig]
-
-
-def _smollm_135m() -> LlamaConfig:
-    # The shape of HuggingFaceTB/SmolLM-135M.
-    return LlamaConfig(
-        hidden_size=576,
-        intermediate_size=1536,
-        num_hidden_layers=30,
-        num_attention_heads=9,
-        num_key_value_heads=3,
-        vocab_size=49152,
-        max_position_embeddings=2048,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=True,
-    )
-
-
-# As in the Hub's t5 configs: generation starts the decoder at the pad token.
-_T5_START: dict[str, Any] = {"decoder_start_token_id": 0}
-
-BUILTIN_MODELS: dict[str, ConfigFactory] = {
-    "gpt2": GPT2Config,  # gpt2-small, 124M parameters
-    "bert-base-uncased": BertConfig,  # bert-base, 110M
-    "smollm-135m": _smollm_135m,  # a small Llama-style decoder, 135M
-    "t5-small": lambda: T5Config(**_T5_START),  # encoder-decoder, 60M; start id as on the Hub
-    # Tiny shapes for the plugin's own tests.
-    "tiny-gpt2": lambda: GPT2Config(
-        n_layer=2, n_embd=64, n_head=2, vocab_size=1000, n_positions=256, bos_token_id=999, eos_token_id=999
-    ),
-    "tiny-bert": lambda: BertConfig(
-        num_hidden_layers=2,
-        hidden_size=64,
-        num_attention_heads=2,
-        intermediate_size=128,
-        vocab_size=1000,
-        max_position_embeddings=256,
-    ),
-    "tiny-llama": lambda: LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=1000,
-        max_position_embeddings=256,
-    ),
-    "tiny-t5": lambda: T5Config(
-        d_model=64, d_ff=128, num_layers=2, num_heads=2, d_kv=32, vocab_size=1000, **_T5_START
-    ),
-}
-
-DEFAULT_MODELS = ("gpt2", "bert-base-uncased", "smollm-135m", "t5-small")
+__all__ = ["BUILTIN_MODELS", "DEFAULT_MODELS", "ConfigFactory", "register_model", "resolve"]
 
 _REGISTERED: dict[str, ConfigFactory] = {}
 

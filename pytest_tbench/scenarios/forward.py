@@ -10,6 +10,7 @@ import torch
 from ..axes import BACKEND_PYTORCH
 from ..cases import BenchCase
 from ..inputs import make_inputs
+from ..models.families import family_of, flop_tokens
 from ..models.loading import LoadedModel
 from ..trackers.flops import FlopEstimate, FlopPass, matmul_parameters
 from .backend import backend_work
@@ -29,7 +30,9 @@ def forward_work(loaded: LoadedModel, case: BenchCase) -> Work:
         with torch.inference_mode():
             run(**kwargs)  # the output is dropped at once, so rounds do not hold each other's activations
 
-    tokens = case.batch_size * case.seq_len
-    flops = FlopPass(lambda mark: call(), FlopEstimate(2, matmul_parameters(model).count, tokens))
+    # Positions the model runs over: text tokens, an image's patches + class token, an audio window's frames.
+    tokens = case.batch_size * family_of(loaded.config).sequence_tokens(loaded.config, case.seq_len)
+    estimated = case.batch_size * flop_tokens(model, loaded.config, case.seq_len)
+    flops = FlopPass(lambda mark: call(), FlopEstimate(2, matmul_parameters(model).count, estimated))
     work = Work(call, samples=case.batch_size, tokens=tokens, flops=flops)
     return work if case.backend == BACKEND_PYTORCH else backend_work(work, model, case, kwargs)

@@ -32,6 +32,7 @@ from ..cases import BenchCase
 from ..config import TBenchConfig
 from ..inputs import make_inputs
 from ..models.architecture import is_encoder_only
+from ..models.families import family_of
 from ..models.loading import LoadedModel
 from ..trackers.compiles import (
     CompileWatch,
@@ -58,12 +59,17 @@ class GenerateRound:
     timing: RoundTiming
     compiled: bool = False
     compiles: int = 0
+    # Positions the prefill ran over, where they are not the case's input length (an image's placeholder
+    # tokens, Whisper's encoder window: models/families.py); None: seq_len.
+    prompt_tokens: int | None = None
 
 
 def unsupported_reason(spec: str, config: PretrainedConfig) -> str | None:
-    if not is_encoder_only(config):
+    family = family_of(config)
+    if family.generates(config):
         return None
-    return f"{spec} ({config.model_type}) is encoder-only: it has no generate; use it in forward or train"
+    kind = "encoder-only" if is_encoder_only(config) else f"a {family.name} model"
+    return f"{spec} ({config.model_type}) is {kind}: it has no generate; use it in forward or train"
 
 
 class _TokenStamp(StoppingCriteria):
@@ -104,9 +110,12 @@ def _quantile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
-def timing_metrics(case: BenchCase, rounds: list[RoundTiming]) -> dict[str, Any]:
+def timing_metrics(
+    case: BenchCase, rounds: list[RoundTiming], prompt_tokens: int | None = None
+) -> dict[str, Any]:
     """Per-round means (so that ttft + decode = total holds exactly) and per-step latency over all steps."""
     batch, new = case.batch_size, case.new_tokens
+    prompt = case.seq_len if prompt_tokens is None else prompt_tokens
     ttft = [r.first_step_s for r in rounds]
     total = [r.total_s for r in rounds]
     decode = [t - p for t, p in zip(total, ttft, strict=True)]
@@ -126,11 +135,11 @@ def timing_metrics(case: BenchCase, rounds: list[RoundTiming]) -> dict[str, Any]
         "decode_time_median_s": statistics.median(decode),
         "total_time_mean_s": total_mean,
         "total_time_median_s": statistics.median(total),
-        "prefill_tokens_per_round": batch * case.seq_len,
+        "prefill_tokens_per_round": batch * prompt,
         "decode_tokens_per_round": batch * (new - 1),
         "generated_tokens_per_round": batch * new,
         "decode_token_latency_count": len(steps),
-        "prefill_tokens_per_s": batch * case.seq_len / ttft_mean,
+        "prefill_tokens_per_s": batch * prompt / ttft_mean,
         "e2e_tokens_per_s": batch * new / total_mean,
     }
     if steps:
@@ -169,7 +178,8 @@ def compile_metrics(case: BenchCase, rounds: list[GenerateRound]) -> dict[str, A
 
 
 def generate_metrics(case: BenchCase, rounds: list[GenerateRound]) -> dict[str, Any]:
-    return {**compile_metrics(case, rounds), **timing_metrics(case, [r.timing for r in rounds])}
+    timings = [r.timing for r in rounds]
+    return {**compile_metrics(case, rounds), **timing_metrics(case, timings, rounds[0].prompt_tokens)}
 
 
 def pooled_metrics(case: BenchCase, rounds: list[GenerateRound]) -> dict[str, Any]:
@@ -198,14 +208,16 @@ def variant_reason(case: BenchCase, settings: TBenchConfig) -> str | None:
 
 def generate_work(loaded: LoadedModel, case: BenchCase, settings: GenerateSettings) -> Work:
     model, config = cast(Any, loaded.model), loaded.config
+    family = family_of(config)
     settings = replace(settings, compile=case.compile)
     inputs = make_inputs(config, case.batch_size, case.seq_len, case.device)
     inputs.pop("decoder_input_ids", None)  # generate starts the decoder itself
+    prompt = family.prompt_tokens(config, case.seq_len)
     model_generation = model.generation_config
     recorded = settings.generation_values(config, model_generation)
     generation_config = settings.generation_config(config, model_generation)
     # The output holds the prompt for decoder-only models, the decoder start token for encoder-decoders.
-    expected_len = (1 if config.is_encoder_decoder else case.seq_len) + case.new_tokens
+    expected_len = family.generate_output_len(config, case.seq_len, case.new_tokens)
     never = torch.zeros(case.batch_size, dtype=torch.bool, device=case.device)
     rounds: list[GenerateRound] = []
     state: dict[str, Any] = {}
@@ -239,17 +251,20 @@ def generate_work(loaded: LoadedModel, case: BenchCase, settings: GenerateSettin
                 f"got output shape {tuple(output.shape)} (expected {(case.batch_size, expected_len)}) over "
                 f"{timing.steps} generation steps; tokens/s would be wrong, so this item fails"
             )
-        rounds.append(GenerateRound(timing, watch.take(), dynamo_frame_compiles() - state["compiles"]))
+        compiles = dynamo_frame_compiles() - state["compiles"]
+        rounds.append(
+            GenerateRound(timing, watch.take(), compiles, None if prompt == case.seq_len else prompt)
+        )
 
     matmul = matmul_parameters(model)
     use_cache = generation_config.use_cache is not False
     # Facts of the item, not of its rounds: the same in every process that measures it.
     reads = decode_reads(
-        config,
+        config.get_text_config(decoder=True),  # a vision-language model's cache is its LM's
         matmul.bytes,
         next(model.parameters()).element_size(),
         case.batch_size,
-        case.seq_len,
+        prompt,
         case.new_tokens,
         use_cache,
     )
@@ -260,7 +275,7 @@ def generate_work(loaded: LoadedModel, case: BenchCase, settings: GenerateSettin
         with torch.inference_mode():
             model.generate(**inputs, generation_config=generation_config, stopping_criteria=criteria)
 
-    tokens = forward_tokens(case.batch_size, case.seq_len, case.new_tokens, use_cache)
+    tokens = forward_tokens(case.batch_size, prompt, case.new_tokens, use_cache)
     flops = FlopPass(count_pass, FlopEstimate(2, matmul.count, tokens))
 
     def metrics(warmup_rounds: int) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 
 from ..cases import BenchCase
-from ..inputs import make_inputs
+from ..inputs import inputs_generator, make_inputs
+from ..models.families import family_of, flop_tokens
 from ..models.loading import AMP_DTYPES, TORCH_DTYPES, LoadedModel
 from ..trackers.flops import FlopEstimate, FlopPass, Mark, matmul_parameters
 from .base import Work
@@ -102,9 +103,14 @@ class _Steps:
 
 def train_work(loaded: LoadedModel, case: BenchCase, optimizer_name: str) -> Work:
     model = loaded.model
-    inputs: dict[str, Any] = dict(make_inputs(loaded.config, case.batch_size, case.seq_len, case.device))
-    inputs.pop("decoder_input_ids", None)  # with labels, encoder-decoders shift them into decoder inputs
-    inputs["labels"] = inputs["input_ids"].clone()
+    family = family_of(loaded.config)
+    made = make_inputs(loaded.config, case.batch_size, case.seq_len, case.device)
+    # The head's targets (token ids, class ids, answer spans: models/families.py), put beside the inputs.
+    device = next(iter(made.values())).device
+    targets = family.train_inputs(loaded.config, case.head, made, inputs_generator())
+    inputs: dict[str, Any] = {
+        key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in targets.items()
+    }
     params = [p for p in model.parameters() if p.requires_grad]
     precision = train_precision(case.dtype)
     _check_master_weights(params, precision, case)
@@ -204,7 +210,8 @@ def train_work(loaded: LoadedModel, case: BenchCase, optimizer_name: str) -> Wor
         steps.loss = None
         model.eval()
 
-    tokens = case.batch_size * case.seq_len
+    tokens = case.batch_size * family.sequence_tokens(loaded.config, case.seq_len)
+    estimated = case.batch_size * flop_tokens(model, loaded.config, case.seq_len)
     return Work(
         call,
         samples=case.batch_size,
@@ -213,5 +220,5 @@ def train_work(loaded: LoadedModel, case: BenchCase, optimizer_name: str) -> Wor
         after_round=after_round,
         metrics=metrics,
         cleanup=cleanup,
-        flops=FlopPass(count_pass, FlopEstimate(6, matmul_parameters(model).count, tokens)),
+        flops=FlopPass(count_pass, FlopEstimate(6, matmul_parameters(model).count, estimated)),
     )
