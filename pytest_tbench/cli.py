@@ -4,14 +4,16 @@
                    [--any-machine]
     tbench compare AB_RUN.json [--fail ...]   (a run measured with --tbench-ab: its paired items judged again)
     tbench report RUN.json [RUN2.json ...] --out DIR
+    tbench merge SHARD1.json SHARD2.json ... -o RUN.json [--any-machine] [--any-commit]
 
-Exit codes: 0 no regression (compare) / report written, 1 a regression, 2 bad input (unreadable file, not a
-benchmark run, bad expression, other machine).
+Exit codes: 0 no regression (compare) / report or merged run written, 1 a regression, 2 bad input (unreadable
+file, not a benchmark run, bad expression, other machine; for merge also an item in two shards).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,7 +57,37 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="CSV, Markdown, PNG plots and HTML from saved runs")
     report.add_argument("runs", type=Path, nargs="+", metavar="RUN.json")
     report.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write into")
+    merge = commands.add_parser(
+        "merge", help="join the JSON of a run's shards (e.g. pytest-split groups) into one run"
+    )
+    merge.add_argument("runs", type=Path, nargs="+", metavar="SHARD.json")
+    merge.add_argument("-o", "--out", type=Path, required=True, metavar="RUN.json", help="the merged run")
+    merge.add_argument("--any-machine", action="store_true", help="merge shards from different machines")
+    merge.add_argument("--any-commit", action="store_true", help="merge shards of different commits")
     return parser
+
+
+def _merge(runs: list[Path], out: Path, any_machine: bool, any_commit: bool) -> int:
+    from .shards import merge_files
+
+    try:
+        merged = merge_files(runs, any_machine=any_machine, any_commit=any_commit)
+    except OptionError as exc:
+        print(f"tbench merge: {exc}", file=sys.stderr)
+        return 2
+    for note in merged.notes:  # the run records the first shard's settings; the others are said here
+        print(f"tbench merge: note: {note}", file=sys.stderr)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(merged.run, indent=4), encoding="utf-8")
+    except OSError as exc:
+        print(f"tbench merge: cannot write {out}: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"tbench merge: {len(merged.shards)} shards, {merged.items} items measured, "
+        f"{merged.not_measured} not measured: wrote {out}"
+    )
+    return 0
 
 
 def _report(runs: list[Path], out: Path) -> int:
@@ -96,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "report":
         return _report(args.runs, args.out)
+    if args.command == "merge":
+        return _merge(args.runs, args.out, args.any_machine, args.any_commit)
     *baselines, current = args.runs
     try:
         criteria = parse_criteria(args.fail or DEFAULT_CRITERIA)

@@ -182,10 +182,12 @@ def _case_of(item: pytest.Item) -> BenchCase | None:
     return BenchCase.from_params(params["tbench_case"]) if "tbench_case" in params else None
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    state = config.stash[STATE]
-    for item in items:
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # The items that will run, once every plugin has reordered and deselected: pytest-split deselects in a
+    # trylast pytest_collection_modifyitems of its own that runs after any of ours, and a model whose last
+    # item is deselected would stay loaded under the next model's items, in their peak memory.
+    state = session.config.stash[STATE]
+    for item in session.items:
         case = _case_of(item)
         if case is not None:
             state.last_user[case.model_key] = item.nodeid

@@ -19,6 +19,9 @@ IDENTITY_KEYS = ("cpu", "gpus", "torch_version", "transformers_version", "cuda_v
 # Each GPU's settings that change timings on the same model of GPU (not its current clocks, which move with
 # load and temperature all the time).
 GPU_SETTING_KEYS = ("sm_clock_max_mhz", "memory_clock_max_mhz", "ecc_enabled", "mig_enabled")
+# How a difference names the two runs: a baseline and the run judged against it, unless told (tbench merge
+# names its shards' files).
+SIDES = ("baseline", "now")
 
 
 def load_run(path: Path, role: str = "baseline") -> dict[str, Any]:
@@ -64,33 +67,38 @@ def gpu_names(environment: dict[str, Any]) -> list[str]:
     return [str(gpu.get("name", "?")) for gpu in environment.get("gpus") or [] if isinstance(gpu, dict)]
 
 
-def _recorded_differences(where: str, left: Any, right: Any, keys: Any = None) -> list[str]:
+def _recorded_differences(
+    where: str, left: Any, right: Any, keys: Any = None, sides: tuple[str, str] = SIDES
+) -> list[str]:
     """``keys`` (all of both by default) whose values differ, among those both records have: runs saved
     before a setting was recorded lack it, and a setting absent on either side is not a difference."""
     if not isinstance(left, dict) or not isinstance(right, dict):
         return []
     shared = [k for k in (keys if keys is not None else sorted(left)) if k in left and k in right]
-    return [f"{where}{k}: baseline {left[k]!r}, now {right[k]!r}" for k in shared if left[k] != right[k]]
+    a, b = sides
+    return [f"{where}{k}: {a} {left[k]!r}, {b} {right[k]!r}" for k in shared if left[k] != right[k]]
 
 
-def torch_flag_differences(base: dict[str, Any], flags: Any) -> list[str]:
+def torch_flag_differences(base: dict[str, Any], flags: Any, sides: tuple[str, str] = SIDES) -> list[str]:
     """How the torch flags (``machine_info.tbench.torch_flags``) of run ``base`` differ from ``flags``."""
     recorded = base.get("machine_info", {}).get("tbench", {}).get("torch_flags")
-    return _recorded_differences("torch_flags.", recorded, flags)
+    return _recorded_differences("torch_flags.", recorded, flags, sides=sides)
 
 
-def machine_differences(base: dict[str, Any], now: dict[str, Any]) -> list[str]:
+def machine_differences(
+    base: dict[str, Any], now: dict[str, Any], sides: tuple[str, str] = SIDES
+) -> list[str]:
     a = base.get("machine_info", {}).get("tbench", {})
     b = now.get("machine_info", {}).get("tbench", {})
     differences = []
     for key in IDENTITY_KEYS:
         left, right = (gpu_names(a), gpu_names(b)) if key == "gpus" else (a.get(key), b.get(key))
         if left != right:
-            differences.append(f"{key}: baseline {left!r}, now {right!r}")
-    differences += torch_flag_differences(base, b.get("torch_flags"))
+            differences.append(f"{key}: {sides[0]} {left!r}, {sides[1]} {right!r}")
+    differences += torch_flag_differences(base, b.get("torch_flags"), sides)
     # GPU lists of different lengths already differ by name; compare the settings of the GPUs both have.
     for i, (left, right) in enumerate(zip(a.get("gpus") or [], b.get("gpus") or [], strict=False)):
-        differences += _recorded_differences(f"gpus.{i}.", left, right, GPU_SETTING_KEYS)
+        differences += _recorded_differences(f"gpus.{i}.", left, right, GPU_SETTING_KEYS, sides)
     return differences
 
 
