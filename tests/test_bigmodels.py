@@ -154,12 +154,14 @@ def test_device_map_auto_loads_a_tiny_model_with_accelerate_on_cpu() -> None:
     """A real device_map="auto" load (accelerate's dispatch): with no GPU everything lands on the CPU."""
     key = ModelKey("tiny-gpt2", "causal-lm", "cpu", "float32", device_map="auto")
     loaded = load_model(resolve("tiny-gpt2"), key)
-    assert loaded.devices == ("cpu",)
+    # Without a GPU accelerate has only the CPU to place on (with one, "auto" would use it).
+    assert loaded.devices == (("cuda:0",) if torch.cuda.is_available() else ("cpu",))
     # Same seeded weights as the plain load: the random model went through save_pretrained unchanged.
     plain = load_model(resolve("tiny-gpt2"), ModelKey("tiny-gpt2", "causal-lm", "cpu", "float32"))
     ids = torch.tensor([[1, 2, 3]])
     with torch.no_grad():
-        torch.testing.assert_close(loaded.model(ids).logits, plain.model(ids).logits)
+        spread = loaded.model(ids.to(loaded.devices[0])).logits.cpu()
+        torch.testing.assert_close(spread, plain.model(ids).logits)
 
 
 def test_spread_items_that_cannot_run_say_why(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from ..cases import BenchCase
 from ..devices import is_cuda
@@ -57,13 +58,8 @@ class TorchrunLauncher:
             pytest.fail(f"{job.case.id}: {exc}", pytrace=False)
         with weights_folder(job) as target:
             outcomes = launch(replace(job, target=target, model_config=None, rules=rules), self.ranks)
-        for rank, outcome in enumerate(outcomes):
-            if outcome.status == "oom":
-                return OutOfMemory(f"rank {rank}: {outcome.message}")
-            if outcome.status == "error":
-                pytest.fail(
-                    f"{job.case.id}: tensor-parallel rank {rank} raised:\n{outcome.message}", pytrace=False
-                )
+        if isinstance(outcomes, OutOfMemory):
+            return outcomes
         samples, info = merge_ranks(job.case, outcomes)
         record_samples(self.benchmark, samples)
         timings = [] if self.benchmark.disabled else samples
@@ -91,9 +87,17 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def launch(job: Job, ranks: int) -> list[Outcome]:
-    """The job in ``ranks`` processes on this machine; each rank's outcome, in rank order. A rank that dies
-    without an outcome fails the item with the launcher's account of it."""
+class RankFailed(RuntimeError):
+    """A rank's measurement failed; raised (not returned) so that the elastic agent stops the other ranks,
+    which would otherwise wait at the next collective until its timeout."""
+
+
+OOM_PREFIX = "out of memory: "
+
+
+def launch(job: Job, ranks: int) -> list[Outcome] | OutOfMemory:
+    """The job in ``ranks`` processes on this machine; each rank's outcome, in rank order, or the out of
+    memory one ran into. Any other failure of a rank fails the item with that rank's error."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -111,10 +115,23 @@ def launch(job: Job, ranks: int) -> list[Outcome]:
     try:
         results = elastic_launch(config, entrypoint=rank_main)(job)
     except ChildFailedError as exc:
-        pytest.fail(f"{job.case.id}: a tensor-parallel rank died: {exc}", pytrace=False)
+        messages = {rank: _message(failure.message) for rank, failure in sorted(exc.failures.items())}
+        for rank, message in messages.items():
+            if OOM_PREFIX in message:
+                return OutOfMemory(f"tensor-parallel rank {rank}: {message.split(OOM_PREFIX, 1)[1]}")
+        details = "\n".join(f"rank {rank}: {message}" for rank, message in messages.items())
+        pytest.fail(f"{job.case.id}: a tensor-parallel rank failed:\n{details}", pytrace=False)
     return [results[rank] for rank in sorted(results)]
 
 
+def _message(found: Any) -> str:
+    """A failed rank's error as the elastic agent recorded it (a dict with ``message``, or text)."""
+    if isinstance(found, dict):
+        return str(found.get("message", found))
+    return str(found)
+
+
+@record  # the rank's exception reaches the parent's ChildFailedError
 def rank_main(job: Job) -> Outcome:
     """One rank: the job on this rank's device (its own GPU by LOCAL_RANK; on the CPU its share of the
     cores), with a barrier before each timed call."""
@@ -124,6 +141,7 @@ def rank_main(job: Job) -> Outcome:
     case = job.case
     if is_cuda(case.device):
         case = replace(case, device=f"cuda:{local_rank}")
+        torch.cuda.set_device(local_rank)  # before transformers opens the process group on it
     else:  # the ranks share the machine's cores: each gets its own share, not all of them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
 
@@ -131,7 +149,12 @@ def rank_main(job: Job) -> Outcome:
         if dist.is_initialized():  # transformers initialised the group while loading
             dist.barrier()
 
-    return run_job(replace(job, case=case), barrier, ENERGY_UNAVAILABLE)
+    outcome = run_job(replace(job, case=case), barrier, ENERGY_UNAVAILABLE)
+    if outcome.status == "oom":
+        raise RankFailed(OOM_PREFIX + outcome.message)
+    if outcome.status == "error":
+        raise RankFailed(outcome.message)
+    return outcome
 
 
 def merge_ranks(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], dict[str, Any]]:
