@@ -38,6 +38,14 @@ QUANTIZATIONS = (QUANT_NONE, "int8-weight-only", "int8-dynamic")
 BACKEND_PYTORCH = "pytorch"
 BACKENDS = (BACKEND_PYTORCH, "onnxruntime", "torchscript")
 
+# A model spread over several GPUs (models/placement.py): no map (the model on the item's device), or a
+# ``device_map`` strategy from_pretrained hands to accelerate's big-model dispatch.
+DEVICE_MAP_NONE = "none"
+DEVICE_MAPS = (DEVICE_MAP_NONE, "auto", "balanced", "balanced_low_0", "sequential")
+
+# Tensor parallel ranks (launchers/torchrun.py), as a string like every axis value: "1" is no tensor parallel.
+TP_NONE = "1"
+
 
 @dataclass(frozen=True)
 class Axis:
@@ -59,6 +67,10 @@ AXES: tuple[Axis, ...] = (
     # Not part of the model's key: a backend exports the session's loaded PyTorch model (whose weights it
     # reads, and whose outputs and FLOPs it is checked and counted against), so every backend shares one load.
     Axis("backend", BACKEND_PYTORCH, "backend", loads_model=False),
+    Axis("device_map", DEVICE_MAP_NONE, "dmap", loads_model=True),
+    # Ranks load their own shards in their own processes; grouped like a load, so the sweep keeps them
+    # together.
+    Axis("tp", TP_NONE, "tp", loads_model=True),
 )
 AXIS_KEYS = tuple(axis.key for axis in AXES)
 

@@ -44,6 +44,8 @@ class BenchCase(Case):
             train=mode is not None and mode.own_model,
             attn_implementation=self.attn_implementation,
             quantization=self.quantization,
+            device_map=self.device_map,
+            tp=self.tp,
         )
 
     @classmethod

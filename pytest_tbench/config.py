@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .ab.sides import Side
-from .axes import ATTN_AUTO, BACKEND_PYTORCH, COMPILE_OFF, QUANT_NONE
+from .axes import ATTN_AUTO, BACKEND_PYTORCH, COMPILE_OFF, DEVICE_MAP_NONE, QUANT_NONE, TP_NONE
 from .configfile import load_config_file
 from .errors import OptionError
 from .models.registry import DEFAULT_MODELS, CustomModel, parse_custom_models
@@ -43,6 +43,8 @@ class TBenchConfig:
     quantization: tuple[str, ...] = (QUANT_NONE,)
     compile: tuple[str, ...] = (COMPILE_OFF,)
     backend: tuple[str, ...] = (BACKEND_PYTORCH,)
+    device_map: tuple[str, ...] = (DEVICE_MAP_NONE,)
+    tp: tuple[str, ...] = (TP_NONE,)
     runs: int = PRESETS[DEFAULT_PRESET].runs
     rounds: int | None = None  # set only when given explicitly; else derived from runs per mode
     new_tokens: int = PRESETS[DEFAULT_PRESET].new_tokens

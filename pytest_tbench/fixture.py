@@ -143,7 +143,7 @@ class TBench:
                 "call is a closure of this process, which the base side cannot run"
             )
         try:
-            launcher = choose_launcher(settings, self.benchmark, self._load, work, self._ab)
+            launcher = choose_launcher(settings, self.benchmark, self._load, work, self._ab, self.case.tp)
             rounds, warmup = planned_rounds(self.rounds, self.warmup, self.benchmark.disabled)
             job = job_for(self.case, self._resolved, settings, rounds, warmup, work)
             judged = measure_judged(

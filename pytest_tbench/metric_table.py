@@ -54,6 +54,14 @@ PROCESSES = "processes"
 PROCESS_ROUNDS = "process_rounds"
 PROCESS_MEDIANS_S = "process_medians_s"
 PEAK_MEMORY_PER_PROCESS_BYTES = "peak_memory_per_process_bytes"
+# A model spread over several devices (--tbench-device-map, --tbench-tp): where its modules went, and peak
+# memory per GPU (peak_memory_bytes is then their sum) or per tensor-parallel rank (summed likewise).
+DEVICE_MAP_PLACEMENT = "device_map_placement"
+MODEL_DEVICES = "model_devices"
+PEAK_MEMORY_PER_DEVICE_BYTES = "peak_memory_per_device_bytes"
+TP_RANKS = "tp_ranks"
+PEAK_MEMORY_PER_RANK_BYTES = "peak_memory_per_rank_bytes"
+RANK_MEDIANS_S = "rank_medians_s"
 # An item measured on two sides (--tbench-ab): the base side's pooled extra_info (with its raw rounds), and
 # the sides, pairing and paired verdicts.
 AB = "ab"

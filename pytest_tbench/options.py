@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .ab.sides import SPEC_HELP, parse_side
-from .axes import BACKENDS, COMPILE_MODES, QUANTIZATIONS
+from .axes import BACKENDS, COMPILE_MODES, DEVICE_MAPS, QUANTIZATIONS
 from .compare.criteria import parse_criteria
 from .errors import OptionError
 from .presets import PRESETS
@@ -168,6 +168,22 @@ def parse_backends(value: Any) -> tuple[str, ...]:
     return names
 
 
+def parse_device_maps(value: Any) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(parse_str_list(value)))
+    for name in names:
+        if name not in DEVICE_MAPS:
+            raise OptionError(
+                f"unknown device map {name!r}; valid: {', '.join(DEVICE_MAPS)} (none: the model on the "
+                "item's device; the rest as from_pretrained's device_map takes them)"
+            )
+    return names
+
+
+def parse_tp(value: Any) -> tuple[str, ...]:
+    """Tensor parallel sizes, kept as strings like every axis value ("1": no tensor parallel)."""
+    return tuple(dict.fromkeys(str(size) for size in parse_int_list(value)))
+
+
 def parse_compile_modes(value: Any) -> tuple[str, ...]:
     # YAML reads a bare ``off`` as false: in a config file that is the mode "off".
     modes = tuple(dict.fromkeys(parse_str_list(["off" if item is False else item for item in _items(value)])))
@@ -273,6 +289,22 @@ SETTINGS: tuple[Setting, ...] = (
         "NAME,NAME",
         f"forward runtimes to sweep: {', '.join(BACKENDS)} (default pytorch); the model is exported once per "
         "item, outside the rounds (export_time_s); onnxruntime needs pip install 'pytest-tbench[onnx]'",
+    ),
+    Setting(
+        "device_map",
+        parse_device_maps,
+        "MAP,MAP",
+        f"spread the model over the visible GPUs with from_pretrained's device_map: {', '.join(DEVICE_MAPS)} "
+        "(default none); memory is recorded per GPU and every GPU the model touches is synchronised; needs "
+        "pip install 'pytest-tbench[multi-gpu]' (accelerate)",
+    ),
+    Setting(
+        "tp",
+        parse_tp,
+        "N,N",
+        "tensor parallel over N ranks (transformers' tp_plan='auto'), one process per rank started by "
+        "torch.distributed's elastic launch; latency from the slowest rank, memory per rank and summed "
+        "(default 1: none)",
     ),
     Setting(
         "rounds",

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from .ab.session import ABSession, open_ab
+from .axes import DEVICE_MAP_NONE, TP_NONE
 from .backends import unavailable_reason as backend_reason
 from .benchlist import BenchmarkEntry, check_unique, list_cases
 from .cases import BenchCase, build_cases
@@ -32,6 +33,7 @@ from .models.loading import (
     ModelLoadError,
     head_unsupported_reason,
 )
+from .models.placement import spread_unsupported_reason
 from .models.quantization import unavailable_reason as quantization_reason
 from .modes import DEFAULT_MODE, mode_names
 from .options import SETTINGS, legacy_spelling_errors, normalise_compare_args
@@ -235,6 +237,9 @@ def _skip_reason(case: BenchCase, config: TBenchConfig, models: ModelCache) -> s
         or models.attention_reason(case.model_key)
         or quantization_reason(case.quantization, case.model_key.train)
         or backend_reason(case)
+        or spread_unsupported_reason(
+            case.model, model_config, case.device, case.device_map, case.tp, case.quantization, case.backend
+        )
     )
     if unsupported:
         return unsupported
@@ -264,10 +269,12 @@ def _memory_estimate(case: BenchCase, config: TBenchConfig, models: ModelCache) 
     positions = family_of(model_config).sequence_tokens(model_config, case.seq_len)
     bytes_per_element = TORCH_DTYPES[case.dtype].itemsize
     shape = WorkShape(case.mode, case.head, case.batch_size, positions, case.new_tokens, bytes_per_element)
-    in_this_process = not config.isolated
+    # Tensor parallel ranks are processes of their own, like isolated workers.
+    in_this_process = not config.isolated and case.tp == TP_NONE
     loaded = in_this_process and models.is_loaded(key)
     found = models.weights_estimate(key)
-    return estimate(model_config, shape, found, loaded, case.device, in_this_process)
+    every_gpu = case.device_map != DEVICE_MAP_NONE  # the map may use any visible GPU
+    return estimate(model_config, shape, found, loaded, case.device, in_this_process, every_gpu)
 
 
 def _preload_model_code(state: SessionState) -> None:
@@ -310,7 +317,7 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
         # worker).
         loaded = (
             None
-            if reason or state.config.isolated
+            if reason or state.config.isolated or case.tp != TP_NONE  # ranks load their own shards
             else catch_out_of_memory(lambda: state.models.get(case.model_key))
         )
     except ModelLoadError as exc:

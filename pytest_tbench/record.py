@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .axes import ATTN_AUTO, BACKEND_PYTORCH, COMPILE_OFF, QUANT_NONE
+from .axes import ATTN_AUTO, BACKEND_PYTORCH, COMPILE_OFF, DEVICE_MAP_NONE, QUANT_NONE, TP_NONE
 from .metric_table import BASELINE_RUN_ROUNDS, MEDIAN_S, PROCESS_ROUNDS
 
 # Where pytest-benchmark's ``params`` of an item hold its case (BenchCase.as_params()).
@@ -39,6 +39,8 @@ class Case:
     # The input off the token axis, as the id names it (models/families.py): "img224", "audio30s"; "" for
     # text. An item whose family has no token axis has seq_len 0.
     media: str = ""
+    device_map: str = DEVICE_MAP_NONE  # from_pretrained's device_map: the model spread over GPUs
+    tp: str = TP_NONE  # tensor parallel ranks, one process each
 
     def as_params(self) -> dict[str, Any]:
         """JSON-friendly form; it is what pytest-benchmark stores as the item's ``params``."""

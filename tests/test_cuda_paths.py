@@ -236,6 +236,26 @@ def test_every_cuda_call_acts_on_the_items_device(cuda: FakeCuda) -> None:
     assert cuda.current == 0  # restored after each call
 
 
+def test_a_device_mapped_item_tracks_and_synchronises_each_gpu(cuda: FakeCuda) -> None:
+    """--tbench-device-map: a model on both fake GPUs gets each GPU's own peak and their sum, and every round
+    synchronises both (by name, never only the current device)."""
+    from pytest_tbench.launchers.rounds import RoundBody
+    from pytest_tbench.scenarios.base import Work
+
+    cuda.allocators[0].alloc(100 * MIB)  # the first half of the weights
+    cuda.allocators[1].alloc(60 * MIB)  # the second half
+    work = Work(lambda: (cuda.allocators[0].alloc(30 * MIB), cuda.allocators[1].alloc(5 * MIB)), 1, 1)
+    with memory_tracker("cuda", devices=("cuda:0", "cuda:1")) as info:
+        cuda.calls.clear()
+        RoundBody(work, "cuda", ("cuda:0", "cuda:1")).whole()
+        synced = [named for name, named, _ in cuda.calls if name == "synchronize"]
+    assert synced == [0, 1, 0, 1]  # before the round and inside the timed call, each GPU
+    assert info["peak_memory_per_device_bytes"] == {"cuda:0": 130 * MIB, "cuda:1": 65 * MIB}
+    assert info["peak_memory_bytes"] == 195 * MIB
+    assert info["peak_memory_increase_bytes"] == 35 * MIB
+    assert info["cuda_device_uuids"] == TORCH_UUIDS
+
+
 def test_bare_cuda_is_the_current_device_resolved_once(cuda: FakeCuda) -> None:
     with devices.on_device("cuda:1"):
         assert devices.cuda_index("cuda") == 1
@@ -353,7 +373,13 @@ def test_the_whole_item_runs_with_its_gpu_current(cuda: FakeCuda) -> None:
     )
     case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cuda:1", "float32")
     loaded = types.SimpleNamespace(
-        model=object(), source="x", load_time_s=0.0, num_parameters=1, parameter_bytes=4, quantized_layers=0
+        model=object(),
+        source="x",
+        load_time_s=0.0,
+        num_parameters=1,
+        parameter_bytes=4,
+        quantized_layers=0,
+        devices=(),
     )
     info = run_item(case, loaded, work, 1, 0, lambda metered: metered.call())  # type: ignore[arg-type]
     assert seen[0] == ("call", 1)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
+from ..axes import TP_NONE
 from ..cases import BenchCase
 from ..config import TBenchConfig
 from ..models.loading import LoadedModel
@@ -19,10 +22,10 @@ if TYPE_CHECKING:
     from ..ab.session import ABSession
 
 
-def in_workers(settings: TBenchConfig, work: Work | None) -> bool:
-    """Whether an item runs in worker processes: only a scenario's work can (a user's call is a closure,
-    which cannot move to another process)."""
-    return settings.isolated and work is None
+def in_workers(settings: TBenchConfig, work: Work | None, tp: str = TP_NONE) -> bool:
+    """Whether an item runs in worker processes (isolated, or tensor-parallel ranks): only a scenario's work
+    can (a user's call is a closure, which cannot move to another process)."""
+    return (settings.isolated or tp != TP_NONE) and work is None
 
 
 def choose_launcher(
@@ -31,10 +34,18 @@ def choose_launcher(
     load: Callable[[], LoadedModel],
     work: Work | None = None,
     ab: ABSession | None = None,
+    tp: str = TP_NONE,
 ) -> Launcher:
     """The launcher of an item whose pytest-benchmark fixture is ``benchmark`` and whose model ``load``
     gives (in-process); ``work``: a user's call instead of the case's scenario; ``ab``: the session's two
-    sides under --tbench-ab."""
+    sides under --tbench-ab; ``tp``: the item's tensor-parallel ranks."""
+    if tp != TP_NONE:
+        if work is not None or ab is not None:
+            what = "a tbench.measure() call (a closure of this process)" if work else "--tbench-ab"
+            pytest.skip(f"--tbench-tp runs the scenario in one process per rank: {what} cannot run there")
+        from .torchrun import TorchrunLauncher  # torch.distributed's launcher only when asked for
+
+        return TorchrunLauncher(benchmark, int(tp))
     if not in_workers(settings, work):
         return InProcessLauncher(benchmark, load, work)
     if ab is not None:
@@ -59,7 +70,7 @@ def job_for(
 ) -> Job:
     """The job ``choose_launcher``'s launcher takes: the model's config is made only for a worker (in-process,
     the session's model cache made it)."""
-    make_config = resolved.make_config if in_workers(settings, work) else None
+    make_config = resolved.make_config if in_workers(settings, work, case.tp) else None
     return Job(
         case=case,
         spec=resolved.spec,

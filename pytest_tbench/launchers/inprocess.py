@@ -35,7 +35,7 @@ class InProcessLauncher:
                 job.rounds,
                 job.warmup,
                 lambda metered: run_with_pedantic(
-                    self.benchmark, RoundBody(metered, case.device), job.rounds, job.warmup
+                    self.benchmark, RoundBody(metered, case.device, loaded.devices), job.rounds, job.warmup
                 ),
             )
         )

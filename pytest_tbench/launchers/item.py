@@ -11,14 +11,17 @@ from ..devices import device_name, matmul_precision, on_device
 from ..metric_table import (
     ATTN_IMPLEMENTATION_USED,
     BACKEND,
+    DEVICE_MAP_PLACEMENT,
     DEVICE_NAME,
     MATMUL_PRECISION,
     MEDIAN_S,
+    MODEL_DEVICES,
     THROUGHPUT_SAMPLES_PER_S,
     THROUGHPUT_TOKENS_PER_S,
 )
 from ..models.attention import implementation_used
 from ..models.loading import LoadedModel
+from ..models.placement import placement_summary
 from ..scenarios.base import Work
 from ..trackers import memory_tracker
 from ..trackers.energy import EnergyWindow, open_meter
@@ -44,7 +47,7 @@ def run_item(
         with on_device(case.device):
             meter = energy_unavailable if energy_unavailable is not None else open_meter(case.device)
             energy = EnergyWindow(meter, warmup, rounds)
-            with memory_tracker(case.device) as memory:
+            with memory_tracker(case.device, devices=loaded.devices) as memory:
                 work.prepare()
                 run_rounds(energy.wrap(work))
             # After the rounds and outside the memory tracker: never timed, and not in the item's peak memory.
@@ -93,6 +96,11 @@ def describe(case: BenchCase, loaded: LoadedModel, work: Work, rounds: int, warm
         "quantization": case.quantization,
         "quantized_layers": loaded.quantized_layers,
         BACKEND: case.backend,
+        "device_map": case.device_map,
+        "tp": case.tp,
+        # Where a spread model's weights are (models/placement.py): empty for a model on the item's device.
+        MODEL_DEVICES: list(loaded.devices),
+        DEVICE_MAP_PLACEMENT: placement_summary(loaded.model),
         "rounds": rounds,
         "warmup_rounds": warmup,
         "samples_per_call": work.samples,

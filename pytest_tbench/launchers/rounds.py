@@ -19,18 +19,27 @@ from .base import DEFAULT_RULES, RoundRules
 
 @dataclass(frozen=True)
 class RoundBody:
-    """The three parts of a round of ``work`` on ``device``, as pedantic's setup, target and teardown."""
+    """The three parts of a round of ``work`` on ``device``, as pedantic's setup, target and teardown.
+    ``devices``: every device the model touches (a device-mapped model spans several GPUs); empty: ``device``
+    alone."""
 
     work: Work
     device: str
+    devices: tuple[str, ...] = ()
+
+    def synchronize(self) -> None:
+        # Each GPU of a device-mapped model has its own queue: the last layers' GPU finishes last, and a
+        # round is over only when all of them are.
+        for device in self.devices or (self.device,):
+            synchronize(device)
 
     def before(self) -> None:  # untimed: every round starts with the device idle
-        synchronize(self.device)
+        self.synchronize()
         self.work.before_round()
 
     def timed(self) -> None:
         self.work.call()
-        synchronize(self.device)  # a CUDA call returns before the GPU is done; the timer must wait for it
+        self.synchronize()  # a CUDA call returns before the GPU is done; the timer must wait for it
 
     def after(self) -> None:
         self.work.after_round()
@@ -59,13 +68,19 @@ def run_with_pedantic(benchmark: Any, body: RoundBody, rounds: int, warmup: int)
 
 
 def run_rounds(
-    work: Work, device: str, rounds: int, warmup: int, rules: RoundRules = DEFAULT_RULES
+    work: Work,
+    device: str,
+    rounds: int,
+    warmup: int,
+    rules: RoundRules = DEFAULT_RULES,
+    devices: tuple[str, ...] = (),
 ) -> list[float]:
     """The same loop as pytest-benchmark's pedantic(iterations=1), for a worker process: untimed setup and
     teardown around each timed call, warm-up rounds first and not kept; each call timed with ``rules.timer``
     and, under ``rules.disable_gc``, with the garbage collector off for that call only (as pytest-benchmark's
-    runner does). Returns seconds per measured call."""
-    body = RoundBody(work, device)
+    runner does); ``devices``: every device the model touches, all synchronised. Returns seconds per measured
+    call."""
+    body = RoundBody(work, device, devices)
     timer = load_timer(rules.timer)
     samples = []
     for index in range(warmup + rounds):

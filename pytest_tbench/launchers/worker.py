@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 
@@ -50,25 +50,41 @@ def resolved_spec(job: Job) -> ResolvedSpec:
     )
 
 
-def run_job(job: Job) -> Outcome:
+def run_job(
+    job: Job, at_round_start: Callable[[], None] | None = None, energy_unavailable: str | None = None
+) -> Outcome:
+    """``at_round_start``: run last before each round's timed call (a tensor-parallel rank's barrier, so that
+    the ranks start each round together); ``energy_unavailable``: why this worker's rounds are not metered."""
     case = job.case
     try:
         loaded = load_model(resolved_spec(job), case.model_key)
         work = build_work(loaded, case, job.settings)
+        if at_round_start is not None:
+            work = _starting_with(work, at_round_start)
         samples: list[float] = []
         records: list[Any] = []
 
         def rounds(metered: Work) -> None:
-            samples.extend(run_rounds(metered, case.device, job.rounds, job.warmup, job.rules))
+            samples.extend(
+                run_rounds(metered, case.device, job.rounds, job.warmup, job.rules, loaded.devices)
+            )
             records.extend(work.records(job.warmup))
 
-        info = run_item(case, loaded, work, job.rounds, job.warmup, rounds)
+        info = run_item(case, loaded, work, job.rounds, job.warmup, rounds, energy_unavailable)
         return Outcome("ok", samples, info, records)
     except Exception as exc:
         # A worker serves one item and exits, so its memory needs no freeing here: the parent skips the item.
         if is_out_of_memory(exc):
             return Outcome("oom", message=f"{type(exc).__name__}: {exc}")
         return Outcome("error", message=traceback.format_exc())
+
+
+def _starting_with(work: Work, at_round_start: Callable[[], None]) -> Work:
+    def before_round() -> None:
+        work.before_round()
+        at_round_start()
+
+    return replace(work, before_round=before_round)
 
 
 def worker_main(conn: Connection, job: Job) -> None:

@@ -183,14 +183,19 @@ def _gib(size: int) -> str:
     return f"{size / GIB:.1f} GiB"
 
 
-def free_memory(device: str, in_this_process: bool) -> tuple[int | None, str]:
+def free_memory(device: str, in_this_process: bool, every_gpu: bool = False) -> tuple[int | None, str]:
     """Free memory of ``device`` and how it was read. CUDA's is read by the CUDA runtime, only where this
     process runs the item or already holds a CUDA context: initialising CUDA in the pytest process of an
-    isolated run would take memory from the workers it measures."""
+    isolated run would take memory from the workers it measures. ``every_gpu``: the model is spread by a
+    device map, which may use any visible GPU, so their free memory is summed."""
     if not device.startswith("cuda"):
         return int(psutil.virtual_memory().available), "the system's available memory"
     if not (in_this_process or torch.cuda.is_initialized()):
         return None, "not read: items run in worker processes and this process holds no CUDA context"
+    if every_gpu:
+        count = torch.cuda.device_count()
+        total = sum(int(torch.cuda.mem_get_info(index)[0]) for index in range(count))
+        return total, f"cudaMemGetInfo summed over the {count} visible GPUs the device map may use"
     index = torch.device(device).index
     free, _ = torch.cuda.mem_get_info(index if index is not None else torch.cuda.current_device())
     return int(free), "cudaMemGetInfo"
@@ -203,12 +208,14 @@ def estimate(
     loaded: bool,
     device: str,
     in_this_process: bool,
+    every_gpu: bool = False,
 ) -> MemoryEstimate | None:
     """The item's estimate: ``found_weights`` as ``weights`` gave them (None: no estimate at all), counted
-    as needed unless the model is ``loaded`` already where the item runs."""
+    as needed unless the model is ``loaded`` already where the item runs; ``every_gpu``: compared with the
+    free memory of every visible GPU together (a device-mapped model)."""
     if found_weights is None:
         return None
     parameters, weight_bytes = found_weights
-    free, source = free_memory(device, in_this_process)
+    free, source = free_memory(device, in_this_process, every_gpu)
     work = work_bytes(dims(config), shape, parameters)
     return MemoryEstimate(0 if loaded else weight_bytes, work, free, source)

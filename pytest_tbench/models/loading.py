@@ -27,12 +27,13 @@ from transformers import (
     PreTrainedModel,
 )
 
-from ..axes import ATTN_AUTO, QUANT_NONE
+from ..axes import ATTN_AUTO, DEVICE_MAP_NONE, QUANT_NONE, TP_NONE
 from ..devices import empty_cache, synchronize
 from .attention import attention_unsupported_reason
 from .families import family_of
 from .fit import weights
 from .hub import load_failure_hint, pretrained_kwargs
+from .placement import is_spread, model_devices, saved_random_weights, spread_kwargs
 from .quantization import QuantizationError, quantize, tensor_bytes
 from .registry import BUILTIN_MODELS, CustomModel, ResolvedSpec, resolve
 
@@ -100,12 +101,21 @@ class ModelKey:
     # own choice, which transformers records in ``config._attn_implementation``).
     attn_implementation: str = ATTN_AUTO
     quantization: str = QUANT_NONE  # applied in place after loading (models/quantization.py)
+    # A model spread over several devices (models/placement.py): from_pretrained's device_map, or tensor
+    # parallel ranks (each rank's process loads its own shard).
+    device_map: str = DEVICE_MAP_NONE
+    tp: str = TP_NONE
 
     def load_kwargs(self) -> dict[str, Any]:
         """What from_pretrained / from_config take beyond the weights' dtype."""
         if self.attn_implementation == ATTN_AUTO:
             return {}
         return {"attn_implementation": self.attn_implementation}
+
+    @property
+    def spread(self) -> bool:
+        """Whether from_pretrained places the model (a device map, tensor parallel), not ``.to(device)``."""
+        return is_spread(self.device_map, self.tp)
 
     @property
     def weights_dtype(self) -> torch.dtype:
@@ -128,6 +138,9 @@ class LoadedModel:
     # ModelCache.get loads afresh rather than hand them to the next item.
     trained: bool = False
     quantized_layers: int = 0  # linear layers whose weights --tbench-quantization replaced
+    # Every device the weights live on (models/placement.py): more than one for a device-mapped model, whose
+    # rounds synchronise and whose memory tracker reads each of them. Empty: the item's device alone.
+    devices: tuple[str, ...] = ()
 
 
 def load_error(resolved: ResolvedSpec, exc: Exception) -> ModelLoadError:
@@ -144,7 +157,10 @@ def load_model(resolved: ResolvedSpec, key: ModelKey) -> LoadedModel:
     try:
         config = resolved.load_config()
         model_class = head_class(key.head, config)
-        if resolved.make_config is not None:
+        model: Any  # transformers' from_* are untyped; the model's own methods are wrapped
+        if key.spread:
+            model = _load_spread(resolved, key, model_class, config, dtype)
+        elif resolved.make_config is not None:
             torch.manual_seed(WEIGHTS_SEED)
             model = model_class.from_config(config, dtype=dtype, **key.load_kwargs())
         else:
@@ -155,9 +171,13 @@ def load_model(resolved: ResolvedSpec, key: ModelKey) -> LoadedModel:
                 **key.load_kwargs(),
                 **pretrained_kwargs(resolved.target, resolved.trust_remote_code),
             )
-        model.to(key.device).eval()
+        if not key.spread:  # a spread model is where from_pretrained put it
+            model.to(key.device)
+        model.eval()
         quantized = quantize(model, key.quantization)
-        synchronize(key.device)
+        devices = model_devices(model, key.device) if key.spread else ()
+        for device in devices or (key.device,):
+            synchronize(device)
     except (OSError, ValueError, KeyError) as exc:
         raise load_error(resolved, exc) from exc
     except QuantizationError as exc:
@@ -172,7 +192,23 @@ def load_model(resolved: ResolvedSpec, key: ModelKey) -> LoadedModel:
         parameter_bytes=sum(tensor_bytes(p) for p in params),
         source=resolved.describe(),
         quantized_layers=quantized,
+        devices=devices,
     )
+
+
+def _load_spread(
+    resolved: ResolvedSpec, key: ModelKey, model_class: Any, config: PretrainedConfig, dtype: torch.dtype
+) -> PreTrainedModel:
+    """A model from_pretrained spreads over devices; a random-weight model is saved first, as only
+    from_pretrained takes a device map or a tensor-parallel plan."""
+    kwargs = {"dtype": dtype, **key.load_kwargs(), **spread_kwargs(key.device_map, key.tp)}
+    if resolved.make_config is None:
+        assert resolved.target is not None
+        return model_class.from_pretrained(  # type: ignore[no-any-return]
+            resolved.target, **kwargs, **pretrained_kwargs(resolved.target, resolved.trust_remote_code)
+        )
+    with saved_random_weights(model_class, config, dtype, WEIGHTS_SEED) as folder:
+        return model_class.from_pretrained(folder, **kwargs, local_files_only=True)  # type: ignore[no-any-return]
 
 
 class ModelCache:
@@ -254,10 +290,14 @@ class ModelCache:
     def release(self, key: ModelKey) -> None:
         entry = self._loaded.get(key)
         if isinstance(entry, LoadedModel):
+            devices = entry.devices or (
+                key.device,
+            )  # a device-mapped model's blocks are on every GPU it used
             del self._loaded[key]
             del entry
             gc.collect()
-            empty_cache(key.device)
+            for device in devices:
+                empty_cache(device)
 
     def release_all(self) -> None:
         for key in list(self._loaded):

@@ -96,7 +96,11 @@ def quantize(model: nn.Module, method: str) -> int:
 
 def tensor_bytes(tensor: torch.Tensor) -> int:
     """Bytes a tensor holds: a quantized tensor subclass (int8 data and scales) by its inner tensors, whose
-    own ``element_size`` reports the original dtype's."""
+    own ``element_size`` reports the original dtype's; a tensor-parallel shard (DTensor) by the part this
+    rank holds."""
+    to_local = getattr(tensor, "to_local", None)
+    if to_local is not None:
+        return tensor_bytes(to_local())
     flatten = getattr(tensor, "__tensor_flatten__", None)
     if flatten is not None:
         names, _ = flatten()

@@ -70,6 +70,9 @@ def weights_fingerprint(params: list[torch.nn.Parameter]) -> torch.Tensor:
     step moves them, and unlike a snapshot of the weights they cost no memory worth counting."""
     if not params:
         return torch.zeros(0, 2, dtype=torch.float64)
+    # A tensor-parallel rank checks the shard it holds (a DTensor's to_local): whole-tensor reductions of a
+    # DTensor are collectives, and its results do not convert to Python.
+    params = [p.to_local() if hasattr(p, "to_local") else p for p in params]
     with torch.no_grad():
         sums = [p.sum(dtype=torch.float64) for p in params]
         squares = [torch.linalg.vector_norm(p, dtype=torch.float64) ** 2 for p in params]

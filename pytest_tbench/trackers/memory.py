@@ -25,7 +25,7 @@ import torch
 
 from .. import nvml
 from ..devices import cuda_index, cuda_uuid, empty_cache, is_cuda, on_device, synchronize
-from ..metric_table import PEAK_MEMORY_BYTES, PEAK_MEMORY_INCREASE_BYTES
+from ..metric_table import PEAK_MEMORY_BYTES, PEAK_MEMORY_INCREASE_BYTES, PEAK_MEMORY_PER_DEVICE_BYTES
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -149,6 +149,36 @@ class CudaTracker:
             }
 
 
+# The CUDA entries that add up over the GPUs of a device-mapped model: each GPU has its own allocator.
+_SUMMED_CUDA_KEYS = (
+    "cuda_max_allocated_bytes",
+    "cuda_max_reserved_bytes",
+    "cuda_allocated_at_start_bytes",
+    "cuda_reserved_at_start_bytes",
+    "nvml_device_used_bytes",
+    "nvml_process_used_at_end_bytes",
+)
+
+
+def combine_devices(per_device: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """One item's CUDA entries from the trackers of every GPU its model touches: each byte count summed
+    (the sum of each GPU's own peak, which bounds the model's simultaneous peak from above; unknown where any
+    GPU's is), and each GPU's allocator peak under its device name in ``peak_memory_per_device_bytes``."""
+    combined: dict[str, Any] = {
+        "cuda_device_uuid": per_device[0][1]["cuda_device_uuid"],
+        "cuda_device_uuids": [info["cuda_device_uuid"] for _, info in per_device],
+        "nvml_unavailable_reason": next(
+            (info["nvml_unavailable_reason"] for _, info in per_device if info["nvml_unavailable_reason"]),
+            None,
+        ),
+        PEAK_MEMORY_PER_DEVICE_BYTES: {name: info["cuda_max_allocated_bytes"] for name, info in per_device},
+    }
+    for key in _SUMMED_CUDA_KEYS:
+        values = [info[key] for _, info in per_device]
+        combined[key] = None if any(v is None for v in values) else sum(values)
+    return combined
+
+
 def summarise(device: str, info: dict[str, Any]) -> dict[str, Any]:
     """The device-neutral peak entries: CUDA allocator figures on a GPU, RSS on the CPU."""
     if is_cuda(device):
@@ -165,18 +195,32 @@ def summarise(device: str, info: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextmanager
-def memory_tracker(device: str, force_sampling: bool = False) -> Iterator[dict[str, Any]]:
-    """Brackets an item; the yielded dict is filled with the tracker entries when the block ends."""
-    # The CUDA tracker starts first: its settling work (gc, emptying the allocator's cache) then happens
+def memory_tracker(
+    device: str, force_sampling: bool = False, devices: tuple[str, ...] = ()
+) -> Iterator[dict[str, Any]]:
+    """Brackets an item; the yielded dict is filled with the tracker entries when the block ends.
+    ``devices``: every device a spread model touches (a device map over several GPUs): each GPU gets its own
+    tracker and the item its per-GPU peaks, summed into its peak (``combine_devices``); empty: ``device``
+    alone (whose name the per-device entries are then not needed for)."""
+    gpus = [d for d in devices if is_cuda(d)] if devices else ([device] if is_cuda(device) else [])
+    # The CUDA trackers start first: their settling work (gc, emptying the allocator's cache) then happens
     # before the RSS baseline is taken and its high-water mark reset, and does not count as the item's.
-    trackers: list[MemoryTracker] = [CudaTracker(device)] if is_cuda(device) else []
-    trackers.append(RssTracker(force_sampling))
+    cuda = [CudaTracker(gpu) for gpu in gpus]
+    rss = RssTracker(force_sampling)
+    trackers: list[MemoryTracker] = [*cuda, rss]
     result: dict[str, Any] = {}
     for tracker in trackers:
         tracker.start()
     try:
         yield result
     finally:
-        for tracker in reversed(trackers):
-            result.update(tracker.stop())
-        result.update(summarise(device, result))
+        result.update(rss.stop())
+        found = [(tracker.device, tracker.stop()) for tracker in reversed(cuda)][::-1]
+        if devices:
+            result.update(combine_devices(found) if found else {})
+            if "cpu" in devices:  # weights offloaded to the CPU: its share is the process's RSS
+                per_device = result.setdefault(PEAK_MEMORY_PER_DEVICE_BYTES, {})
+                per_device["cpu"] = result["peak_rss_bytes"]
+        elif found:
+            result.update(found[0][1])
+        result.update(summarise("cuda" if gpus else "cpu", result))
