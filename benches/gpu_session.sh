@@ -56,4 +56,8 @@ run 120 ab_aa $P benches/test_forward.py --tbench-models "$M" --tbench-batch-siz
   --tbench-devices "$DEV" --tbench-dtype float16 --tbench-ab env:TBENCH_AA_UNUSED=1 --tbench-ab-pairs 6 \
   --tbench-rounds 72 --benchmark-json "$OUT/ab.json"
 
+# Last, with whatever time is left: the zoo (issue 15's model families at real sizes; dtype auto: float16).
+run 90 zoo $P benches/test_forward.py --tbench-config benches/zoo.yaml --tbench-devices "$DEV" \
+  --benchmark-json "$OUT/zoo.json"
+
 step done
