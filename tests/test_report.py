@@ -456,3 +456,15 @@ def test_html_opens_offline_in_headless_chromium(report: Path, tmp_path: Path) -
     values = title[3].split("|")
     numbers = [float(v.replace(",", "")) for v in values if v != "n/a"]
     assert len(numbers) == 8 and numbers == sorted(numbers)  # unsorted before: b1 s64 64 ms, b2 s32 36 ms
+
+
+def test_a_row_of_an_image_item_is_labelled_by_its_input() -> None:
+    from pytest_tbench.report.frame import Row
+
+    def row(seq_len: int, media: str) -> Row:
+        extra: dict[str, Any] = {"media": media} if media else {}
+        return Row("r", "x", "forward", "m", "base", 4, seq_len, "cpu", "float32", 0, extra=extra)
+
+    assert row(0, "img224").label == "b4 img224"  # no token length: the fixed input instead of "s0"
+    assert row(32, "img224").label == "b4 s32 img224"  # CLIP: text tokens and the image
+    assert row(64, "").label == "b4 s64"  # text items as before

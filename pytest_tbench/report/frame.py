@@ -95,7 +95,11 @@ class Row:
     def label(self) -> str:
         new = f" n{self.new_tokens}" if self.new_tokens else ""
         variant = f" {self.variant}" if self.variant else ""
-        return f"b{self.batch_size} s{self.seq_len}{new}{variant}"
+        # An image or audio item has no token length (0) but a fixed input (models/families.py): name that.
+        media = str(self.extra.get("media") or "")
+        length = "" if self.seq_len == 0 and media else f"s{self.seq_len}"
+        shape = " ".join(part for part in (length, media) if part)
+        return f"b{self.batch_size} {shape}{new}{variant}"
 
 
 @dataclass
