@@ -318,6 +318,8 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
             reason = memory.skip_reason()
         if reason is None and state.config.oom_skip:
             reason = state.ooms.covering(case)
+        if xdist_session.is_worker(request.config):
+            state.models.release_others(case.model_key)
         # Load now, so that a broken model errors at setup, not in the test (an isolated item loads in its
         # worker).
         loaded = (

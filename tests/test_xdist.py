@@ -4,12 +4,14 @@ controller prints, saves and gates exactly as one process would."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from pytest_tbench.config import TBenchConfig
 from pytest_tbench.errors import OptionError
+from pytest_tbench.models.loading import ModelCache, ModelKey
 from pytest_tbench.parallel.assign import (
     check_gpu_count,
     cpus_for_worker,
@@ -20,6 +22,7 @@ from pytest_tbench.parallel.assign import (
 from pytest_tbench.parallel.xdist_session import (
     WorkerPlan,
     expanded_specs,
+    plain_nodeid,
     plan_workers,
     sets_visible_devices,
 )
@@ -71,19 +74,19 @@ def test_cpus_are_disjoint_equal_slices() -> None:
 
 def test_plans_for_gpu_and_cpu_items() -> None:
     gpu = TBenchConfig(gpus_per_worker=2)
-    plans = plan_workers(4, {"cuda"}, gpu, EIGHT, [0, 1], explicit_gpus=False, loadgroup=True)
+    plans = plan_workers(4, {"cuda"}, gpu, EIGHT, [0, 1], explicit_gpus=False)
     assert [p.gpus for p in plans] == [("0", "1"), ("2", "3"), ("4", "5"), ("6", "7")]
-    assert all(p.cpus is None and p.loadgroup for p in plans)  # GPU items leave the cores alone
+    assert all(p.cpus is None for p in plans)  # GPU items leave the cores alone
     # --tx popen//env:CUDA_VISIBLE_DEVICES=i: the user's assignment stands, even with more workers than GPUs.
-    explicit = plan_workers(9, {"cuda"}, gpu, EIGHT, [0, 1], explicit_gpus=True, loadgroup=False)
+    explicit = plan_workers(9, {"cuda"}, gpu, EIGHT, [0, 1], explicit_gpus=True)
     assert {p.gpus for p in explicit} == {None}
     with pytest.raises(OptionError, match="--tbench-allow-shared-cpu"):
-        plan_workers(2, {"cpu", "cuda"}, gpu, EIGHT, [0, 1], explicit_gpus=False, loadgroup=False)
+        plan_workers(2, {"cpu", "cuda"}, gpu, EIGHT, [0, 1], explicit_gpus=False)
     shared = TBenchConfig(allow_shared_cpu=True)
-    plans = plan_workers(2, {"cpu"}, shared, [], [0, 1, 2, 3], explicit_gpus=False, loadgroup=False)
+    plans = plan_workers(2, {"cpu"}, shared, [], [0, 1, 2, 3], explicit_gpus=False)
     assert [p.cpus for p in plans] == [(0, 1), (2, 3)]
     assert all(WorkerPlan.from_input(p.to_input()) == p for p in plans)
-    one = plan_workers(1, {"cpu"}, TBenchConfig(), [], [0, 1], explicit_gpus=False, loadgroup=False)
+    one = plan_workers(1, {"cpu"}, TBenchConfig(), [], [0, 1], explicit_gpus=False)
     assert one == [WorkerPlan()]  # one worker shares its cores with nobody: no opt-in needed, no pinning
 
 
@@ -91,6 +94,29 @@ def test_tx_specs() -> None:
     specs = expanded_specs(["2*popen", "popen//env:CUDA_VISIBLE_DEVICES=3"])
     assert specs == ["popen", "popen", "popen//env:CUDA_VISIBLE_DEVICES=3"]
     assert [sets_visible_devices(s) for s in specs] == [False, False, True]
+
+
+def test_results_are_keyed_by_the_node_id_without_xdists_group_suffix() -> None:
+    # What pytest-xdist's loadgroup makes of a node id where pytest lets it (pytest < 9.2).
+    marks = [pytest.mark.xdist_group("tiny-gpt2").mark, pytest.mark.xdist_group(name="mine").mark]
+    item: Any = SimpleNamespace(
+        nodeid="b.py::test_forward[tiny-gpt2-b1-s8-cpu-float32]@mine_tiny-gpt2",
+        config=SimpleNamespace(option=SimpleNamespace(loadgroup=True)),
+        iter_markers=lambda name: iter(marks if name == "xdist_group" else []),
+    )
+    assert plain_nodeid(item) == "b.py::test_forward[tiny-gpt2-b1-s8-cpu-float32]"
+    item.config.option.loadgroup = False  # not grouping: the id stands as it is
+    assert plain_nodeid(item) == item.nodeid
+
+
+def test_a_worker_keeps_one_model_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = ModelCache({})
+    keys = [ModelKey(spec, "base", "cpu", "float32") for spec in ("a", "b", "c")]
+    cache._loaded = dict.fromkeys(keys)  # type: ignore[arg-type]
+    released: list[ModelKey] = []
+    monkeypatch.setattr(cache, "release", released.append)
+    cache.release_others(keys[1])
+    assert released == [keys[0], keys[2]]
 
 
 def test_a_received_entry_answers_as_pytest_benchmarks_own() -> None:

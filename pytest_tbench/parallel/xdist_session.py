@@ -2,8 +2,12 @@
 
 The controller plans each worker's share of the machine (its GPUs as ``CUDA_VISIBLE_DEVICES``, and under
 ``--tbench-allow-shared-cpu`` its cores) and hands it over in xdist's ``workerinput``; the worker applies it
-before CUDA initialises. Items of one model go to one worker (``--dist loadgroup`` with an ``xdist_group`` per
-model spec, the distribution when the user names none), so that each model loads once per worker.
+before CUDA initialises. Under ``--dist loadgroup`` every item gets an ``xdist_group`` mark naming its
+model spec, so that the items of one model go to one worker. It is not made the default: pytest-xdist
+3.8 hangs a loadgroup session whose crashed worker is replaced (pytest-xdist#1323 and #1327, fixed after
+3.8.0), and on pytest 9.2 it does not group at all (#1386). Under the default ``--dist load`` a worker keeps
+one model loaded at a time (``ModelCache.release_others``), as it cannot know which item of a model it gets
+last.
 
 pytest-benchmark disables its fixture under xdist, as it cannot gather results: a worker re-enables it for
 tbench items (pytest_benchmark_api.measure_in_worker), so an item is measured exactly as in one process, and
@@ -44,28 +48,21 @@ PAYLOAD = "tbench_item"  # the report attribute that carries an item's results t
 
 @dataclass(frozen=True)
 class WorkerPlan:
-    """One worker's share: its GPUs (None: as inherited) and cores (None: not pinned), and whether items are
-    grouped by model (--dist loadgroup chosen for the user, which the worker's own options do not say)."""
+    """One worker's share: its GPUs (None: as inherited) and cores (None: not pinned)."""
 
     gpus: tuple[str, ...] | None = None
     cpus: tuple[int, ...] | None = None
-    loadgroup: bool = False
 
     def to_input(self) -> dict[str, Any]:
         return {
             "gpus": list(self.gpus) if self.gpus is not None else None,
             "cpus": list(self.cpus) if self.cpus is not None else None,
-            "loadgroup": self.loadgroup,
         }
 
     @classmethod
     def from_input(cls, data: dict[str, Any]) -> WorkerPlan:
         gpus, cpus = data.get("gpus"), data.get("cpus")
-        return cls(
-            tuple(gpus) if gpus is not None else None,
-            tuple(cpus) if cpus is not None else None,
-            bool(data.get("loadgroup")),
-        )
+        return cls(tuple(gpus) if gpus is not None else None, tuple(cpus) if cpus is not None else None)
 
 
 def expanded_specs(tx: Sequence[str] | None) -> list[str]:
@@ -89,7 +86,6 @@ def plan_workers(
     visible_gpus: Sequence[str],
     cpus: Sequence[int],
     explicit_gpus: bool,
-    loadgroup: bool,
 ) -> list[WorkerPlan]:
     """Each worker's share (OptionError: the machine cannot give every worker its own)."""
     uses_cpu = "cpu" in devices
@@ -108,7 +104,7 @@ def plan_workers(
         if uses_cuda and not explicit_gpus:
             gpus = tuple(gpus_for_worker(index, settings.gpus_per_worker, visible_gpus))
         pinned = tuple(cpus_for_worker(index, workers, cpus)) if uses_cpu and workers > 1 else None
-        plans.append(WorkerPlan(gpus, pinned, loadgroup))
+        plans.append(WorkerPlan(gpus, pinned))
     return plans
 
 
@@ -135,13 +131,9 @@ def is_worker(config: pytest.Config) -> bool:
 
 
 def start_controller(config: pytest.Config, settings: TBenchConfig) -> None:
-    """Plan the workers and register the hooks that hand them their share and receive their items; the
-    distribution becomes --dist loadgroup when the user gave -n alone."""
+    """Plan the workers and register the hooks that hand them their share and receive their items."""
     if not is_controller(config):
         return
-    given = config.known_args_namespace
-    if config.option.dist == "load" and getattr(given, "dist", "no") == "no" and not given.distload:
-        config.option.dist = "loadgroup"  # -n N alone: xdist chose load; items of one model to one worker
     specs = expanded_specs(config.getoption("tx"))
     import torch  # only here: the controller counts the GPUs it may hand out, and initialises no device
 
@@ -154,7 +146,6 @@ def start_controller(config: pytest.Config, settings: TBenchConfig) -> None:
             visible,
             sorted(os.sched_getaffinity(0)),
             any(sets_visible_devices(spec) for spec in specs),
-            config.option.dist == "loadgroup",
         )
     except OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -191,8 +182,6 @@ def apply_worker_plan(config: pytest.Config) -> None:
     if data is None:
         return
     plan = WorkerPlan.from_input(data)
-    if plan.loadgroup:
-        config.option.loadgroup = True  # read by xdist's worker, which suffixes node ids with the group
     if plan.gpus is not None:
         import torch
 
@@ -212,8 +201,8 @@ def apply_worker_plan(config: pytest.Config) -> None:
 
 
 def model_group(config: pytest.Config, case: BenchCase) -> tuple[Any, ...]:
-    """An item's ``xdist_group`` mark, in a worker that distributes by group (the marker exists only where
-    xdist is installed)."""
+    """An item's ``xdist_group`` mark, in a worker of a ``--dist loadgroup`` session (the marker exists only
+    where xdist is installed)."""
     if is_worker(config) and getattr(config.option, "loadgroup", False):
         return (pytest.mark.xdist_group(case.model),)
     return ()
@@ -283,7 +272,8 @@ def _worker_machine(config: pytest.Config) -> dict[str, Any]:
                 VISIBLE_DEVICES: where[VISIBLE_DEVICES],
                 WORKER_CPUS: where[WORKER_CPUS],
                 "torch_num_threads": torch.get_num_threads(),
-                "gpus": nvml.gpus(cuda_uuids()),
+                # The GPUs this worker sees (NVML lists every GPU of the machine; torch_index marks its own).
+                "gpus": [gpu for gpu in nvml.gpus(cuda_uuids()) if gpu["torch_index"] is not None],
             }
         )
     return _WORKER_MACHINE
