@@ -72,6 +72,8 @@ class TBenchConfig:
     warmup: int = DEFAULT_WARMUP
     max_batch_input_product: int = DEFAULT_MAX_BATCH_INPUT_PRODUCT
     trust_remote_code: bool = False  # passed to from_pretrained / AutoConfig.from_pretrained
+    gpus_per_worker: int = 1  # GPUs each pytest-xdist worker owns
+    allow_shared_cpu: bool = False  # CPU items under several xdist workers, each on its own cores
     custom_models: dict[str, CustomModel] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # where each non-default setting came from
     # The config file's benchmark list: when given, its entries' items replace the models x shapes grid.

@@ -51,6 +51,7 @@ class TBench:
         ab: ABSession | None = None,
         memory_estimate: MemoryEstimate | None = None,
         benchmark_entry: dict[str, Any] | None = None,
+        placement: dict[str, Any] | None = None,
     ) -> None:
         self.case = case
         self._load = load
@@ -67,6 +68,7 @@ class TBench:
         self._ab = ab
         self._memory_estimate = memory_estimate
         self._benchmark_entry = benchmark_entry  # the benchmark list entry that made the item, or None
+        self._placement = placement or {}  # under pytest-xdist: the worker, its GPUs and cores
 
     @property
     def loaded(self) -> LoadedModel:
@@ -156,6 +158,7 @@ class TBench:
             if self._memory_estimate is not None:  # beside the measured peaks, so the estimate can be checked
                 judged.info.update(self._memory_estimate.record())
             judged.info[BENCHMARK_ENTRY] = self._benchmark_entry
+            judged.info.update(self._placement)
             self.benchmark.extra_info.update(judged.info)
             self._record(ItemResult(self._nodeid, self.case, judged.info))
         except BaseException as exc:

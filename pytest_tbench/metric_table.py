@@ -70,6 +70,11 @@ AB_BASE = "ab_base"
 # earlier one alone.
 GATE_ATTEMPTS = "gate_attempts"
 GATE_EARLIER_ATTEMPTS = "gate_earlier_attempts"
+# Under pytest-xdist (parallel/xdist_session.py): the worker that measured an item, its CUDA_VISIBLE_DEVICES
+# entries and its pinned cores (--tbench-allow-shared-cpu).
+XDIST_WORKER = "xdist_worker"
+VISIBLE_DEVICES = "visible_devices"
+WORKER_CPUS = "worker_cpus"
 ROUNDS_S = "rounds_s"
 # How close to the hardware's limit (hardware.py, trackers/flops.py, trackers/energy.py): the facts an item's
 # process records, then what the pytest process derives from them with the median and the peaks.

@@ -436,6 +436,22 @@ SETTINGS: tuple[Setting, ...] = (
         "skip items whose batch x input length exceeds N (default 131072)",
     ),
     Setting(
+        "gpus_per_worker",
+        _parse_min(1),
+        "K",
+        "under pytest-xdist (-n N): GPUs each worker owns; worker gwI gets entries I*K..I*K+K-1 of this "
+        "process's visible GPUs, as its CUDA_VISIBLE_DEVICES (default 1)",
+    ),
+    Setting(
+        "allow_shared_cpu",
+        parse_bool,
+        "",
+        "allow CPU items under pytest-xdist with several workers: each worker gets a disjoint slice of the "
+        "CPUs (affinity and torch threads), recorded as worker_cpus; without it such a run is refused, as "
+        "workers sharing cores disturb each other's timings",
+        flag=True,
+    ),
+    Setting(
         "trust_remote_code",
         parse_bool,
         "",

@@ -37,6 +37,8 @@ from .models.placement import spread_unsupported_reason
 from .models.quantization import unavailable_reason as quantization_reason
 from .modes import DEFAULT_MODE, mode_names
 from .options import SETTINGS, legacy_spelling_errors, normalise_compare_args
+from .parallel import xdist_session
+from .pytest_benchmark_api import measure_in_worker, worker_saves_nothing
 from .results import ItemResult
 from .scenarios import SCENARIOS
 from .signals import save_on_sigterm
@@ -58,6 +60,8 @@ class SessionState:
     # Under a benchmark list: the entry that made each item, whose settings the item runs with.
     entries: dict[BenchCase, BenchmarkEntry] = field(default_factory=dict)
     restore_sigterm: Callable[[], None] = lambda: None
+    # Under pytest-xdist, in the controller: each worker's share and GPUs, for machine_info.
+    workers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def settings_of(self, case: BenchCase) -> TBenchConfig:
         """The settings an item runs with: its benchmark list entry's, else the session's."""
@@ -113,6 +117,7 @@ def pytest_configure(config: pytest.Config) -> None:
         f"pytest_tbench.register_mode) and model head ({', '.join(HEADS)}; default: the mode's) of a test "
         "that takes the tbench fixture",
     )
+    xdist_session.apply_worker_plan(config)  # first: its CUDA_VISIBLE_DEVICES must precede any CUDA call
     if hasattr(config.option, "benchmark_save_data"):
         # Raw samples are what later statistics (and regression gates) are computed from: always keep them.
         config.option.benchmark_save_data = True
@@ -121,6 +126,7 @@ def pytest_configure(config: pytest.Config) -> None:
         check_unique(tbench_config.benchmarks)  # before collection, so that it is a usage error at once
     except OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
+    xdist_session.start_controller(config, tbench_config)
     models = ModelCache(tbench_config.custom_models, tbench_config.trust_remote_code)
     config.stash[STATE] = SessionState(tbench_config, models)
     config.stash[STATE].restore_sigterm = save_on_sigterm()
@@ -129,6 +135,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     # After every plugin's pytest_configure: pytest-benchmark's storage exists only from then on.
     state = session.config.stash[STATE]
+    if xdist_session.is_worker(session.config):
+        worker_saves_nothing(session.config)  # the controller saves every worker's items, once
     state.gate = open_gate(session.config, state.config)
     if state.config.ab is not None:
         state.ab = open_ab(state.config.ab, session.config.rootpath, state.config.ab_path)
@@ -174,7 +182,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     else:
         cases = build_cases(state.config, mode, head, state.models.config)
     metafunc.parametrize(
-        "tbench_case", [c.as_params() for c in cases], ids=[c.id for c in cases], indirect=True
+        "tbench_case",
+        [
+            pytest.param(c.as_params(), id=c.id, marks=xdist_session.model_group(metafunc.config, c))
+            for c in cases
+        ],
+        indirect=True,
     )
 
 
@@ -192,7 +205,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     for item in session.items:
         case = _case_of(item)
         if case is not None:
-            state.last_user[case.model_key] = item.nodeid
+            state.last_user[case.model_key] = xdist_session.plain_nodeid(item)
+    xdist_session.check_grouping(session.config, session.items)
 
 
 @pytest.fixture
@@ -302,7 +316,7 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
     entry = state.entries.get(case)
 
     def release_if_last() -> None:
-        if state.last_user.get(case.model_key) == request.node.nodeid:
+        if state.last_user.get(case.model_key) == xdist_session.plain_nodeid(request.node):
             state.models.release(case.model_key)
 
     request.addfinalizer(release_if_last)  # first, so that skipped and failed items release too
@@ -313,6 +327,8 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
             reason = memory.skip_reason()
         if reason is None and state.config.oom_skip:
             reason = state.ooms.covering(case)
+        if xdist_session.is_worker(request.config):
+            state.models.release_others(case.model_key)
         # Load now, so that a broken model errors at setup, not in the test (an isolated item loads in its
         # worker).
         loaded = (
@@ -333,12 +349,15 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
         )
     if state.config.isolated:
         _preload_model_code(state)
-    nodeid = request.node.nodeid
+    nodeid = xdist_session.plain_nodeid(request.node)
+    benchmark = request.getfixturevalue("benchmark")  # only now: a skipped item never creates an unused one
+    if xdist_session.is_worker(request.config):
+        measure_in_worker(benchmark, request.config, nodeid)
     return TBench(
         case,
         lambda: state.models.get(case.model_key),
         state.models.resolve(case.model),
-        request.getfixturevalue("benchmark"),  # only now: a skipped item never creates an unused benchmark
+        benchmark,
         settings=settings,
         record=state.results.append,
         nodeid=nodeid,
@@ -348,6 +367,7 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
         ab=state.ab,
         memory_estimate=memory,
         benchmark_entry=entry.record() if entry is not None else None,
+        placement=xdist_session.placement(request.config),
     )
 
 
@@ -356,6 +376,8 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     state = config.stash.get(STATE, None)
     if state is not None:
         machine_info["tbench"]["settings"] = state.config.record()
+        if state.workers:  # under pytest-xdist: each worker's GPUs and cores (the controller's are above)
+            machine_info["tbench"]["xdist_workers"] = dict(sorted(state.workers.items()))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -364,13 +386,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     used as a baseline can say which of its items are absent and why."""
     report = yield
     state = item.config.stash.get(STATE, None)
-    if state is None or report.when == "teardown" or not (report.skipped or report.failed):
+    if state is None or _case_of(item) is None:
         return report
-    if _case_of(item) is None:
+    if report.when == "teardown":
+        if xdist_session.is_worker(
+            item.config
+        ):  # every phase is done: the item's results go to the controller
+            xdist_session.attach_results(report, item, state)
         return report
-    measured = any(result.nodeid == item.nodeid for result in state.results)
+    if not (report.skipped or report.failed):
+        return report
+    nodeid = xdist_session.plain_nodeid(item)
+    measured = any(result.nodeid == nodeid for result in state.results)
     if report.skipped or not measured:
-        state.not_measured_item(item.nodeid, "skipped" if report.skipped else "errored")
+        state.not_measured_item(nodeid, "skipped" if report.skipped else "errored")
     return report
 
 

@@ -196,7 +196,7 @@ def _fake_loaded() -> Any:
 
 
 class _no_memory:
-    def __init__(self, device: str) -> None:
+    def __init__(self, device: str, devices: Any = None) -> None:
         self.info: dict[str, Any] = {}
 
     def __enter__(self) -> dict[str, Any]:

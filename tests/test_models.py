@@ -166,6 +166,8 @@ def test_json_holds_units_raw_samples_and_environment(forward_bench: pytest.Pyte
         "quantization": "none",
         "backend": "pytorch",
         "media": "",
+        "device_map": "none",
+        "tp": "1",
     }
     stats, info = bench["stats"], bench["extra_info"]
     assert len(stats["data"]) == stats["rounds"] == 3

@@ -222,6 +222,12 @@ class ModelCache:
         self._attention: dict[tuple[str, str, str, str, str], str | None] = {}
         self._weights: dict[tuple[str, str, torch.dtype, str], tuple[int, int] | None] = {}
 
+    def release_others(self, key: ModelKey) -> None:
+        """Release every loaded model but ``key``'s: for a process that cannot know an item is the last of its
+        model (a pytest-xdist worker is handed items as it goes), one model stays loaded at a time."""
+        for other in [k for k in self._loaded if k != key]:
+            self.release(other)
+
     def resolve(self, spec: str) -> ResolvedSpec:
         return resolve(spec, self._custom, self._trust_remote_code)
 

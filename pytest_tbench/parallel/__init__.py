@@ -1,0 +1,1 @@
+"""Running a session on several workers: pytest-xdist."""
