@@ -190,12 +190,13 @@ def test_a_side_that_fails_to_start_is_named(sleeping: pytest.Pytester) -> None:
          "(exit code 3)*", "*no torch here*"]
     )  # fmt: skip
 
-    # Usage errors stop the session before any side process starts: in-process runs are enough (and fast).
-    missing = sleeping.runpytest(*ARGS, "--tbench-ab", "python:/no/such/python")
+    # Subprocesses, not in-process runs: the bench's conftest patches tbench's forward scenario in the process
+    # it is imported in, and would leave every later test of this process timing a sleep.
+    missing = sleeping.runpytest_subprocess(*ARGS, "--tbench-ab", "python:/no/such/python")
     assert missing.ret == pytest.ExitCode.USAGE_ERROR
     missing.stderr.fnmatch_lines(["*--tbench-ab python:/no/such/python: no executable there*"])
 
-    not_a_repo = sleeping.runpytest(*ARGS, "--tbench-ab", "origin/main")
+    not_a_repo = sleeping.runpytest_subprocess(*ARGS, "--tbench-ab", "origin/main")
     assert not_a_repo.ret == pytest.ExitCode.USAGE_ERROR
     not_a_repo.stderr.fnmatch_lines(["*--tbench-ab origin/main: * is not inside a git repository*"])
 

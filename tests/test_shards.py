@@ -61,6 +61,11 @@ def _items(run: dict[str, Any]) -> dict[str, Any]:
 
 
 @needs_pytest_split
+def _two_shards_by(durations: Path) -> list[str]:
+    """pytest-split's options for two shards balanced by the stored durations (least_duration)."""
+    return ["--durations-path", str(durations), "--splits", "2", "--splitting-algorithm", "least_duration"]
+
+
 def test_shards_of_a_benchmark_list_merge_into_the_unsharded_run(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -77,15 +82,7 @@ def test_shards_of_a_benchmark_list_merge_into_the_unsharded_run(
     stored = pytester.path / "durations.json"
     stored.write_text(json.dumps(durations))
     common = ["-p", "no:cacheprovider", "--tbench-config", str(config)]
-    split = [
-        *common,
-        "--durations-path",
-        str(stored),
-        "--splits",
-        "2",
-        "--splitting-algorithm",
-        "least_duration",
-    ]
+    split = [*common, *_two_shards_by(stored)]
 
     shards = []
     for group in (1, 2):
@@ -140,15 +137,7 @@ def test_pytest_split_groups_grid_items_by_their_ids(pytester: pytest.Pytester) 
     ids = [f"test_bench.py::test_forward[tiny-gpt2-b{b}-s{s}-cpu-float32]" for b in (1, 2) for s in (8, 16)]
     stored = pytester.path / "durations.json"
     stored.write_text(json.dumps({name: 100.0 if "b2-s16" in name else 1.0 for name in ids}))
-    split = [
-        *grid,
-        "--durations-path",
-        str(stored),
-        "--splits",
-        "2",
-        "--splitting-algorithm",
-        "least_duration",
-    ]
+    split = [*grid, *_two_shards_by(stored)]
 
     def collected(*args: str) -> list[str]:
         lines = pytester.runpytest(*args).stdout.lines
