@@ -107,3 +107,12 @@ def restored_modes() -> Iterator[Callable[[], None]]:
 
     yield restore
     restore()
+
+
+@pytest.fixture(autouse=True)
+def _not_an_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite's parallel part runs on xdist workers (README: the test command); the sessions a test starts
+    (pytester, in-process or not) are plain ones, which pytest-benchmark would take for xdist workers from the
+    inherited PYTEST_XDIST_WORKER, and switch off."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)

@@ -19,6 +19,9 @@ from pytest_tbench import cli
 from .conftest import run_json
 from .test_json_contract import check_ab_keys
 
+# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
+pytestmark = pytest.mark.timing
+
 # Every forward call sleeps: AB_SLEEP_S seconds, or AB_SLOW_SLEEP_S for batch-2 items, so that one session
 # holds an unchanged item (b1) and a changed one (b2) when only one side sets AB_SLOW_SLEEP_S.
 SLEEP_MODULE = """

@@ -22,6 +22,9 @@ from pytest_tbench.scenarios.generate_settings import GenerateSettings
 
 from .conftest import ALL_MODES_BENCH, TINY, run_json
 
+# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
+pytestmark = pytest.mark.timing
+
 
 @pytest.fixture(scope="module", autouse=True)
 def compile_stack_loaded() -> None:

@@ -14,6 +14,9 @@ from pytest_tbench.compare.runs import compare_runs
 from pytest_tbench.launchers.base import Attempt
 from pytest_tbench.launchers.retries import pool_attempts
 
+# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
+pytestmark = pytest.mark.timing
+
 TIME = parse_criterion("time:5%")
 
 

@@ -17,6 +17,9 @@ from pytest_tbench.compare.metrics import MetricValues, extract
 from pytest_tbench.compare.runs import compare_runs
 from pytest_tbench.errors import OptionError
 
+# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
+pytestmark = pytest.mark.timing
+
 # A call whose time and memory the test controls: a 4 ms spin, slowed by SLOW_<batch> (a fraction), plus
 # EXTRA_MIB_<batch> MiB made resident; the first TRANSIENT_<batch> calls are slowed 4x (a passing burst of
 # load). Spinning on the clock keeps the time steady on a busy machine.

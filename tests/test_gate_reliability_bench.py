@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 
+# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
+pytestmark = pytest.mark.timing
+
 SCRIPT = Path(__file__).resolve().parent.parent / "benches" / "gate_reliability.py"
 
 

@@ -28,6 +28,9 @@ from pytest_tbench.trackers.steps import RoundTiming, StepClock
 
 from .conftest import TINY, run_json
 
+# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
+pytestmark = pytest.mark.timing
+
 GENERATE_BENCH = """
 import pytest
 

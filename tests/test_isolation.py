@@ -16,6 +16,9 @@ from pytest_tbench.memory_errors import OomRecord
 
 from .conftest import TINY, run_json
 
+# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
+pytestmark = pytest.mark.timing
+
 TRAIN_BENCH = """
 import pytest
 

@@ -16,6 +16,9 @@ from pytest_tbench.scenarios import Work
 
 from .conftest import TINY
 
+# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
+pytestmark = pytest.mark.timing
+
 # A clock that ticks 1 s per reading with the garbage collector on and 2 s with it off: a timed call (two
 # readings) lasts exactly 1.0 or 2.0 s, whichever process took it, and says whether gc was off around it.
 GC_CLOCK = """

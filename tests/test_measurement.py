@@ -21,6 +21,9 @@ from pytest_tbench.trackers.memory import CudaTracker, RssTracker, summarise
 
 from .conftest import TINY, run_json
 
+# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
+pytestmark = pytest.mark.timing
+
 MIB = 1024 * 1024
 ALLOC_MIB = 256
 

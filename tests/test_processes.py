@@ -23,6 +23,9 @@ from .conftest import TINY, run_json
 # also checks the bench measures what it claims. Run from the repository root, as the README says.
 from benches.gate_reliability import CONFTEST, SLOWDOWN_MODULE  # isort: skip
 
+# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
+pytestmark = pytest.mark.timing
+
 BENCHES = """
 import pytest
 

@@ -11,6 +11,9 @@ import time
 
 import pytest
 
+# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
+pytestmark = pytest.mark.timing
+
 BENCH = """
 import time
 from pathlib import Path

@@ -20,6 +20,9 @@ from pytest_tbench.scenarios.train import TrainingDiverged, train_work
 
 from .conftest import MID_CONFTEST, TINY, run_json
 
+# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
+pytestmark = pytest.mark.timing
+
 TRAIN_BENCH = """
 import pytest
 
