@@ -58,6 +58,11 @@ ARGS = [
 ]  # fmt: skip
 
 
+# A verdict needs three pairs: with two, Student's t has one degree of freedom (t = 63.7 at 99%), and pair
+# means 1.5% apart (seen in CI) leave even a doubling at "cannot tell".
+THREE_PAIRS = ["--tbench-ab-pairs", "3"]
+
+
 @pytest.fixture
 def sleeping(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makepyfile(ab_sleep=SLEEP_MODULE, conftest=CONFTEST, test_bench=BENCH)
@@ -149,7 +154,7 @@ def test_git_side_measures_the_base_revision_of_the_repository_under_test(pytest
     _git(pytester.path, "commit", "-qam", "slow")
 
     result, data = run_json(
-        pytester, *ARGS, "--tbench-batch-sizes", "1", "--tbench-ab", "HEAD~1", subprocess=True
+        pytester, *ARGS, "--tbench-batch-sizes", "1", "--tbench-ab", "HEAD~1", *THREE_PAIRS, subprocess=True
     )
     result.assert_outcomes(failed=1)
     (entry,) = data["benchmarks"]
@@ -172,7 +177,14 @@ def test_python_side_runs_the_base_in_another_interpreter(sleeping: pytest.Pytes
         sleeping.path / "other-python", f'AB_SLOW_SLEEP_S=0.02 exec "{sys.executable}" "$@"'
     )
     result, data = run_json(
-        sleeping, *ARGS, "--tbench-batch-sizes", "2", "--tbench-ab", f"python:{wrapper}", subprocess=True
+        sleeping,
+        *ARGS,
+        "--tbench-batch-sizes",
+        "2",
+        "--tbench-ab",
+        f"python:{wrapper}",
+        *THREE_PAIRS,
+        subprocess=True,
     )
     result.assert_outcomes(passed=1)
     (entry,) = data["benchmarks"]

@@ -102,14 +102,15 @@ def test_generate(tbench):
     assert loads["train"] != loads["generate"]
 
 
-@pytest.mark.parametrize(("launcher", "tolerance"), [("--tbench-isolate", 0.03), ("-q", 0.2)])
+@pytest.mark.parametrize(("launcher", "tolerance"), [("--tbench-isolate", 0.05), ("-q", 0.2)])
 def test_memory_of_an_item_does_not_depend_on_the_items_before_it(
     pytester: pytest.Pytester, launcher: str, tolerance: float
 ) -> None:
     # The same small train item before and after a big one. Isolated, each item has a process of its own and
-    # the two agree within 0.1% here. In-process, grads, optimizer state and caches are released between
-    # items, but CPU RSS keeps the heap layout earlier items left: measured here, the same item varies by up
-    # to 15%; an item that inherited the optimizer state of one before it would be about 40% off.
+    # the two agree within a few percent here (0.1% to 3.3% seen). In-process, grads, optimizer state and
+    # caches are released between items, but CPU RSS keeps the heap layout earlier items left: measured here,
+    # the same item varies by up to 15%; an item that inherited the optimizer state of one before it would be
+    # about 40% off.
     # A first small item takes the process' one-time costs (allocator arenas, kernel caches).
     pytester.makeconftest(MID_CONFTEST)
     pytester.makepyfile(test_a_warm=TRAIN_BENCH, test_b_before=TRAIN_BENCH, test_c_after=TRAIN_BENCH)
