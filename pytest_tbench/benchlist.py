@@ -222,8 +222,9 @@ def list_cases(
     return list(made.values())
 
 
-def check_unique(entries: Sequence[BenchmarkEntry]) -> None:
+def check_unique(entries: Sequence[BenchmarkEntry], read_config: ConfigReader) -> None:
     """Raise OptionError for two entries making the same item under any registered mode, before collection
-    (the ids do not depend on the head)."""
+    (the ids do not depend on the head). ``read_config``: the session's, so each model's config is read once
+    for every mode and for collection after."""
     for mode in mode_names():
-        list_cases(entries, mode, "base")
+        list_cases(entries, mode, "base", read_config)

@@ -82,24 +82,21 @@ def _weights_row(spec: ResolvedSpec) -> list[str]:
     """Architecture, parameters and approximate weight memory per dtype, from the config on the meta device
     (models/fit.py): nothing is allocated, so the 7B shapes list as fast as the tiny ones."""
     import torch
+    from transformers import AutoModel
 
     from .models.families import family_of
     from .models.fit import weights
-    from .models.loading import head_class
+    from .models.loading import head_class, head_unsupported_reason
 
     try:
         config = spec.load_config()
     except Exception as exc:  # a Hub id offline, a broken user config: say so in the row, list the rest
         return [f"config unavailable: {type(exc).__name__}", "", "", "", "", ""]
-    try:
-        model_class = head_class("lm", config)
-        sizes = [weights(model_class, config, dtype, QUANT_NONE) for dtype in (torch.float32, torch.bfloat16)]
-        int8 = weights(model_class, config, torch.bfloat16, "int8-weight-only")
-    except Exception:  # no LM head for this architecture: the base model
-        from transformers import AutoModel
-
-        sizes = [weights(AutoModel, config, dtype, QUANT_NONE) for dtype in (torch.float32, torch.bfloat16)]
-        int8 = weights(AutoModel, config, torch.bfloat16, "int8-weight-only")
+    # The architecture's LM head model where it has one (its published parameter count), else the base model.
+    lm_head = head_unsupported_reason(spec.spec, "lm", config) is None
+    model_class = head_class("lm", config) if lm_head else AutoModel
+    sizes = [weights(model_class, config, dtype, QUANT_NONE) for dtype in (torch.float32, torch.bfloat16)]
+    int8 = weights(model_class, config, torch.bfloat16, "int8-weight-only")
     family = family_of(config).name
     return [
         family,

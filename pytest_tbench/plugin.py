@@ -122,12 +122,13 @@ def pytest_configure(config: pytest.Config) -> None:
         # Raw samples are what later statistics (and regression gates) are computed from: always keep them.
         config.option.benchmark_save_data = True
     tbench_config = TBenchConfig.from_pytest_config(config)
+    models = ModelCache(tbench_config.custom_models, tbench_config.trust_remote_code)
     try:
-        check_unique(tbench_config.benchmarks)  # before collection, so that it is a usage error at once
+        # Before collection, so that it is a usage error at once.
+        check_unique(tbench_config.benchmarks, models.config)
     except OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
     xdist_session.start_controller(config, tbench_config)
-    models = ModelCache(tbench_config.custom_models, tbench_config.trust_remote_code)
     config.stash[STATE] = SessionState(tbench_config, models)
     config.stash[STATE].restore_sigterm = save_on_sigterm()
 
