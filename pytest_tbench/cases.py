@@ -73,7 +73,7 @@ def build_cases(
     variant by variant (axes that change the loaded model outermost), each over every shape. The length axis
     is expanded only for a model whose family has a token axis (``models/families.py``); ``read_config``
     reads a spec's config (the session's ModelCache.config; by default a cache of this call's own)."""
-    read_config = read_config or ModelCache(config.custom_models).config
+    read_config = read_config or ModelCache(config.custom_models, config.trust_remote_code).config
     devices = dict.fromkeys(resolve_device(d) for d in config.devices)
     new_tokens = config.new_tokens if generates(mode) else 0
     axes = sorted(AXES, key=lambda axis: not axis.loads_model)  # stable: table order otherwise
