@@ -198,15 +198,18 @@ def _case_of(item: pytest.Item) -> BenchCase | None:
     return BenchCase.from_params(params["tbench_case"]) if "tbench_case" in params else None
 
 
+@pytest.hookimpl(tryfirst=True)  # before an xdist worker sends the controller what it collected
 def pytest_collection_finish(session: pytest.Session) -> None:
     # The items that will run, once every plugin has reordered and deselected: pytest-split deselects in a
     # trylast pytest_collection_modifyitems of its own that runs after any of ours, and a model whose last
     # item is deselected would stay loaded under the next model's items, in their peak memory.
     state = session.config.stash[STATE]
-    for item in session.items:
-        case = _case_of(item)
+    cases = [(item, _case_of(item)) for item in session.items]
+    for item, case in cases:
         if case is not None:
             state.last_user[case.model_key] = xdist_session.plain_nodeid(item)
+    cpu_items = sum(1 for _, case in cases if case is not None and case.device == "cpu")
+    xdist_session.refuse_shared_cpu(session.config, session.items, cpu_items, state.config.allow_shared_cpu)
     xdist_session.check_grouping(session.config, session.items)
 
 

@@ -80,8 +80,10 @@ def test_plans_for_gpu_and_cpu_items() -> None:
     # --tx popen//env:CUDA_VISIBLE_DEVICES=i: the user's assignment stands, even with more workers than GPUs.
     explicit = plan_workers(9, {"cuda"}, gpu, EIGHT, [0, 1], explicit_gpus=True)
     assert {p.gpus for p in explicit} == {None}
-    with pytest.raises(OptionError, match="--tbench-allow-shared-cpu"):
-        plan_workers(2, {"cpu", "cuda"}, gpu, EIGHT, [0, 1], explicit_gpus=False)
+    # Without the opt-in the cores are not pinned: the workers refuse CPU items once they have collected
+    # them (refuse_shared_cpu), and ordinary tests run as usual.
+    unpinned = plan_workers(2, {"cpu", "cuda"}, gpu, EIGHT, [0, 1], explicit_gpus=False)
+    assert [p.cpus for p in unpinned] == [None, None]
     shared = TBenchConfig(allow_shared_cpu=True)
     plans = plan_workers(2, {"cpu"}, shared, [], [0, 1, 2, 3], explicit_gpus=False)
     assert [p.cpus for p in plans] == [(0, 1), (2, 3)]
@@ -141,9 +143,15 @@ def _items(run: dict[str, Any]) -> dict[str, tuple[Any, set[str]]]:
 
 def test_cpu_items_under_xdist_need_the_opt_in(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_bench=GATE_BENCH)
+    pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
     result = pytester.runpytest(*SWEEP, "-n", "2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*2 xdist workers would run CPU items*--tbench-allow-shared-cpu*"])
+    result.stdout.fnmatch_lines(["*xdist workers would run CPU items*2 workers*--tbench-allow-shared-cpu*"])
+    result.assert_outcomes(errors=1)  # the refusal, shown once: nothing ran
+    # Ordinary tests under -n with the plugin active: no benchmark item, nothing to refuse.
+    plain = pytester.runpytest("test_plain.py", "-n", "2")
+    assert plain.ret == pytest.ExitCode.OK, plain.stdout.str()
+    plain.assert_outcomes(passed=1)
 
 
 def test_two_workers_print_save_and_gate_as_one_process(

@@ -87,15 +87,11 @@ def plan_workers(
     cpus: Sequence[int],
     explicit_gpus: bool,
 ) -> list[WorkerPlan]:
-    """Each worker's share (OptionError: the machine cannot give every worker its own)."""
-    uses_cpu = "cpu" in devices
+    """Each worker's share (OptionError: the machine cannot give every worker its own GPUs). Cores are
+    pinned only under --tbench-allow-shared-cpu; without it, CPU items are refused in the workers, once they
+    know whether there are any (``refuse_shared_cpu``), so that ordinary tests still run under -n."""
+    uses_cpu = "cpu" in devices and settings.allow_shared_cpu
     uses_cuda = any(device.startswith("cuda") for device in devices)
-    if uses_cpu and workers > 1 and not settings.allow_shared_cpu:
-        raise OptionError(
-            f"{workers} xdist workers would run CPU items at once on the same cores, disturbing each other's "
-            "timings: pass --tbench-allow-shared-cpu to give each worker its own slice of the "
-            f"{len(cpus)} CPUs (recorded as worker_cpus), or run the CPU items without -n"
-        )
     if uses_cuda and not explicit_gpus:
         check_gpu_count(workers, settings.gpus_per_worker, visible_gpus)
     plans = []
@@ -150,6 +146,7 @@ def start_controller(config: pytest.Config, settings: TBenchConfig) -> None:
     except OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.pluginmanager.register(XdistController(config, plans), "tbench-xdist-controller")
+    config.pluginmanager.register(SharedCpuRefusal(), "tbench-xdist-shared-cpu")
 
 
 class XdistController:
@@ -240,6 +237,46 @@ def plain_nodeid(item: pytest.Item) -> str:
         }
     )
     return item.nodeid.removesuffix("@" + "_".join(names)) if names else item.nodeid
+
+
+# The refusal's first words: how the controller recognises it among collection errors.
+SHARED_CPU = "pytest-tbench: xdist workers would run CPU items at once"
+
+
+def refuse_shared_cpu(config: pytest.Config, items: list[pytest.Item], cpu_items: int, allowed: bool) -> None:
+    """In a worker of several, with CPU benchmark items and no --tbench-allow-shared-cpu: collect nothing, and
+    say why as a collection error. The controller, which collects nothing itself, only learns what the
+    session holds from the workers; an error raised in a worker is an INTERNALERROR in pytest-xdist 3.8, and
+    a failed collection report is shown once and stops the session. ``SharedCpuRefusal`` turns its exit
+    status into a usage error."""
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    if not is_worker(config) or workers < 2 or cpu_items == 0 or allowed:
+        return
+    from _pytest.reports import CollectReport
+
+    message = (
+        f"{SHARED_CPU} on the same cores ({cpu_items} CPU items, {workers} workers), disturbing each other's "
+        f"timings: pass --tbench-allow-shared-cpu to give each worker its own slice of the {os.cpu_count()} "
+        "CPUs (recorded as worker_cpus), or run the CPU items without -n"
+    )
+    config.hook.pytest_collectreport(report=CollectReport("", "failed", message, []))
+    items[:] = []
+
+
+class SharedCpuRefusal:
+    """The controller's hooks that make a worker's shared-CPU refusal exit as a usage error (4)."""
+
+    def __init__(self) -> None:
+        self.refused = False
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed and str(report.longrepr).startswith(SHARED_CPU):
+            self.refused = True
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.refused:
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
 
 def placement(config: pytest.Config) -> dict[str, Any]:
