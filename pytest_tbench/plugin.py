@@ -86,7 +86,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             kind = {"nargs": "?", "const": setting.bare, "metavar": setting.metavar}
         else:
             kind = {"action": "append" if setting.repeat else "store", "metavar": setting.metavar}
-        group.addoption(setting.cli, dest=setting.dest, help=setting.help, **kind)
+        # argparse %-formats help texts ("time:5%" must reach it as "time:5%%"); ini help is printed as is.
+        group.addoption(setting.cli, dest=setting.dest, help=setting.help.replace("%", "%%"), **kind)
         parser.addini(setting.ini, setting.help, default="")
     config_help = (
         "YAML or TOML file with the same keys as the tbench_* ini keys (and custom_models), and optionally a "

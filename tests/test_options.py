@@ -137,6 +137,13 @@ def test_built_in_defaults(pytester: pytest.Pytester) -> None:
     assert cfg.custom_models == {}
 
 
+def test_help_lists_every_option(pytester: pytest.Pytester) -> None:
+    # argparse %-formats help texts: a bare "5%" in one of them made `pytest --help` crash.
+    result = pytester.runpytest_subprocess("--help")
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+    result.stdout.fnmatch_lines(["*--tbench-compare-fail=EXPR*", "*default: time:5% tokens_per_s:5%*"])
+
+
 @pytest.mark.parametrize(
     ("name", "section"),
     [("pytest.ini", "[pytest]"), ("tox.ini", "[pytest]"), ("pyproject.toml", "[tool.pytest.ini_options]")],
