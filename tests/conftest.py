@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["pytester"]
+# postgres_server: the session-scoped postgres_url fixture (a throwaway PostgreSQL server).
+pytest_plugins = ["pytester", "tests.postgres_server"]
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
