@@ -72,6 +72,7 @@ class Step:
     ratio_low: float  # confidence interval of the ratio
     ratio_high: float
     p_value: float
+    regression: bool = False  # worse by the metric's direction (up for a time, down for a throughput)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,98 @@
+"""history.changepoints.detect: the steps in one metric's series (seeded synthetic series, as the bench's)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pytest_tbench.history.changepoints import detect
+
+
+def series(
+    seed: int, n: int = 60, noise: float = 0.015, steps: tuple[tuple[int, float], ...] = ()
+) -> np.ndarray:
+    """A level of 1.0, Gaussian noise of sd ``noise``; each step multiplies the level from its index on."""
+    level = np.ones(n)
+    for index, ratio in steps:
+        level[index:] *= ratio
+    return level + noise * np.random.default_rng(seed).standard_normal(n)
+
+
+def test_a_clear_step_is_found_at_its_index_with_an_interval_around_its_ratio() -> None:
+    steps = detect(series(1, steps=((40, 1.06),)))
+    assert len(steps) == 1
+    step = steps[0]
+    assert step.index == 40
+    assert step.ratio_low < 1.06 < step.ratio_high
+    assert step.ratio_low < step.ratio < step.ratio_high
+    assert step.ratio == pytest.approx(step.after / step.before)
+    assert step.before == pytest.approx(1.0, abs=0.01)
+    assert step.after == pytest.approx(1.06, abs=0.01)
+    assert step.p_value < 1e-6
+    assert step.regression  # a time that went up
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_flat_series_has_no_step(seed: int) -> None:
+    assert detect(series(seed)) == []
+
+
+def test_short_series_give_no_steps() -> None:
+    assert detect([]) == []
+    assert detect([1.0]) == []
+    assert detect([1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0]) == []  # 7 points: too few to judge
+    assert detect([5.0] * 30) == []  # constant
+
+
+def test_a_drop_has_a_ratio_below_one_and_its_direction_decides_regression() -> None:
+    values = series(2, steps=((30, 0.94),))
+    (time_step,) = detect(values)
+    assert time_step.index == 30
+    assert time_step.ratio_high < 1.0
+    assert not time_step.regression  # a time that went down: better
+    (throughput_step,) = detect(values, higher_is_better=True)
+    assert throughput_step.regression  # a throughput that went down: worse
+
+
+def test_two_steps_are_both_found() -> None:
+    steps = detect(series(3, steps=((20, 1.06), (40, 1 / 1.06))))
+    assert [s.index for s in steps] == [20, 40]
+    assert steps[0].ratio > 1.0 > steps[1].ratio
+
+
+@pytest.mark.parametrize("where", [30, 0, 59])
+def test_an_outlier_alone_is_not_a_step(where: int) -> None:
+    values = series(4)
+    values[where] *= 1.2
+    assert detect(values) == []
+
+
+def test_without_the_outlier_filter_a_spike_can_pass_for_a_step() -> None:
+    values = series(4)
+    values[30:32] *= 1.2  # two points: too short to hold a running median, long enough for a t test
+    assert detect(values) == []
+    assert detect(values, outlier_sigmas=None, min_size=2) != []
+
+
+def test_exact_levels_give_an_exact_ratio() -> None:
+    # Memory in bytes: no noise within a level.
+    (step,) = detect([1000.0] * 20 + [1100.0] * 20)
+    assert (step.index, step.ratio, step.ratio_low, step.ratio_high, step.p_value) == (20, 1.1, 1.1, 1.1, 0.0)
+
+
+def test_a_change_below_min_change_is_not_reported() -> None:
+    values = series(5, noise=0.001, steps=((30, 1.005),))
+    (step,) = detect(values, min_change=0.0)
+    assert step.ratio == pytest.approx(1.005, abs=0.001)
+    assert detect(values) == []  # the default: 1%
+
+
+def test_bad_input_says_what_is_wrong() -> None:
+    values = list(series(6))
+    values[12] = float("nan")
+    with pytest.raises(ValueError, match=r"finite.*\[12\]"):
+        detect(values)
+    with pytest.raises(ValueError, match="alpha"):
+        detect(series(6), alpha=1.5)
+    with pytest.raises(ValueError, match="min_size"):
+        detect(series(6), min_size=1)
