@@ -9,7 +9,8 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-from .axes import AXES, variant_id
+from .axes import AXES
+from .case_id import case_id
 from .config import TBenchConfig
 from .devices import resolve_device, resolve_dtype
 from .models.families import TEXT, Family, family_of
@@ -26,12 +27,7 @@ class BenchCase(Case):
     @property
     def id(self) -> str:
         label = resolve(self.model).label if "/" in self.model or "\\" in self.model else self.model
-        new = f"-n{self.new_tokens}" if self.new_tokens else ""
-        # A family without a token axis has seq_len 0 and names its input alone (-img224, -audio30s).
-        length = f"-s{self.seq_len}" if self.seq_len or not self.media else ""
-        media = f"-{self.media}" if self.media else ""
-        variant = variant_id(vars(self))
-        return f"{label}-b{self.batch_size}{length}{media}{new}-{self.device}-{self.dtype}{variant}"
+        return case_id(self, label)
 
     @property
     def model_key(self) -> ModelKey:

@@ -5,6 +5,7 @@
     tbench compare AB_RUN.json [--fail ...]   (a run measured with --tbench-ab: its paired items judged again)
     tbench report RUN.json [RUN2.json ...] --out DIR
     tbench merge SHARD1.json SHARD2.json ... -o RUN.json [--any-machine] [--any-commit]
+    tbench store import PATH... [--store URL]   /   tbench store list [--store URL]   (history/commands.py)
 
 Exit codes: 0 no regression (compare) / report or merged run written, 1 a regression, 2 bad input (unreadable
 file, not a benchmark run, bad expression, other machine; for merge also an item in two shards).
@@ -24,6 +25,7 @@ from .compare.criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
 from .compare.runs import compare_runs, load_run, machine_differences
 from .compare.table import render
 from .errors import OptionError
+from .history.commands import add_store_parser, run_store_command
 from .metric_table import AB
 from .options import parse_percent
 
@@ -64,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("-o", "--out", type=Path, required=True, metavar="RUN.json", help="the merged run")
     merge.add_argument("--any-machine", action="store_true", help="merge shards from different machines")
     merge.add_argument("--any-commit", action="store_true", help="merge shards of different commits")
+    add_store_parser(commands)
     return parser
 
 
@@ -130,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(args.runs, args.out)
     if args.command == "merge":
         return _merge(args.runs, args.out, args.any_machine, args.any_commit)
+    if args.command == "store":
+        return run_store_command(args)
     *baselines, current = args.runs
     try:
         criteria = parse_criteria(args.fail or DEFAULT_CRITERIA)

@@ -17,6 +17,7 @@ from .ab.sides import Side
 from .axes import ATTN_AUTO, BACKEND_PYTORCH, COMPILE_OFF, DEVICE_MAP_NONE, QUANT_NONE, TP_NONE
 from .configfile import load_config_file
 from .errors import OptionError
+from .history.location import StoreLocation
 from .models.registry import DEFAULT_MODELS, CustomModel, parse_custom_models
 from .options import SETTINGS
 from .presets import DEFAULT_PRESET, PRESETS, rounds_for_mode
@@ -67,6 +68,7 @@ class TBenchConfig:
     ab_pairs: int = 8  # pairs of worker processes per item under --tbench-ab
     ab_path: tuple[str, ...] = ()  # base worktree directories put first on the import path; (): the default
     report: str | None = None  # a folder for tbench's report of this run
+    store: StoreLocation | None = None  # --tbench-store: the history store the run is written into
     peak_tflops: float | None = None  # the device's dense peak for MFU; None: the known-GPU table's
     peak_bandwidth: float | None = None  # the device's peak memory bandwidth in GB/s for MBU; None: table's
     warmup: int = DEFAULT_WARMUP

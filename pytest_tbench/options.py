@@ -15,6 +15,7 @@ from .ab.sides import SPEC_HELP, parse_side
 from .axes import BACKENDS, COMPILE_MODES, DEVICE_MAPS, QUANTIZATIONS
 from .compare.criteria import parse_criteria
 from .errors import OptionError
+from .history.location import StoreLocation
 from .presets import PRESETS
 
 DTYPES = ("float32", "float16", "bfloat16", "auto")
@@ -225,6 +226,22 @@ def parse_report_dir(value: Any) -> str:
     return text
 
 
+def parse_store(value: Any) -> StoreLocation:
+    """A store URL or file path (history/urls.py), checked now so that a bad one is a usage error at once."""
+    text = str(value).strip()
+    try:
+        from .history.urls import store_url  # SQLAlchemy: only for sessions that give a store
+    except ImportError as exc:
+        raise OptionError(f"a store needs SQLAlchemy ({exc}); pip install 'pytest-tbench[store]'") from None
+    from .history.errors import StoreError
+
+    try:
+        store_url(text)
+    except StoreError as exc:
+        raise OptionError(str(exc)) from None
+    return StoreLocation(text)
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str
@@ -414,6 +431,14 @@ SETTINGS: tuple[Setting, ...] = (
         parse_report_dir,
         "DIR",
         "at the end of the session write CSV, Markdown, PNG plots and HTML of the run into DIR",
+    ),
+    Setting(
+        "store",
+        parse_store,
+        "URL",
+        "at the end of the session write the run into the history store URL: a file path or sqlite:///PATH "
+        "(SQLite), or postgresql://USER@HOST[:PORT]/DB (a password from PGPASSWORD or ~/.pgpass, or in the "
+        "URL; it is masked in all output)",
     ),
     Setting(
         "peak_tflops",

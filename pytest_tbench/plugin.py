@@ -56,6 +56,7 @@ class SessionState:
     not_measured: list[dict[str, str]] = field(default_factory=list)
     preloaded: bool = False
     run_json: dict[str, Any] | None = None  # the run as pytest-benchmark saved it, for --tbench-report
+    store_line: str | None = None  # --tbench-store: what became of the run, for the terminal summary
     ab: ABSession | None = None  # --tbench-ab: the two sides' processes, started at the first item
     # Under a benchmark list: the entry that made each item, whose settings the item runs with.
     entries: dict[BenchCase, BenchmarkEntry] = field(default_factory=dict)
@@ -415,6 +416,17 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_
         state.run_json = output_json
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # After pytest-benchmark saved the run (its sessionfinish wrapper saves before ours run); before the
+    # terminal summary, which shows the outcome and a store failure's warning.
+    state = session.config.stash.get(STATE, None)
+    if state is None or state.config.store is None or xdist_session.is_worker(session.config):
+        return
+    from .history.session import store_session_run  # SQLAlchemy only for sessions that give a store
+
+    state.store_line = store_session_run(session.config, state.run_json, state.config.store)
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
     if state is None:
@@ -443,6 +455,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
         terminalreporter.write_sep("-", "tbench REPORT")
         terminalreporter.write_line(write_session_report(config, state.run_json, state.config.report))
+    if state.store_line is not None:
+        terminalreporter.write_sep("-", "tbench STORE")
+        terminalreporter.write_line(state.store_line)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

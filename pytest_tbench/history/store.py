@@ -1,0 +1,456 @@
+"""Every run in a database: ``open_store(url)`` gives a ``Store`` that writes runs (one transaction each),
+reads series of one metric over runs, lists runs, and keeps the change points ``tbench trend`` found.
+
+SQLAlchemy Core on SQLite (embedded, the default: a file) or PostgreSQL (psycopg 3, for teams and the Grafana
+dashboard). Opening a store creates or migrates its schema (migrations.py). Every failure is a StoreError
+whose message names the store by its masked URL (urls.py) and the fix.
+
+Concurrency: SQLite writers take the database's write lock when their transaction begins (``BEGIN
+IMMEDIATE``) and wait up to ``BUSY_TIMEOUT_S`` for another writer; PostgreSQL writers need no lock (a run's
+rows are new rows), and two sessions importing the same run both succeed, one storing it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from fnmatch import fnmatchcase
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Engine,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, IntegrityError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
+
+from .. import __version__
+from ..metric_table import MEDIAN_S, METRICS
+from . import migrations
+from .errors import StoreError
+from .ingest import ItemRows, run_rows
+from .schema import change_points, items, metrics, runs
+from .series import Filters, Point, Series, SeriesKey, SeriesSteps
+from .stored import ChangePoint, RunInfo
+from .urls import mask_url, redact, store_url
+
+BUSY_TIMEOUT_S = 60.0  # how long a SQLite writer waits for another's transaction to end
+CONNECT_TIMEOUT_S = 10  # how long to wait for a PostgreSQL server to answer
+SOURCE_PYTEST = "pytest"  # a run a session wrote; imports are "import:<file>"
+_WRITE = "tbench_write"  # execution option: this connection's transaction writes
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite would open transactions itself, and not before DDL; SQLAlchemy's begin event (below) does it,
+    # so that the schema is created inside the transaction that holds the lock.
+    dbapi_connection.isolation_level = None
+    dbapi_connection.execute("PRAGMA foreign_keys = ON")
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A writer takes the write lock at once: two deferred transactions that both read, then both want to
+    # write, would deadlock, and SQLite answers that with "database is locked" instead of waiting.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+def _engine(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    # libpq's own settings (PGCONNECT_TIMEOUT, a URL's connect_timeout) win over the default.
+    given = "connect_timeout" in url.query
+    return create_engine(url, connect_args={} if given else {"connect_timeout": CONNECT_TIMEOUT_S})
+
+
+def describe(exc: BaseException) -> str:
+    """A database error in one line: the driver's message, without SQLAlchemy's statement and parameters."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
+
+
+def _iso(value: datetime) -> str:
+    """A stored time as ISO 8601 UTC (SQLite gives it back without its zone)."""
+    aware = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return aware.isoformat()
+
+
+def _has_magic(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def _matches(pattern: str, value: str) -> bool:
+    return not pattern or fnmatchcase(value, pattern)
+
+
+def _where(column: Any, pattern: str) -> list[ColumnElement[bool]]:
+    """The SQL side of a glob filter: an exact name is matched by the database, a glob in Python."""
+    return [column == pattern] if pattern and not _has_magic(pattern) else []
+
+
+def higher_is_better(metric: str, unit: str) -> bool:
+    """By the metric table; a metric it does not list is better higher when it is a rate (tokens/s)."""
+    known = METRICS.get(metric)
+    if known is not None and known.better is not None:
+        return known.better == "higher"
+    return unit.endswith("/s")
+
+
+@dataclass(frozen=True)
+class _Row:
+    run_id: int
+    measured_at: datetime
+    commit: str
+    branch: str
+    machine: str
+    case_id: str
+    model: str
+    mode: str
+    metric: str
+    value: float
+    unit: str
+    q1: float | None
+    q3: float | None
+    rounds_json: str | None
+
+
+class Store:
+    """An open store; ``close()`` it (or use it as a context manager) to release its connections."""
+
+    def __init__(self, engine: Engine, url: URL) -> None:
+        self.engine = engine
+        self.url = url
+        self.label = mask_url(url)  # the URL as every message names it
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _error(self, action: str, exc: BaseException) -> StoreError:
+        return StoreError(redact(f"store {self.label}: {action} failed: {describe(exc)}", self.url))
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn.execution_options(**{_WRITE: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _reading(self, action: str) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise self._error(action, exc) from None
+
+    # Writing runs
+
+    def write_run(self, run: dict[str, Any], source: str) -> int | None:
+        """Store one pytest-benchmark run JSON, all its items or none; its run id, or None where the same
+        run is stored already. ``source``: ``"pytest"`` for a session's run, ``"import:<file>"``.
+        OptionError where ``run`` is not a run of tbench items."""
+        rows = run_rows(run, source, __version__ if source == SOURCE_PYTEST else "")
+        key = rows.run["run_key"]
+        try:
+            with self._writing() as conn:
+                if self._run_id(conn, key) is not None:
+                    return None
+                run_id = _new_id(conn.execute(insert(runs).values(rows.run)))
+                for item in rows.items:
+                    _write_item(conn, run_id, item)
+                return run_id
+        except IntegrityError as exc:
+            # Another session stored the same run between our check and our insert: stored once, as asked.
+            with self._reading("reading a run") as conn:
+                if self._run_id(conn, key) is not None:
+                    return None
+            raise self._error("writing a run", exc) from None
+        except SQLAlchemyError as exc:
+            raise self._error("writing a run", exc) from None
+
+    @staticmethod
+    def _run_id(conn: Connection, key: str) -> int | None:
+        found = conn.execute(select(runs.c.id).where(runs.c.run_key == key)).scalar()
+        return None if found is None else int(found)
+
+    # Reading
+
+    def runs(self) -> list[RunInfo]:
+        """Every stored run, oldest first, with its count of items."""
+        count = select(func.count(items.c.id)).where(items.c.run_id == runs.c.id).scalar_subquery()
+        query = select(
+            runs.c.id,
+            runs.c.measured_at,
+            runs.c.commit_id,
+            runs.c.branch,
+            runs.c.dirty,
+            runs.c.machine,
+            count,
+            runs.c.source,
+        ).order_by(runs.c.measured_at, runs.c.id)
+        with self._reading("listing runs") as conn:
+            rows = conn.execute(query).all()
+        return [RunInfo(int(r[0]), _iso(r[1]), r[2], r[3], bool(r[4]), r[5], int(r[6]), r[7]) for r in rows]
+
+    def series(self, filters: Filters | None = None) -> list[Series]:
+        """One series per (machine, case id, metric) that ``filters`` match (fnmatch globs; an empty field
+        matches all, so an empty metric gives every stored metric), points oldest first. A point's value is
+        the metric in that run; for ``median_s`` it is the item's median with its quartiles and raw rounds."""
+        filters = filters or Filters()
+        query = (
+            select(
+                runs.c.id,
+                runs.c.measured_at,
+                runs.c.commit_id,
+                runs.c.branch,
+                runs.c.machine,
+                items.c.case_id,
+                items.c.model,
+                items.c.mode,
+                metrics.c.name,
+                metrics.c.value,
+                metrics.c.unit,
+                items.c.q1_s,
+                items.c.q3_s,
+                # The rounds only where they are the point's: not repeated for every other metric.
+                case((metrics.c.name == MEDIAN_S, items.c.rounds_json), else_=None),
+            )
+            .select_from(metrics.join(items, metrics.c.item_id == items.c.id).join(runs))
+            .where(
+                *_where(items.c.model, filters.model),
+                *_where(items.c.mode, filters.mode),
+                *_where(items.c.case_id, filters.case),
+                *_where(metrics.c.name, filters.metric),
+                *_where(runs.c.machine, filters.machine),
+                *_where(runs.c.branch, filters.branch),
+            )
+            .order_by(runs.c.measured_at, runs.c.id, items.c.id)
+        )
+        grouped: dict[tuple[str, str, str], list[_Row]] = {}
+        with self._reading("reading series") as conn:
+            for r in conn.execute(query):
+                row = _Row(*tuple(r))
+                if not (
+                    _matches(filters.model, row.model)
+                    and _matches(filters.mode, row.mode)
+                    and _matches(filters.case, row.case_id)
+                    and _matches(filters.metric, row.metric)
+                    and _matches(filters.machine, row.machine)
+                    and _matches(filters.branch, row.branch)
+                ):
+                    continue
+                grouped.setdefault((row.machine, row.case_id, row.metric), []).append(row)
+        return [_series(rows) for _, rows in sorted(grouped.items())]
+
+    # Change points
+
+    def record_change_points(self, found: Sequence[SeriesSteps]) -> int:
+        """Replace the stored change points of each series in ``found`` by its steps (none: the series has
+        none now), in one transaction; the number of rows written."""
+        now = datetime.now(timezone.utc)
+        rows = []
+        for entry in found:
+            key, points = entry.series.key, entry.series.points
+            for step in entry.steps:
+                if not 0 <= step.index < len(points):
+                    raise ValueError(
+                        f"{key.label()}: step at point {step.index}, but the series has {len(points)} points"
+                    )
+                point = points[step.index]
+                rows.append(
+                    {
+                        "machine": key.machine,
+                        "case_id": key.case_id,
+                        "metric": key.metric,
+                        "run_id": point.run_id,
+                        "measured_at": datetime.fromisoformat(point.date),
+                        "commit_id": point.commit,
+                        "ratio": step.ratio,
+                        "ratio_low": step.ratio_low,
+                        "ratio_high": step.ratio_high,
+                        "p_value": step.p_value,
+                        "regression": step.ratio < 1 if key.higher_is_better else step.ratio > 1,
+                        "found_at": now,
+                    }
+                )
+        try:
+            with self._writing() as conn:
+                for entry in found:
+                    key = entry.series.key
+                    conn.execute(
+                        delete(change_points).where(
+                            change_points.c.machine == key.machine,
+                            change_points.c.case_id == key.case_id,
+                            change_points.c.metric == key.metric,
+                        )
+                    )
+                if rows:
+                    conn.execute(insert(change_points), rows)
+        except SQLAlchemyError as exc:
+            raise self._error("recording change points", exc) from None
+        return len(rows)
+
+    def change_points(self, filters: Filters | None = None) -> list[ChangePoint]:
+        """The recorded change points of the series ``filters`` match (model and mode through the case id's
+        items; branch through the run), oldest first."""
+        filters = filters or Filters()
+        cp = change_points
+        query = (
+            select(cp, items.c.model, items.c.mode, runs.c.branch)
+            .select_from(
+                cp.join(runs, cp.c.run_id == runs.c.id).join(
+                    items, (items.c.run_id == cp.c.run_id) & (items.c.case_id == cp.c.case_id)
+                )
+            )
+            .where(
+                *_where(cp.c.machine, filters.machine),
+                *_where(cp.c.case_id, filters.case),
+                *_where(cp.c.metric, filters.metric),
+            )
+            .order_by(cp.c.measured_at, cp.c.id)
+        )
+        found: dict[int, ChangePoint] = {}
+        with self._reading("reading change points") as conn:
+            for r in conn.execute(query).mappings():
+                if not (
+                    _matches(filters.model, r["model"])
+                    and _matches(filters.mode, r["mode"])
+                    and _matches(filters.case, r["case_id"])
+                    and _matches(filters.metric, r["metric"])
+                    and _matches(filters.machine, r["machine"])
+                    and _matches(filters.branch, r["branch"])
+                ):
+                    continue
+                found.setdefault(
+                    int(r["id"]),
+                    ChangePoint(
+                        int(r["id"]),
+                        r["machine"],
+                        r["case_id"],
+                        r["metric"],
+                        int(r["run_id"]),
+                        _iso(r["measured_at"]),
+                        r["commit_id"],
+                        float(r["ratio"]),
+                        float(r["ratio_low"]),
+                        float(r["ratio_high"]),
+                        float(r["p_value"]),
+                        bool(r["regression"]),
+                        _iso(r["found_at"]),
+                    ),
+                )
+        return list(found.values())
+
+
+def _new_id(result: CursorResult[Any]) -> int:
+    """The id an insert of one row gave it (SQLite's lastrowid, PostgreSQL's RETURNING)."""
+    key = result.inserted_primary_key
+    if key is None or key[0] is None:
+        raise StoreError("the database gave no id for a new row")
+    return int(key[0])
+
+
+def _write_item(conn: Connection, run_id: int, item: ItemRows) -> None:
+    item_id = _new_id(conn.execute(insert(items).values(run_id=run_id, **item.item)))
+    if item.metrics:
+        conn.execute(
+            insert(metrics),
+            [{"item_id": item_id, "name": n, "value": v, "unit": u} for n, v, u in item.metrics],
+        )
+
+
+def _series(rows: list[_Row]) -> Series:
+    first = rows[0]
+    key = SeriesKey(
+        model=first.model,
+        mode=first.mode,
+        case_id=first.case_id,
+        metric=first.metric,
+        unit=first.unit,
+        machine=first.machine,
+        higher_is_better=higher_is_better(first.metric, first.unit),
+    )
+    points = []
+    for row in rows:
+        timing = row.metric == MEDIAN_S
+        points.append(
+            Point(
+                run_id=row.run_id,
+                date=_iso(row.measured_at),
+                commit=row.commit,
+                branch=row.branch,
+                value=row.value,
+                low=row.q1 if timing else None,
+                high=row.q3 if timing else None,
+                rounds=tuple(json.loads(row.rounds_json)) if timing and row.rounds_json else (),
+            )
+        )
+    return Series(key, tuple(points))
+
+
+def open_store(url: str, base: Path | None = None) -> Store:
+    """Open the store at ``url`` (urls.py: a file path, ``sqlite:///PATH``, ``postgresql://...``; a relative
+    path from ``base``), creating or migrating its schema."""
+    parsed = store_url(url, base)
+    label = mask_url(parsed)
+    try:
+        engine = _engine(parsed)
+    except (ImportError, NoSuchModuleError) as exc:
+        raise StoreError(
+            f"store {label}: its database driver is missing ({exc}); install it with "
+            "pip install 'pytest-tbench[store]'"
+        ) from None
+    except OSError as exc:
+        raise StoreError(f"store {label}: cannot make its folder: {exc}") from None
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(**{_WRITE: True})
+            with conn.begin():
+                migrations.prepare(conn, label)
+    except StoreError:
+        engine.dispose()
+        raise
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        if parsed.get_backend_name() == "sqlite":
+            fix = "check that the file is a SQLite database and its folder is writable"
+        else:
+            fix = (
+                "check that the server runs and the URL's host, port, database and user; a password comes "
+                "from the URL or the environment (PGPASSWORD, ~/.pgpass)"
+            )
+        raise StoreError(redact(f"cannot open store {label}: {describe(exc)}; {fix}", parsed)) from None
+    except ImportError as exc:  # psycopg is imported on the first connection
+        engine.dispose()
+        raise StoreError(
+            f"store {label}: its database driver is missing ({exc}); install it with "
+            "pip install 'pytest-tbench[store]'"
+        ) from None
+    return Store(engine, parsed)
