@@ -7,6 +7,7 @@ PostgreSQL server's URL is another parameter of the same fixture."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -34,11 +35,16 @@ SECRET = "s3cret"
 UNREACHABLE = f"postgresql+psycopg://u:{SECRET}@127.0.0.1:1/x"
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty store: a SQLite file, or a fresh database on the session's throwaway PostgreSQL server
+    (tests/postgres_server.py; skipped with the reason where no server can be started)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'history.sqlite'}"
-    raise NotImplementedError(request.param)
+    from tests.postgres_server import fresh_database
+
+    server_url: str = request.getfixturevalue("postgres_url")
+    return fresh_database(server_url, "store_" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16])
 
 
 @pytest.fixture
