@@ -6,6 +6,7 @@
     tbench report RUN.json [RUN2.json ...] --out DIR
     tbench merge SHARD1.json SHARD2.json ... -o RUN.json [--any-machine] [--any-commit]
     tbench store import PATH... [--store URL]   /   tbench store list [--store URL]   (history/commands.py)
+    tbench history --out DIR [filters]   /   tbench trend [filters] [--fail-since DATE] [--record]
 
 Exit codes: 0 no regression (compare) / report or merged run written, 1 a regression, 2 bad input (unreadable
 file, not a benchmark run, bad expression, other machine; for merge also an item in two shards).
@@ -25,7 +26,7 @@ from .compare.criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
 from .compare.runs import compare_runs, load_run, machine_differences
 from .compare.table import render
 from .errors import OptionError
-from .history.commands import add_store_parser, run_store_command
+from .history.commands import add_history_parsers, add_store_parser, run_history_command, run_store_command
 from .metric_table import AB
 from .options import parse_percent
 
@@ -67,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("--any-machine", action="store_true", help="merge shards from different machines")
     merge.add_argument("--any-commit", action="store_true", help="merge shards of different commits")
     add_store_parser(commands)
+    add_history_parsers(commands)
     return parser
 
 
@@ -135,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _merge(args.runs, args.out, args.any_machine, args.any_commit)
     if args.command == "store":
         return run_store_command(args)
+    if args.command in ("history", "trend"):
+        return run_history_command(args)
     *baselines, current = args.runs
     try:
         criteria = parse_criteria(args.fail or DEFAULT_CRITERIA)

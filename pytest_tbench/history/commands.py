@@ -2,9 +2,15 @@
 
     tbench store import PATH... [--store URL]   saved runs (files, or folders searched for *.json)
     tbench store list [--store URL]             the stored runs
+    tbench history --out DIR [FILTERS] [--store URL]   plots, CSV and a page of each metric over the runs
+    tbench trend [FILTERS] [--fail-since DATE] [--record] [--store URL]   the steps in each series
 
-``--store`` defaults to ``$TBENCH_STORE``, else ``.benchmarks/tbench.sqlite``. Exit codes: 0 done, 2 bad input
-(no such path, no run among the files, a store that cannot be opened).
+FILTERS: --model --mode --case --metric (default median_s) --machine --branch, fnmatch globs.
+``trend`` exits 1 when a regression step starts at or after ``--fail-since`` (a nightly job's gate).
+
+``--store`` defaults to ``$TBENCH_STORE``, else ``.benchmarks/tbench.sqlite``. Exit codes: 0 done, 1 (trend)
+a regression step since --fail-since, 2 bad input (no such path, no run among the files, a store that cannot
+be opened, nothing matched the filters).
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OptionError
+from ..options import parse_percent
 from .errors import StoreError
+from .series import Filters
 
 STORE_HELP = (
     "the store: a file path, sqlite:///PATH or postgresql://USER@HOST/DB (default: $TBENCH_STORE, else "
@@ -37,6 +45,115 @@ def add_store_parser(commands: Any) -> None:
     add_store_option(add)
     listing = actions.add_parser("list", help="the stored runs, oldest first")
     add_store_option(listing)
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    for name in ("model", "mode", "case", "machine", "branch"):
+        parser.add_argument(f"--{name}", default="", metavar="GLOB", help=f"only series whose {name} matches")
+    parser.add_argument(
+        "--metric",
+        default="median_s",
+        metavar="GLOB",
+        help="the stored metric (extra_info key), e.g. peak_memory_bytes, throughput_tokens_per_s, '*' for "
+        "every one (default median_s)",
+    )
+    add_store_option(parser)
+
+
+def _add_detection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--alpha", type=float, default=0.01, help="a step's significance level, corrected (default 0.01)"
+    )
+    parser.add_argument(
+        "--min-change", default="1%", metavar="N%", help="smallest level change reported (default 1%%)"
+    )
+
+
+def add_history_parsers(commands: Any) -> None:
+    """``tbench history`` and ``tbench trend``, on the ``tbench`` parser's subparsers."""
+    history = commands.add_parser(
+        "history", help="each metric over the stored runs: PNG plots, history.csv and a self-contained page"
+    )
+    history.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write into")
+    history.add_argument("--no-steps", action="store_true", help="do not look for steps to mark")
+    _add_filters(history)
+    _add_detection(history)
+    trend = commands.add_parser("trend", help="the steps (change points) in each stored series")
+    _add_filters(trend)
+    _add_detection(trend)
+    trend.add_argument(
+        "--fail-since",
+        metavar="DATE",
+        help="exit 1 when a regression step starts at or after DATE (2026-11-20, an ISO time, 7d, 36h)",
+    )
+    trend.add_argument(
+        "--record", action="store_true", help="store the steps found (the dashboard's annotations)"
+    )
+
+
+def _filters(args: argparse.Namespace) -> Filters:
+    return Filters(args.model, args.mode, args.case, args.metric, args.machine, args.branch)
+
+
+def _history(args: argparse.Namespace, url: str) -> int:
+    from .render import write_history
+    from .store import open_store
+    from .trends import find_steps
+
+    with open_store(url) as store:
+        series = store.series(_filters(args))
+    if not series:
+        print(f"tbench history: no stored series matches {_filters(args)}", file=sys.stderr)
+        return 2
+    steps = {}
+    if not args.no_steps:
+        found = find_steps(series, args.alpha, parse_percent(args.min_change))
+        steps = {entry.series.key: entry.steps for entry in found}
+    files = write_history(series, args.out, steps)
+    print(
+        f"tbench history: {files.series} series, {len(files.plots)} plots, {files.steps} steps marked: "
+        f"{files.html}, {files.csv}"
+    )
+    return 0
+
+
+def _trend(args: argparse.Namespace, url: str) -> int:
+    from .store import open_store
+    from .trends import find_steps, findings, parse_since, regressions_since
+
+    since = parse_since(args.fail_since) if args.fail_since else None
+    with open_store(url) as store:
+        series = store.series(_filters(args))
+        if not series:
+            print(f"tbench trend: no stored series matches {_filters(args)}", file=sys.stderr)
+            return 2
+        found = find_steps(series, args.alpha, parse_percent(args.min_change))
+        if args.record:
+            store.record_change_points(found)
+    every = findings(found)
+    points = sum(len(s.points) for s in series)
+    print(f"tbench trend: {len(every)} steps in {len(series)} series ({points} points)")
+    for finding in every:
+        print("  " + finding.line())
+    if since is None:
+        return 0
+    late = regressions_since(every, since)
+    if late:
+        print(f"tbench trend: FAILED: {len(late)} regression steps since {since.isoformat()}")
+        return 1
+    print(f"tbench trend: no regression step since {since.isoformat()}")
+    return 0
+
+
+def run_history_command(args: argparse.Namespace) -> int:
+    from .urls import default_store
+
+    url = args.store or default_store()
+    try:
+        return _history(args, url) if args.command == "history" else _trend(args, url)
+    except (StoreError, OptionError, ValueError) as exc:
+        print(f"tbench {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 def _short(commit: str) -> str:
