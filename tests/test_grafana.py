@@ -456,3 +456,36 @@ def test_annotations(store: Store) -> None:
     regressions = next(a for a in sql_annotations(dashboard()) if a["name"] == "Regressions")
     narrowed = expand(annotation_sql(regressions), ALL_TIME, {**store.all_values, "machine": [MACHINE_B]})
     assert run_sql(store.engine, narrowed)[1] == []
+
+
+def test_the_stores_own_writer_feeds_every_panel(postgres_url: str) -> None:
+    """The rows Store.write_run and `tbench trend --record` write (not fill_store's) are what the dashboard
+    reads: its variables, its latency, throughput and memory panels, and the change points as annotations."""
+    from pytest_tbench.cli import main
+    from pytest_tbench.history.store import open_store
+    from tests.test_store import run
+
+    url = fresh_database(postgres_url, "grafana_writer")
+    with open_store(url) as written:
+        for day in range(1, 21):
+            written.write_run(run(day, 1.2 if day >= 12 else 1.0), "import:synthetic")
+    assert main(["trend", "--store", url, "--record"]) == 0
+    engine = sqlalchemy.create_engine(url)
+    try:
+        span = TimeRange(datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 2, 1, tzinfo=timezone.utc))
+        values: dict[str, list[str]] = {}
+        for variable in variables_of(dashboard()):
+            _, rows = run_sql(engine, expand(variable_sql(variable), span, values))
+            values[variable["name"]] = [str(row[0]) for row in rows]
+        assert values["model"] == ["tiny-gpt2"] and len(values["case"]) == 2
+        for title in ("Latency (median of rounds)", "Throughput (tokens/s)", "Peak memory"):
+            (target,) = PANELS[title]["targets"]
+            _, rows = run_sql(engine, expand(target["rawSql"], span, values))
+            assert len(rows) == 20 * 2, (title, len(rows))  # 20 runs x 2 items
+        annotated = 0
+        for annotation in sql_annotations(dashboard()):
+            _, rows = run_sql(engine, expand(annotation_sql(annotation), span, values))
+            annotated += len(rows)
+        assert annotated >= 2  # the step in each item's latency (and its tokens/s)
+    finally:
+        engine.dispose()
