@@ -227,18 +227,14 @@ def parse_report_dir(value: Any) -> str:
 
 
 def parse_store(value: Any) -> StoreLocation:
-    """A store URL or file path (history/urls.py), checked now so that a bad one is a usage error at once."""
-    text = str(value).strip()
-    try:
-        from .history.urls import store_url  # SQLAlchemy: only for sessions that give a store
-    except ImportError as exc:
-        raise OptionError(f"a store needs SQLAlchemy ({exc}); pip install 'pytest-tbench[store]'") from None
-    from .history.errors import StoreError
+    """A store URL or file path (history/urls.py), checked now so that a bad one is a usage error at once;
+    SQLAlchemy parses it when the run is written (history/location.py says why not before)."""
+    from .history.location import check_store_text
 
-    try:
-        store_url(text)
-    except StoreError as exc:
-        raise OptionError(str(exc)) from None
+    text = str(value).strip()
+    problem = check_store_text(text)
+    if problem is not None:
+        raise OptionError(problem)
     return StoreLocation(text)
 
 

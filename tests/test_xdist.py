@@ -170,7 +170,8 @@ def test_two_workers_print_save_and_gate_as_one_process(
     wide = ["--tbench-compare-fail", "time:400%", "--tbench-compare-fail", "tokens_per_s:80%"]
     wide += ["--tbench-compare-drift", "0%"]  # as tests/test_gate.py states it: one saved session
     parallel = [*sweep, "-n", "2", "--tbench-allow-shared-cpu", "--tbench-compare=0001", *wide]
-    two = pytester.runpytest(*parallel, "--benchmark-json=two.json", "-rf")
+    store = pytester.path / "history.sqlite"
+    two = pytester.runpytest(*parallel, "--benchmark-json=two.json", "-rf", "--tbench-store", str(store))
     two.assert_outcomes(passed=1, failed=1)
     two.stdout.fnmatch_lines(
         [
@@ -199,3 +200,10 @@ def test_two_workers_print_save_and_gate_as_one_process(
         info = bench["extra_info"]
         assert info["worker_cpus"] == workers[info["xdist_worker"]]["worker_cpus"]
         assert len(bench["stats"]["data"]) == 12  # measured: every round, not a disabled fixture's one call
+    # The controller wrote the one run, with every worker's items, into the history store.
+    two.stdout.fnmatch_lines(["*tbench store: run 1 stored in *history.sqlite (2 items)*"])
+    from pytest_tbench.history.store import open_store
+
+    with open_store(str(store)) as opened:
+        (stored,) = opened.runs()
+    assert stored.items == 2

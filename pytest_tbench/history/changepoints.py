@@ -27,6 +27,7 @@ only numpy and scipy.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -144,7 +145,11 @@ def _judge(x: np.ndarray, start: int, index: int, stop: int, min_size: int) -> _
     if np.ptp(left) == 0.0 and np.ptp(right) == 0.0:  # both exact (bytes of memory): a step if levels differ
         p = 0.0 if before != after else 1.0
     else:
-        p = float(stats.ttest_ind(right, left, equal_var=True).pvalue)
+        # Segments of nearly equal values (memory that moved by a few bytes) make scipy warn of precision
+        # loss: the p-value is still right for the verdict (tiny or 1), so the warning only alarms users.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p = float(stats.ttest_ind(right, left, equal_var=True).pvalue)
     places = (stop - start) - 2 * min_size + 1  # where the break could have been put in x[start:stop]
     change = abs(after / before - 1.0) if before != 0.0 else math.inf
     return _Split(start, index, stop, min(1.0, p * max(places, 1)), change)

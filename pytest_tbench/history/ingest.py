@@ -19,7 +19,7 @@ from typing import Any
 from ..axes import variant_label
 from ..case_id import case_id
 from ..errors import OptionError
-from ..metric_table import MEDIAN_S, stored_unit
+from ..metric_table import MEDIAN_S, METRICS, stored_unit
 from ..record import Case, ItemRecord, number
 from .urls import mask_values
 
@@ -80,6 +80,12 @@ def _label(case: Case, fullname: str) -> str:
     return case.model
 
 
+def is_metric(key: str) -> bool:
+    """A measured figure: a key whose suffix names its unit, or a ratio of the metric table (mfu, mbu). Not
+    the item's coordinates and counts (batch_size, rounds, num_parameters): they stay in ``extra_json``."""
+    return bool(stored_unit(key)) or key in METRICS
+
+
 def item_rows(bench: Mapping[str, Any]) -> ItemRows | None:
     """The rows of one ``benchmarks`` entry; None where it has no tbench case."""
     record = ItemRecord.from_bench(bench)
@@ -92,7 +98,7 @@ def item_rows(bench: Mapping[str, Any]) -> ItemRows | None:
     metrics = {
         key: value
         for key, raw in (extra or {}).items()
-        if (value := number(raw)) is not None and len(key) <= METRIC_NAME_LIMIT
+        if (value := number(raw)) is not None and len(key) <= METRIC_NAME_LIMIT and is_metric(key)
     }
     median = record.metric(MEDIAN_S)
     if median is not None:

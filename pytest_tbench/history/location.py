@@ -4,6 +4,7 @@ SQLAlchemy nor torch: the options table loads it in every session."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass
 
@@ -25,3 +26,27 @@ class StoreLocation:
 
     def __repr__(self) -> str:
         return f"StoreLocation({mask_text(self.url)!r})"
+
+
+# The URL forms urls.store_url accepts, told apart without SQLAlchemy (which parses them when the run is
+# written): importing it in the measuring process would add its memory to every CPU item's peak RSS.
+_SCHEME = re.compile(r"^(?P<backend>[A-Za-z][A-Za-z0-9]*)(\+[A-Za-z0-9_]+)?://")
+BACKENDS = ("sqlite", "postgresql", "postgres")
+FORMS = "a file path, sqlite:///PATH, or postgresql://USER@HOST[:PORT]/DATABASE"
+
+
+def check_store_text(text: str) -> str | None:
+    """Why ``text`` cannot be a store (None: it can, as far as can be told before connecting)."""
+    text = text.strip()
+    if not text:
+        return f"no store given; give {FORMS}"
+    if importlib.util.find_spec("sqlalchemy") is None:
+        return "a store needs SQLAlchemy; pip install 'pytest-tbench[store]'"
+    if "://" not in text:
+        return None  # a file path
+    scheme = _SCHEME.match(text)
+    if scheme is None:
+        return f"store {mask_text(text)!r} is not a URL; give {FORMS}"
+    if scheme.group("backend").lower() not in BACKENDS:
+        return f"store {mask_text(text)}: unsupported database {scheme.group('backend')!r}; give {FORMS}"
+    return None

@@ -23,11 +23,10 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from .errors import StoreError
-from .location import mask_text
+from .location import FORMS, mask_text
 
 STORE_ENV = "TBENCH_STORE"
 DEFAULT_STORE = ".benchmarks/tbench.sqlite"
-FORMS = "a file path, sqlite:///PATH, or postgresql://USER@HOST[:PORT]/DATABASE"
 
 
 def is_path(text: str) -> bool:
