@@ -148,6 +148,10 @@ def test_cpu_items_under_xdist_need_the_opt_in(pytester: pytest.Pytester) -> Non
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stdout.fnmatch_lines(["*xdist workers would run CPU items*2 workers*--tbench-allow-shared-cpu*"])
     result.assert_outcomes(errors=1)  # the refusal, shown once: nothing ran
+    # A/B interleaves its two sides in one session: refused under xdist, before any side is opened.
+    ab = pytester.runpytest(*SWEEP, "-n", "2", "--tbench-allow-shared-cpu", "--tbench-ab", "env:TBENCH_X=1")
+    assert ab.ret == pytest.ExitCode.USAGE_ERROR
+    ab.stderr.fnmatch_lines(["*--tbench-ab does not run under pytest-xdist*without -n*"])
     # Ordinary tests under -n with the plugin active: no benchmark item, nothing to refuse.
     plain = pytester.runpytest("test_plain.py", "-n", "2")
     assert plain.ret == pytest.ExitCode.OK, plain.stdout.str()

@@ -130,6 +130,16 @@ def start_controller(config: pytest.Config, settings: TBenchConfig) -> None:
     """Plan the workers and register the hooks that hand them their share and receive their items."""
     if not is_controller(config):
         return
+    if settings.ab is not None:
+        # Each worker would open its own base side (worktree, processes) and keep the pairs it measured, which
+        # the controller's A/B table and verdict summary never see; and on CPU, two workers' pairs at once
+        # would disturb the very interleaving that makes A/B fair.
+        raise pytest.UsageError(
+            "--tbench-ab does not run under pytest-xdist (-n/--dist): it interleaves the two sides in one "
+            "session. Run it without -n; to spread an A/B sweep over GPUs or machines, give each process its "
+            "share with pytest-split (--splits N --group K, each with CUDA_VISIBLE_DEVICES set) and join the "
+            "runs with tbench merge"
+        )
     specs = expanded_specs(config.getoption("tx"))
     import torch  # only here: the controller counts the GPUs it may hand out, and initialises no device
 
