@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # 34 real sessions of a user project over 34 commits; from commit STEP_AT on, the project's GPT-2 MLP carries a
-# redundant gate (the injected regression). Sessions 1..IMPORT_UPTO autosave JSON (to be imported with
+# redundant projection (the injected regression). Sessions 1..IMPORT_UPTO autosave JSON (to be imported with
 # `tbench store import`), the rest write to the store with --tbench-store. Then:
 #   tbench store import OUT_DIR/proj/.benchmarks --store sqlite:///OUT_DIR/store.sqlite
 #   tbench trend --store sqlite:///OUT_DIR/store.sqlite; tbench history --store ... --out OUT_DIR/history
