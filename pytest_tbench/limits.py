@@ -35,6 +35,7 @@ from .metric_table import (
     PEAK_TFLOPS,
     PEAK_TFLOPS_SOURCE,
     PEAK_TFLOPS_UNAVAILABLE,
+    TP_RANKS,
 )
 from .record import number
 
@@ -58,6 +59,19 @@ def _peak_info(peak: Peak, value_key: str, source_key: str, unavailable_key: str
     return {value_key: peak.value, source_key: peak.source}
 
 
+def _devices(info: Mapping[str, Any], device: str) -> int:
+    """How many devices of the peak's kind the item's work ran on at once: a tensor-parallel item's ranks
+    each own a GPU (its FLOPs and bytes are the ranks' sum); ranks on the CPU share its cores, one peak."""
+    ranks = number(info.get(TP_RANKS))
+    return int(ranks) if ranks and device.startswith("cuda") else 1
+
+
+def _scaled(peak: Peak, devices: int) -> Peak:
+    if peak.value is None or devices == 1:
+        return peak
+    return Peak(peak.value * devices, f"{peak.source}, x {devices} GPUs (one per tensor-parallel rank)")
+
+
 def limits_info(info: Mapping[str, Any], median_s: float | None, given: GivenPeaks) -> dict[str, Any]:
     """The keys above for an item's extra_info ``info`` and median; nothing for what it did not record (a
     user's ``tbench.measure`` call has no FLOP count, only generate reads a KV cache)."""
@@ -68,7 +82,7 @@ def limits_info(info: Mapping[str, Any], median_s: float | None, given: GivenPea
     flops = number(info.get(FLOPS_PER_CALL))
     if flops is not None:
         precision = str(info.get(MATMUL_PRECISION) or info.get("dtype"))
-        peak = peak_tflops(device, name, precision, given.tflops)
+        peak = _scaled(peak_tflops(device, name, precision, given.tflops), _devices(info, device))
         out.update(_peak_info(peak, PEAK_TFLOPS, PEAK_TFLOPS_SOURCE, PEAK_TFLOPS_UNAVAILABLE))
         if median_s is not None and median_s > 0:
             out[ACHIEVED_TFLOPS] = achieved_tflops(flops, median_s)
@@ -76,7 +90,7 @@ def limits_info(info: Mapping[str, Any], median_s: float | None, given: GivenPea
                 out[MFU] = out[ACHIEVED_TFLOPS] / peak.value
     weights, kv = number(info.get(DECODE_WEIGHTS_READ_BYTES)), number(info.get(DECODE_KV_READ_BYTES))
     if weights is not None and kv is not None:
-        peak = peak_bandwidth(device, name, given.bandwidth_gb_per_s)
+        peak = _scaled(peak_bandwidth(device, name, given.bandwidth_gb_per_s), _devices(info, device))
         out.update(
             _peak_info(peak, PEAK_BANDWIDTH_BYTES_PER_S, PEAK_BANDWIDTH_SOURCE, PEAK_BANDWIDTH_UNAVAILABLE)
         )

@@ -188,10 +188,14 @@ def test_ranks_merge_into_one_item() -> None:
     case = BenchCase("forward", "tiny-llama", "base", 1, 8, "cuda", "float16", tp="2")
     ranks = [
         Outcome(
-            "ok", [0.010, 0.030, 0.020], {"peak_memory_bytes": 100, "parameter_bytes": 40, "device": "cuda:0"}
+            "ok",
+            [0.010, 0.030, 0.020],
+            {"peak_memory_bytes": 100, "parameter_bytes": 40, "device": "cuda:0", "flops_per_call": 600},
         ),
         Outcome(
-            "ok", [0.015, 0.025, 0.020], {"peak_memory_bytes": 120, "parameter_bytes": 40, "device": "cuda:1"}
+            "ok",
+            [0.015, 0.025, 0.020],
+            {"peak_memory_bytes": 120, "parameter_bytes": 40, "device": "cuda:1", "flops_per_call": 600},
         ),
     ]
     samples, info = merge_ranks(case, ranks)
@@ -202,6 +206,8 @@ def test_ranks_merge_into_one_item() -> None:
     assert info["rank_medians_s"] == [0.020, 0.020]
     assert info["tp_ranks"] == 2
     assert info["device"] == "cuda"
+    # Each rank counts its own shard's FLOPs (measured on 2 gloo ranks: 606,208 of tiny-llama's 1,212,416).
+    assert info["flops_per_call"] == 1200
 
 
 def test_options_and_ids() -> None:

@@ -242,6 +242,22 @@ def test_mfu_is_achieved_over_the_peak() -> None:
     assert given["mfu"] == pytest.approx(494.75 / 600)
 
 
+def test_a_tensor_parallel_item_is_judged_against_one_peak_per_gpu_rank() -> None:
+    info = {
+        "device": "cuda",
+        "device_name": "NVIDIA H100 80GB HBM3",
+        "matmul_precision": "bfloat16",
+        "flops_per_call": 2.47375e12,  # both ranks' shards: 494.75 TFLOP/s at 5 ms, a quarter of 2 x 989.5
+        "tp_ranks": 2,
+    }
+    derived = limits_info(info, 0.005, GivenPeaks())
+    assert derived["peak_tflops"] == 2 * 989.5 and "x 2 GPUs" in derived["peak_tflops_source"]
+    assert derived["mfu"] == pytest.approx(0.25)
+    # Ranks on the CPU share its cores: one peak, as given.
+    on_cpu = {**info, "device": "cpu", "device_name": "AMD EPYC"}
+    assert limits_info(on_cpu, 0.005, GivenPeaks(tflops=1000))["mfu"] == pytest.approx(0.49475)
+
+
 def test_on_cpu_mfu_needs_a_given_peak() -> None:
     info = {"device": "cpu", "device_name": "AMD EPYC", "matmul_precision": "float32", "flops_per_call": 3e9}
     derived = limits_info(info, 0.01, GivenPeaks())

@@ -27,6 +27,9 @@ from ..cases import BenchCase
 from ..devices import is_cuda
 from ..memory_errors import OutOfMemory
 from ..metric_table import (
+    DECODE_KV_READ_BYTES,
+    DECODE_WEIGHTS_READ_BYTES,
+    FLOPS_PER_CALL,
     MODEL_LOAD_TIME_S,
     PEAK_MEMORY_BYTES,
     PEAK_MEMORY_INCREASE_BYTES,
@@ -37,6 +40,7 @@ from ..metric_table import (
 from ..models.loading import WEIGHTS_SEED, head_class
 from ..models.placement import saved_random_weights
 from ..pytest_benchmark_api import record_samples, round_rules
+from ..record import number
 from .base import Attempt, Job
 from .worker import Outcome, run_job
 
@@ -160,7 +164,8 @@ def rank_main(job: Job) -> Outcome:
 def merge_ranks(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], dict[str, Any]]:
     """The ranks' results as one item: each round as long as its slowest rank (the ranks exchange
     activations every layer, so the call is done when the last one is), rank 0's other entries, memory per
-    rank and summed (every rank holds its shard of the weights and its own activations), the longest load."""
+    rank and summed (every rank holds its shard of the weights and its own activations), the longest load,
+    and the work each rank counts of its own shard (FLOPs, decode bytes read) summed."""
     rounds = min(len(o.samples) for o in outcomes)
     samples = [max(o.samples[index] for o in outcomes) for index in range(rounds)]
     info = dict(outcomes[0].info)
@@ -181,4 +186,21 @@ def merge_ranks(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], 
             MODEL_LOAD_TIME_S: max(float(o.info.get(MODEL_LOAD_TIME_S) or 0.0) for o in outcomes),
         }
     )
+    info.update(_whole_model_work(outcomes))
     return samples, info
+
+
+# What each rank counts of its own shard: the item's figure is the ranks' sum (limits.py then sets the
+# achieved TFLOP/s and the decode bandwidth from the merged median, against one peak per GPU rank).
+SUMMED_PER_RANK = (FLOPS_PER_CALL, DECODE_WEIGHTS_READ_BYTES, DECODE_KV_READ_BYTES)
+
+
+def _whole_model_work(outcomes: list[Outcome]) -> dict[str, Any]:
+    keys = [k for k in outcomes[0].info if k.endswith("_flops") or k in SUMMED_PER_RANK]
+    summed: dict[str, Any] = {}
+    for key in keys:
+        values = [number(o.info.get(key)) for o in outcomes]
+        if all(v is not None for v in values):
+            total = sum(v for v in values if v is not None)
+            summed[key] = int(total) if all(isinstance(o.info.get(key), int) for o in outcomes) else total
+    return summed
