@@ -470,3 +470,18 @@ def test_the_store_commands_do_not_import_torch(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_two_bench_functions_of_one_case_make_two_series(opened: Store) -> None:
+    first = item("tiny-gpt2", 1, 0.01)
+    other = {
+        **item("tiny-gpt2", 1, 0.02),
+        "fullname": "benches/test_heads.py::test_logits[tiny-gpt2-b1-s8-cpu-float32]",
+    }
+    for day in (1, 2):
+        opened.write_run({**run(day), "benchmarks": [first, other]}, "import:x.json")
+    found = {s.key.case_id: s.values() for s in opened.series(Filters(metric="median_s"))}
+    assert found == {
+        "forward-tiny-gpt2-b1-s8-cpu-float32": [0.01, 0.01],
+        "forward-tiny-gpt2-b1-s8-cpu-float32@test_logits": [0.02, 0.02],
+    }

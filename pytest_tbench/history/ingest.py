@@ -80,6 +80,15 @@ def _label(case: Case, fullname: str) -> str:
     return case.model
 
 
+def series_case_id(case: Case, fullname: str) -> str:
+    """``<mode>-<the item's case id>``, the series' name; a bench function not named ``test_<mode>`` adds
+    ``@<its name>``, so that two functions measuring the same case (another head, another input) in one
+    session make two series, not one with two points per run."""
+    name = f"{case.mode}-{case_id(case, _label(case, fullname))}"
+    function = fullname.rsplit("::", 1)[-1].split("[", 1)[0]
+    return name if function in ("", f"test_{case.mode}") else f"{name}@{function}"
+
+
 def is_metric(key: str) -> bool:
     """A measured figure: a key whose suffix names its unit, or a ratio of the metric table (mfu, mbu). Not
     the item's coordinates and counts (batch_size, rounds, num_parameters): they stay in ``extra_json``."""
@@ -106,7 +115,7 @@ def item_rows(bench: Mapping[str, Any]) -> ItemRows | None:
     rounds = list(record.samples)
     item = {
         "name": record.fullname,
-        "case_id": f"{case.mode}-{case_id(case, _label(case, record.fullname))}",
+        "case_id": series_case_id(case, record.fullname),
         "model": case.model,
         "mode": case.mode,
         "head": case.head,
