@@ -485,3 +485,39 @@ def test_two_bench_functions_of_one_case_make_two_series(opened: Store) -> None:
         "forward-tiny-gpt2-b1-s8-cpu-float32": [0.01, 0.01],
         "forward-tiny-gpt2-b1-s8-cpu-float32@test_logits": [0.02, 0.02],
     }
+
+
+def test_a_stored_run_exports_as_the_json_it_was(
+    opened: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_tbench.cli import main
+
+    saved = run(1)
+    opened.write_run(saved, "import:x.json")
+    opened.write_run(run(2, scale=3.0), "import:y.json")
+    out = tmp_path / "first.json"
+    assert main(["store", "export", "1", "--store", opened.url.render_as_string(False), "-o", str(out)]) == 0
+    assert "run 1 (2 items) written to" in capsys.readouterr().out
+    exported = json.loads(out.read_text())
+    assert (
+        exported["datetime"] == saved["datetime"]
+        and exported["commit_info"]["id"] == saved["commit_info"]["id"]
+    )
+    for again, before in zip(exported["benchmarks"], saved["benchmarks"], strict=True):
+        assert again["fullname"] == before["fullname"]
+        same = json.dumps(again["extra_info"], sort_keys=True) == json.dumps(
+            before["extra_info"], sort_keys=True
+        )
+        assert same  # compared as JSON text: the NaN entry comes back as NaN
+        assert again["stats"]["data"] == before["stats"]["data"]
+        assert again["stats"]["median"] == pytest.approx(before["stats"]["median"])
+        assert again["params"]["tbench_case"]["batch_size"] == before["params"]["tbench_case"]["batch_size"]
+    # The newest run by default; tbench compare reads exports like saved runs (3x slower; three rounds a side
+    # are too few for a verdict, but the figures are the stored ones).
+    newest = tmp_path / "newest.json"
+    assert main(["store", "export", "--store", opened.url.render_as_string(False), "-o", str(newest)]) == 0
+    assert main(["compare", str(out), str(newest), "--drift", "0%"]) == 0
+    compared = capsys.readouterr().out
+    assert "10.000 ms       30.000 ms       +200.0%" in compared, compared
+    assert main(["store", "export", "99", "--store", opened.url.render_as_string(False), "-o", str(out)]) == 2
+    assert "no run 99" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
     tbench store import PATH... [--store URL]   saved runs (files, or folders searched for *.json)
     tbench store list [--store URL]             the stored runs
+    tbench store export [RUN_ID] -o RUN.json    a stored run (default: the newest) as pytest-benchmark JSON
     tbench history --out DIR [FILTERS] [--store URL]   plots, CSV and a page of each metric over the runs
     tbench trend [FILTERS] [--fail-since DATE] [--record] [--store URL]   the steps in each series
 
@@ -16,6 +17,7 @@ be opened, nothing matched the filters).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,12 @@ def add_store_parser(commands: Any) -> None:
     add_store_option(add)
     listing = actions.add_parser("list", help="the stored runs, oldest first")
     add_store_option(listing)
+    export = actions.add_parser(
+        "export", help="a stored run as pytest-benchmark JSON (for tbench compare/report, pytest-benchmark)"
+    )
+    export.add_argument("run", nargs="?", type=int, metavar="RUN_ID", help="the run (default: the newest)")
+    export.add_argument("-o", "--out", type=Path, required=True, metavar="RUN.json", help="the file to write")
+    add_store_option(export)
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
@@ -211,6 +219,19 @@ def _list(url: str) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace, url: str) -> int:
+    from .store import open_store
+
+    with open_store(url) as store:
+        run = store.run_json(args.run)
+    args.out.write_text(json.dumps(run, indent=4))
+    stored = run["tbench_store"]
+    print(
+        f"tbench store export: run {stored['run_id']} ({len(run['benchmarks'])} items) written to {args.out}"
+    )
+    return 0
+
+
 def run_store_command(args: argparse.Namespace) -> int:
     from .urls import default_store
 
@@ -218,6 +239,8 @@ def run_store_command(args: argparse.Namespace) -> int:
     try:
         if args.store_command == "import":
             return _import(args, url)
+        if args.store_command == "export":
+            return _export(args, url)
         return _list(url)
     except StoreError as exc:
         print(f"tbench store {args.store_command}: {exc}", file=sys.stderr)

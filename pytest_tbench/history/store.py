@@ -219,6 +219,25 @@ class Store:
             rows = conn.execute(query).all()
         return [RunInfo(int(r[0]), _iso(r[1]), r[2], r[3], bool(r[4]), r[5], int(r[6]), r[7]) for r in rows]
 
+    def run_json(self, run_id: int | None = None) -> dict[str, Any]:
+        """Stored run ``run_id`` (None: the newest by date) as pytest-benchmark JSON (export.py)."""
+        from .export import run_document
+
+        with self._reading("reading a run") as conn:
+            query = select(runs)
+            query = (
+                query.where(runs.c.id == run_id)
+                if run_id is not None
+                else query.order_by(runs.c.measured_at.desc(), runs.c.id.desc()).limit(1)
+            )
+            run = conn.execute(query).mappings().first()
+            if run is None:
+                what = f"no run {run_id}" if run_id is not None else "no run at all"
+                raise StoreError(f"store {self.label}: {what}; `tbench store list` shows the stored runs")
+            rows = conn.execute(select(items).where(items.c.run_id == run["id"]).order_by(items.c.id))
+            stored = [dict(row) for row in rows.mappings()]
+        return run_document(dict(run), _iso(run["measured_at"]), stored)
+
     def series(self, filters: Filters | None = None) -> list[Series]:
         """One series per (machine, case id, metric) that ``filters`` match (fnmatch globs; an empty field
         matches all, so an empty metric gives every stored metric), points oldest first. A point's value is
