@@ -31,21 +31,26 @@ ALLOC_MIB = 256
 def test_forward_latency_agrees_with_torch_utils_benchmark(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_bench="def test_forward(tbench):\n    tbench.forward()\n")
     args = ["--tbench-models", "gpt2-mid", "--tbench-batch-sizes", "2", "--tbench-seq-lens", "128"]
-    result, data = run_json(pytester, *args, "--tbench-rounds", "15", "--tbench-warmup", "3")
-    result.assert_outcomes(passed=1)
-    ours = data["benchmarks"][0]["stats"]["median"]
-
     case = BenchCase("forward", "gpt2-mid", "base", 2, 128, "cpu", "float32")
     loaded = load_model(resolve("gpt2-mid"), ModelKey("gpt2-mid", "base", "cpu", "float32"))
     work = forward_work(loaded, case)
-    reference = (
-        Timer(stmt="call()", globals={"call": work.call}, num_threads=torch.get_num_threads())
-        .blocked_autorange(min_run_time=1.0)
-        .median
-    )
-    assert 0.6 < ours / reference < 1.6, (
-        f"tbench median {ours:.5f}s vs torch.utils.benchmark {reference:.5f}s"
-    )
+    seen = []
+    # A second attempt only where the first disagrees: a burst of load on this shared VM during one side's
+    # rounds moved tbench's median to 2.1x the reference once in CI (rounds 27-129 ms against 17.6 ms),
+    # while a real difference in what is timed shows in both attempts.
+    for _ in range(2):
+        result, data = run_json(pytester, *args, "--tbench-rounds", "15", "--tbench-warmup", "3")
+        result.assert_outcomes(passed=1)
+        ours = data["benchmarks"][0]["stats"]["median"]
+        reference = (
+            Timer(stmt="call()", globals={"call": work.call}, num_threads=torch.get_num_threads())
+            .blocked_autorange(min_run_time=1.0)
+            .median
+        )
+        seen.append(f"tbench median {ours:.5f}s vs torch.utils.benchmark {reference:.5f}s")
+        if 0.6 < ours / reference < 1.6:
+            return
+    pytest.fail("; ".join(seen))
 
 
 def test_peak_memory_of_a_known_allocation(pytester: pytest.Pytester) -> None:
