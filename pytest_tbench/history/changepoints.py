@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, stats
 
-from pytest_tbench.history.series import Step
+from pytest_tbench.history.series import Step, worse
 
 # Fewer points than this give no steps: two segments of a few points each cannot tell a step from noise.
 MIN_POINTS = 8
@@ -191,7 +191,6 @@ def _step(x: np.ndarray, split: _Split, higher_is_better: bool, confidence: floa
         ratio = after / before
         ends = ((diff - half) / before + 1.0, (diff + half) / before + 1.0)
         ratio_low, ratio_high = min(ends), max(ends)
-    worse = ratio < 1.0 if higher_is_better else ratio > 1.0
     return Step(
         index=split.index,
         before=before,
@@ -200,5 +199,5 @@ def _step(x: np.ndarray, split: _Split, higher_is_better: bool, confidence: floa
         ratio_low=ratio_low,
         ratio_high=ratio_high,
         p_value=split.p_corrected,
-        regression=worse,
+        regression=worse(ratio, higher_is_better),
     )

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pytest_benchmark.utils import time_unit
 
 from ..metric_table import METRICS, MIB
-from .series import SeriesKey, Step
+from .series import SeriesKey, Step, worse
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def percent(ratio: float) -> str:
 
 
 def is_regression(step: Step, higher_is_better: bool) -> bool:
-    return step.ratio < 1 if higher_is_better else step.ratio > 1
+    return worse(step.ratio, higher_is_better)
 
 
 def parse_date(text: str) -> datetime:

@@ -61,6 +61,11 @@ class Filters:
     branch: str = ""
 
 
+def worse(ratio: float, higher_is_better: bool) -> bool:
+    """Whether a change of ``ratio`` (new / old) is a regression, by the metric's direction."""
+    return ratio < 1.0 if higher_is_better else ratio > 1.0
+
+
 @dataclass(frozen=True)
 class Step:
     """A change point in a series: the level moved at ``index`` (the first point of the new level)."""

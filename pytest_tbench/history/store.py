@@ -44,7 +44,7 @@ from . import migrations
 from .errors import StoreError
 from .ingest import ItemRows, run_rows
 from .schema import change_points, items, metrics, runs
-from .series import Filters, Point, Series, SeriesKey, SeriesSteps
+from .series import Filters, Point, Series, SeriesKey, SeriesSteps, worse
 from .stored import ChangePoint, RunInfo
 from .urls import mask_url, redact, store_url
 
@@ -100,6 +100,21 @@ def _has_magic(pattern: str) -> bool:
 
 def _matches(pattern: str, value: str) -> bool:
     return not pattern or fnmatchcase(value, pattern)
+
+
+def _selected(
+    filters: Filters, model: str, mode: str, case_id: str, metric: str, machine: str, branch: str
+) -> bool:
+    """Whether a row matches every glob of ``filters`` (the ones ``_where`` left to Python)."""
+    pairs = (
+        (filters.model, model),
+        (filters.mode, mode),
+        (filters.case, case_id),
+        (filters.metric, metric),
+        (filters.machine, machine),
+        (filters.branch, branch),
+    )
+    return all(_matches(pattern, value) for pattern, value in pairs)
 
 
 def _where(column: Any, pattern: str) -> list[ColumnElement[bool]]:
@@ -276,13 +291,8 @@ class Store:
         with self._reading("reading series") as conn:
             for r in conn.execute(query):
                 row = _Row(*tuple(r))
-                if not (
-                    _matches(filters.model, row.model)
-                    and _matches(filters.mode, row.mode)
-                    and _matches(filters.case, row.case_id)
-                    and _matches(filters.metric, row.metric)
-                    and _matches(filters.machine, row.machine)
-                    and _matches(filters.branch, row.branch)
+                if not _selected(
+                    filters, row.model, row.mode, row.case_id, row.metric, row.machine, row.branch
                 ):
                     continue
                 grouped.setdefault((row.machine, row.case_id, row.metric), []).append(row)
@@ -315,7 +325,7 @@ class Store:
                         "ratio_low": step.ratio_low,
                         "ratio_high": step.ratio_high,
                         "p_value": step.p_value,
-                        "regression": step.ratio < 1 if key.higher_is_better else step.ratio > 1,
+                        "regression": worse(step.ratio, key.higher_is_better),
                         "found_at": now,
                     }
                 )
@@ -358,14 +368,8 @@ class Store:
         found: dict[int, ChangePoint] = {}
         with self._reading("reading change points") as conn:
             for r in conn.execute(query).mappings():
-                if not (
-                    _matches(filters.model, r["model"])
-                    and _matches(filters.mode, r["mode"])
-                    and _matches(filters.case, r["case_id"])
-                    and _matches(filters.metric, r["metric"])
-                    and _matches(filters.machine, r["machine"])
-                    and _matches(filters.branch, r["branch"])
-                ):
+                fields = (r["model"], r["mode"], r["case_id"], r["metric"], r["machine"], r["branch"])
+                if not _selected(filters, *fields):
                     continue
                 found.setdefault(
                     int(r["id"]),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from ..errors import OptionError
+from .display import percent
 from .series import Series, SeriesSteps, Step
 
 
@@ -33,14 +34,10 @@ class Found:
         commit = f"commit {point.commit[:7]}" if point.commit else "an unversioned run"
         verdict = "regression" if step.regression else "improvement"
         return (
-            f"{key.case_id} {key.metric} on {key.machine}: {_percent(step.ratio)} "
-            f"[{_percent(step.ratio_low)}, {_percent(step.ratio_high)}] from {commit} (run {point.run_id}), "
+            f"{key.case_id} {key.metric} on {key.machine}: {percent(step.ratio)} "
+            f"[{percent(step.ratio_low)}, {percent(step.ratio_high)}] from {commit} (run {point.run_id}), "
             f"{point.date}: {verdict} (p {step.p_value:.1e})"
         )
-
-
-def _percent(ratio: float) -> str:
-    return f"{(ratio - 1) * 100:+.1f}%"
 
 
 def find_steps(series: Sequence[Series], alpha: float = 0.01, min_change: float = 0.01) -> list[SeriesSteps]:
