@@ -40,7 +40,9 @@ def add_store_option(parser: argparse.ArgumentParser) -> None:
 
 def add_store_parser(commands: Any) -> None:
     """``tbench store`` and its subcommands, on the ``tbench`` parser's subparsers."""
-    store = commands.add_parser("store", help="the history store: import saved runs, list the stored runs")
+    store = commands.add_parser(
+        "store", help="the history store: import saved runs, list the stored runs, export one as JSON"
+    )
     actions = store.add_subparsers(dest="store_command", required=True)
     add = actions.add_parser("import", help="store saved pytest-benchmark runs (files or folders of *.json)")
     add.add_argument("paths", type=Path, nargs="+", metavar="PATH")
