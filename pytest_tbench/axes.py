@@ -29,9 +29,10 @@ COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autot
 # The model's own attention choice: nothing is passed to from_pretrained / from_config.
 ATTN_AUTO = "auto"
 
-# Weight quantization (models/quantization.py): none, or one of torchao's int8 schemes.
+# Weight quantization (models/quantization.py): none, one of torchao's int8 schemes, or bitsandbytes'
+# LLM.int8() and 4-bit (NF4, FP4) layers.
 QUANT_NONE = "none"
-QUANTIZATIONS = (QUANT_NONE, "int8-weight-only", "int8-dynamic")
+QUANTIZATIONS = (QUANT_NONE, "int8-weight-only", "int8-dynamic", "bnb-int8", "bnb-nf4", "bnb-fp4")
 
 # The runtime of a forward item (backends/): PyTorch itself, the model exported to ONNX and run by ONNX
 # Runtime, or the classic TorchScript trace.

@@ -286,8 +286,9 @@ SETTINGS: tuple[Setting, ...] = (
         "quantization",
         parse_quantizations,
         "METHOD,METHOD",
-        f"weight quantizations to sweep: {', '.join(QUANTIZATIONS)} (default none; torchao, "
-        "pip install 'pytest-tbench[quant]'); inference items only, the quantized weights' bytes recorded",
+        f"weight quantizations to sweep: {', '.join(QUANTIZATIONS)} (default none; int8-*: torchao, bnb-*: "
+        "bitsandbytes, pip install 'pytest-tbench[quant]'); inference items only, the quantized weights' bytes "
+        "recorded",
     ),
     Setting(
         "compile",

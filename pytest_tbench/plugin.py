@@ -255,7 +255,7 @@ def _skip_reason(case: BenchCase, config: TBenchConfig, models: ModelCache) -> s
         or head_unsupported_reason(case.model, case.head, model_config)
         or scenario.variant_reason(case, config)
         or models.attention_reason(case.model_key)
-        or quantization_reason(case.quantization, case.model_key.train)
+        or quantization_reason(case.quantization, case.model_key.train, case.device)
         or backend_reason(case)
         or spread_unsupported_reason(
             case.model, model_config, case.device, case.device_map, case.tp, case.quantization, case.backend

@@ -56,14 +56,15 @@ def test_nothing_to_quantize_is_an_error_not_a_float_item() -> None:
 
 
 def test_skips_say_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert unavailable_reason("none", train=True) is None
-    assert "train items run unquantized" in str(unavailable_reason("int8-dynamic", train=True))
-    assert unavailable_reason("int8-dynamic", train=False) is None
+    assert unavailable_reason("none", train=True, device="cpu") is None
+    assert "train items run unquantized" in str(unavailable_reason("int8-dynamic", train=True, device="cpu"))
+    assert unavailable_reason("int8-dynamic", train=False, device="cpu") is None
     real = importlib.util.find_spec
     monkeypatch.setattr(
         quantization.importlib.util, "find_spec", lambda name: None if name == "torchao" else real(name)
     )
-    assert "pip install 'pytest-tbench[quant]'" in str(unavailable_reason("int8-weight-only", train=False))
+    reason = unavailable_reason("int8-weight-only", train=False, device="cpu")
+    assert "pip install 'pytest-tbench[quant]' (torchao)" in str(reason)
 
 
 def test_quantized_items_run_and_record_their_weights(pytester: pytest.Pytester) -> None:
@@ -81,7 +82,7 @@ def test_train(tbench):
     )
     result, data = run_json(pytester, *TINY, "--tbench-quantization", "none,int8-dynamic", "-rs")
     result.assert_outcomes(passed=3, skipped=1)
-    result.stdout.fnmatch_lines(["*SKIPPED*int8 weights are for inference; train items run unquantized*"])
+    result.stdout.fnmatch_lines(["*SKIPPED*quantized weights are for inference; train items run unquantized"])
     forward = {b["name"]: b["extra_info"] for b in data["benchmarks"] if b["name"].startswith("test_forward")}
     plain = forward["test_forward[tiny-gpt2-b1-s8-cpu-float32]"]
     int8 = forward["test_forward[tiny-gpt2-b1-s8-cpu-float32-quant:int8-dynamic]"]
@@ -96,4 +97,5 @@ def test_train(tbench):
 
     bad = pytester.runpytest(*TINY, "--tbench-quantization", "int4")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
-    bad.stderr.fnmatch_lines(["*unknown quantization 'int4'; valid: none, int8-weight-only, int8-dynamic*"])
+    valid = "none, int8-weight-only, int8-dynamic, bnb-int8, bnb-nf4, bnb-fp4"
+    bad.stderr.fnmatch_lines([f"*unknown quantization 'int4'; valid: {valid}*"])

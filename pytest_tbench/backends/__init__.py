@@ -36,8 +36,8 @@ def unavailable_reason(case: Case) -> str | None:
         )
     if case.quantization != QUANT_NONE:
         return (
-            f"backend {backend} exports the float model: torchao's quantized tensors do not export, so "
-            f"quant:{case.quantization} items run on pytorch"
+            f"backend {backend} exports the float model: quantized weights (torchao's tensors, bitsandbytes' "
+            f"layers) do not export, so quant:{case.quantization} items run on pytorch"
         )
     if backend == ONNXRUNTIME:
         return _onnxruntime_reason(case)

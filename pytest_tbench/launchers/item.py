@@ -22,6 +22,7 @@ from ..metric_table import (
 from ..models.attention import implementation_used
 from ..models.loading import LoadedModel
 from ..models.placement import placement_summary
+from ..models.quantization import quantized_matmuls
 from ..scenarios.base import Work
 from ..trackers import memory_tracker
 from ..trackers.energy import EnergyWindow, open_meter
@@ -51,10 +52,11 @@ def run_item(
                 work.prepare()
                 run_rounds(energy.wrap(work))
             # After the rounds and outside the memory tracker: never timed, and not in the item's peak memory.
-            # FlopCounterMode has no formula for torchao's int8 matmuls: it would count the rest alone.
+            # FlopCounterMode has no formula for torchao's int8 matmuls or bitsandbytes' kernels: it would
+            # count the rest alone.
             uncountable = (
-                f"FlopCounterMode does not count torchao's int8 matmuls ({loaded.quantized_layers} quantized "
-                "layers)"
+                f"FlopCounterMode does not count {quantized_matmuls(case.quantization)} "
+                f"({loaded.quantized_layers} quantized layers)"
                 if loaded.quantized_layers
                 else None
             )

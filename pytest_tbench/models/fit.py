@@ -3,9 +3,9 @@ what the device has free, so that an item too big for the machine skips with the
 the machine into the OOM killer.
 
 The weights are exact: the model is built on the meta device (no memory, no time) and its parameters
-counted, in the dtype they load in (float32 master weights for mixed-precision training), int8 for the
-linear layers a quantization replaces. The rest (activations, attention scores, logits, KV cache, gradients
-and optimizer state) is a rough estimate from the config's dimensions, documented below; both
+counted, in the dtype they load in (float32 master weights for mixed-precision training), int8 or packed
+4-bit for the linear layers a quantization replaces. The rest (activations, attention scores, logits, KV
+cache, gradients and optimizer state) is a rough estimate from the config's dimensions, documented below; both
 are recorded beside the measured peaks (``weights_estimate_bytes`` against ``parameter_bytes``,
 ``work_estimate_bytes`` against ``peak_memory_increase_bytes``) so the estimate can be checked.
 """
@@ -20,6 +20,7 @@ import torch
 from transformers import PretrainedConfig
 
 from ..axes import QUANT_NONE
+from .quantization import is_bitsandbytes
 
 GIB = 1024**3
 
@@ -88,25 +89,50 @@ def weights(
     A tied weight counts once, as ``model.parameters()`` gives it."""
     with torch.device("meta"):
         model = model_class.from_config(config, dtype=dtype)
+    kept = _kept_by_bitsandbytes(model) if is_bitsandbytes(quantization) else set()
     # For each parameter: whether a quantizable layer holds it, and whether another module does too.
     holders: dict[int, tuple[torch.nn.Parameter, bool, bool]] = {}
+    rows: dict[int, int] = {}  # a quantizable weight's output features (Conv1D holds its weight transposed)
     for module in model.modules():
         for param in module.parameters(recurse=False):
             _, matmul, other = holders.get(id(param), (param, False, False))
-            quantizable = _is_matmul(module) and param.dim() == 2
+            quantizable = _is_matmul(module) and param.dim() == 2 and id(module) not in kept
             holders[id(param)] = (param, matmul or quantizable, other or not quantizable)
+            if quantizable:
+                rows[id(param)] = param.shape[1] if type(module).__name__ == "Conv1D" else param.shape[0]
     count = size = 0
     for param, matmul, other in holders.values():
-        if quantization == QUANT_NONE or not matmul:
+        if quantization == QUANT_NONE or not matmul or (other and is_bitsandbytes(quantization)):
             count += param.numel()
             size += param.numel() * param.element_size()
-            continue
-        # An int8 scheme keeps a byte a weight and a scale per output row. A weight tied to an embedding is
-        # untied by the quantization: the embedding keeps its own copy in the model's dtype.
-        count += param.numel() * (1 + other)
-        size += param.numel() + min(param.shape) * param.element_size()
-        size += param.numel() * param.element_size() if other else 0
+        elif is_bitsandbytes(quantization):
+            count += param.numel()
+            size += _bitsandbytes_bytes(param.numel(), rows[id(param)], quantization)
+        else:
+            # An int8 scheme keeps a byte a weight and a scale per output row. A weight tied to an embedding
+            # is untied by the quantization: the embedding keeps its own copy in the model's dtype.
+            count += param.numel() * (1 + other)
+            size += param.numel() + min(param.shape) * param.element_size()
+            size += param.numel() * param.element_size() if other else 0
     return count, size
+
+
+def _kept_by_bitsandbytes(model: torch.nn.Module) -> set[int]:
+    """The modules transformers leaves in float when it loads bitsandbytes layers, by its own rule (the output
+    embedding, tied weights, the last module); bitsandbytes never unties a weight."""
+    from transformers.quantizers.base import get_keys_to_not_convert
+    from transformers.quantizers.quantizers_utils import should_convert_module
+
+    patterns = get_keys_to_not_convert(model)
+    return {id(module) for name, module in model.named_modules() if not should_convert_module(name, patterns)}
+
+
+def _bitsandbytes_bytes(numel: int, rows: int, quantization: str) -> int:
+    """A bitsandbytes weight's bytes: LLM.int8() keeps a byte a weight and a float32 scale per output row;
+    the 4-bit types pack two weights a byte with a float32 absmax per block of 64 (bitsandbytes' default)."""
+    if quantization == "bnb-int8":
+        return numel + 4 * rows
+    return -(-numel // 2) + 4 * -(-numel // 64)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,14 @@ from .families import family_of
 from .fit import weights
 from .hub import load_failure_hint, pretrained_kwargs
 from .placement import is_spread, model_devices, saved_random_weights, spread_kwargs
-from .quantization import QuantizationError, quantize, tensor_bytes
+from .quantization import (
+    QuantizationError,
+    bitsandbytes_config,
+    is_bitsandbytes,
+    quantize,
+    tensor_bytes,
+    tensor_elements,
+)
 from .registry import BUILTIN_MODELS, CustomModel, ResolvedSpec, resolve
 
 HEADS: dict[str, type | None] = {
@@ -100,7 +107,8 @@ class ModelKey:
     # Passed to from_pretrained / from_config as ``attn_implementation=``; "auto" passes nothing (the model's
     # own choice, which transformers records in ``config._attn_implementation``).
     attn_implementation: str = ATTN_AUTO
-    quantization: str = QUANT_NONE  # applied in place after loading (models/quantization.py)
+    # torchao's: applied in place after loading; bitsandbytes': while loading (models/quantization.py).
+    quantization: str = QUANT_NONE
     # A model spread over several devices (models/placement.py): from_pretrained's device_map, or tensor
     # parallel ranks (each rank's process loads its own shard).
     device_map: str = DEVICE_MAP_NONE
@@ -114,8 +122,14 @@ class ModelKey:
 
     @property
     def spread(self) -> bool:
-        """Whether from_pretrained places the model (a device map, tensor parallel), not ``.to(device)``."""
+        """Whether the model is spread over devices (a device map, tensor parallel)."""
         return is_spread(self.device_map, self.tp)
+
+    @property
+    def placed_on_load(self) -> bool:
+        """Whether from_pretrained places the weights, not ``.to(device)`` after loading: a spread model, and
+        bitsandbytes layers, which quantize their weights as they are put on the device."""
+        return self.spread or is_bitsandbytes(self.quantization)
 
     @property
     def weights_dtype(self) -> torch.dtype:
@@ -158,8 +172,8 @@ def load_model(resolved: ResolvedSpec, key: ModelKey) -> LoadedModel:
         config = resolved.load_config()
         model_class = head_class(key.head, config)
         model: Any  # transformers' from_* are untyped; the model's own methods are wrapped
-        if key.spread:
-            model = _load_spread(resolved, key, model_class, config, dtype)
+        if key.placed_on_load:
+            model = _load_placed(resolved, key, model_class, config, dtype)
         elif resolved.make_config is not None:
             torch.manual_seed(WEIGHTS_SEED)
             model = model_class.from_config(config, dtype=dtype, **key.load_kwargs())
@@ -171,7 +185,7 @@ def load_model(resolved: ResolvedSpec, key: ModelKey) -> LoadedModel:
                 **key.load_kwargs(),
                 **pretrained_kwargs(resolved.target, resolved.trust_remote_code),
             )
-        if not key.spread:  # a spread model is where from_pretrained put it
+        if not key.placed_on_load:
             model.to(key.device)
         model.eval()
         quantized = quantize(model, key.quantization)
@@ -188,7 +202,7 @@ def load_model(resolved: ResolvedSpec, key: ModelKey) -> LoadedModel:
         model=model,
         config=model.config,
         load_time_s=load_time_s,
-        num_parameters=sum(p.numel() for p in params),
+        num_parameters=sum(tensor_elements(p) for p in params),
         parameter_bytes=sum(tensor_bytes(p) for p in params),
         source=resolved.describe(),
         quantized_layers=quantized,
@@ -196,12 +210,21 @@ def load_model(resolved: ResolvedSpec, key: ModelKey) -> LoadedModel:
     )
 
 
-def _load_spread(
+def _load_placed(
     resolved: ResolvedSpec, key: ModelKey, model_class: Any, config: PretrainedConfig, dtype: torch.dtype
 ) -> PreTrainedModel:
-    """A model from_pretrained spreads over devices; a random-weight model is saved first, as only
-    from_pretrained takes a device map or a tensor-parallel plan."""
-    kwargs = {"dtype": dtype, **key.load_kwargs(), **spread_kwargs(key.device_map, key.tp)}
+    """A model from_pretrained spreads over devices, or loads into bitsandbytes layers on the item's device;
+    a random-weight model is saved first, as only from_pretrained takes a device map, a tensor-parallel plan
+    or a quantization_config."""
+    placement: dict[str, Any]
+    if key.spread:
+        placement = spread_kwargs(key.device_map, key.tp)
+    else:
+        placement = {
+            "quantization_config": bitsandbytes_config(key.quantization, dtype),
+            "device_map": {"": key.device},
+        }
+    kwargs = {"dtype": dtype, **key.load_kwargs(), **placement}
     if resolved.make_config is None:
         assert resolved.target is not None
         return model_class.from_pretrained(  # type: ignore[no-any-return]

@@ -31,7 +31,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from ..metric_table import FLOPS_ESTIMATE_REASON, FLOPS_METHOD, FLOPS_PER_CALL
-from ..models.quantization import tensor_bytes
+from ..models.quantization import tensor_bytes, tensor_elements
 
 COUNTED = "counted"
 
@@ -172,4 +172,4 @@ def matmul_parameters(model: torch.nn.Module) -> MatmulParameters:
         for p in module.parameters(recurse=False)
     } - shared
     params = [p for p in model.parameters() if id(p) not in looked_up]  # parameters() gives a tied one once
-    return MatmulParameters(sum(p.numel() for p in params), sum(tensor_bytes(p) for p in params))
+    return MatmulParameters(sum(tensor_elements(p) for p in params), sum(tensor_bytes(p) for p in params))
