@@ -286,9 +286,9 @@ SETTINGS: tuple[Setting, ...] = (
         "quantization",
         parse_quantizations,
         "METHOD,METHOD",
-        f"weight quantizations to sweep: {', '.join(QUANTIZATIONS)} (default none; int8-*: torchao, bnb-*: "
-        "bitsandbytes, pip install 'pytest-tbench[quant]'); inference items only, the quantized weights' bytes "
-        "recorded",
+        f"weight quantizations to sweep: {', '.join(QUANTIZATIONS)} (default none; int8-*: torchao, "
+        "bnb-*: bitsandbytes, pip install 'pytest-tbench[quant]'); inference items only, the quantized "
+        "weights' bytes recorded",
     ),
     Setting(
         "compile",
@@ -364,7 +364,9 @@ SETTINGS: tuple[Setting, ...] = (
         "compare",
         parse_compare,
         "RUN",
-        "gate every item against a saved run: the newest for this machine, or =RUN (0001, a name, a .json)",
+        "gate every item against a saved run: the newest for this machine, or =RUN (0001, a name, a .json); "
+        "=store:[BRANCH] reads the newest run of this machine (of BRANCH, a glob) from the history store "
+        "(--tbench-store, else $TBENCH_STORE, else .benchmarks/tbench.sqlite)",
         bare="latest",
     ),
     Setting(
@@ -379,8 +381,9 @@ SETTINGS: tuple[Setting, ...] = (
         "compare_last",
         _parse_min(1),
         "N",
-        "pool the newest N saved runs (of --tbench-compare's name prefix, if given) into one baseline, so "
-        "that the gate sees the spread between sessions (default 1); N > 1 implies --tbench-compare",
+        "pool the newest N saved runs (of --tbench-compare's name prefix, if given; or stored runs, with "
+        "--tbench-compare store:) into one baseline, so that the gate sees the spread between sessions "
+        "(default 1); N > 1 implies --tbench-compare",
     ),
     Setting(
         "compare_retries",
@@ -504,7 +507,7 @@ _LEGACY_FLAGS = {
 
 
 # `--tbench-compare RUN` takes RUN only when it is plainly a run; anything else (benches/) stays a path.
-_RUN_WORD = re.compile(r"^(\d{4}\S*|\S+\.json)$")
+_RUN_WORD = re.compile(r"^(\d{4}\S*|\S+\.json|store:\S*)$")
 
 
 def normalise_compare_args(args: list[str]) -> None:

@@ -99,7 +99,9 @@ def test_generate(tbench):
     extra = {b["name"]: b["extra_info"] for b in data["benchmarks"]}
     plain = extra["test_forward[tiny-gpt2-b1-s8-cpu-float32]"]
     nf4 = extra["test_forward[tiny-gpt2-b1-s8-cpu-float32-quant:bnb-nf4]"]
-    (int8,) = [info for name, info in extra.items() if name.startswith("test_generate") and "bnb-int8" in name]
+    (int8,) = [
+        info for name, info in extra.items() if name.startswith("test_generate") and "bnb-int8" in name
+    ]
     assert (nf4["quantization"], nf4["quantized_layers"], int8["quantized_layers"]) == ("bnb-nf4", 8, 8)
     assert plain["parameter_bytes"] - nf4["parameter_bytes"] > 0.8 * PLAIN_BYTES_QUANTIZED_PART
     assert nf4["num_parameters"] == plain["num_parameters"]

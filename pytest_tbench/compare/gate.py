@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,19 +20,20 @@ from .baseline import pool_runs
 from .criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
 from .judge import Verdict
 from .runs import Comparer, find_saved_runs, load_run, machine_differences, torch_flag_differences
+from .stored import is_store_baseline, stored_baselines, this_machine
 
 
 class Gate(Comparer):
     def __init__(
         self,
         baseline: dict[str, Any],
-        paths: list[Path],
+        names: list[str],
         criteria: tuple[Criterion, ...],
-        flag_baselines: dict[Path, dict[str, Any]] | None = None,
+        flag_baselines: dict[str, dict[str, Any]] | None = None,
         drift: float | None = None,
     ) -> None:
         super().__init__(baseline, criteria, drift)
-        self.paths = paths
+        self.names = names  # the baseline runs': a saved file's name, or "store run 12"
         # Runs whose torch flags are checked when the first item is judged: bench modules and fixtures set
         # TF32 and cuDNN flags after the session starts, and the baselines recorded them at their end.
         self._flag_baselines = flag_baselines or {}
@@ -42,11 +42,11 @@ class Gate(Comparer):
         """Stop the session (usage error) if the torch flags now differ from a baseline's; once."""
         pending, self._flag_baselines = self._flag_baselines, {}
         now = torch_flags() if pending else {}
-        for path, run in pending.items():
+        for name, run in pending.items():
             differences = torch_flag_differences(run, now)
             if differences:
                 pytest.exit(
-                    f"--tbench-compare: baseline {path} ran with other torch flags ("
+                    f"--tbench-compare: baseline {name} ran with other torch flags ("
                     + "; ".join(differences)
                     + "); its timings are not comparable. Set the same flags, or pass "
                     "--tbench-compare-any-machine to compare anyway.",
@@ -55,10 +55,10 @@ class Gate(Comparer):
 
     @property
     def label(self) -> str:
-        """The baseline's file name, or the names of the runs pooled into it."""
-        if len(self.paths) == 1:
-            return self.paths[0].name
-        return f"{len(self.paths)} pooled runs ({', '.join(p.name for p in self.paths)})"
+        """The baseline's name, or the names of the runs pooled into it."""
+        if len(self.names) == 1:
+            return self.names[0]
+        return f"{len(self.names)} pooled runs ({', '.join(self.names)})"
 
     def judge(self, fullname: str, samples: list[float], info: dict[str, Any]) -> list[Verdict]:
         """Judge an attempt at an item (its raw timings and extra_info, in the shape of its JSON entry),
@@ -99,22 +99,39 @@ def open_gate(config: pytest.Config, settings: TBenchConfig) -> Gate | None:
     """The session's gate under --tbench-compare, baseline loaded and checked; usage errors otherwise."""
     if settings.compare is None and settings.compare_last == 1:
         return None
-    try:
-        paths = find_saved_runs(storage_folder(config), settings.compare or None, settings.compare_last)
-        runs = [load_run(path) for path in paths]
-    except OptionError as exc:
-        raise pytest.UsageError(f"--tbench-compare: {exc}") from None
     here_env = environment()
     del here_env["torch_flags"]  # not known yet: checked at the first item (Gate.check_torch_flags)
+    try:
+        named = _baseline_runs(config, settings, here_env)
+    except OptionError as exc:
+        raise pytest.UsageError(f"--tbench-compare: {exc}") from None
     here = {"machine_info": {"tbench": here_env}}
-    for path, run in zip(paths, runs, strict=True):
+    for name, run in named:
         differences = machine_differences(run, here)
         if differences and not settings.compare_any_machine:
             raise pytest.UsageError(
-                f"--tbench-compare: baseline {path} comes from another machine or software ("
+                f"--tbench-compare: baseline {name} comes from another machine or software ("
                 + "; ".join(differences)
                 + "); its timings are not comparable. Pass --tbench-compare-any-machine to compare anyway."
             )
-    flag_baselines = {} if settings.compare_any_machine else dict(zip(paths, runs, strict=True))
+    flag_baselines = {} if settings.compare_any_machine else dict(named)
     criteria = settings.compare_fail or parse_criteria(DEFAULT_CRITERIA)
-    return Gate(pool_runs(runs), paths, criteria, flag_baselines, settings.compare_drift)
+    runs = [run for _, run in named]
+    return Gate(
+        pool_runs(runs), [name for name, _ in named], criteria, flag_baselines, settings.compare_drift
+    )
+
+
+def _baseline_runs(
+    config: pytest.Config, settings: TBenchConfig, here_env: dict[str, Any]
+) -> list[tuple[str, dict[str, Any]]]:
+    """(name, run) of each baseline run, oldest first: from the history store (``store:[BRANCH]``), else
+    saved files."""
+    if is_store_baseline(settings.compare):
+        assert settings.compare is not None
+        machine = None if settings.compare_any_machine else this_machine(here_env)
+        store = settings.store.url if settings.store else None
+        cwd = config.invocation_params.dir
+        return stored_baselines(settings.compare, store, settings.compare_last, machine, cwd)
+    paths = find_saved_runs(storage_folder(config), settings.compare or None, settings.compare_last)
+    return [(path.name, load_run(path)) for path in paths]

@@ -3,6 +3,8 @@
     tbench store import PATH... [--store URL]   saved runs (files, or folders searched for *.json)
     tbench store list [--store URL]             the stored runs
     tbench store export [RUN_ID] -o RUN.json    a stored run (default: the newest) as pytest-benchmark JSON
+    tbench store export --last N [--machine GLOB] [--branch GLOB] --out-dir DIR
+                                                the newest N matching runs, DIR/run-<id>.json each
     tbench history --out DIR [FILTERS] [--store URL]   plots, CSV and a page of each metric over the runs
     tbench trend [FILTERS] [--fail-since DATE] [--record] [--store URL]   the steps in each series
 
@@ -50,10 +52,23 @@ def add_store_parser(commands: Any) -> None:
     listing = actions.add_parser("list", help="the stored runs, oldest first")
     add_store_option(listing)
     export = actions.add_parser(
-        "export", help="a stored run as pytest-benchmark JSON (for tbench compare/report, pytest-benchmark)"
+        "export",
+        help="stored runs as pytest-benchmark JSON (for tbench compare/report, pytest-benchmark): one run "
+        "(-o RUN.json), or the newest N that match (--last N --out-dir DIR)",
     )
     export.add_argument("run", nargs="?", type=int, metavar="RUN_ID", help="the run (default: the newest)")
-    export.add_argument("-o", "--out", type=Path, required=True, metavar="RUN.json", help="the file to write")
+    export.add_argument("-o", "--out", type=Path, metavar="RUN.json", help="the file to write (one run)")
+    export.add_argument(
+        "--last",
+        type=int,
+        metavar="N",
+        help="the newest N runs that match --machine and --branch",
+    )
+    export.add_argument("--machine", default="", help="with --last: the runs' machine label (a glob)")
+    export.add_argument("--branch", default="", help="with --last: the runs' git branch (a glob)")
+    export.add_argument(
+        "--out-dir", type=Path, metavar="DIR", help="with --last: the folder that gets run-<id>.json files"
+    )
     add_store_option(export)
 
 
@@ -156,7 +171,7 @@ def _trend(args: argparse.Namespace, url: str) -> int:
 
 
 def run_history_command(args: argparse.Namespace) -> int:
-    from .urls import default_store
+    from .location import default_store
 
     url = args.store or default_store()
     try:
@@ -221,9 +236,32 @@ def _list(url: str) -> int:
     return 0
 
 
+def _export_usage(args: argparse.Namespace) -> str | None:
+    """What is wrong with the export's arguments (None: nothing): one run to -o, or --last N to --out-dir."""
+    if args.last is None:
+        if args.out is None:
+            return "give -o RUN.json (one run), or --last N --out-dir DIR (the newest N runs)"
+        if args.out_dir is not None or args.machine or args.branch:
+            return "--out-dir, --machine and --branch go with --last N"
+        return None
+    if args.last < 1:
+        return f"--last {args.last}: give a number of runs, 1 or more"
+    if args.run is not None or args.out is not None:
+        return "--last N exports the newest runs to --out-dir; give RUN_ID -o RUN.json for one run instead"
+    if args.out_dir is None:
+        return "--last N needs --out-dir DIR"
+    return None
+
+
 def _export(args: argparse.Namespace, url: str) -> int:
     from .store import open_store
 
+    wrong = _export_usage(args)
+    if wrong:
+        print(f"tbench store export: {wrong}", file=sys.stderr)
+        return 2
+    if args.last is not None:
+        return _export_newest(args, url)
     with open_store(url) as store:
         run = store.run_json(args.run)
     args.out.write_text(json.dumps(run, indent=4))
@@ -234,8 +272,25 @@ def _export(args: argparse.Namespace, url: str) -> int:
     return 0
 
 
+def _export_newest(args: argparse.Namespace, url: str) -> int:
+    from .store import open_store
+
+    with open_store(url) as store:
+        chosen = store.newest_runs(args.last, args.machine, args.branch)
+        if not chosen:
+            wanted = f"machine {args.machine!r}, branch {args.branch or '*'!r}"
+            print(f"tbench store export: no stored run in {store.label} matches {wanted}", file=sys.stderr)
+            return 2
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        for info in chosen:
+            out = args.out_dir / f"run-{info.id}.json"
+            out.write_text(json.dumps(store.run_json(info.id), indent=4))
+            print(f"{out}\t{info.id}\t{info.measured_at}\t{_short(info.commit)}\t{info.branch}")
+    return 0
+
+
 def run_store_command(args: argparse.Namespace) -> int:
-    from .urls import default_store
+    from .location import default_store
 
     url = args.store or default_store()
     try:

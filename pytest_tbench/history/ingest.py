@@ -21,6 +21,7 @@ from ..case_id import case_id
 from ..errors import OptionError
 from ..metric_table import MEDIAN_S, METRICS, stored_unit
 from ..record import Case, ItemRecord, number
+from .stored import machine_label
 from .urls import mask_values
 
 # pytest-benchmark's commit_info outside a repository: stored as "no commit", "no branch".
@@ -51,23 +52,6 @@ def measured_at(text: Any) -> datetime:
     except ValueError:
         raise OptionError(f"its 'datetime' {text!r} is not an ISO 8601 time") from None
     return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
-
-
-def machine_label(machine_info: Mapping[str, Any]) -> str:
-    """Host name and the GPUs (by model, with a count) or the CPU: ``gpubox (2x NVIDIA H100 80GB HBM3)``."""
-    tbench = machine_info.get("tbench") if isinstance(machine_info.get("tbench"), Mapping) else {}
-    assert isinstance(tbench, Mapping)
-    gpus = [str(g.get("name", "?")) for g in tbench.get("gpus") or [] if isinstance(g, Mapping)]
-    if gpus:
-        counts = dict.fromkeys(gpus, 0)
-        for name in gpus:
-            counts[name] += 1
-        hardware = ", ".join(f"{n}x {name}" if n > 1 else name for name, n in counts.items())
-    else:
-        cpu = machine_info.get("cpu")
-        brand = cpu.get("brand_raw") if isinstance(cpu, Mapping) else None
-        hardware = str(tbench.get("cpu") or brand or machine_info.get("processor") or "unknown CPU")
-    return f"{machine_info.get('node') or 'unknown host'} ({hardware})"
 
 
 def _label(case: Case, fullname: str) -> str:

@@ -5,8 +5,13 @@ SQLAlchemy nor torch: the options table loads it in every session."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+STORE_ENV = "TBENCH_STORE"
+DEFAULT_STORE = ".benchmarks/tbench.sqlite"
 
 # user:password@ in anything that looks like a URL.
 _PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]*:)[^@\s]*(@)")
@@ -50,3 +55,9 @@ def check_store_text(text: str) -> str | None:
     if scheme.group("backend").lower() not in BACKENDS:
         return f"store {mask_text(text)}: unsupported database {scheme.group('backend')!r}; give {FORMS}"
     return None
+
+
+def default_store(environ: Mapping[str, str] | None = None) -> str:
+    """The store used where none is given: ``$TBENCH_STORE``, else ``.benchmarks/tbench.sqlite``."""
+    environ = os.environ if environ is None else environ
+    return environ.get(STORE_ENV) or DEFAULT_STORE

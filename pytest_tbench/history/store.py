@@ -234,6 +234,12 @@ class Store:
             rows = conn.execute(query).all()
         return [RunInfo(int(r[0]), _iso(r[1]), r[2], r[3], bool(r[4]), r[5], int(r[6]), r[7]) for r in rows]
 
+    def newest_runs(self, last: int, machine: str = "", branch: str = "") -> list[RunInfo]:
+        """The newest ``last`` stored runs whose machine and branch match (fnmatch globs; "" matches all),
+        oldest first."""
+        chosen = [r for r in self.runs() if _matches(machine, r.machine) and _matches(branch, r.branch)]
+        return chosen[-last:] if last > 0 else []
+
     def run_json(self, run_id: int | None = None) -> dict[str, Any]:
         """Stored run ``run_id`` (None: the newest by date) as pytest-benchmark JSON (export.py)."""
         from .export import run_document

@@ -14,7 +14,6 @@ password as ``***``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,6 @@ from sqlalchemy.exc import ArgumentError
 
 from .errors import StoreError
 from .location import FORMS, mask_text
-
-STORE_ENV = "TBENCH_STORE"
-DEFAULT_STORE = ".benchmarks/tbench.sqlite"
 
 
 def is_path(text: str) -> bool:
@@ -89,9 +85,3 @@ def store_url(text: str, base: Path | None = None) -> URL:
             url = url.set(database=str((base or Path.cwd()) / database))
         return url
     raise StoreError(f"store {mask_url(url)}: unsupported database {backend!r}; give {FORMS}")
-
-
-def default_store(environ: Mapping[str, str] | None = None) -> str:
-    """The store a command uses without ``--store``: ``$TBENCH_STORE``, else ``.benchmarks/tbench.sqlite``."""
-    environ = os.environ if environ is None else environ
-    return environ.get(STORE_ENV) or DEFAULT_STORE

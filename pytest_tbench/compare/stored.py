@@ -1,0 +1,71 @@
+"""``--tbench-compare store:[BRANCH]``: the gate's baseline read from the history store (``--tbench-store``,
+else ``$TBENCH_STORE``, else ``.benchmarks/tbench.sqlite``): the newest ``--tbench-compare-last`` runs
+measured on this machine (the label the store gives runs: host and GPUs, or host and CPU; any machine under
+``--tbench-compare-any-machine``), of BRANCH where given (a glob: ``store:main``), each as pytest-benchmark
+JSON, so that the gate checks and pools them as it does saved files.
+
+They are exported by ``tbench store export --last`` in a child process: SQLAlchemy imported in this process,
+which measures CPU items, would add its memory to every item's peak RSS (location.py avoids it for the same
+reason).
+"""
+
+from __future__ import annotations
+
+import glob
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import OptionError
+from ..history.location import check_store_text, default_store, mask_text
+from ..history.stored import machine_label
+from .runs import load_run
+
+STORE_PREFIX = "store:"
+
+
+def is_store_baseline(compare: str | None) -> bool:
+    return bool(compare) and str(compare).startswith(STORE_PREFIX)
+
+
+def this_machine(environment: dict[str, Any]) -> str:
+    """This machine's label in the store (``environment``: this session's ``machine_info["tbench"]``)."""
+    return machine_label({"node": platform.node(), "tbench": environment})
+
+
+def stored_baselines(
+    spec: str, store: str | None, last: int, machine: str | None, cwd: Path
+) -> list[tuple[str, dict[str, Any]]]:
+    """(name, run) of the newest ``last`` stored runs of ``machine`` (None: any) and the branch ``spec``
+    names, oldest first; an OptionError that says why there are none."""
+    location = store or default_store()
+    wrong = check_store_text(location)
+    if wrong:
+        raise OptionError(f"{spec}: {wrong}")
+    if "://" not in location and not (cwd / location).is_file():
+        raise OptionError(
+            f"{spec}: the store {location} does not exist; write runs into it with --tbench-store "
+            f"{location}, or `tbench store import .benchmarks/`"
+        )
+    branch = spec.removeprefix(STORE_PREFIX)
+    with tempfile.TemporaryDirectory(prefix="tbench-baseline-") as folder:
+        command = [
+            sys.executable, "-m", "pytest_tbench.cli", "store", "export", "--store", location,
+            "--last", str(last), "--branch", branch, "--out-dir", folder,
+            "--machine", "" if machine is None else glob.escape(machine),
+        ]  # fmt: skip
+        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+        if done.returncode != 0:
+            said = done.stderr.strip() or f"tbench store export exited with {done.returncode}"
+            where = (
+                "" if machine is None else f" (this machine: {machine}; any: --tbench-compare-any-machine)"
+            )
+            raise OptionError(f"{spec}: {mask_text(said)}{where}")
+        found = []
+        for line in done.stdout.splitlines():
+            path, run_id = line.split("\t")[:2]
+            found.append((f"store run {run_id}", load_run(Path(path))))
+    return found
