@@ -15,11 +15,13 @@ from .cases import BenchCase
 from .compare.gate import Gate
 from .config import TBenchConfig
 from .launchers.base import Attempt
-from .launchers.choose import choose_launcher, job_for
+from .launchers.choose import choose_launcher, in_workers, job_for
+from .launchers.conftests import Conftest
 from .launchers.retries import measure_judged, settle
 from .launchers.rounds import planned_rounds
 from .limits import GivenPeaks
 from .memory_errors import OomRecord, OutOfMemory, skip_out_of_memory
+from .models.code import MODEL_CODE, ModelCode, check_here
 from .models.fit import MemoryEstimate
 from .models.loading import LoadedModel
 from .models.registry import ResolvedSpec
@@ -52,6 +54,7 @@ class TBench:
         memory_estimate: MemoryEstimate | None = None,
         benchmark_entry: dict[str, Any] | None = None,
         placement: dict[str, Any] | None = None,
+        conftests: tuple[Conftest, ...] = (),
     ) -> None:
         self.case = case
         self._load = load
@@ -69,6 +72,7 @@ class TBench:
         self._memory_estimate = memory_estimate
         self._benchmark_entry = benchmark_entry  # the benchmark list entry that made the item, or None
         self._placement = placement or {}  # under pytest-xdist: the worker, its GPUs and cores
+        self._conftests = conftests  # the session's, which worker processes import
 
     @property
     def loaded(self) -> LoadedModel:
@@ -147,9 +151,10 @@ class TBench:
         try:
             launcher = choose_launcher(settings, self.benchmark, self._load, work, self._ab, self.case.tp)
             rounds, warmup = planned_rounds(self.rounds, self.warmup, self.benchmark.disabled)
-            job = job_for(self.case, self._resolved, settings, rounds, warmup, work)
+            job = job_for(self.case, self._resolved, settings, rounds, warmup, work, self._conftests)
+            in_worker = in_workers(settings, work, self.case.tp)
             judged = measure_judged(
-                lambda: self._attempt(launcher.measure(job)),
+                lambda: self._attempt(launcher.measure(job), in_worker),
                 self.benchmark,
                 self._gate,
                 settings.compare_retries,
@@ -177,10 +182,27 @@ class TBench:
             settle_ab(judged.info)
         return judged.info
 
-    def _attempt(self, result: Attempt | OutOfMemory) -> Attempt:
+    def _attempt(self, result: Attempt | OutOfMemory, in_worker: bool) -> Attempt:
         if isinstance(result, OutOfMemory):  # outside the except block: the failed call's frames are gone
             skip_out_of_memory(self.case, result.detail, self._ooms)
+        if in_worker and isinstance(result.info.get(MODEL_CODE), dict):
+            _check_worker_code(self.case.id, ModelCode.from_json(result.info[MODEL_CODE]))
         return result
+
+
+def _check_worker_code(item: str, worker: ModelCode) -> None:
+    """Fail the item if its worker's model ran other functions than this process' classes hold: a change made
+    in the pytest process that no worker import makes (in a fixture, the test's body, a conftest hook)."""
+    differences = check_here(worker)
+    if differences:
+        lines = "\n".join(f"  {line}" for line in differences)
+        pytest.fail(
+            f"{item}: the worker measured other model code than this session has:\n{lines}\n"
+            "Workers import the session's conftest.py files (and what they import) before the model is "
+            "built; a change made anywhere else (a fixture, a hook, the test's body) runs in the pytest "
+            "process only: make it at a conftest's module level (README: What runs in a worker).",
+            pytrace=False,
+        )
 
 
 def _ignore(outcome: str) -> None:

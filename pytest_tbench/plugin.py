@@ -20,6 +20,7 @@ from .devices import absent_reason
 from .environment import environment
 from .errors import OptionError
 from .fixture import TBench
+from .launchers.conftests import Conftest, session_conftests
 from .launchers.forkserver import modeling_module, preload
 from .listing import list_models, list_presets
 from .memory_errors import OomRecord, OutOfMemory, catch_out_of_memory, skip_out_of_memory
@@ -55,6 +56,7 @@ class SessionState:
     gate: Gate | None = None
     not_measured: list[dict[str, str]] = field(default_factory=list)
     preloaded: bool = False
+    conftests: tuple[Conftest, ...] | None = None  # the session's, for worker processes (read at first use)
     run_json: dict[str, Any] | None = None  # the run as pytest-benchmark saved it, for --tbench-report
     store_line: str | None = None  # --tbench-store: what became of the run, for the terminal summary
     ab: ABSession | None = None  # --tbench-ab: the two sides' processes, started at the first item
@@ -355,6 +357,9 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
         )
     if state.config.isolated:
         _preload_model_code(state)
+    if state.conftests is None and (state.config.isolated or case.tp != TP_NONE):
+        # Every conftest is imported by now (collection is over): workers import the same, in this order.
+        state.conftests = session_conftests(request.config.pluginmanager.list_name_plugin())
     nodeid = xdist_session.plain_nodeid(request.node)
     benchmark = request.getfixturevalue("benchmark")  # only now: a skipped item never creates an unused one
     if xdist_session.is_worker(request.config):
@@ -374,6 +379,7 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
         memory_estimate=memory,
         benchmark_entry=entry.record() if entry is not None else None,
         placement=xdist_session.placement(request.config),
+        conftests=state.conftests or (),
     )
 
 
@@ -441,12 +447,15 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             terminalreporter.write_line(table)
         terminalreporter.write_line(LEGEND)
     if state.ab is not None:
+        from .ab.code import code_lines
         from .ab.summary import ab_table, ab_title
 
         ab_text = ab_table((r.case.id, r.extra_info) for r in state.results)
         if ab_text is not None:
             terminalreporter.write_sep("-", ab_title(r.extra_info for r in state.results))
             terminalreporter.write_line(ab_text)
+            for line in code_lines((r.case.id, r.extra_info) for r in state.results):
+                terminalreporter.write_line(line)
     if state.gate is not None:
         terminalreporter.write_sep("-", f"tbench REGRESSION GATE vs {state.gate.label}")
         terminalreporter.write_line(render(state.gate.finish()))

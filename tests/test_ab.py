@@ -1,13 +1,13 @@
 """--tbench-ab end to end: pytest sessions whose items run on a base side and the current code, interleaved.
 
-The measured call is a sleep (patched into the forward scenario by a module the side processes preload), so
-that a slowdown's size is known and CI's noise cannot decide a verdict."""
+The measured call is a sleep (patched into the forward scenario by a module the bench's conftest imports,
+which every side's workers import too), so that a slowdown's size is known and CI's noise cannot decide a
+verdict."""
 
 from __future__ import annotations
 
 import stat
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,9 +42,6 @@ scenarios.forward_work = sleeping_work
 
 CONFTEST = """
 import ab_sleep  # noqa: F401
-from pytest_tbench.launchers.forkserver import preload
-
-preload(["ab_sleep"])
 """
 
 BENCH = """
@@ -131,38 +128,6 @@ def test_env_side_finds_a_slowdown_with_its_sign_and_size_and_passes_the_unchang
     assert cli.main(["compare", saved, "--fail", "time:300%", "--format", "markdown"]) == 0
     out = capsys.readouterr().out
     assert "| test_forward[tiny-gpt2-b2-s8-cpu-float32] | time:300%" in out and "| unchanged" in out
-
-
-def _git(repo: Path, *args: str) -> str:
-    command = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t", *args]
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def test_git_side_measures_the_base_revision_of_the_repository_under_test(pytester: pytest.Pytester) -> None:
-    # The repository's own code gets slower between two commits; the bench calls it.
-    pytester.makepyfile(
-        toymod="import time\n\ndef work():\n    time.sleep(0.01)\n",
-        ab_toy=SLEEP_MODULE.replace("time.sleep(seconds)", "__import__('toymod').work()"),
-        conftest=CONFTEST.replace("ab_sleep", "ab_toy"),
-        test_bench=BENCH,
-    )
-    subprocess.run(["git", "init", "-q", str(pytester.path)], check=True)
-    _git(pytester.path, "add", ".")
-    _git(pytester.path, "commit", "-qm", "fast")
-    base_commit = _git(pytester.path, "rev-parse", "HEAD")
-    (pytester.path / "toymod.py").write_text("import time\n\ndef work():\n    time.sleep(0.02)\n")
-    _git(pytester.path, "commit", "-qam", "slow")
-
-    result, data = run_json(
-        pytester, *ARGS, "--tbench-batch-sizes", "1", "--tbench-ab", "HEAD~1", *THREE_PAIRS, subprocess=True
-    )
-    result.assert_outcomes(failed=1)
-    (entry,) = data["benchmarks"]
-    verdict = _verdict(entry)
-    assert verdict["status"] == "REGRESSED" and 0.7 < verdict["change"] < 1.3  # 10 ms -> 20 ms
-    base = entry["extra_info"]["ab"]["sides"]["base"]
-    assert (base["revision"], base["commit"]) == ("HEAD~1", base_commit)
-    assert "tbench-ab-base" not in _git(pytester.path, "worktree", "list")  # removed with the session
 
 
 def _interpreter(path: Path, body: str) -> Path:

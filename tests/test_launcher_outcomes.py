@@ -12,7 +12,7 @@ import pytest
 from .conftest import TINY
 
 # Asks generate for one token fewer than the item's count, as a model stopping early would: the per-round
-# check must catch it. Imported by the conftest (in-process items) and preloaded by the forkserver (workers).
+# check must catch it. Imported by the conftest, in the pytest process and in the workers' (which import it).
 SHORT_GENERATE = """
 import copy
 
@@ -30,9 +30,6 @@ GenerationMixin.generate = short
 
 SHORT_CONFTEST = """
 import short_generate  # noqa: F401
-from pytest_tbench.launchers.forkserver import preload
-
-preload(["short_generate"])
 """
 
 GENERATE_BENCH = """

@@ -166,7 +166,7 @@ def test_a_registered_mode_is_ordered_with_the_known_modes(restored_modes: objec
 
 
 def test_a_registered_mode_runs_in_worker_processes(pytester: pytest.Pytester) -> None:
-    # A subprocess run: its forkserver starts with this run's preload list (the conftest that registers).
+    # A subprocess run: its workers import this run's conftest (which registers the mode) as it does.
     pytester.makeconftest(EMBED_CONFTEST)
     pytester.makepyfile(test_bench=EMBED_BENCH)
     result = pytester.runpytest_subprocess(*TINY, "--tbench-processes", "2")

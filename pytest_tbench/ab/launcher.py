@@ -23,7 +23,9 @@ from ..launchers.item import throughput
 from ..launchers.pooling import pool
 from ..memory_errors import OutOfMemory
 from ..metric_table import AB, AB_BASE, ROUNDS_S
+from ..models.code import MODEL_CODE
 from ..pytest_benchmark_api import record_samples, round_rules
+from .code import code_line, compare_sides
 from .paired import judge_paired
 from .pairs import PairResult, run_pair
 from .rejudge import sides_of
@@ -61,7 +63,7 @@ class ABLauncher:
         # Under --benchmark-disable one round per side, in one pair, checks that both sides run.
         pairs = 1 if self.benchmark.disabled else self.pairs
         rounds = 1 if self.benchmark.disabled else paired_rounds(job.rounds, self.pairs)
-        processes = _or_fail(case.id, lambda: self.session.started(pairs, self.modules))
+        processes = _or_fail(case.id, lambda: self.session.started(pairs, self.modules, job.conftests))
         pair_job = replace(job, rounds=rounds, rules=rules)
         results: list[PairResult] = []
         for index, sides in enumerate(processes):
@@ -94,6 +96,7 @@ class ABLauncher:
             "first_side_per_pair": [r.first for r in results],
             "order": ["".join("B" if s == BASE else "C" for s in r.order) for r in results],
             "verdicts": [v.as_json() for v in verdicts],
+            MODEL_CODE: compare_sides(base_info, info),
             "wall_time_s": time.perf_counter() - start,
         }
         info["isolated"] = True
@@ -122,4 +125,7 @@ def settle_ab(info: dict[str, Any]) -> None:
         base = found.get("sides", {}).get(BASE, {}).get("spec", "base")
         lines = [f"performance regression against --tbench-ab {base} (interleaved in this session):"]
         lines.extend(f"  {v['text']}" for v in verdicts)
+        code = code_line(found.get(MODEL_CODE) or {})
+        if code:
+            lines.append(f"  {code}")
         pytest.fail("\n".join(lines), pytrace=False)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ..errors import OptionError
+from ..launchers.conftests import Conftest
 from .side_process import Launch, SideProcess, plugin_home
 from .sides import Side
 from .worktree import Worktree
@@ -32,6 +33,7 @@ class ABSession:
         self.pairs: list[dict[str, SideProcess]] = []  # each pair's two side processes
         self._home: Path | None = None
         self._preload: list[str] = []
+        self._conftests: tuple[Conftest, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         """The sides as the results record them: interpreter and versions (alike in every pair's process of
@@ -57,9 +59,12 @@ class ABSession:
         if self.side.revision is not None:
             self.worktree = Worktree.create(self.rootdir, self.side.revision)
 
-    def started(self, pairs: int, modules: Sequence[str] = ()) -> list[dict[str, SideProcess]]:
-        """Two side processes for each of ``pairs`` pairs, started on first use (``modules`` preloaded by
-        the first) and kept for the session's later items; all import at once.
+    def started(
+        self, pairs: int, modules: Sequence[str] = (), conftests: Sequence[Conftest] = ()
+    ) -> list[dict[str, SideProcess]]:
+        """Two side processes for each of ``pairs`` pairs, started on first use (``modules`` preloaded and
+        the session's ``conftests`` imported by the first) and kept for the session's later items; all import
+        at once.
 
         Each pair forks its workers from processes of its own. Workers forked from one process inherit its
         memory layout, and a layout's speed offset would fall on every pair alike, where an interval over
@@ -70,10 +75,11 @@ class ABSession:
         if self._home is None:
             self._home = plugin_home()
             self._preload = [*PRELOAD, *(m for m in modules if m not in PRELOAD)]
+            self._conftests = tuple(conftests)
         new = [
             {
-                BASE: SideProcess(f"base side ({self.side.label})", self._launch(self.side, self._preload)),
-                CURRENT: SideProcess("current side", self._launch(Side(), self._preload)),
+                BASE: SideProcess(f"base side ({self.side.label})", self._launch(self.side)),
+                CURRENT: SideProcess("current side", self._launch(Side())),
             }
             for _ in range(pairs - len(self.pairs))
         ]
@@ -86,7 +92,7 @@ class ABSession:
                 process.wait_ready()
         return self.pairs[:pairs]
 
-    def _launch(self, side: Side, preload: list[str]) -> Launch:
+    def _launch(self, side: Side) -> Launch:
         assert self._home is not None
         env = {**os.environ, **side.env}
         # Two workers share the cores, taking turns: with OpenMP's default wait policy the waiting worker's
@@ -99,10 +105,15 @@ class ABSession:
         # same interpreter gets this session's path, as multiprocessing gives its workers.
         path = list(sys.path) if side.python is None else project_dirs(sys.path)
         prepend: list[str] = []
+        conftests = self._conftests
         if side.revision is not None and self.worktree is not None:
-            prepend = self.worktree.first_dirs(self.ab_paths)
-            path = [self.worktree.moved(entry) or entry for entry in path]
-        return Launch(python, env, [*prepend, *path], [], preload)
+            worktree = self.worktree
+            prepend = worktree.first_dirs(self.ab_paths)
+            path = [worktree.moved(entry) or entry for entry in path]
+            # The base revision's own copies of the session's conftests (none where it has no such file).
+            moved = (conftest.moved(worktree.moved) for conftest in conftests)
+            conftests = tuple(conftest for conftest in moved if conftest is not None)
+        return Launch(python, env, [*prepend, *path], [], self._preload, conftests)
 
     def close(self) -> None:
         for pair in self.pairs:

@@ -11,13 +11,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import recv_handle
 from pathlib import Path
 from typing import IO, Any
 
 from ..launchers.base import Job
+from ..launchers.conftests import Conftest
 from ..launchers.forkserver import WorkerDied, describe_exit
 from ..launchers.worker import Outcome
 
@@ -37,6 +38,7 @@ class Launch:
     prepend: list[str]  # put first on sys.path (a base revision's worktree)
     append: list[str]  # put last (the session's project directories, for another interpreter)
     preload: list[str]  # modules imported once, before any worker is forked
+    conftests: tuple[Conftest, ...] = ()  # imported after them: this side's copies of the session's conftests
 
 
 class SideProcess:
@@ -73,7 +75,9 @@ class SideProcess:
             theirs.close()
         self._conn = Connection(ours.detach())
         with contextlib.suppress(OSError):  # it died at once: wait_ready says how
-            self._conn.send(("start", self.launch.prepend, self.launch.append, self.launch.preload))
+            self._conn.send(
+                ("start", self.launch.prepend, self.launch.append, self.launch.preload, self.launch.conftests)
+            )
 
     def wait_ready(self) -> dict[str, Any]:
         reply = self._receive("starting")
@@ -92,7 +96,8 @@ class SideProcess:
             self._died("forking a worker")
         reply = self._receive("forking a worker")
         worker = Worker(self, reply[1], Connection(handle))
-        worker.send(("job", job))
+        # The worker checks that this side's conftests imported (a base revision has its own copies).
+        worker.send(("job", replace(job, conftests=self.launch.conftests)))
         return worker
 
     def reap(self, pid: int) -> int:

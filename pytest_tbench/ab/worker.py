@@ -15,6 +15,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ..launchers.base import Job
+from ..launchers.conftests import ConftestImportError, ensure
 from ..launchers.item import run_item
 from ..launchers.rounds import run_rounds
 from ..launchers.worker import Outcome, resolved_spec
@@ -35,6 +36,8 @@ def serve(conn: Connection) -> None:
         conn.send(measure(conn, job))
     except EOFError:
         return  # the pytest process gave up on this item
+    except ConftestImportError as exc:
+        conn.send(Outcome("error", message=str(exc)))
     except Exception as exc:
         if is_out_of_memory(exc):
             conn.send(Outcome("oom", message=f"{type(exc).__name__}: {exc}"))
@@ -46,6 +49,7 @@ def serve(conn: Connection) -> None:
 
 def measure(conn: Connection, job: Job) -> Outcome:
     case = job.case
+    ensure(job.conftests)
     loaded = load_model(resolved_spec(job), case.model_key)
     work = build_work(loaded, case, job.settings)
     samples: list[float] = []

@@ -9,7 +9,7 @@ here for the same reason as in multiprocessing's forkserver: this process import
 OpenMP or CUDA state exists to be copied.
 
 Messages on the socket to the pytest process (multiprocessing's framing, pickled tuples):
-  <- ("start", prepend, append, preload)   -> ("ready", facts) | ("error", text)
+  <- ("start", prepend, append, preload, conftests)   -> ("ready", facts) | ("error", text)
   <- ("fork",)                              -> a socket handle, then ("forked", pid)
   <- ("reap", pid)                          -> ("reaped", exit code as multiprocessing gives it)
 """
@@ -46,12 +46,19 @@ def facts() -> dict[str, Any]:
     }
 
 
-def start(conn: Connection, prepend: list[str], append: list[str], preload: list[str]) -> None:
+def start(
+    conn: Connection, prepend: list[str], append: list[str], preload: list[str], conftests: Any
+) -> None:
     first = list(dict.fromkeys(prepend))
     sys.path[:] = [*first, *(p for p in sys.path if p not in first)]
     sys.path.extend(p for p in append if p not in sys.path)
     for module in preload:
         importlib.import_module(module)
+    # The session's conftests (this side's copies), after the code they may patch. A failure is each
+    # worker's to report, with its traceback: the side itself stays up.
+    from pytest_tbench.launchers import conftests as session_conftests
+
+    session_conftests.load(conftests)
     conn.send(("ready", facts()))
 
 

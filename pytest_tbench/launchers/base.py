@@ -13,6 +13,7 @@ from ..cases import BenchCase
 from ..config import TBenchConfig
 from ..memory_errors import OutOfMemory
 from ..models.registry import SpecKind
+from .conftests import Conftest
 
 DEFAULT_TIMER = "time.perf_counter"  # pytest-benchmark's default --benchmark-timer
 
@@ -46,6 +47,8 @@ class Job:
     rounds: int
     warmup: int
     rules: RoundRules = DEFAULT_RULES
+    # The session's conftest modules, which the worker's process imports before the model is built.
+    conftests: tuple[Conftest, ...] = ()
 
 
 @dataclass(frozen=True)

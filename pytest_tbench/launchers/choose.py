@@ -14,6 +14,7 @@ from ..models.loading import LoadedModel
 from ..models.registry import ResolvedSpec
 from ..scenarios import Work
 from .base import Job, Launcher
+from .conftests import Conftest
 from .inprocess import InProcessLauncher
 from .isolated import IsolatedLauncher
 from .processes import ProcessesLauncher
@@ -67,10 +68,12 @@ def job_for(
     rounds: int,
     warmup: int,
     work: Work | None = None,
+    conftests: tuple[Conftest, ...] = (),
 ) -> Job:
     """The job ``choose_launcher``'s launcher takes: the model's config is made only for a worker (in-process,
-    the session's model cache made it)."""
-    make_config = resolved.make_config if in_workers(settings, work, case.tp) else None
+    the session's model cache made it), which also imports the session's ``conftests`` first."""
+    workers = in_workers(settings, work, case.tp)
+    make_config = resolved.make_config if workers else None
     return Job(
         case=case,
         spec=resolved.spec,
@@ -80,4 +83,5 @@ def job_for(
         settings=settings,
         rounds=rounds,
         warmup=warmup,
+        conftests=conftests if workers else (),
     )

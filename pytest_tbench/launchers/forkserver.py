@@ -16,9 +16,12 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 
 from .base import Job
+from .conftests import exported
 from .worker import Outcome, worker_main
 
 PRELOAD = ["torch", "transformers", "pytest_tbench.launchers.worker"]
+# Imported last by the forkserver: the session's conftests, after the models' code they may patch.
+CONFTESTS_MODULE = "pytest_tbench.launchers.preload_conftests"
 
 
 def modeling_module(model_type: str) -> str | None:
@@ -66,7 +69,7 @@ def describe_exit(exitcode: int | None) -> str:
 
 def _context() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
+    context.set_forkserver_preload([*PRELOAD, CONFTESTS_MODULE])
     return context
 
 
@@ -74,7 +77,8 @@ def run_isolated(job: Job, target: Callable[[Connection, Job], None] = worker_ma
     context = _context()
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=target, args=(sender, job), name="tbench-worker", daemon=True)  # type: ignore[attr-defined]
-    process.start()
+    with exported(job.conftests):  # read by the forkserver, if this start is the one that starts it
+        process.start()
     sender.close()  # the worker holds the only write end: its death makes recv() fail, not hang
     try:
         wait([receiver, process.sentinel])

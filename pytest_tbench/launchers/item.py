@@ -20,6 +20,7 @@ from ..metric_table import (
     THROUGHPUT_TOKENS_PER_S,
 )
 from ..models.attention import implementation_used
+from ..models.code import MODEL_CODE, fingerprint
 from ..models.loading import LoadedModel
 from ..models.placement import placement_summary
 from ..models.quantization import quantized_matmuls
@@ -83,6 +84,8 @@ def describe(case: BenchCase, loaded: LoadedModel, work: Work, rounds: int, warm
         "mode": case.mode,
         "model": case.model,
         "model_class": type(loaded.model).__name__,
+        # The code the model ran here, to compare with the pytest process' and the other A/B side's.
+        MODEL_CODE: fingerprint(loaded.model).as_json(),
         "model_source": loaded.source,
         "model_load_time_s": loaded.load_time_s,
         "num_parameters": loaded.num_parameters,

@@ -19,6 +19,7 @@ from ..models.loading import load_model
 from ..models.registry import ResolvedSpec
 from ..scenarios import Work, build_work
 from .base import Job
+from .conftests import ConftestImportError, ensure
 from .item import run_item
 from .rounds import run_rounds
 
@@ -57,6 +58,7 @@ def run_job(
     the ranks start each round together); ``energy_unavailable``: why this worker's rounds are not metered."""
     case = job.case
     try:
+        ensure(job.conftests)
         loaded = load_model(resolved_spec(job), case.model_key)
         work = build_work(loaded, case, job.settings)
         if at_round_start is not None:
@@ -72,6 +74,8 @@ def run_job(
 
         info = run_item(case, loaded, work, job.rounds, job.warmup, rounds, energy_unavailable)
         return Outcome("ok", samples, info, records)
+    except ConftestImportError as exc:
+        return Outcome("error", message=str(exc))
     except Exception as exc:
         # A worker serves one item and exits, so its memory needs no freeing here: the parent skips the item.
         if is_out_of_memory(exc):

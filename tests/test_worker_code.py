@@ -1,0 +1,225 @@
+"""Workers run the code under test: a conftest's patch of the model reaches isolated, several-process and both
+A/B sides' workers, and the code each ran is fingerprinted, compared with the pytest process' and between the
+sides. The patch sleeps, so that whether it ran shows in the timings whatever CI's noise.
+
+Subprocess runs only: an in-process run would import the patching conftest into this process, and leave every
+later test of it measuring a sleeping GPT-2."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from transformers import GPT2Config, GPT2Model
+from transformers.models.gpt2 import modeling_gpt2
+
+from pytest_tbench.launchers.conftests import session_conftests
+from pytest_tbench.models.code import check_here, differences, fingerprint
+
+from .conftest import run_json
+
+# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
+pytestmark = pytest.mark.timing
+
+SLEEP_S = 0.02  # per MLP call; tiny-gpt2 has two, and its whole forward takes about a millisecond unpatched
+
+PATCHING_CONFTEST = f"""
+import time
+from transformers.models.gpt2 import modeling_gpt2
+
+original = modeling_gpt2.GPT2MLP.forward
+
+
+def slow_forward(self, hidden_states):
+    time.sleep({SLEEP_S})
+    return original(self, hidden_states)
+
+
+modeling_gpt2.GPT2MLP.forward = slow_forward
+"""
+
+BENCH = """
+def test_forward(tbench):
+    tbench.forward()
+"""
+
+ARGS = [
+    "--tbench-models", "tiny-gpt2", "--tbench-batch-sizes", "1", "--tbench-seq-lens", "8",
+    "--tbench-rounds", "3", "--tbench-warmup", "1", "-p", "no:cacheprovider",
+]  # fmt: skip
+
+
+def _median(data: dict[str, Any]) -> float:
+    (entry,) = data["benchmarks"]
+    return float(entry["stats"]["median"])
+
+
+def _functions(info: dict[str, Any]) -> dict[str, Any]:
+    return dict(info["model_code"]["functions"])
+
+
+def test_a_conftest_patch_runs_in_every_launcher_s_workers(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(PATCHING_CONFTEST)
+    pytester.makepyfile(test_bench=BENCH)
+    medians, infos = {}, {}
+    launchers = {
+        "in-process": [],
+        "isolated": ["--tbench-isolate"],
+        "processes": ["--tbench-processes", "2"],
+        "ab": ["--tbench-ab", "env:TBENCH_TEST_SIDE=base", "--tbench-ab-pairs", "2"],
+    }
+    for name, extra in launchers.items():
+        result, data = run_json(pytester, *ARGS, *extra, subprocess=True)
+        result.assert_outcomes(passed=1)
+        medians[name] = _median(data)
+        infos[name] = data["benchmarks"][0]["extra_info"]
+    # Two patched MLP calls a forward: every launcher measured them (unpatched, a forward is ~1 ms).
+    for name, median in medians.items():
+        assert median >= 2 * SLEEP_S, f"{name}: {median * 1e3:.1f} ms, the conftest's patch did not run"
+        assert median < 3 * medians["in-process"], medians
+    base = infos["ab"]["ab_base"]
+    assert base["median_s"] >= 2 * SLEEP_S  # the base side's workers import the conftest too
+    # Each launcher says the code it ran: the patched forward, from the conftest.
+    for name, info in infos.items():
+        assert _functions(info)["GPT2MLP.forward"]["source"].startswith("conftest.py:"), name
+    assert _functions(base) == _functions(infos["ab"])
+    assert infos["ab"]["ab"]["model_code"] == {"identical": True, "functions": [], "files": []}
+
+
+def test_a_conftest_that_fails_in_the_worker_fails_the_item_with_its_traceback(
+    pytester: pytest.Pytester,
+) -> None:
+    # Imports in the pytest process, fails in the forkserver that imports it again for the workers.
+    pytester.makeconftest(
+        "import os\n"
+        "os.environ.setdefault('TBENCH_TEST_SESSION_PID', str(os.getpid()))\n"
+        "if os.environ['TBENCH_TEST_SESSION_PID'] != str(os.getpid()):\n"
+        "    raise RuntimeError('only in the pytest process')\n"
+    )
+    pytester.makepyfile(test_bench=BENCH)
+    result = pytester.runpytest_subprocess(*ARGS, "--tbench-isolate")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*conftest.py could not be imported in the worker's process (RuntimeError)*",
+         "*RuntimeError: only in the pytest process*"]
+    )  # fmt: skip
+
+
+def test_a_patch_made_in_the_test_body_fails_the_isolated_item_naming_the_function(
+    pytester: pytest.Pytester,
+) -> None:
+    # The test's body runs in the pytest process only: its worker measures stock GPT-2, which is said.
+    pytester.makepyfile(
+        test_bench="from transformers.models.gpt2 import modeling_gpt2\n\n"
+        "def test_forward(tbench):\n"
+        "    modeling_gpt2.GPT2MLP.forward = lambda self, hidden_states: hidden_states\n"
+        "    tbench.forward()\n"
+    )
+    result = pytester.runpytest_subprocess(*ARGS, "--tbench-isolate")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*the worker measured other model code than this session has:*",
+         "*GPT2MLP.forward: test_bench.py:4 in this session, transformers/models/gpt2/modeling_gpt2.py:* in "
+         "the worker*",
+         "*make it at a conftest's module level*"]
+    )  # fmt: skip
+
+
+def _git(repo: Path, *args: str) -> str:
+    command = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t", *args]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
+
+
+MYMODEL = """
+import time
+from transformers.models.gpt2 import modeling_gpt2
+
+original = modeling_gpt2.GPT2MLP.forward
+
+
+def forward(self, hidden_states):
+    hidden_states = original(self, hidden_states)
+    time.sleep({seconds})
+    return hidden_states
+
+
+modeling_gpt2.GPT2MLP.forward = forward
+"""
+
+
+def test_git_ab_of_a_model_change_made_through_a_conftest_import(pytester: pytest.Pytester) -> None:
+    # The project's model code lives in mymodel.py, which its conftest imports; a later commit slows it.
+    pytester.makepyfile(mymodel=MYMODEL.format(seconds="0.01"), test_bench=BENCH)
+    pytester.makeconftest("import mymodel  # noqa: F401\n")
+    subprocess.run(["git", "init", "-q", str(pytester.path)], check=True)
+    _git(pytester.path, "add", ".")
+    _git(pytester.path, "commit", "-qm", "fast")
+    (pytester.path / "NOTES.md").write_text("no model code here\n")
+    _git(pytester.path, "add", ".")
+    _git(pytester.path, "commit", "-qm", "docs")
+    base_commit = _git(pytester.path, "rev-parse", "HEAD")
+
+    # Revisions that differ in no measured code: said up front (two pairs: the verdict is not the point).
+    same = pytester.runpytest_subprocess(*ARGS, "--tbench-ab-pairs", "2", "--tbench-ab", "HEAD~1")
+    same.assert_outcomes(passed=1)
+    same.stdout.fnmatch_lines(["*identical model code on both sides (tiny-gpt2-b1-s8-cpu-float32)*"])
+
+    (pytester.path / "mymodel.py").write_text(
+        MYMODEL.format(seconds="0.01").replace("time.sleep(0.01)", "time.sleep(0.01)\n    time.sleep(0.01)")
+    )
+    _git(pytester.path, "commit", "-qam", "slow")
+    slow, data = run_json(pytester, *ARGS, "--tbench-ab-pairs", "3", "--tbench-ab", "HEAD~1", subprocess=True)
+    slow.assert_outcomes(failed=1)
+    (entry,) = data["benchmarks"]
+    (verdict,) = [v for v in entry["extra_info"]["ab"]["verdicts"] if v["criterion"].startswith("time:")]
+    assert verdict["status"] == "REGRESSED" and verdict["change"] > 0.5  # 2 x 10 ms -> 2 x 20 ms, +~1 ms
+    assert entry["extra_info"]["ab"]["model_code"]["functions"] == ["GPT2MLP.forward (mymodel.py)"]
+    slow.stdout.fnmatch_lines(
+        ["*performance regression against --tbench-ab HEAD~1*",
+         "*model code differs between sides: GPT2MLP.forward (mymodel.py); source files differ: mymodel.py*"]
+    )  # fmt: skip
+    base = entry["extra_info"]["ab"]["sides"]["base"]
+    assert (base["revision"], base["commit"]) == ("HEAD~1", base_commit)
+    assert "tbench-ab-base" not in _git(pytester.path, "worktree", "list")  # removed with the session
+
+
+def test_fingerprint_names_a_replaced_forward_and_what_differs() -> None:
+    model = GPT2Model(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=10, n_positions=8))
+    stock = fingerprint(model)
+    assert stock.functions["GPT2MLP.forward"].source.startswith("transformers/models/gpt2/modeling_gpt2.py:")
+    assert stock.classes["GPT2MLP"] == "transformers.models.gpt2.modeling_gpt2.GPT2MLP"
+    assert check_here(stock) == []  # this process has the same classes
+
+    original = modeling_gpt2.GPT2MLP.forward
+    try:
+        modeling_gpt2.GPT2MLP.forward = lambda self, hidden_states: hidden_states  # type: ignore[method-assign]
+        (line,) = check_here(stock)
+        assert line.startswith("GPT2MLP.forward: tests/test_worker_code.py:") or line.startswith(
+            "GPT2MLP.forward: test_worker_code.py:"
+        )
+        assert line.endswith("in the worker") and "modeling_gpt2.py:" in line
+        patched = fingerprint(model)
+    finally:
+        modeling_gpt2.GPT2MLP.forward = original  # type: ignore[method-assign]
+    functions, files = differences(stock, patched)
+    here = patched.functions["GPT2MLP.forward"].source.split(":")[0]  # this test file
+    assert functions == [f"GPT2MLP.forward ({here})"]
+    assert files == [here]  # a file only the patched model's code comes from
+    assert differences(stock, fingerprint(model)) == ([], [])  # moved nothing: identical again
+
+
+def test_session_conftests_are_the_conftest_modules_in_registration_order(tmp_path: Path) -> None:
+    import types
+
+    first, second = types.ModuleType("conftest"), types.ModuleType("pkg.conftest")
+    first.__file__ = str(tmp_path / "conftest.py")
+    second.__file__ = str(tmp_path / "pkg" / "conftest.py")
+    other = types.ModuleType("plugin")
+    other.__file__ = str(tmp_path / "plugin.py")
+    found = session_conftests([("a", first), ("b", other), ("c", second), ("d", object())])
+    assert [(c.name, Path(c.file)) for c in found] == [
+        ("conftest", tmp_path / "conftest.py"),
+        ("pkg.conftest", tmp_path / "pkg" / "conftest.py"),
+    ]
