@@ -399,3 +399,45 @@ def test_the_energy_meter_reads_the_item_gpus_counter(cuda: FakeCuda) -> None:
         bare = open_meter("cuda")
     assert not isinstance(bare, str) and bare.read() == (7_000,)
     assert TORCH_UUIDS[1] in bare.name
+
+
+def test_ab_worker_rounds_synchronise_every_gpu_of_a_device_mapped_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An A/B worker times its rounds as the other launchers do: a device-mapped model's GPUs all synchronised
+    (it once passed none, so only the current GPU was waited for)."""
+    from types import SimpleNamespace
+
+    from pytest_tbench.ab import worker as ab_worker
+    from pytest_tbench.cases import BenchCase
+    from pytest_tbench.config import TBenchConfig
+    from pytest_tbench.launchers import Job
+
+    mapped = ("cuda:0", "cuda:1")
+    synchronised: list[tuple[str, ...]] = []
+
+    def run_rounds(work: Any, device: str, rounds: int, warmup: int, rules: Any, devices: Any = ()) -> Any:
+        synchronised.append(devices)
+        return [0.001] * rounds
+
+    monkeypatch.setattr(ab_worker, "load_model", lambda spec, key: SimpleNamespace(devices=mapped))
+    monkeypatch.setattr(ab_worker, "build_work", lambda *_: SimpleNamespace(records=lambda warmup: []))
+    monkeypatch.setattr(ab_worker, "run_rounds", run_rounds)
+    monkeypatch.setattr(ab_worker, "run_item", lambda *args, **kwargs: args[5](args[2]) or {})
+
+    class Conn:
+        def __init__(self) -> None:
+            self.replies: list[Any] = [("round",), ("round",), ("stop",)]
+            self.sent: list[Any] = []
+
+        def recv(self) -> Any:
+            return self.replies.pop(0)
+
+        def send(self, message: Any) -> None:
+            self.sent.append(message)
+
+    case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cuda", "float32")
+    job = Job(case, "tiny-gpt2", "builtin", None, None, TBenchConfig(), rounds=2, warmup=1)
+    outcome = ab_worker.measure(Conn(), job)  # type: ignore[arg-type]
+    assert outcome.samples == [0.001, 0.001]
+    assert synchronised == [mapped] * 3  # the warm-up and each measured round

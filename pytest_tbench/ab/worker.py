@@ -56,10 +56,11 @@ def measure(conn: Connection, job: Job) -> Outcome:
     records: list[Any] = []
 
     def rounds(_: Work) -> None:  # the rounds run unmetered: see AB_ENERGY
-        run_rounds(work, case.device, 0, job.warmup, job.rules)  # warm-up only
+        # Every GPU of a device-mapped model is synchronised, as in the other launchers.
+        run_rounds(work, case.device, 0, job.warmup, job.rules, loaded.devices)  # warm-up only
         conn.send(("ready",))
         while conn.recv()[0] == "round":
-            (sample,) = run_rounds(work, case.device, 1, 0, job.rules)
+            (sample,) = run_rounds(work, case.device, 1, 0, job.rules, loaded.devices)
             samples.append(sample)
             conn.send(("sample", sample))
         records.extend(work.records(job.warmup))
