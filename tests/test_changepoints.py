@@ -168,3 +168,18 @@ def test_a_history_shaped_like_the_34_real_sessions_has_its_one_step_at_the_comm
     values[19:] *= 1.275
     (step,) = detect(values)
     assert step.index == 19 and step.regression and 1.15 < step.ratio < 1.40
+
+
+def test_the_residual_moments_in_closed_form_match_the_matrix_products() -> None:
+    from pytest_tbench.history.changepoints import Noise, _residual_moments
+
+    def by_matrices(n: int, starts: np.ndarray, phi: float) -> tuple[float, float]:
+        lengths = np.diff(np.append(starts, n))
+        means = np.repeat(np.eye(len(starts)), lengths, axis=0) / lengths  # n x segments
+        projection = np.eye(n) - means @ np.repeat(np.eye(len(starts)), lengths, axis=0).T
+        c = projection @ Noise(1.0, phi).correlation(n) @ projection
+        return float(np.trace(c)), float(np.trace(c, 1))
+
+    for n, breaks, phi in ((20, [], 0.0), (30, [10], 0.5), (41, [3, 20, 37], 0.9), (12, [6], 0.97)):
+        starts = np.array([0, *breaks])
+        assert _residual_moments(n, starts, phi) == pytest.approx(by_matrices(n, starts, phi), abs=1e-9)

@@ -202,20 +202,39 @@ def _candidates(x: np.ndarray, sigma: float, min_size: int) -> list[int]:
     return [int(e) for e in ends[:-1]]  # the last "break" is the series' end
 
 
-def _segment_means_rows(matrix: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """P @ matrix, P the projection on segment means: each row replaced by the mean of its segment's rows."""
-    lengths = np.diff(np.append(starts, matrix.shape[0]))
-    means = np.add.reduceat(matrix, starts, axis=0) / lengths[:, None]
-    return np.repeat(means, lengths, axis=0)
+def _near_sum(t: np.ndarray, start: np.ndarray, stop: np.ndarray, phi: float) -> np.ndarray:
+    """sum over j in [start, stop) of phi^|t - j|, elementwise: the correlation of point t with a segment's
+    sum, by the geometric series on either side of t (O(1) each, where the n x n matrix is O(n^2))."""
+    length = stop - start
+    inside = (1 - phi ** (t - start + 1)) / (1 - phi) + phi * (1 - phi ** np.maximum(stop - 1 - t, 0)) / (
+        1 - phi
+    )
+    block = (1 - phi**length) / (1 - phi)
+    before = phi ** np.maximum(start - t, 0) * block  # t before the segment
+    after = phi ** np.maximum(t - stop + 1, 0) * block  # t after it
+    return np.where(t < start, before, np.where(t >= stop, after, inside))
 
 
 def _residual_moments(n: int, starts: np.ndarray, phi: float) -> tuple[float, float]:
-    """E[e'e] and E[sum e_t e_t+1] per unit variance, e the residuals from the segment means, for AR(1) noise:
-    the traces of M R M and its first superdiagonal (M = I - P)."""
-    r = Noise(1.0, phi).correlation(n)
-    pr = _segment_means_rows(r, starts)
-    mrm = r - pr - pr.T + _segment_means_rows(pr.T, starts).T
-    return float(np.trace(mrm)), float(np.trace(mrm, 1))
+    """E[e'e] and E[sum e_t e_t+1] per unit variance, e the residuals from the segment means, for AR(1) noise
+    (the traces of M R M and of its first superdiagonal, M = I - P the residual projection), in O(n)."""
+    stops = np.append(starts[1:], n)
+    lengths = (stops - starts).astype(np.float64)
+    # Each segment's sum of correlations within itself: L (1+phi)/(1-phi) - 2 phi (1 - phi^L) / (1-phi)^2.
+    within = lengths * (1 + phi) / (1 - phi) - 2 * phi * (1 - phi**lengths) / (1 - phi) ** 2
+    squares = n - float(np.sum(within / lengths))
+    t = np.arange(n - 1)
+    segment = np.repeat(np.arange(len(starts)), (stops - starts))
+    here, there = segment[:-1], segment[1:]  # the segments of t and of t + 1
+    point_to_next_mean = _near_sum(t, starts[there], stops[there], phi) / lengths[there]
+    next_point_to_mean = _near_sum(t + 1, starts[here], stops[here], phi) / lengths[here]
+    # Two adjacent segments' sums: phi (1 - phi^L1) (1 - phi^L2) / (1 - phi)^2 between them.
+    between = phi * (1 - phi ** lengths[here]) * (1 - phi ** lengths[there]) / (1 - phi) ** 2
+    means = np.where(
+        here == there, within[here] / lengths[here] ** 2, between / (lengths[here] * lengths[there])
+    )
+    products = float(np.sum(phi - point_to_next_mean - next_point_to_mean + means))
+    return squares, products
 
 
 def fit_noise(x: np.ndarray, breaks: Sequence[int]) -> Noise:
