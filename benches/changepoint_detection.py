@@ -6,20 +6,27 @@ of 1.0 with Gaussian noise of sd 0.015 (1.5% of the level), and
 - the issue's setup: a +4% step at point 40 (the first point of the new level), and flat series (no step);
 - harder cases: a +2% step at 40; a +4% step at 55 (5 points after it); two steps (+4% at 20, back down at
   40); a flat series with one outlier (+20% at point 30); a slow drift (+4% over the 60 points, no step),
-  which should not come out as a staircase.
+  which should not come out as a staircase;
+- noise shaped like CI history (issue 28), each flat and with the +4% step at 40, marginal sd 0.015 where it
+  has one: Student t with 3 degrees of freedom; AR(1) with phi 0.5 and 0.8 (a machine slow tonight tends to
+  be slow tomorrow); a bimodal runner (Gaussian noise, and one session in five on a machine kind 6% slower);
+  slow spells (Gaussian noise and two spells of 1-3 sessions each at +5% to +15%). The iid Gaussian cases run
+  --iid-seeds series (200 by default).
 
 Each case has --seeds series (numpy's default_rng, seeded by the case's name and the seed 0..N-1, so the flat
 series are not the step series less their step). A true step is found when a step is reported within +-3
 points of it in its direction; "extra" counts the series with any step reported beside the true ones (on
 flat and outlier series, every reported step is a false alarm). Times are per series, on this machine.
 
-    python benches/changepoint_detection.py [--seeds 50] [--rate-seeds 1000] [--otava-python PATH]
-                                            [--out benches/changepoint_detection.md]
+    python benches/changepoint_detection.py [--seeds 50] [--iid-seeds 200] [--rate-seeds 1000]
+                                            [--otava-python PATH] [--out benches/changepoint_detection.md]
 
 Methods:
 - tbench: pytest_tbench.history.changepoints.detect (outliers replaced by a running median, ruptures' PELT
-  proposes, a Bonferroni-corrected Student t test prunes); "tbench, outliers kept" is the same without the
-  first move;
+  proposes, an AR(1) noise model fitted to the residuals, a Bonferroni-corrected test under that noise
+  prunes, short spells dropped); "tbench, outliers kept" is the same without the first move;
+- tbench 2026-11: the detector before issue 28 (benches/changepoints_2026_11.py: noise from neighbour
+  differences, a pooled Student t test that assumes independent points);
 - ruptures PELT alone: PELT (l2 cost) with a BIC penalty, 2 sd^2 ln n, sd from the neighbours' differences;
 - asv: asv.step_detect.detect_steps, as asv runs it on a benchmark's history;
 - Otava: Apache Otava's E-Divisive means as `otava analyze` runs it (Hunter's windowed split and merge,
@@ -28,6 +35,8 @@ Methods:
   of process: --otava-python names a Python that has apache-otava (python -m venv DIR && DIR/bin/pip
   install apache-otava); without it Otava is left out of the table.
 
+asv is imported in process: install it beside this project's packages, or put a folder that has it on
+PYTHONPATH (pip install --target DIR asv).
 --rate-seeds N measures tbench (and asv) again over N seeds per case: the rates behind the counts of 50.
 The table is printed as Markdown and written to --out with the date and the machine.
 """
@@ -46,13 +55,15 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 N_POINTS = 60
 NOISE = 0.015  # sd of the noise, relative to the level of 1.0
 TOLERANCE = 3  # points either side of a true step
-TBENCH = "tbench (Hampel + PELT + corrected t test)"
+TBENCH = "tbench (Hampel + PELT + AR(1)-corrected test)"
+OLD = "tbench 2026-11 (independent points)"
 
 # A method's answer for one series: the steps it reports, as (index of the first point of the new level,
 # direction: +1 up, -1 down).
@@ -65,6 +76,7 @@ class Case:
     steps: tuple[tuple[int, float], ...] = ()  # (index, relative change of the level)
     outlier: tuple[int, float] | None = None  # (index, relative change of that point alone)
     drift: float = 0.0  # relative change of the level over the series, linear
+    noise: str = "iid Gaussian"  # a key of NOISES
 
     def series(self, seed: int) -> np.ndarray:
         rng = np.random.default_rng([zlib.crc32(self.name.encode()), seed])
@@ -72,7 +84,7 @@ class Case:
         for index, change in self.steps:
             level[index:] *= 1.0 + change
         level *= 1.0 + self.drift * np.arange(N_POINTS) / (N_POINTS - 1)
-        values = level + NOISE * rng.standard_normal(N_POINTS)
+        values = level * (1.0 + NOISES[self.noise](rng))
         if self.outlier is not None:
             index, change = self.outlier
             values[index] += change * level[index]
@@ -82,8 +94,54 @@ class Case:
         return [(index, 1 if change > 0 else -1) for index, change in self.steps]
 
 
+def _iid(rng: np.random.Generator) -> np.ndarray:
+    return NOISE * rng.standard_normal(N_POINTS)
+
+
+def _student(rng: np.random.Generator) -> np.ndarray:
+    return NOISE / math.sqrt(3.0) * rng.standard_t(3, N_POINTS)  # t3's variance is 3
+
+
+def _ar1(phi: float) -> Callable[[np.random.Generator], np.ndarray]:
+    def noise(rng: np.random.Generator) -> np.ndarray:
+        z = rng.standard_normal(N_POINTS)
+        e = np.empty(N_POINTS)
+        e[0] = z[0]  # the stationary distribution: no burn-in needed
+        for t in range(1, N_POINTS):
+            e[t] = phi * e[t - 1] + math.sqrt(1.0 - phi**2) * z[t]
+        return NOISE * e
+
+    return noise
+
+
+def _bimodal(rng: np.random.Generator) -> np.ndarray:
+    return NOISE * rng.standard_normal(N_POINTS) + 0.06 * (rng.random(N_POINTS) < 0.2)
+
+
+def _spells(rng: np.random.Generator) -> np.ndarray:
+    e = NOISE * rng.standard_normal(N_POINTS)
+    for _ in range(2):
+        length = int(rng.integers(1, 4))
+        start = int(rng.integers(0, N_POINTS - length))
+        e[start : start + length] += rng.uniform(0.05, 0.15)
+    return e
+
+
+NOISES: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
+    "iid Gaussian": _iid,
+    "Student t, 3 df": _student,
+    "AR(1), phi 0.5": _ar1(0.5),
+    "AR(1), phi 0.8": _ar1(0.8),
+    "bimodal runner (20% of sessions +6%)": _bimodal,
+    "slow spells (2 of 1-3 sessions, +5-15%)": _spells,
+}
 MAIN = Case("step +4% at 40", steps=((40, 0.04),))
 FLAT = Case("flat")
+# (flat, step) per noise; the iid pair is the issue's own setup, so that its series are the same.
+NOISE_CASES = [(FLAT, MAIN)] + [
+    (Case(f"flat, {noise}", noise=noise), Case(f"step +4% at 40, {noise}", steps=((40, 0.04),), noise=noise))
+    for noise in list(NOISES)[1:]
+]
 HARDER = [
     Case("step +2% at 40", steps=((40, 0.02),)),
     Case("step +4% at 55", steps=((55, 0.04),)),
@@ -126,10 +184,29 @@ class Tally:
 def run_tbench(batch: Sequence[np.ndarray], **options: object) -> list[tuple[Found, float]]:
     from pytest_tbench.history.changepoints import detect
 
+    return _timed(detect, batch, **options)
+
+
+def run_old(batch: Sequence[np.ndarray]) -> list[tuple[Found, float]]:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).with_name("changepoints_2026_11.py")
+    spec = importlib.util.spec_from_file_location("changepoints_2026_11", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return _timed(module.detect, batch)
+
+
+def _timed(
+    detect: Callable[..., list[Any]], batch: Sequence[np.ndarray], **options: object
+) -> list[tuple[Found, float]]:
     out = []
     for values in batch:
         start = time.perf_counter()
-        steps = detect(values, **options)  # type: ignore[arg-type]
+        steps = detect(values, **options)
         seconds = time.perf_counter() - start
         out.append(([(s.index, 1 if s.ratio > 1 else -1) for s in steps], seconds))
     return out
@@ -255,6 +332,21 @@ def harder_table(tallies: dict[str, dict[str, Tally]], seeds: int) -> list[str]:
     return lines
 
 
+def noise_table(tallies: dict[str, dict[str, Tally]]) -> list[str]:
+    names = list(NOISES)
+    lines = [
+        "| method | " + " | ".join(names) + " |",
+        "| --- | " + " | ".join("---" for _ in names) + " |",
+    ]
+    for method, by_case in tallies.items():
+        cells = []
+        for flat, step in NOISE_CASES:
+            a, b = by_case[flat.name], by_case[step.name]
+            cells.append(f"{a.extra}/{a.series} · {b.found}/{b.series}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def rate_table(tallies: dict[str, dict[str, Tally]], seeds: int) -> list[str]:
     names = [MAIN.name, FLAT.name, *(c.name for c in HARDER)]
     lines = [
@@ -293,6 +385,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seeds", type=int, default=50, help="series per case (default 50)")
+    parser.add_argument(
+        "--iid-seeds", type=int, default=200, help="series per iid Gaussian case, flat and +4%% (default 200)"
+    )
     parser.add_argument("--rate-seeds", type=int, default=0, help="series per case for the rates (0: none)")
     parser.add_argument("--otava-python", default="", help="a Python with apache-otava installed")
     parser.add_argument("--out", default="", help="write the Markdown here too")
@@ -302,6 +397,7 @@ def main() -> None:
 
     methods: dict[str, Callable[[Sequence[np.ndarray]], list[tuple[Found, float]]]] = {
         TBENCH: run_tbench,
+        OLD: run_old,
         "tbench, outliers kept": lambda batch: run_tbench(batch, outlier_sigmas=None),
         "ruptures PELT alone (BIC penalty)": run_ruptures_bic,
         "asv detect_steps": run_asv,
@@ -310,20 +406,33 @@ def main() -> None:
         methods["Otava E-Divisive (Hunter: window 50, p 0.001)"] = otava_method(args.otava_python, False)
         methods["Otava, original E-Divisive (permutations, p 0.05)"] = otava_method(args.otava_python, True)
     cases = [MAIN, FLAT, *HARDER]
-    tallies = measure(methods, cases, args.seeds)
+    tallies = measure(methods, [MAIN, FLAT], args.iid_seeds)
+    for method, by_case in measure(
+        methods, [*HARDER, *(c for pair in NOISE_CASES[1:] for c in pair)], args.seeds
+    ).items():
+        tallies[method].update(by_case)
 
     today = datetime.date.today().isoformat()
     lines = [
         "# Change-point detection on synthetic series",
         "",
-        f"Measured {today} on {machine()} by `benches/changepoint_detection.py --seeds {args.seeds}"
+        f"Measured {today} on {machine()} by `benches/changepoint_detection.py --seeds {args.seeds} "
+        f"--iid-seeds {args.iid_seeds}"
         + (f" --rate-seeds {args.rate_seeds}" if args.rate_seeds else "")
         + "`. Series of 60 points, level 1.0, Gaussian noise sd 0.015; a step is found within +-3 points in "
         "its direction.",
         "",
+        "## Noise shaped like CI history",
+        "",
+        "Each cell: false alarms on flat series · +4% steps at point 40 found (within 3 points). Marginal sd "
+        "0.015 (1.5% of the level) except the bimodal runner and the slow spells, which add their slow "
+        "sessions to Gaussian noise of sd 0.015.",
+        "",
+        *noise_table(tallies),
+        "",
         "## The issue's setup: +4% step at point 40, and flat series",
         "",
-        *main_table(tallies, args.seeds),
+        *main_table(tallies, args.iid_seeds),
         "",
         "## Harder cases",
         "",

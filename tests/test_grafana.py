@@ -281,11 +281,13 @@ def fill_store(connection: Any) -> dict[str, int]:
                         for name, (value, unit) in values.items()
                     ],
                 )
-    for machine_index, machine, case_id, ratio, low, high, regression in (
-        (0, MACHINE_A, FORWARD, 1.072, 1.059, 1.084, True),
-        (1, MACHINE_B, GENERATE, 0.95, 0.93, 0.97, False),
+    # The third: a regression a later analysis no longer found (cleared): no annotation.
+    for machine_index, machine, case_id, ratio, low, high, regression, day, cleared in (
+        (0, MACHINE_A, FORWARD, 1.072, 1.059, 1.084, True, 3, None),
+        (1, MACHINE_B, GENERATE, 0.95, 0.93, 0.97, False, 3, None),
+        (0, MACHINE_A, FORWARD, 1.05, 1.03, 1.07, True, 5, START + timedelta(days=11)),
     ):
-        label = f"{machine_index}-3"
+        label = f"{machine_index}-{day}"
         connection.execute(
             schema.change_points.insert(),
             {
@@ -293,7 +295,7 @@ def fill_store(connection: Any) -> dict[str, int]:
                 "case_id": case_id,
                 "metric": "median_s",
                 "run_id": run_ids[label],
-                "measured_at": START + timedelta(days=3, hours=machine_index),
+                "measured_at": START + timedelta(days=day, hours=machine_index),
                 "commit_id": "abc1234" + "0" * 33,
                 "ratio": ratio,
                 "ratio_low": low,
@@ -301,6 +303,7 @@ def fill_store(connection: Any) -> dict[str, int]:
                 "p_value": 0.0001,
                 "regression": regression,
                 "found_at": START + timedelta(days=10),
+                "cleared_at": cleared,
             },
         )
     return run_ids

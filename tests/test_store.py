@@ -282,15 +282,33 @@ def test_an_older_schema_is_migrated_step_by_step(store_url: str, monkeypatch: p
         applied.append(True)
         conn.exec_driver_sql("ALTER TABLE tbench_runs ADD COLUMN note TEXT DEFAULT ''")
 
-    steps = [*migrations.MIGRATIONS, migrations.Migration(2, "add a note to runs", add_note_column)]
+    following = schema.SCHEMA_VERSION + 1
+    steps = [*migrations.MIGRATIONS, migrations.Migration(following, "add a note to runs", add_note_column)]
     monkeypatch.setattr(migrations, "MIGRATIONS", steps)
-    for _ in range(2):  # migrated once; the second opening finds version 2
+    for _ in range(2):  # migrated once; the second opening finds the new version
         with open_store(store_url) as opened, opened.engine.connect() as conn:
-            assert migrations.stored_version(conn) == 2
+            assert migrations.stored_version(conn) == following
             assert conn.exec_driver_sql("SELECT note FROM tbench_runs").scalar() == ""
     assert applied == [True]
     with open_store(store_url) as opened:
         assert len(opened.runs()) == 1  # the runs stored before the migration are still there
+
+
+def test_a_version_1_store_gets_cleared_at_and_keeps_its_change_points(store_url: str) -> None:
+    # A store written by a version-1 tbench: change_points without cleared_at, schema version 1.
+    with open_store(store_url) as opened:
+        for day, scale in ((1, 1.0), (2, 1.0), (3, 1.1), (4, 1.1)):
+            opened.write_run(run(day, scale), "pytest")
+        (latency,) = opened.series(Filters(metric="median_s", case="*-b1-*"))
+        opened.record_change_points([SeriesSteps(latency, (Step(2, 0.01, 0.011, 1.1, 1.05, 1.15, 0.001),))])
+        with opened.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE tbench_change_points DROP COLUMN cleared_at")
+            conn.execute(update(schema.meta).values(value="1"))
+    with open_store(store_url) as opened, opened.engine.connect() as conn:
+        assert migrations.stored_version(conn) == 2
+        assert conn.exec_driver_sql("SELECT cleared_at FROM tbench_change_points").all() == [(None,)]
+        (kept,) = opened.change_points()
+        assert kept.run_id == latency.points[2].run_id and kept.cleared_at is None
 
 
 def test_change_points_are_recorded_replaced_and_read(opened: Store) -> None:
@@ -306,9 +324,11 @@ def test_change_points_are_recorded_replaced_and_read(opened: Store) -> None:
         ("throughput_tokens_per_s", True, throughput.points[2].run_id, f"{3:040x}"),
     ]
     assert found[0].ratio == pytest.approx(1.1) and found[0].measured_at.startswith("2026-01-03")
-    # Trend again: the latency series has no step now; the throughput one keeps its own.
+    # Trend again: the latency series has no step now (its change point is kept, cleared); the throughput
+    # one keeps its own.
     assert opened.record_change_points([SeriesSteps(latency, ())]) == 0
     assert [c.metric for c in opened.change_points()] == ["throughput_tokens_per_s"]
+    assert [c.metric for c in opened.change_points(cleared=True)] == ["median_s", "throughput_tokens_per_s"]
     assert opened.change_points(Filters(model="other")) == []
     with pytest.raises(ValueError, match="step at point 9"):
         opened.record_change_points([SeriesSteps(latency, (Step(9, 1, 1, 1, 1, 1, 1),))])

@@ -6,13 +6,17 @@
     tbench store export --last N [--machine GLOB] [--branch GLOB] --out-dir DIR
                                                 the newest N matching runs, DIR/run-<id>.json each
     tbench history --out DIR [FILTERS] [--store URL]   plots, CSV and a page of each metric over the runs
-    tbench trend [FILTERS] [--fail-since DATE] [--record] [--store URL]   the steps in each series
+    tbench trend [FILTERS] [--fail-new] [--fail-since DATE] [--record] [--store URL]
+                                                the steps in each series
 
 FILTERS: --model --mode --case --metric (default median_s) --machine --branch, fnmatch globs.
-``trend`` exits 1 when a regression step starts at or after ``--fail-since`` (a nightly job's gate).
+``trend`` exits 1 with ``--fail-new`` when a regression step is first found by this analysis (a nightly job's
+gate: it records what it found, so the next night does not fail again for the same step), or with
+``--fail-since`` when one was first found at or after a date.
 
 ``--store`` defaults to ``$TBENCH_STORE``, else ``.benchmarks/tbench.sqlite``. Exit codes: 0 done, 1 (trend)
-a regression step since --fail-since, 2 bad input (no such path, no run among the files, a store that cannot
+a new regression step (--fail-new) or one found since --fail-since,
+2 bad input (no such path, no run among the files, a store that cannot
 be opened, nothing matched the filters).
 """
 
@@ -107,12 +111,21 @@ def add_history_parsers(commands: Any) -> None:
     _add_filters(trend)
     _add_detection(trend)
     trend.add_argument(
-        "--fail-since",
-        metavar="DATE",
-        help="exit 1 when a regression step starts at or after DATE (2026-11-20, an ISO time, 7d, 36h)",
+        "--fail-new",
+        action="store_true",
+        help="exit 1 when a regression step is first found by this analysis (no recorded change point is "
+        "it); records the steps, as --record does, so that the next analysis knows them",
     )
     trend.add_argument(
-        "--record", action="store_true", help="store the steps found (the dashboard's annotations)"
+        "--fail-since",
+        metavar="DATE",
+        help="exit 1 when a regression step was first found at or after DATE (2026-11-20, an ISO time, 7d, "
+        "36h); a step not recorded yet counts as found now",
+    )
+    trend.add_argument(
+        "--record",
+        action="store_true",
+        help="store the steps found (the dashboard's annotations), each with the date it was first found",
     )
 
 
@@ -143,31 +156,58 @@ def _history(args: argparse.Namespace, url: str) -> int:
 
 
 def _trend(args: argparse.Namespace, url: str) -> int:
-    from .store import open_store
-    from .trends import find_steps, findings, parse_since, regressions_since
+    from datetime import datetime, timezone
 
-    since = parse_since(args.fail_since) if args.fail_since else None
+    from .store import open_store
+    from .trends import counted_changes, find_steps, findings, new_regressions, parse_since, regressions_since
+
+    now = datetime.now(timezone.utc)
+    since = parse_since(args.fail_since, now) if args.fail_since else None
+    record = args.record or args.fail_new
     with open_store(url) as store:
         series = store.series(_filters(args))
         if not series:
             print(f"tbench trend: no stored series matches {_filters(args)}", file=sys.stderr)
             return 2
+        counted = counted_changes(store.series(_counted_filters(args)))
         found = find_steps(series, args.alpha, parse_percent(args.min_change))
-        if args.record:
-            store.record_change_points(found)
-    every = findings(found)
+        stored = store.change_points(_filters(args)) if record or since is not None else None
+        every = findings(found, stored, now)
+        if record:
+            store.record_change_points(found, now)
+    # A counted metric (FLOPs, parameter bytes) moves exactly, with no noise to hide it: said first.
+    if counted:
+        print(f"tbench trend: {len(counted)} changes in counted metrics (exact)")
+        for change in counted:
+            print("  " + change.line())
     points = sum(len(s.points) for s in series)
-    print(f"tbench trend: {len(every)} steps in {len(series)} series ({points} points)")
+    print(
+        f"tbench trend: {len(every)} steps in {len(series)} series ({points} points; false discovery rate "
+        f"{args.alpha:g} across the {len(series)} series tested)"
+    )
     for finding in every:
         print("  " + finding.line())
-    if since is None:
-        return 0
-    late = regressions_since(every, since)
-    if late:
-        print(f"tbench trend: FAILED: {len(late)} regression steps since {since.isoformat()}")
-        return 1
-    print(f"tbench trend: no regression step since {since.isoformat()}")
-    return 0
+    failed = 0
+    if args.fail_new:
+        fresh = new_regressions(every)
+        if fresh:
+            print(f"tbench trend: FAILED: {len(fresh)} new regression steps")
+            failed = 1
+        else:
+            print("tbench trend: no new regression step")
+    if since is not None:
+        late = regressions_since(every, since)
+        if late:
+            print(f"tbench trend: FAILED: {len(late)} regression steps found since {since.isoformat()}")
+            failed = 1
+        else:
+            print(f"tbench trend: no regression step found since {since.isoformat()}")
+    return failed
+
+
+def _counted_filters(args: argparse.Namespace) -> Filters:
+    # Every metric of the same items: the counted ones among them are picked by name (trends.is_counted).
+    return Filters(args.model, args.mode, args.case, "*", args.machine, args.branch)
 
 
 def run_history_command(args: argparse.Namespace) -> int:

@@ -2,8 +2,8 @@
 
 ``MIGRATIONS[n]`` takes a store from version ``n`` to ``n + 1``; a new store is version 0 (no tables) and goes
 through every step, so a fresh store and a migrated one are built by the same code. Step 0 creates the tables
-of schema.py as they are at version 1: when a later version changes a table, step 0 must keep creating the
-version-1 form (freeze its definition here) and the new step alters it.
+of schema.py as they are now; a later step that adds a column adds it only where it is missing (a store
+created at version 1 lacks it, a new store has it from step 0), so both end with the same tables.
 
 ``prepare`` runs under a lock (PostgreSQL: a transaction-scoped advisory lock; SQLite: the write lock that
 ``BEGIN IMMEDIATE`` takes), so that two sessions opening a new store at once create it once.
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, DateTime, inspect, select
 
 from . import schema
 from .errors import StoreError
@@ -35,7 +35,19 @@ def _create_v1(conn: Connection) -> None:
     schema.metadata.create_all(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Migration] = [Migration(1, "create the tables", _create_v1)]
+def _add_cleared_at(conn: Connection) -> None:
+    # Version 2: tbench trend --record keeps a change point it no longer finds (cleared_at) rather than
+    # deleting it, so that found_at stays the date each step was first found.
+    table = schema.change_points.name
+    if "cleared_at" not in {column["name"] for column in inspect(conn).get_columns(table)}:
+        kind = DateTime(timezone=True).compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN cleared_at {kind}")
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "create the tables", _create_v1),
+    Migration(2, "keep change points no longer found (cleared_at)", _add_cleared_at),
+]
 
 
 def current_version() -> int:

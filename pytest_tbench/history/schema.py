@@ -2,7 +2,8 @@
 
 One row per run (``tbench_runs``), per measured item (``tbench_items``), per numeric metric of an item
 (``tbench_metrics``: the long form Grafana's SQL reads), and per change point ``tbench trend --record`` found
-(``tbench_change_points``: the dashboard's annotations). ``tbench_meta`` holds the schema version; a store
+(``tbench_change_points``: the dashboard's annotations, kept with the date each was first found and the
+date an analysis no longer found it). ``tbench_meta`` holds the schema version; a store
 written by a newer tbench is refused, an older one is migrated (``store.MIGRATIONS``).
 
 Times are stored timezone-aware, UTC. JSON documents are stored as text, so that SQLite and PostgreSQL hold
@@ -25,7 +26,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -108,7 +109,10 @@ change_points = Table(
     Column("ratio_high", Float, nullable=False),
     Column("p_value", Float, nullable=False),
     Column("regression", Boolean, nullable=False),  # worse, by the metric's direction
+    # When trend first found the step (kept when a later analysis finds it again, its position or ratio
+    # refined), and when an analysis no longer found it (NULL: still found): the nightly gate's "new".
     Column("found_at", DateTime(timezone=True), nullable=False),
+    Column("cleared_at", DateTime(timezone=True), nullable=True),  # schema version 2
 )
 
 Index("tbench_runs_measured_at", runs.c.measured_at)

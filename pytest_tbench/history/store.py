@@ -28,11 +28,11 @@ from sqlalchemy import (
     Engine,
     case,
     create_engine,
-    delete,
     event,
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, IntegrityError, NoSuchModuleError, SQLAlchemyError
@@ -44,7 +44,7 @@ from . import migrations
 from .errors import StoreError
 from .ingest import ItemRows, run_rows
 from .schema import change_points, items, metrics, runs
-from .series import Filters, Point, Series, SeriesKey, SeriesSteps, worse
+from .series import Filters, Point, Series, SeriesKey, SeriesSteps, Step, worse
 from .stored import ChangePoint, RunInfo
 from .urls import mask_url, redact, store_url
 
@@ -306,55 +306,61 @@ class Store:
 
     # Change points
 
-    def record_change_points(self, found: Sequence[SeriesSteps]) -> int:
-        """Replace the stored change points of each series in ``found`` by its steps (none: the series has
-        none now), in one transaction; the number of rows written."""
-        now = datetime.now(timezone.utc)
-        rows = []
+    def record_change_points(self, found: Sequence[SeriesSteps], now: datetime | None = None) -> int:
+        """Record the steps of each series in ``found``, in one transaction; the number of steps recorded.
+
+        A step that a recorded change point of its series is (``trends.match_stored``) updates that row (its
+        run, ratio and p-value refined) and keeps its ``found_at``, the date it was first found; a new step
+        gets ``now``. A recorded change point that no step is any more gets ``cleared_at`` ``now`` and is
+        kept (``change_points`` leaves it out unless asked)."""
+        from .trends import match_stored
+
+        now = now or datetime.now(timezone.utc)
         for entry in found:
-            key, points = entry.series.key, entry.series.points
             for step in entry.steps:
-                if not 0 <= step.index < len(points):
+                if not 0 <= step.index < len(entry.series.points):
                     raise ValueError(
-                        f"{key.label()}: step at point {step.index}, but the series has {len(points)} points"
+                        f"{entry.series.key.label()}: step at point {step.index}, but the series has "
+                        f"{len(entry.series.points)} points"
                     )
-                point = points[step.index]
-                rows.append(
-                    {
-                        "machine": key.machine,
-                        "case_id": key.case_id,
-                        "metric": key.metric,
-                        "run_id": point.run_id,
-                        "measured_at": datetime.fromisoformat(point.date),
-                        "commit_id": point.commit,
-                        "ratio": step.ratio,
-                        "ratio_low": step.ratio_low,
-                        "ratio_high": step.ratio_high,
-                        "p_value": step.p_value,
-                        "regression": worse(step.ratio, key.higher_is_better),
-                        "found_at": now,
-                    }
-                )
+        recorded = 0
         try:
             with self._writing() as conn:
                 for entry in found:
                     key = entry.series.key
-                    conn.execute(
-                        delete(change_points).where(
+                    rows = conn.execute(
+                        select(change_points).where(
                             change_points.c.machine == key.machine,
                             change_points.c.case_id == key.case_id,
                             change_points.c.metric == key.metric,
+                            change_points.c.cleared_at.is_(None),
                         )
-                    )
-                if rows:
-                    conn.execute(insert(change_points), rows)
+                    ).mappings()
+                    stored = [_change_point(r) for r in rows]
+                    matches = match_stored(entry, stored)
+                    for step, match in zip(entry.steps, matches, strict=True):
+                        values = _change_point_row(entry, step)
+                        if match is None:
+                            conn.execute(insert(change_points).values(**values, found_at=now))
+                        else:
+                            conn.execute(
+                                update(change_points).where(change_points.c.id == match.id).values(**values)
+                            )
+                        recorded += 1
+                    kept = {m.id for m in matches if m is not None}
+                    gone = [c.id for c in stored if c.id not in kept]
+                    if gone:
+                        conn.execute(
+                            update(change_points).where(change_points.c.id.in_(gone)).values(cleared_at=now)
+                        )
         except SQLAlchemyError as exc:
             raise self._error("recording change points", exc) from None
-        return len(rows)
+        return recorded
 
-    def change_points(self, filters: Filters | None = None) -> list[ChangePoint]:
+    def change_points(self, filters: Filters | None = None, cleared: bool = False) -> list[ChangePoint]:
         """The recorded change points of the series ``filters`` match (model and mode through the case id's
-        items; branch through the run), oldest first."""
+        items; branch through the run), oldest first: those the last analysis still found, and with
+        ``cleared`` those it no longer found too."""
         filters = filters or Filters()
         cp = change_points
         query = (
@@ -368,6 +374,7 @@ class Store:
                 *_where(cp.c.machine, filters.machine),
                 *_where(cp.c.case_id, filters.case),
                 *_where(cp.c.metric, filters.metric),
+                *(() if cleared else (cp.c.cleared_at.is_(None),)),
             )
             .order_by(cp.c.measured_at, cp.c.id)
         )
@@ -377,25 +384,45 @@ class Store:
                 fields = (r["model"], r["mode"], r["case_id"], r["metric"], r["machine"], r["branch"])
                 if not _selected(filters, *fields):
                     continue
-                found.setdefault(
-                    int(r["id"]),
-                    ChangePoint(
-                        int(r["id"]),
-                        r["machine"],
-                        r["case_id"],
-                        r["metric"],
-                        int(r["run_id"]),
-                        _iso(r["measured_at"]),
-                        r["commit_id"],
-                        float(r["ratio"]),
-                        float(r["ratio_low"]),
-                        float(r["ratio_high"]),
-                        float(r["p_value"]),
-                        bool(r["regression"]),
-                        _iso(r["found_at"]),
-                    ),
-                )
+                found.setdefault(int(r["id"]), _change_point(r))
         return list(found.values())
+
+
+def _change_point(r: Any) -> ChangePoint:
+    cleared = r["cleared_at"]
+    return ChangePoint(
+        int(r["id"]),
+        r["machine"],
+        r["case_id"],
+        r["metric"],
+        int(r["run_id"]),
+        _iso(r["measured_at"]),
+        r["commit_id"],
+        float(r["ratio"]),
+        float(r["ratio_low"]),
+        float(r["ratio_high"]),
+        float(r["p_value"]),
+        bool(r["regression"]),
+        _iso(r["found_at"]),
+        None if cleared is None else _iso(cleared),
+    )
+
+
+def _change_point_row(entry: SeriesSteps, step: Step) -> dict[str, Any]:
+    key, point = entry.series.key, entry.series.points[step.index]
+    return {
+        "machine": key.machine,
+        "case_id": key.case_id,
+        "metric": key.metric,
+        "run_id": point.run_id,
+        "measured_at": datetime.fromisoformat(point.date),
+        "commit_id": point.commit,
+        "ratio": step.ratio,
+        "ratio_low": step.ratio_low,
+        "ratio_high": step.ratio_high,
+        "p_value": step.p_value,
+        "regression": worse(step.ratio, key.higher_is_better),
+    }
 
 
 def _new_id(result: CursorResult[Any]) -> int:

@@ -35,7 +35,8 @@ class ChangePoint:
     ratio_high: float
     p_value: float
     regression: bool  # worse, by the metric's direction
-    found_at: str  # ISO 8601, UTC: when trend found it
+    found_at: str  # ISO 8601, UTC: when trend first found it
+    cleared_at: str | None = None  # ISO 8601, UTC: when trend no longer found it (None: still found)
 
 
 def machine_label(machine_info: Mapping[str, Any]) -> str:
