@@ -3,7 +3,8 @@ their rounds interleaved (``pairs``), pooled per side and judged on paired evide
 
 The current side lands in pytest-benchmark's stats and extra_info like any item measured in P processes;
 the base side's pooled extra_info and raw rounds go under ``ab_base``, the sides, the pairing and the
-verdicts under ``ab``, so that ``tbench compare`` can judge the item again from the JSON alone.
+item's own verdicts under ``ab``, so that ``tbench compare`` can judge the item again from the JSON alone. An
+item does not fail here: the run decides at the session's end, over all items (run_verdict.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from ..launchers.base import Attempt, Job
 from ..launchers.item import throughput
 from ..launchers.pooling import pool
 from ..memory_errors import OutOfMemory
-from ..metric_table import AB, AB_BASE, ROUNDS_S
+from ..metric_table import (
+    AB,
+    AB_BASE,
+    PEAK_MEMORY_INCREASE_BYTES,
+    PEAK_MEMORY_INCREASE_PER_PROCESS_BYTES,
+    ROUNDS_S,
+)
 from ..pytest_benchmark_api import record_samples, round_rules
 from .paired import judge_paired
 from .pairs import PairResult, run_pair
@@ -79,6 +86,11 @@ class ABLauncher:
         samples, info = pool(case, [r.outcomes[CURRENT] for r in results])
         base_samples, base_info = pool(case, [r.outcomes[BASE] for r in results])
         base_info[ROUNDS_S] = base_samples
+        # Each pair's own item memory, per side: memory is judged pair by pair on it (paired.py).
+        for side, found in ((CURRENT, info), (BASE, base_info)):
+            found[PEAK_MEMORY_INCREASE_PER_PROCESS_BYTES] = [
+                int(r.outcomes[side].info.get(PEAK_MEMORY_INCREASE_BYTES) or 0) for r in results
+            ]
         # The median and rates the current side gets from the item runner, so both sides read alike.
         base_median = statistics.median(base_samples) if base_samples else None
         base_info |= throughput(base_info["samples_per_call"], base_info["tokens_per_call"], base_median)
@@ -110,16 +122,3 @@ def _or_fail(item: str, call: Callable[[], T]) -> T:
     except (ValueError, SideError) as exc:
         problem = str(exc)
     pytest.fail(f"{item}: --tbench-ab: {problem}", pytrace=False)
-
-
-def settle_ab(info: dict[str, Any]) -> None:
-    """Fail the item if a paired verdict found a regression; its results are recorded already."""
-    found = info.get(AB)
-    if not isinstance(found, dict):
-        return
-    verdicts = found.get("verdicts") or []
-    if any(v.get("status") == "REGRESSED" for v in verdicts):
-        base = found.get("sides", {}).get(BASE, {}).get("spec", "base")
-        lines = [f"performance regression against --tbench-ab {base} (interleaved in this session):"]
-        lines.extend(f"  {v['text']}" for v in verdicts)
-        pytest.fail("\n".join(lines), pytrace=False)
