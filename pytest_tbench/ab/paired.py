@@ -41,10 +41,11 @@ LARGER_WITHIN, SMALLER = "larger, within threshold", "smaller"
 NOT_WORSE_PAST = "not worse past threshold"
 MIN_PAIRS = 2  # a spread between pairs needs two
 # An item's own memory (its peak over its process's memory at the start) moves between unchanged processes by
-# the allocator's granularity: glibc's heap grows and trims in 128 KiB steps (M_TRIM_THRESHOLD, mmap
-# threshold), torch's CPU allocator rounds large blocks to pages, and RSS counts whole pages. A/A pairs of
-# tiny models moved it by under 1 MiB (tests/test_ab_stats.py's note); 4 MiB leaves room for bigger models'
-# arenas, and is far below what a real change (an extra activation of a 7B layer: tens of MiB) adds.
+# the allocator's granularity (glibc's heap grows and trims in steps, RSS counts whole pages). Measured in an
+# A/A (2026-12-06, this 2-core VM, tiny-gpt2 forward b1/b4 x s8/s64, 4 pairs each: own memory 7.4-11.7 MiB):
+# the 16 paired differences were within +-0.5 MiB but for two of 1.2 and 2.0 MiB. The floor is twice the
+# largest. What it cannot see: one extra MLP activation of gpt2's forward at b4 x s64 (4 x 64 x 3072 floats,
+# 3 MiB); it sees one of a 7B model's hidden states at b1 x s512 (4096 x 512 floats, 8 MiB).
 ITEM_MEMORY_FLOOR_BYTES = 4 * 1024 * 1024
 
 
