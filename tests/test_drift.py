@@ -8,6 +8,7 @@ import pytest
 
 from pytest_tbench.compare.baseline import pool_runs
 from pytest_tbench.compare.criteria import METRICS, parse_criteria, parse_criterion
+from pytest_tbench.compare.gate import retryable
 from pytest_tbench.compare.judge import CANNOT_TELL, DEFAULT_DRIFT, IMPROVED, ONE_SESSION, REGRESSED, judge
 from pytest_tbench.compare.metrics import READERS, MetricValues, extract
 from pytest_tbench.compare.runs import compare_runs
@@ -50,6 +51,9 @@ def test_a_runs_timing_tests_share_its_error_rate() -> None:
     assert (
         held.status == CANNOT_TELL and "not under 1% / 3 timing tests of this run (Bonferroni)" in held.note
     )
+    assert retryable([held]) == [held]  # measured again: the pooled rounds may confirm it
+    within = judge("x", TIME, few, MetricValues(0.104, (0.104,) * 5, False, "s"), tests=3)  # +4%: unchanged
+    assert retryable([within]) == []
 
 
 def test_pooled_sessions_hold_a_slowdown_against_the_worst_of_them() -> None:

@@ -4,7 +4,8 @@ Timings (and rates derived from them) need both: the ratio of medians past the t
 Mann-Whitney U test at ALPHA over the run's timing tests (Bonferroni: ALPHA / the number of items and timing
 tests the run judges; an item's time and tokens/s are the same rounds and count once), so that a run of
 unchanged code fails on round noise with probability at most ALPHA however many items it has; a change past
-the threshold whose p-value is under ALPHA but not under the run's share is "cannot tell". Bonferroni, not
+the threshold (and the drift, below) whose p-value is under ALPHA but not under the run's share is "cannot
+tell", and is measured again (--tbench-compare-retries), whose pooled rounds may confirm it. Bonferroni, not
 Holm or Benjamini-Hochberg as under --tbench-ab: the gate fails each item at its own end (and measures it
 again first, --tbench-compare-retries), before the other items' p-values exist; Bonferroni is Holm's first
 step, so it decides there what Holm would at worst. Where both runs spread their rounds over at least
@@ -48,6 +49,8 @@ ONE_SESSION = (
     "(--tbench-compare-last 3), state this machine's drift (--tbench-compare-drift 5%), or measure base and "
     "change in one session (--tbench-ab)"
 )
+# A change past the threshold and any drift whose p-value is not under the run's share: measured again
+# (--tbench-compare-retries), whose pooled rounds may confirm it.
 NOT_CONFIRMED = "p={p:.2g}: not under {alpha:.0%} / {tests} timing tests of this run (Bonferroni)"
 
 
@@ -67,6 +70,11 @@ class Verdict:
     @property
     def failed(self) -> bool:
         return self.status == REGRESSED
+
+    @property
+    def unconfirmed(self) -> bool:
+        """Past the threshold and any drift, significant alone, not at the run's share of its error rate."""
+        return self.status == CANNOT_TELL and self.note.endswith("(Bonferroni)")
 
     @property
     def significance(self) -> str:
@@ -132,11 +140,11 @@ def judge(
         return verdict(UNCHANGED, p_value, tested_on)
     if worse_by < 0:
         return verdict(IMPROVED, p_value, tested_on)
-    if p_value >= ALPHA / max(1, tests):
+    beyond, note = _beyond_drift(now.point, base, criterion.threshold, drift)
+    if beyond and p_value >= ALPHA / max(1, tests):  # past any drift, but not significant at the run's share
         return verdict(
             CANNOT_TELL, p_value, tested_on, NOT_CONFIRMED.format(p=p_value, alpha=ALPHA, tests=tests)
         )
-    beyond, note = _beyond_drift(now.point, base, criterion.threshold, drift)
     return verdict(REGRESSED if beyond else CANNOT_TELL, p_value, tested_on, note)
 
 
