@@ -10,14 +10,16 @@ from tabulate import tabulate
 
 from ..compare.judge import REGRESSED, format_value
 from ..metric_table import AB
+from .paired import ITEM_MEMORY_FLOOR_BYTES
 from .run_verdict import RunVerdict
 
 AB_HEADERS = ["item", "criterion", "base", "current", "change [CI]", "verdict"]
 AB_LEGEND = (
-    "base/current: each side's median (peak for memory); change: current/base from paired rounds with its "
-    "confidence interval over process pairs (memory: the item's own, its peak over its process's start, "
-    "paired; the change counted is the threshold or the floor, whichever is larger). Verdicts are the "
-    "run's: a regression is confirmed among all the run's tests."
+    "base/current: each side's median (memory: the item's own, its peak over its process's start, the mean "
+    "over pairs); change: current/base from paired rounds with its confidence interval over process pairs "
+    "(memory: the mean paired difference over the base's own; what counts is the threshold or the "
+    f"{ITEM_MEMORY_FLOOR_BYTES // 2**20} MiB floor, whichever is larger). Verdicts are the run's: a "
+    "regression is confirmed among all its tests."
 )
 
 
