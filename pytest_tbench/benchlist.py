@@ -44,6 +44,7 @@ SESSION_KEYS = frozenset(
         "compare_any_machine",
         "ab",
         "ab_pairs",
+        "ab_undecided",
         "ab_path",
         "report",
         "trust_remote_code",

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .ab.run_verdict import UNDECIDED_MODES
 from .compare.baseline import pool_runs
 from .compare.criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
 from .compare.runs import compare_runs, load_run, machine_differences
@@ -52,8 +53,16 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--drift",
         metavar="N%",
-        help="drift between sessions to allow when the baseline is one run (default: none, so a timing "
-        "change past the threshold is 'cannot tell'; several baselines use the drift between them)",
+        help="drift between sessions to allow when the baseline is one run (default 15%%: a timing fails "
+        "only past the baseline moved by it and then the threshold; several baselines use the drift between "
+        "them)",
+    )
+    compare.add_argument(
+        "--undecided",
+        choices=UNDECIDED_MODES,
+        default="warn",
+        help="one --tbench-ab run: whether its undecided items ('cannot tell') fail it (fail) or not (pass, "
+        "warn: the default; both exit 0 on them)",
     )
     compare.add_argument("--format", choices=("text", "markdown"), default="text")
     compare.add_argument("--any-machine", action="store_true", help="compare runs from different machines")
@@ -112,9 +121,12 @@ def _report(runs: list[Path], out: Path) -> int:
     return 0
 
 
-def _rejudge_ab(run: dict[str, Any], path: Path, criteria: tuple[Criterion, ...], markdown: bool) -> int:
+def _rejudge_ab(
+    run: dict[str, Any], path: Path, criteria: tuple[Criterion, ...], markdown: bool, undecided: str
+) -> int:
     from .ab.rejudge import rejudge
-    from .ab.summary import ab_table
+    from .ab.run_verdict import settle_run
+    from .ab.summary import ab_failures, ab_table
 
     judged = rejudge(run, criteria)
     if not judged:
@@ -125,8 +137,13 @@ def _rejudge_ab(run: dict[str, Any], path: Path, criteria: tuple[Criterion, ...]
         )
         return 2
     rows = [(item, {AB: {"verdicts": [v.as_json() for v in verdicts]}}) for item, verdicts in judged]
+    # The run decides as the session did: over all its items' tests (ab/run_verdict.py).
+    decided = settle_run([(item, info[AB]["verdicts"]) for item, info in rows], undecided)
     print(ab_table(rows, markdown=markdown))
-    return 1 if any(v.failed for _, verdicts in judged for v in verdicts) else 0
+    for line in ab_failures(rows, decided):
+        print(line)
+    print(decided.line())
+    return 1 if decided.failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -148,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tbench compare: {exc}", file=sys.stderr)
         return 2
     if not bases:
-        return _rejudge_ab(now, current, criteria, markdown=args.format == "markdown")
+        return _rejudge_ab(now, current, criteria, args.format == "markdown", args.undecided)
     differences = [d for base in bases for d in machine_differences(base, now)]
     if differences and not args.any_machine:
         print(

@@ -63,9 +63,10 @@ class TBenchConfig:
     compare_last: int = 1  # saved runs pooled into the baseline
     compare_retries: int = 2  # re-measurements of an item whose timing regressed, judged pooled
     compare_any_machine: bool = False
-    compare_drift: float | None = None  # drift between sessions to allow against a one-session baseline
+    compare_drift: float | None = None  # drift to allow against a one-session baseline; None: the default
     ab: Side | None = None  # --tbench-ab: the base side every item is also measured on, interleaved
     ab_pairs: int = 8  # pairs of worker processes per item under --tbench-ab
+    ab_undecided: str = "warn"  # what an undecided A/B item does to the run: pass, warn or fail
     ab_path: tuple[str, ...] = ()  # base worktree directories put first on the import path; (): the default
     report: str | None = None  # a folder for tbench's report of this run
     store: StoreLocation | None = None  # --tbench-store: the history store the run is written into

@@ -176,10 +176,6 @@ class TBench:
                 self._not_measured("interrupted")
             raise
         settle(judged, self.benchmark, self._gate)
-        if self._ab is not None:
-            from .ab.launcher import settle_ab
-
-            settle_ab(judged.info)
         return judged.info
 
     def _attempt(self, result: Attempt | OutOfMemory, in_worker: bool) -> Attempt:

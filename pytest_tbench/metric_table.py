@@ -54,6 +54,8 @@ PROCESSES = "processes"
 PROCESS_ROUNDS = "process_rounds"
 PROCESS_MEDIANS_S = "process_medians_s"
 PEAK_MEMORY_PER_PROCESS_BYTES = "peak_memory_per_process_bytes"
+# --tbench-ab: each pair's process's own item memory (peak_memory_increase_bytes), in pair order, per side.
+PEAK_MEMORY_INCREASE_PER_PROCESS_BYTES = "peak_memory_increase_per_process_bytes"
 # A model spread over several devices (--tbench-device-map, --tbench-tp): where its modules went, and peak
 # memory per GPU (peak_memory_bytes is then their sum) or per tensor-parallel rank (summed likewise).
 DEVICE_MAP_PLACEMENT = "device_map_placement"

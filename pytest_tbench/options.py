@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .ab.run_verdict import UNDECIDED_MODES
 from .ab.sides import SPEC_HELP, parse_side
 from .axes import BACKENDS, COMPILE_MODES, DEVICE_MAPS, QUANTIZATIONS
 from .compare.criteria import parse_criteria
@@ -398,8 +399,9 @@ SETTINGS: tuple[Setting, ...] = (
         parse_percent,
         "N%",
         "how far timings may drift between sessions on this machine, allowed when the baseline is one saved "
-        "session (which cannot show it; without this, such timing changes are 'cannot tell'); pooled "
-        "baselines (--tbench-compare-last N) use the drift between their sessions instead",
+        "session (which cannot show it): a timing fails only past the baseline moved by N% and then the "
+        "threshold (default 15%, the largest drift seen on a small shared VM and half again; 0% allows "
+        "none); pooled baselines (--tbench-compare-last N) use the drift between their sessions instead",
     ),
     Setting(
         "compare_any_machine", parse_bool, "", "allow a baseline from other hardware/software", flag=True
@@ -418,6 +420,13 @@ SETTINGS: tuple[Setting, ...] = (
         "N",
         "--tbench-ab: pairs of worker processes (one per side) per item; the confidence interval's unit "
         "(default 8)",
+    ),
+    Setting(
+        "ab_undecided",
+        _choice("--tbench-ab-undecided mode", UNDECIDED_MODES),
+        "pass|warn|fail",
+        '--tbench-ab: what an item the run cannot decide ("cannot tell") does to the run: pass, warn (a '
+        "pytest warning and the count in the closing line; the default) or fail",
     ),
     Setting(
         "ab_path",

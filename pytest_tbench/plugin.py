@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from .ab.run_verdict import RunVerdict
 from .ab.session import ABSession, open_ab
 from .axes import DEVICE_MAP_NONE, TP_NONE
 from .backends import unavailable_reason as backend_reason
@@ -24,6 +26,7 @@ from .launchers.conftests import Conftest, session_conftests
 from .launchers.forkserver import modeling_module, preload
 from .listing import list_models, list_presets
 from .memory_errors import OomRecord, OutOfMemory, catch_out_of_memory, skip_out_of_memory
+from .metric_table import AB
 from .models.families import family_of
 from .models.fit import MemoryEstimate, WorkShape, estimate
 from .models.loading import (
@@ -60,6 +63,7 @@ class SessionState:
     run_json: dict[str, Any] | None = None  # the run as pytest-benchmark saved it, for --tbench-report
     store_line: str | None = None  # --tbench-store: what became of the run, for the terminal summary
     ab: ABSession | None = None  # --tbench-ab: the two sides' processes, started at the first item
+    ab_run: RunVerdict | None = None  # --tbench-ab: the run's decision over all items, once they are done
     # Under a benchmark list: the entry that made each item, whose settings the item runs with.
     entries: dict[BenchCase, BenchmarkEntry] = field(default_factory=dict)
     restore_sigterm: Callable[[], None] = lambda: None
@@ -70,6 +74,23 @@ class SessionState:
         """The settings an item runs with: its benchmark list entry's, else the session's."""
         entry = self.entries.get(case)
         return entry.config if entry is not None else self.config
+
+    def settled_ab_run(self) -> RunVerdict | None:
+        """--tbench-ab: the run's decision over every item measured (each item's verdicts set to it in
+        place, in its extra_info and so in the JSON); decided once, when the first caller needs it (the JSON
+        being saved, or the session's end), after the last item."""
+        if self.config.ab is None or self.ab_run is not None:
+            return self.ab_run
+        from .ab.run_verdict import settle_run
+
+        items = [
+            (result.nodeid, result.extra_info[AB]["verdicts"])
+            for result in self.results
+            if isinstance(result.extra_info.get(AB), dict)
+        ]
+        if items:
+            self.ab_run = settle_run(items, self.config.ab_undecided)
+        return self.ab_run
 
     def not_measured_item(self, nodeid: str, outcome: str) -> None:
         """Record that an item measured nothing (once: an interrupted item may also get a report)."""
@@ -215,6 +236,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     cpu_items = sum(1 for _, case in cases if case is not None and case.device == "cpu")
     xdist_session.refuse_shared_cpu(session.config, session.items, cpu_items, state.config.allow_shared_cpu)
     xdist_session.check_grouping(session.config, session.items)
+    if state.gate is not None:  # each timing test's share of the run's error rate (compare/judge.py)
+        state.gate.plan([item.nodeid for item, case in cases if case is not None])
 
 
 @pytest.fixture
@@ -418,6 +441,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_json: dict[str, Any]) -> None:
     state = config.stash.get(STATE, None)
     output_json["tbench"] = {"not_measured": state.not_measured if state is not None else []}
+    ab_run = state.settled_ab_run() if state is not None else None
+    if ab_run is not None:  # the items' verdicts in output_json are the same objects, settled by now
+        output_json["tbench"]["ab_run"] = ab_run.as_json()
     if state is not None and state.run_json is None:
         state.run_json = output_json
 
@@ -426,11 +452,33 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     # After pytest-benchmark saved the run (its sessionfinish wrapper saves before ours run); before the
     # terminal summary, which shows the outcome and a store failure's warning.
     state = session.config.stash.get(STATE, None)
-    if state is None or state.config.store is None or xdist_session.is_worker(session.config):
+    if state is None or xdist_session.is_worker(session.config):
+        return
+    ab_run = state.settled_ab_run()
+    if ab_run is not None:
+        _end_ab_run(session, ab_run)
+    if state.config.store is None:
         return
     from .history.session import store_session_run  # SQLAlchemy only for sessions that give a store
 
     state.store_line = store_session_run(session.config, state.run_json, state.config.store)
+
+
+def _end_ab_run(session: pytest.Session, ab_run: RunVerdict) -> None:
+    """The A/B run's decision as the session's outcome: items pass at their end (the run decides over all of
+    them), so a regression, or an undecided item under --tbench-ab-undecided fail, fails the session here."""
+    if ab_run.failed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if ab_run.undecided and ab_run.undecided_mode == "warn":
+        # Warned here, inside pytest's warning capture for sessionfinish: the warnings summary shows it.
+        warnings.warn(
+            f"--tbench-ab: {len(ab_run.undecided)} item(s) the run cannot tell: "
+            + ", ".join(ab_run.undecided)
+            + " (the A/B table says what would decide each; --tbench-ab-undecided fail fails the run on "
+            "them, pass keeps this quiet)",
+            pytest.PytestWarning,
+            stacklevel=1,
+        )
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -467,6 +515,14 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if state.store_line is not None:
         terminalreporter.write_sep("-", "tbench STORE")
         terminalreporter.write_line(state.store_line)
+    ab_run = state.settled_ab_run()
+    if ab_run is not None:  # last: the run's decision in one line, where a CI log's reader looks
+        from .ab.summary import ab_failures
+
+        terminalreporter.write_sep("-", "tbench A/B RUN")
+        for line in ab_failures(((r.nodeid, r.extra_info) for r in state.results), ab_run):
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(ab_run.line(), bold=True, red=ab_run.failed, green=not ab_run.failed)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -24,8 +24,11 @@ pytestmark = pytest.mark.timing
 
 # Every forward call sleeps: AB_SLEEP_S seconds, or AB_SLOW_SLEEP_S for batch-2 items, so that one session
 # holds an unchanged item (b1) and a changed one (b2) when only one side sets AB_SLOW_SLEEP_S.
+# AB_PROCESS_JITTER: each worker process's sleeps are off by a random fraction up to it, drawn once per item
+# (from the OS, not the random module, whose state forked workers share): an offset of the process's own,
+# which only more pairs average away.
 SLEEP_MODULE = """
-import dataclasses, os, time
+import dataclasses, os, random, time
 import pytest_tbench.scenarios as scenarios
 
 original = scenarios.forward_work
@@ -35,6 +38,8 @@ def sleeping_work(loaded, case):
     seconds = float(os.environ.get("AB_SLEEP_S", "0.01"))
     if case.batch_size == 2:
         seconds = float(os.environ.get("AB_SLOW_SLEEP_S", str(seconds)))
+    jitter = float(os.environ.get("AB_PROCESS_JITTER", "0"))
+    seconds *= 1 + random.SystemRandom().uniform(-jitter, jitter)
     return dataclasses.replace(work, call=lambda: time.sleep(seconds))
 
 scenarios.forward_work = sleeping_work
@@ -84,19 +89,27 @@ def test_env_side_finds_a_slowdown_with_its_sign_and_size_and_passes_the_unchang
         sleeping, *ARGS, "--tbench-batch-sizes", "1,2", "--tbench-ab", "env:AB_SLOW_SLEEP_S=0.010",
         "--tbench-ab-pairs", "3", subprocess=True,
     )  # fmt: skip
-    result.assert_outcomes(passed=1, failed=1)
+    # Items pass at their end; the run, decided over all of them, fails the session.
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
     entries = _entries(data)
     unchanged, slowed = _verdict(entries[1]), _verdict(entries[2])
-    assert unchanged["status"] in ("unchanged", "cannot tell")
+    assert unchanged["status"] in ("unchanged", "not worse past threshold", "cannot tell")
     assert unchanged["low"] < 0.05
     assert slowed["status"] == "REGRESSED"
     assert 0.35 < slowed["change"] < 0.65  # +50%
     assert 0 < slowed["low"] < slowed["change"] < slowed["high"]
     assert (slowed["pairs"], slowed["paired_rounds"]) == (3, 6)
     result.stdout.fnmatch_lines(
-        ["*performance regression against --tbench-ab env:AB_SLOW_SLEEP_S=0.010*",
+        ["*tbench A/B RUN*", "test_bench.py::test_forward?tiny-gpt2-b2-s8-cpu-float32?: REGRESSED",
          "*time +*% [[]+*%, +*%[]] (99% CI, 3 process pairs x 6 paired rounds), threshold 5%: REGRESSED*"]
     )  # fmt: skip
+    # The run's decision: in the JSON, and the terminal's last tbench line.
+    ab_run = data["tbench"]["ab_run"]
+    assert ab_run["failed"] and ab_run["regressed"] == [entries[2]["fullname"]]
+    assert ab_run["procedure"] == "benjamini-hochberg" and ab_run["run"]["pairs"] == 3
+    result.stdout.fnmatch_lines(["tbench A/B: 2 items: 1 REGRESSED, * run +*% [[]*]: *"])
+    assert data["benchmarks"][0]["extra_info"]["ab"]["verdicts"][0]["p_value"] is not None
 
     # Both sides' results are kept: the current side as pytest-benchmark's stats, the base's rounds beside.
     info = entries[2]["extra_info"]
@@ -154,7 +167,7 @@ def test_python_side_runs_the_base_in_another_interpreter(sleeping: pytest.Pytes
     result.assert_outcomes(passed=1)
     (entry,) = data["benchmarks"]
     verdict = _verdict(entry)
-    assert verdict["status"] == "improved" and -0.6 < verdict["change"] < -0.4  # 20 ms -> 10 ms
+    assert verdict["status"] == "faster" and -0.6 < verdict["change"] < -0.4  # 20 ms -> 10 ms
     base = entry["extra_info"]["ab"]["sides"]["base"]
     assert base["spec"] == f"python:{wrapper}" and base["python_version"]
 
@@ -179,6 +192,31 @@ def test_a_side_that_fails_to_start_is_named(sleeping: pytest.Pytester) -> None:
     not_a_repo = sleeping.runpytest_subprocess(*ARGS, "--tbench-ab", "origin/main")
     assert not_a_repo.ret == pytest.ExitCode.USAGE_ERROR
     not_a_repo.stderr.fnmatch_lines(["*--tbench-ab origin/main: * is not inside a git repository*"])
+
+
+def test_an_undecided_item_warns_by_default_and_fails_or_passes_as_asked(
+    sleeping: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An A/A of two pairs whose processes are off by up to 20% each: the interval holds 0 and 5%.
+    monkeypatch.setenv("AB_PROCESS_JITTER", "0.2")
+    args = [*ARGS, "--tbench-batch-sizes", "1", "--tbench-ab", "env:X=1"]
+    result, data = run_json(sleeping, *args, subprocess=True)
+    assert result.ret == 0
+    name = data["benchmarks"][0]["fullname"]
+    assert data["tbench"]["ab_run"]["undecided"] == [name]
+    assert data["tbench"]["ab_run"]["undecided_mode"] == "warn"
+    result.stdout.fnmatch_lines(["*--tbench-ab: 1 item(s) the run cannot tell: test_bench.py::test_forward*"])
+    result.stdout.fnmatch_lines(["tbench A/B: 1 items: 1 cannot tell*"])
+    # The same run judged again from its JSON, failing or passing on undecided items as asked.
+    saved = str(sleeping.path / "out.json")
+    assert cli.main(["compare", saved, "--undecided", "fail"]) == 1
+    assert "test_forward[tiny-gpt2-b1-s8-cpu-float32]: cannot tell (--tbench-ab-undecided fail)" in (
+        capsys.readouterr().out
+    )
+    assert cli.main(["compare", saved, "--undecided", "pass"]) == 0
+    bad = sleeping.runpytest_subprocess(*args, "--tbench-ab-undecided", "maybe")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*unknown --tbench-ab-undecided mode 'maybe'; valid: pass, warn, fail*"])
 
 
 def test_measure_calls_are_skipped_with_the_reason(sleeping: pytest.Pytester) -> None:

@@ -12,13 +12,24 @@ from pathlib import Path
 
 import pytest
 
-from pytest_tbench.ab.paired import CANNOT_TELL, judge_paired, paired_estimate, status_of, what_would_decide
+from pytest_tbench.ab.paired import (
+    CANNOT_TELL,
+    FASTER,
+    LARGER_WITHIN,
+    NOT_WORSE_PAST,
+    SLOWER_WITHIN,
+    SMALLER,
+    judge_paired,
+    paired_estimate,
+    status_of,
+    what_would_decide,
+)
 from pytest_tbench.ab.pairs import balanced_order, run_pair
 from pytest_tbench.ab.sides import Side, parse_side
 from pytest_tbench.ab.worktree import Worktree
 from pytest_tbench.cases import BenchCase
 from pytest_tbench.compare.criteria import parse_criteria
-from pytest_tbench.compare.judge import IMPROVED, REGRESSED, TOO_FEW, UNCHANGED
+from pytest_tbench.compare.judge import REGRESSED, TOO_FEW, UNCHANGED
 from pytest_tbench.config import TBenchConfig
 from pytest_tbench.errors import OptionError
 from pytest_tbench.launchers.base import Job
@@ -133,21 +144,26 @@ def test_a_cannot_tell_says_whether_pairs_or_rounds_would_decide() -> None:
     ("low", "high", "higher_is_better", "status"),
     [
         (1.02, 1.08, False, REGRESSED),  # surely slower, and 5% not ruled out
-        (1.01, 1.04, False, UNCHANGED),  # surely slower, but by less than the threshold
-        (0.98, 1.03, False, UNCHANGED),
+        (1.01, 1.04, False, SLOWER_WITHIN),  # surely slower, but by less than the threshold
+        (0.98, 1.03, False, UNCHANGED),  # inside +-5%, holding no change
+        (0.93, 1.03, False, NOT_WORSE_PAST),  # rules out +5%, not a 5% speed-up
         (0.97, 1.07, False, CANNOT_TELL),  # holds both no change and the threshold
-        (0.90, 0.97, False, IMPROVED),
+        (0.90, 0.97, False, FASTER),
+        (0.97, 0.99, False, FASTER),  # surely faster, if only a little
         (0.92, 0.98, True, REGRESSED),  # a throughput drop
-        (1.02, 1.09, True, IMPROVED),
+        (1.02, 1.09, True, FASTER),
     ],
 )
-def test_the_verdict_reads_the_interval_against_the_threshold(
+def test_the_outcome_names_what_the_interval_rules_out(
     low: float, high: float, higher_is_better: bool, status: str
 ) -> None:
     from pytest_tbench.ab.paired import PairedEstimate
 
     estimate = PairedEstimate(math.sqrt(low * high), low, high, 8, 6)
     assert status_of(estimate, 0.05, higher_is_better) == status
+    # Memory's words: larger and smaller.
+    memory = {SLOWER_WITHIN: LARGER_WITHIN, FASTER: SMALLER}
+    assert status_of(estimate, 0.05, higher_is_better, "peak_memory") == memory.get(status, status)
 
 
 def _record(rounds: list[list[float]], peak: int) -> ItemRecord:

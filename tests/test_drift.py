@@ -1,6 +1,6 @@
 """The saved-baseline gate and drift between sessions: a timing past the threshold is a regression only past
-the worst baseline session (pooled runs) or a stated drift; against one saved session it is "cannot tell".
-And re-measured attempts are judged pooled."""
+the worst baseline session (pooled runs) or a drift allowance (stated, or the default against one saved
+session); a run's timing tests share its error rate. And re-measured attempts are judged pooled."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 
 from pytest_tbench.compare.baseline import pool_runs
 from pytest_tbench.compare.criteria import METRICS, parse_criteria, parse_criterion
-from pytest_tbench.compare.judge import CANNOT_TELL, IMPROVED, ONE_SESSION, REGRESSED, judge
+from pytest_tbench.compare.gate import retryable
+from pytest_tbench.compare.judge import CANNOT_TELL, DEFAULT_DRIFT, IMPROVED, ONE_SESSION, REGRESSED, judge
 from pytest_tbench.compare.metrics import READERS, MetricValues, extract
 from pytest_tbench.compare.runs import compare_runs
 from pytest_tbench.launchers.base import Attempt
@@ -24,15 +25,35 @@ def _values(samples: list[float], sessions: tuple[float, ...] = ()) -> MetricVal
     return MetricValues(sorted(samples)[len(samples) // 2], tuple(samples), False, "s", (), sessions)
 
 
-def test_one_saved_session_cannot_tell_a_slowdown_from_drift() -> None:
+def test_one_saved_session_allows_the_default_drift_and_fails_far_past_it() -> None:
     base, now = _values([0.100 + i * 1e-4 for i in range(10)]), _values([0.120 + i * 1e-4 for i in range(10)])
-    verdict = judge("x", TIME, base, now)
-    assert (verdict.status, verdict.note) == (CANNOT_TELL, ONE_SESSION)
+    verdict = judge("x", TIME, base, now)  # +20%: within 15% drift and then 5%
+    assert verdict.status == CANNOT_TELL and f"default drift allowance of {DEFAULT_DRIFT:.0%}" in verdict.note
     assert not verdict.failed and ONE_SESSION in verdict.describe()
+    far = judge("x", TIME, base, _values([0.160 + i * 1e-4 for i in range(10)]))  # +60%: past any drift
+    assert far.status == REGRESSED and "+38.9% against the baseline with the default drift" in far.note
     assert judge("x", TIME, now, base).status == IMPROVED  # a speed-up is no cause for alarm
     stated = judge("x", TIME, base, now, drift=0.10)  # +20% is past a stated 10% drift by more than 5%
     assert stated.status == REGRESSED and "the baseline with the stated drift of 10%" in stated.note
     assert judge("x", TIME, base, now, drift=0.18).status == CANNOT_TELL
+
+
+def test_a_runs_timing_tests_share_its_error_rate() -> None:
+    # 10 rounds against 10, all slower: scipy's one-sided Mann-Whitney p is 9.1e-5: under 1%/50, not 1%/200.
+    base, now = _values([0.100 + i * 1e-4 for i in range(10)]), _values([0.200 + i * 1e-4 for i in range(10)])
+    assert judge("x", TIME, base, now, tests=50).status == REGRESSED
+    assert judge("x", TIME, base, now, tests=200).status == CANNOT_TELL
+    # 5 processes against 5 reach p = 1/252 at best: over 3 tests that is not under 1% / 3.
+    few = MetricValues(0.1, (0.1,) * 5, False, "s", tuple((0.1 + i * 1e-3,) for i in range(5)))
+    slow = MetricValues(0.2, (0.2,) * 5, False, "s", tuple((0.2 + i * 1e-3,) for i in range(5)))
+    assert judge("x", TIME, few, slow, drift=0.0, tests=2).status == REGRESSED
+    held = judge("x", TIME, few, slow, drift=0.0, tests=3)
+    assert (
+        held.status == CANNOT_TELL and "not under 1% / 3 timing tests of this run (Bonferroni)" in held.note
+    )
+    assert retryable([held]) == [held]  # measured again: the pooled rounds may confirm it
+    within = judge("x", TIME, few, MetricValues(0.104, (0.104,) * 5, False, "s"), tests=3)  # +4%: unchanged
+    assert retryable([within]) == []
 
 
 def test_pooled_sessions_hold_a_slowdown_against_the_worst_of_them() -> None:

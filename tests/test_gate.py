@@ -46,6 +46,15 @@ def test_work(tbench):
     tbench.measure(call, tokens=64)
 """
 
+# As GATE_BENCH, sleeping 10 ms instead of spinning: sleeps keep their time on a loaded machine.
+SLEEP_BENCH = """
+import os, time
+
+def test_work(tbench):
+    slow = float(os.environ.get(f"SLOW_{tbench.case.batch_size}", "0"))
+    tbench.measure(lambda: time.sleep(0.01 * (1 + slow)), tokens=64)
+"""
+
 # Timings of two sessions differ on a loaded machine (a preempted spin ends a time slice late), so these
 # tests inject large effects and gate at 50%: they check the gate's behaviour and messages; how tight a
 # threshold a machine supports is measured by benches/gate_reliability.py, not asserted here.
@@ -415,3 +424,39 @@ def test_compare_last_pools_the_newest_saved_runs(gate: pytest.Pytester) -> None
     refused = gate.runpytest(*SWEEP, "--tbench-compare=base.json", "--tbench-compare-last", "2")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
     refused.stderr.fnmatch_lines(["*'base.json' is one file, and --tbench-compare-last 2 pools the newest*"])
+
+
+def test_with_defaults_one_saved_run_passes_unchanged_runs_and_fails_a_slowdown_past_any_drift(
+    gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The default criteria and drift allowance (15%), one saved run: as a new user gates. The call sleeps (a
+    # spin's time moves with the shared machine's load, past any allowance, between sessions).
+    gate.makepyfile(test_bench=SLEEP_BENCH)
+    save_baseline(gate)
+    for _ in range(3):
+        same = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare")
+        same.assert_outcomes(passed=2)
+    # As a 1-thread run against a 2-thread baseline on this machine: +60% and +110%.
+    monkeypatch.setenv("SLOW_1", "0.6")
+    monkeypatch.setenv("SLOW_2", "1.1")
+    slow = gate.runpytest(
+        *SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare", "--tbench-compare-retries", "0"
+    )
+    slow.assert_outcomes(failed=2)
+    slow.stdout.fnmatch_lines(["*against the baseline with the default drift allowance of 15%*"])
+    slow.stdout.fnmatch_lines(["tbench gate: 2 items: 2 REGRESSED; run +*% [[]*]"])
+
+
+def test_compare_with_defaults_passes_drifting_unchanged_runs_and_fails_far_past_drift(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = _run_file(tmp_path / "base.json", 0.004)
+    for index, drift in enumerate((1.03, 0.95, 1.10)):  # unchanged sessions, drifting up to 10%
+        same = _run_file(tmp_path / f"same{index}.json", 0.004 * drift)
+        assert tbench_main(["compare", str(base), str(same)]) == 0
+    for slowdown in (1.6, 2.1):
+        slow = _run_file(tmp_path / "slow.json", 0.004 * slowdown)
+        assert tbench_main(["compare", str(base), str(slow)]) == 1
+    assert "default drift allowance of 15%" in capsys.readouterr().out
+    # Allowing no drift, a 10% session is a regression; the option still overrides the default.
+    assert tbench_main(["compare", str(base), str(tmp_path / "same2.json"), "--drift", "0%"]) == 1

@@ -3,7 +3,8 @@ their rounds interleaved (``pairs``), pooled per side and judged on paired evide
 
 The current side lands in pytest-benchmark's stats and extra_info like any item measured in P processes;
 the base side's pooled extra_info and raw rounds go under ``ab_base``, the sides, the pairing and the
-verdicts under ``ab``, so that ``tbench compare`` can judge the item again from the JSON alone.
+item's own verdicts under ``ab``, so that ``tbench compare`` can judge the item again from the JSON alone. An
+item does not fail here: the run decides at the session's end, over all items (run_verdict.py).
 """
 
 from __future__ import annotations
@@ -22,10 +23,16 @@ from ..launchers.base import Attempt, Job
 from ..launchers.item import throughput
 from ..launchers.pooling import pool
 from ..memory_errors import OutOfMemory
-from ..metric_table import AB, AB_BASE, ROUNDS_S
+from ..metric_table import (
+    AB,
+    AB_BASE,
+    PEAK_MEMORY_INCREASE_BYTES,
+    PEAK_MEMORY_INCREASE_PER_PROCESS_BYTES,
+    ROUNDS_S,
+)
 from ..models.code import MODEL_CODE
 from ..pytest_benchmark_api import record_samples, round_rules
-from .code import code_line, compare_sides
+from .code import compare_sides
 from .paired import judge_paired
 from .pairs import PairResult, run_pair
 from .rejudge import sides_of
@@ -81,6 +88,11 @@ class ABLauncher:
         samples, info = pool(case, [r.outcomes[CURRENT] for r in results])
         base_samples, base_info = pool(case, [r.outcomes[BASE] for r in results])
         base_info[ROUNDS_S] = base_samples
+        # Each pair's own item memory, per side: memory is judged pair by pair on it (paired.py).
+        for side, found in ((CURRENT, info), (BASE, base_info)):
+            found[PEAK_MEMORY_INCREASE_PER_PROCESS_BYTES] = [
+                int(r.outcomes[side].info.get(PEAK_MEMORY_INCREASE_BYTES) or 0) for r in results
+            ]
         # The median and rates the current side gets from the item runner, so both sides read alike.
         base_median = statistics.median(base_samples) if base_samples else None
         base_info |= throughput(base_info["samples_per_call"], base_info["tokens_per_call"], base_median)
@@ -113,19 +125,3 @@ def _or_fail(item: str, call: Callable[[], T]) -> T:
     except (ValueError, SideError) as exc:
         problem = str(exc)
     pytest.fail(f"{item}: --tbench-ab: {problem}", pytrace=False)
-
-
-def settle_ab(info: dict[str, Any]) -> None:
-    """Fail the item if a paired verdict found a regression; its results are recorded already."""
-    found = info.get(AB)
-    if not isinstance(found, dict):
-        return
-    verdicts = found.get("verdicts") or []
-    if any(v.get("status") == "REGRESSED" for v in verdicts):
-        base = found.get("sides", {}).get(BASE, {}).get("spec", "base")
-        lines = [f"performance regression against --tbench-ab {base} (interleaved in this session):"]
-        lines.extend(f"  {v['text']}" for v in verdicts)
-        code = code_line(found.get(MODEL_CODE) or {})
-        if code:
-            lines.append(f"  {code}")
-        pytest.fail("\n".join(lines), pytrace=False)

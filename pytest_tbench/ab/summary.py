@@ -8,13 +8,20 @@ from typing import Any
 
 from tabulate import tabulate
 
-from ..compare.judge import format_value
+from ..compare.judge import REGRESSED, format_value
 from ..metric_table import AB
+from ..models.code import MODEL_CODE
+from .code import code_line
+from .paired import ITEM_MEMORY_FLOOR_BYTES
+from .run_verdict import RunVerdict
 
 AB_HEADERS = ["item", "criterion", "base", "current", "change [CI]", "verdict"]
 AB_LEGEND = (
-    "base/current: each side's median (peak for memory); change: current/base from paired rounds with its "
-    "confidence interval over process pairs (memory: the peaks)."
+    "base/current: each side's median (memory: the item's own, its peak over its process's start, the mean "
+    "over pairs); change: current/base from paired rounds with its confidence interval over process pairs "
+    "(memory: the mean paired difference over the base's own; what counts is the threshold or the "
+    f"{ITEM_MEMORY_FLOOR_BYTES // 2**20} MiB floor, whichever is larger). Verdicts are the run's: a "
+    "regression is confirmed among all its tests."
 )
 
 
@@ -51,7 +58,7 @@ def ab_advice(items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
         if isinstance(found, Mapping):
             for verdict in found.get("verdicts") or []:
                 if verdict.get("advice"):
-                    lines.append(f"{item} {verdict['criterion']}: cannot tell: {verdict['advice']}")
+                    lines.append(f"{item} {verdict['criterion']}: {verdict['status']}: {verdict['advice']}")
     return lines
 
 
@@ -76,3 +83,27 @@ def ab_title(items: Iterable[Mapping[str, Any]]) -> str:
                 f"{found.get('paired_rounds_per_pair')} paired rounds)"
             )
     return "tbench A/B"
+
+
+def ab_failures(items: Iterable[tuple[str, Mapping[str, Any]]], run: RunVerdict) -> list[str]:
+    """What failed the run: each regressed item's verdicts, the whole run's change where it regressed, and
+    the undecided items where --tbench-ab-undecided fail counts them."""
+    lines = []
+    regressed = set(run.regressed)
+    undecided = set(run.undecided) if run.undecided_mode == "fail" else set()
+    for item, info in items:
+        found = info.get(AB)
+        if not isinstance(found, Mapping) or item not in regressed | undecided:
+            continue
+        why = "REGRESSED" if item in regressed else "cannot tell (--tbench-ab-undecided fail)"
+        lines.append(f"{item}: {why}")
+        lines.extend(f"  {verdict['text']}" for verdict in found.get("verdicts") or [])
+        code = code_line(found.get(MODEL_CODE) or {})  # whether the sides ran other model code at all
+        if code:
+            lines.append(f"  {code}")
+    if run.run is not None and run.run.status == REGRESSED:
+        lines.append(
+            f"the whole run is slower by {run.run.describe()} ({run.run.pairs} pairs over "
+            f"{run.run.items} items): REGRESSED"
+        )
+    return lines

@@ -83,12 +83,13 @@ class Gate(Comparer):
 
 
 def retryable(verdicts: list[Verdict]) -> list[Verdict]:
-    """The regressions of an attempt that a new measurement may overturn; [] when the verdicts stand: no
-    regression, or one on memory, which measuring again does not change."""
+    """The regressions of an attempt that a new measurement may overturn, or confirm where the run's share of
+    its error rate left them unconfirmed; [] when the verdicts stand: no regression, or one on memory, which
+    measuring again does not change."""
     failed = [v for v in verdicts if v.failed]
     if any(v.criterion.metric == "peak_memory" for v in failed):
         return []
-    return failed
+    return failed + [v for v in verdicts if v.unconfirmed]
 
 
 def _brief(verdicts: list[Verdict]) -> str:

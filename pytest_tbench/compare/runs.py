@@ -132,6 +132,18 @@ class Comparer:
         self._baseline = {bench["fullname"]: bench for bench in baseline["benchmarks"]}
         self._seen: set[str] = set()
         self.comparison = Comparison(not_measured=not_measured(baseline))
+        self.tests = 1  # the run's timing tests, over which the significance level is shared (``plan``)
+
+    def plan(self, names: list[str]) -> None:
+        """The items the run will judge (in a session: those collected), so that each timing test gets its
+        share of the run's error rate: one test per item and timing metric its baseline has, time and
+        tokens/s being one (the same rounds)."""
+        tests = 0
+        for name in names:
+            base = self._baseline.get(name)
+            if base is not None:
+                tests += len(timing_tests(base, self.criteria))
+        self.tests = max(1, tests)
 
     def verdicts(self, bench: dict[str, Any] | ItemRecord) -> list[Verdict]:
         """Judge one item of the current run, recording nothing (an attempt that may be measured again)."""
@@ -146,7 +158,7 @@ class Comparer:
                 continue
             a, b = extract(criterion.metric, base), extract(criterion.metric, record)
             if a is not None and b is not None:
-                verdicts.append(judge(name, criterion, a, b, self.drift))
+                verdicts.append(judge(name, criterion, a, b, self.drift, self.tests))
         return verdicts
 
     def record(self, name: str, verdicts: list[Verdict]) -> None:
@@ -167,10 +179,24 @@ class Comparer:
         return self.comparison
 
 
+def timing_tests(bench: dict[str, Any], criteria: tuple[Criterion, ...]) -> set[str]:
+    """The significance tests the gate makes of an item (its baseline entry): one per timing metric with
+    rounds, time and tokens/s being the same rounds' one test."""
+    found = set()
+    for criterion in criteria:
+        if criterion.metric == "peak_memory" or not criterion.applies_to(bench):
+            continue
+        values = extract(criterion.metric, bench)
+        if values is not None and values.samples:
+            found.add("rounds" if criterion.metric in ("time", "tokens_per_s") else criterion.metric)
+    return found
+
+
 def compare_runs(
     base: dict[str, Any], now: dict[str, Any], criteria: tuple[Criterion, ...], drift: float | None = None
 ) -> Comparison:
     comparer = Comparer(base, criteria, drift)
+    comparer.plan([bench["fullname"] for bench in now["benchmarks"]])
     for bench in now["benchmarks"]:
         comparer.add(bench)
     return comparer.finish()

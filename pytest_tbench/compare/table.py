@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import statistics
+from collections import Counter
+
 from tabulate import tabulate
 
-from .judge import CANNOT_TELL, Verdict, format_value
+from .judge import CANNOT_TELL, IMPROVED, REGRESSED, TOO_FEW, UNCHANGED, Verdict, format_value
 from .runs import Comparison
 
 
@@ -71,4 +75,34 @@ def render(comparison: Comparison, markdown: bool = False) -> str:
         )
     strong = "**" if markdown else ""
     lines.append(f"\n{strong}{verdict}{strong}")
+    lines.append(run_line(comparison))
     return "\n".join(lines)
+
+
+SEVERITY = (REGRESSED, CANNOT_TELL, TOO_FEW, UNCHANGED, IMPROVED)
+
+
+def run_line(comparison: Comparison) -> str:
+    """The run in one line: items by their most severe verdict, and the whole run's change of time (the mean
+    of the items' log ratios, with a 99% Student t interval over items: sessions drift as a whole, so this
+    is the figure to hold against the drift allowance)."""
+    by_item: dict[str, list[str]] = {}
+    logs = []
+    for v in comparison.verdicts:
+        by_item.setdefault(v.item, []).append(v.status)
+        if v.criterion.metric == "time" and v.baseline > 0 and v.now > 0:
+            logs.append(math.log(v.now / v.baseline))
+    rank = {status: index for index, status in enumerate(SEVERITY)}
+    outcomes = Counter(min(found, key=lambda s: rank.get(s, len(SEVERITY))) for found in by_item.values())
+    counts = ", ".join(
+        f"{outcomes[s]} {s}" for s in sorted(outcomes, key=lambda s: rank.get(s, len(SEVERITY)))
+    )
+    text = f"tbench gate: {len(by_item)} items: {counts or 'none judged'}"
+    if len(logs) >= 2:
+        from scipy.stats import t  # late: scipy costs a second of `tbench compare --help`
+
+        center = statistics.fmean(logs)
+        half = float(t.ppf(0.995, len(logs) - 1)) * statistics.stdev(logs) / math.sqrt(len(logs))
+        low, high = math.expm1(center - half), math.expm1(center + half)
+        text += f"; run {math.expm1(center):+.1%} [{low:+.1%}, {high:+.1%}]"
+    return text
