@@ -42,6 +42,8 @@ modeling_gpt2.GPT2MLP.forward = slow_forward
 
 BENCH = "def test_forward(tbench):\n    tbench.forward()\n"
 
+# The project's model code at its first revision; the second (EXTRA) edits the MLP as a developer would: an
+# extra projection (intermediate -> hidden) built in __init__ and added to c_proj's output in forward.
 MYMODEL = """
 from torch import nn
 from transformers import GPT2Config
@@ -49,28 +51,36 @@ from transformers.models.gpt2 import modeling_gpt2
 
 from pytest_tbench import register_model
 
-EXTRA_PROJECTION = {extra}
 _init = modeling_gpt2.GPT2MLP.__init__
 
 
 def __init__(self, intermediate_size, config):
     _init(self, intermediate_size, config)
-    if EXTRA_PROJECTION:
-        self.extra = nn.Linear(intermediate_size, config.hidden_size)
 
 
 def forward(self, hidden_states):
     hidden = self.act(self.c_fc(hidden_states))
-    out = self.c_proj(hidden)
-    if EXTRA_PROJECTION:
-        out = out + self.extra(hidden)
-    return self.dropout(out)
+    return self.dropout(self.c_proj(hidden))
 
 
 modeling_gpt2.GPT2MLP.__init__ = __init__
 modeling_gpt2.GPT2MLP.forward = forward
 register_model("mygpt", GPT2Config(n_layer=6))
 """
+EXTRA = (
+    ("    _init(self, intermediate_size, config)\n",
+     "    _init(self, intermediate_size, config)\n"
+     "    self.extra = nn.Linear(intermediate_size, config.hidden_size)\n"),
+    ("    return self.dropout(self.c_proj(hidden))\n",
+     "    return self.dropout(self.c_proj(hidden) + self.extra(hidden))\n"),
+)  # fmt: skip
+
+
+def with_extra_projection(source: str) -> str:
+    for old, new in EXTRA:
+        assert old in source
+        source = source.replace(old, new)
+    return source
 
 
 def _pytest(project: Path, name: str, *args: str) -> tuple[int, str, dict[str, Any]]:
@@ -121,7 +131,7 @@ def case_patched_conftest(root: Path, pairs: int) -> None:
 def case_git_revisions(root: Path, pairs: int) -> None:
     project = root / "project"
     (project / "benches").mkdir(parents=True)
-    (project / "mymodel.py").write_text(MYMODEL.format(extra=False))
+    (project / "mymodel.py").write_text(MYMODEL)
     (project / "benches" / "conftest.py").write_text("import mymodel  # noqa: F401\n")
     (project / "benches" / "test_bench.py").write_text(BENCH)
     (project / "pytest.ini").write_text("[pytest]\npythonpath = .\n")
@@ -129,7 +139,7 @@ def case_git_revisions(root: Path, pairs: int) -> None:
     subprocess.run(["git", "init", "-q", str(project)], check=True)
     subprocess.run([*git, "add", "."], check=True)
     subprocess.run([*git, "commit", "-qm", "mygpt"], check=True)
-    (project / "mymodel.py").write_text(MYMODEL.format(extra=True))
+    (project / "mymodel.py").write_text(with_extra_projection(MYMODEL))
     subprocess.run([*git, "commit", "-qam", "an extra projection in the MLP"], check=True)
     sweep = ["benches/", "--tbench-models", "mygpt", "--tbench-batch-sizes", "1,2"]
     sweep += ["--tbench-seq-lens", "32,64", "--tbench-ab-pairs", str(pairs)]

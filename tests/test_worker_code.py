@@ -16,12 +16,12 @@ from transformers import GPT2Config, GPT2Model
 from transformers.models.gpt2 import modeling_gpt2
 
 from pytest_tbench.launchers.conftests import session_conftests
-from pytest_tbench.models.code import check_here, differences, fingerprint
+from pytest_tbench.models.code import FunctionCode, ModelCode, check_here, differences, fingerprint
 
 from .conftest import run_json
 
-# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
-pytestmark = pytest.mark.timing
+# The tests that compare timings run alone, after the parallel part of the suite (README: the test command).
+timing = pytest.mark.timing
 
 SLEEP_S = 0.02  # per MLP call; tiny-gpt2 has two, and its whole forward takes about a millisecond unpatched
 
@@ -60,6 +60,7 @@ def _functions(info: dict[str, Any]) -> dict[str, Any]:
     return dict(info["model_code"]["functions"])
 
 
+@timing
 def test_a_conftest_patch_runs_in_every_launcher_s_workers(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(PATCHING_CONFTEST)
     pytester.makepyfile(test_bench=BENCH)
@@ -149,6 +150,7 @@ modeling_gpt2.GPT2MLP.forward = forward
 """
 
 
+@timing
 def test_git_ab_of_a_model_change_made_through_a_conftest_import(pytester: pytest.Pytester) -> None:
     # The project's model code lives in mymodel.py, which its conftest imports; a later commit slows it.
     pytester.makepyfile(mymodel=MYMODEL.format(seconds="0.01"), test_bench=BENCH)
@@ -205,11 +207,18 @@ def test_fingerprint_names_a_replaced_forward_and_what_differs() -> None:
         patched = fingerprint(model)
     finally:
         modeling_gpt2.GPT2MLP.forward = original  # type: ignore[method-assign]
-    functions, files = differences(stock, patched)
     here = patched.functions["GPT2MLP.forward"].source.split(":")[0]  # this test file
-    assert functions == [f"GPT2MLP.forward ({here})"]
-    assert files == [here]  # a file only the patched model's code comes from
+    assert differences(stock, patched) == ([f"GPT2MLP.forward ({here})"], [])
     assert differences(stock, fingerprint(model)) == ([], [])  # moved nothing: identical again
+
+    # A module only one side's model has is named with its side; a file both read, where its content differs.
+    extra = FunctionCode("torch/nn/modules/linear.py:120", "d1")
+    base = ModelCode({}, {}, {"mymodel.py": "old"})
+    current = ModelCode({"Linear": "torch.nn.Linear"}, {"Linear.forward": extra}, {"mymodel.py": "new"})
+    assert differences(base, current) == (
+        ["Linear.forward (torch/nn/modules/linear.py, current side only)"],
+        ["mymodel.py"],
+    )
 
 
 def test_session_conftests_are_the_conftest_modules_in_registration_order(tmp_path: Path) -> None:

@@ -118,16 +118,22 @@ def check_here(worker: ModelCode, where: str = "the worker") -> list[str]:
 
 
 def differences(base: ModelCode, current: ModelCode) -> tuple[list[str], list[str]]:
-    """What differs between two sides' model code: the functions (e.g. "GPT2MLP.forward (mymodel.py)") and,
-    apart, the source files whose content differs (a helper a forward calls, a comment)."""
+    """What differs between two sides' model code: the functions (e.g. "GPT2MLP.forward (mymodel.py)", or
+    "Linear.forward (torch/nn/modules/linear.py, current side only)" for a module only one side's model has)
+    and, apart, the source files both sides read whose content differs (a helper a forward calls, a
+    comment)."""
     functions = []
     for name in sorted(set(base.functions) | set(current.functions)):
         before, after = base.functions.get(name), current.functions.get(name)
-        if before is None or after is None or before.digest != after.digest:
-            source = (after or before or FunctionCode("?", "")).source  # one of them exists
-            functions.append(f"{name} ({source.split(':', 1)[0]})")
-    paths = set(base.files) | set(current.files)
-    files = sorted(path for path in paths if base.files.get(path) != current.files.get(path))
+        if before is not None and after is not None:
+            if before.digest != after.digest:
+                functions.append(f"{name} ({after.source.split(':', 1)[0]})")
+            continue
+        side, code = ("current", after) if after is not None else ("base", before)
+        assert code is not None  # the name came from one of the two sides
+        functions.append(f"{name} ({code.source.split(':', 1)[0]}, {side} side only)")
+    shared = set(base.files) & set(current.files)
+    files = sorted(path for path in shared if base.files[path] != current.files[path])
     return functions, files
 
 
