@@ -234,3 +234,33 @@ def test_session_conftests_are_the_conftest_modules_in_registration_order(tmp_pa
         ("conftest", tmp_path / "conftest.py"),
         ("pkg.conftest", tmp_path / "pkg" / "conftest.py"),
     ]
+
+
+def test_an_ab_side_imports_nothing_of_the_code_under_test_before_its_import_path_is_set(
+    tmp_path: Path,
+) -> None:
+    # A base revision's worktree goes first on the side's import path: transformers (and the plugin's
+    # launchers, which import it) must not be imported before, not even to read the conftests it is sent.
+    import os
+    import sys
+
+    from pytest_tbench.ab.side_process import Launch, SideProcess, plugin_home
+    from pytest_tbench.launchers.conftests import Conftest
+
+    # The side's first import, right after its path is set: what was imported before it?
+    (tmp_path / "probe.py").write_text(
+        "import sys\n"
+        "names = ('transformers', 'torch', 'pytest_tbench.launchers')\n"
+        "early = sorted(name for name in names if name in sys.modules)\n"
+        f"open({str(tmp_path / 'early.txt')!r}, 'w').write(','.join(early))\n"
+    )
+    (tmp_path / "conftest.py").write_text("")
+    home = plugin_home()
+    env = {**os.environ, "PYTHONPATH": str(home)}
+    conftest = Conftest("conftest", str(tmp_path / "conftest.py"), str(tmp_path))
+    side = SideProcess("probe side", Launch(sys.executable, env, [str(tmp_path)], [], ["probe"], (conftest,)))
+    try:
+        side.start()
+    finally:
+        side.close()
+    assert (tmp_path / "early.txt").read_text() == ""

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import recv_handle
 from pathlib import Path
@@ -75,9 +75,11 @@ class SideProcess:
             theirs.close()
         self._conn = Connection(ours.detach())
         with contextlib.suppress(OSError):  # it died at once: wait_ready says how
-            self._conn.send(
-                ("start", self.launch.prepend, self.launch.append, self.launch.preload, self.launch.conftests)
-            )
+            # The conftests as plain dicts: unpickling the dataclass would import this plugin's launchers (and
+            # transformers) before the side has set its import path (a base revision's worktree first).
+            conftests = [asdict(conftest) for conftest in self.launch.conftests]
+            launch = self.launch
+            self._conn.send(("start", launch.prepend, launch.append, launch.preload, conftests))
 
     def wait_ready(self) -> dict[str, Any]:
         reply = self._receive("starting")

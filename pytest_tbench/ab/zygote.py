@@ -47,7 +47,11 @@ def facts() -> dict[str, Any]:
 
 
 def start(
-    conn: Connection, prepend: list[str], append: list[str], preload: list[str], conftests: Any
+    conn: Connection,
+    prepend: list[str],
+    append: list[str],
+    preload: list[str],
+    conftests: list[dict[str, Any]],
 ) -> None:
     first = list(dict.fromkeys(prepend))
     sys.path[:] = [*first, *(p for p in sys.path if p not in first)]
@@ -58,7 +62,7 @@ def start(
     # worker's to report, with its traceback: the side itself stays up.
     from pytest_tbench.launchers import conftests as session_conftests
 
-    session_conftests.load(conftests)
+    session_conftests.load(session_conftests.Conftest(**conftest) for conftest in conftests)
     conn.send(("ready", facts()))
 
 
