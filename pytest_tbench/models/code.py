@@ -64,15 +64,17 @@ class ModelCode:
 
 
 def fingerprint(model: Any) -> ModelCode:
-    """The code ``model`` (a torch module) runs: every module class in it, once."""
+    """The code ``model`` (a torch module) runs: every module class in it, once; of a model that is no torch
+    module (another runtime's), its own class."""
     classes: dict[str, type] = {}
     instance_forwards: dict[str, Any] = {}
-    for module in model.modules():
+    modules = model.modules() if hasattr(model, "modules") else [model]
+    for module in modules:
         cls = type(module)
         name = _class_key(cls, classes)
         classes.setdefault(name, cls)
         # A forward set on the instance (accelerate's hooks, a hand patch of one layer) is what runs.
-        own = vars(module).get(FORWARD)
+        own = getattr(module, "__dict__", {}).get(FORWARD)
         if own is not None and name not in instance_forwards:
             instance_forwards[name] = own
     return _fingerprint(classes, instance_forwards)
