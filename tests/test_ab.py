@@ -19,8 +19,10 @@ from pytest_tbench import cli
 from .conftest import run_json
 from .test_json_contract import check_ab_keys
 
-# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
-pytestmark = pytest.mark.timing
+# The tests whose verdicts compare timings run alone, after the parallel part of the suite (README: the test
+# command); the others (a side that fails, a skip, an A/A whose processes differ by far more than any load)
+# run in the parallel part.
+timing = pytest.mark.timing
 
 # Every forward call sleeps: AB_SLEEP_S seconds, or AB_SLOW_SLEEP_S for batch-2 items, so that one session
 # holds an unchanged item (b1) and a changed one (b2) when only one side sets AB_SLOW_SLEEP_S.
@@ -81,6 +83,7 @@ def _verdict(entry: dict[str, Any], metric: str = "time") -> dict[str, Any]:
     return found[0]
 
 
+@timing
 def test_env_side_finds_a_slowdown_with_its_sign_and_size_and_passes_the_unchanged_item(
     sleeping: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -149,6 +152,7 @@ def _interpreter(path: Path, body: str) -> Path:
     return path
 
 
+@timing
 def test_python_side_runs_the_base_in_another_interpreter(sleeping: pytest.Pytester) -> None:
     # Another venv, simulated: a wrapper that starts this Python with a slower setting.
     wrapper = _interpreter(
