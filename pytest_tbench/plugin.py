@@ -499,10 +499,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         from .ab.summary import ab_table, ab_title
 
         ab_text = ab_table((r.case.id, r.extra_info) for r in state.results)
-        if ab_text is not None:
+        code = code_lines((r.case.id, r.extra_info) for r in state.results)  # also without verdicts
+        if ab_text is not None or code:
             terminalreporter.write_sep("-", ab_title(r.extra_info for r in state.results))
-            terminalreporter.write_line(ab_text)
-            for line in code_lines((r.case.id, r.extra_info) for r in state.results):
+            for line in [ab_text, *code] if ab_text is not None else code:
                 terminalreporter.write_line(line)
     if state.gate is not None:
         terminalreporter.write_sep("-", f"tbench REGRESSION GATE vs {state.gate.label}")

@@ -76,15 +76,19 @@ def test_a_conftest_patch_runs_in_every_launcher_s_workers(pytester: pytest.Pyte
         result.assert_outcomes(passed=1)
         medians[name] = _median(data)
         infos[name] = data["benchmarks"][0]["extra_info"]
-    # Two patched MLP calls a forward: every launcher measured them (unpatched, a forward is ~1 ms).
+    # Two patched MLP calls a forward: every launcher measured them (unpatched, a forward is ~1 ms). No upper
+    # bound: under the parallel part's load, a worker's own OpenMP threads spinning after a call kept its
+    # sleeps from waking on time (160 ms medians against 43 ms in-process, once in CI); what ran is checked
+    # below, by its code.
     for name, median in medians.items():
         assert median >= 2 * SLEEP_S, f"{name}: {median * 1e3:.1f} ms, the conftest's patch did not run"
-        assert median < 3 * medians["in-process"], medians
     base = infos["ab"]["ab_base"]
     assert base["median_s"] >= 2 * SLEEP_S  # the base side's workers import the conftest too
-    # Each launcher says the code it ran: the patched forward, from the conftest.
+    # Each launcher says the code it ran: the conftest's patched forward, the same code as in-process.
+    patched = _functions(infos["in-process"])["GPT2MLP.forward"]
+    assert patched["source"].startswith("conftest.py:")
     for name, info in infos.items():
-        assert _functions(info)["GPT2MLP.forward"]["source"].startswith("conftest.py:"), name
+        assert _functions(info)["GPT2MLP.forward"] == patched, name
     assert _functions(base) == _functions(infos["ab"])
     assert infos["ab"]["ab"]["model_code"] == {"identical": True, "functions": [], "files": []}
 
@@ -162,8 +166,8 @@ def test_git_ab_of_a_model_change_made_through_a_conftest_import(pytester: pytes
     _git(pytester.path, "commit", "-qm", "docs")
     base_commit = _git(pytester.path, "rev-parse", "HEAD")
 
-    # Revisions that differ in no measured code: said up front (two pairs: the verdict is not the point).
-    same = pytester.runpytest_subprocess(*ARGS, "--tbench-ab-pairs", "2", "--tbench-ab", "HEAD~1")
+    # Revisions that differ in no measured code: said up front (a round a side: the verdict is not the point).
+    same = pytester.runpytest_subprocess(*ARGS, "--benchmark-disable", "--tbench-ab", "HEAD~1")
     same.assert_outcomes(passed=1)
     same.stdout.fnmatch_lines(["*identical model code on both sides (tiny-gpt2-b1-s8-cpu-float32)*"])
 
