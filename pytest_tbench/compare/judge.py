@@ -66,15 +66,13 @@ class Verdict:
     unit: str
     tested_on: str = ""  # what the significance test compares, e.g. "5 vs 5 processes"; "" for memory
     note: str = ""  # why a change past the threshold is not a regression (drift), if it is not
+    # Past the threshold and any drift, significant alone, not at the run's share of its error rate: measured
+    # again (--tbench-compare-retries) before it stays "cannot tell".
+    unconfirmed: bool = False
 
     @property
     def failed(self) -> bool:
         return self.status == REGRESSED
-
-    @property
-    def unconfirmed(self) -> bool:
-        """Past the threshold and any drift, significant alone, not at the run's share of its error rate."""
-        return self.status == CANNOT_TELL and self.note.endswith("(Bonferroni)")
 
     @property
     def significance(self) -> str:
@@ -113,9 +111,25 @@ def judge(
     change = (now.point - base.point) / base.point if base.point else 0.0
     worse_by = -change if base.higher_is_better else change
 
-    def verdict(status: str, p_value: float | None = None, tested_on: str = "", note: str = "") -> Verdict:
+    def verdict(
+        status: str,
+        p_value: float | None = None,
+        tested_on: str = "",
+        note: str = "",
+        unconfirmed: bool = False,
+    ) -> Verdict:
         return Verdict(
-            item, criterion, base.point, now.point, change, p_value, status, base.unit, tested_on, note
+            item,
+            criterion,
+            base.point,
+            now.point,
+            change,
+            p_value,
+            status,
+            base.unit,
+            tested_on,
+            note,
+            unconfirmed,
         )
 
     if criterion.metric == "peak_memory":
@@ -142,9 +156,8 @@ def judge(
         return verdict(IMPROVED, p_value, tested_on)
     beyond, note = _beyond_drift(now.point, base, criterion.threshold, drift)
     if beyond and p_value >= ALPHA / max(1, tests):  # past any drift, but not significant at the run's share
-        return verdict(
-            CANNOT_TELL, p_value, tested_on, NOT_CONFIRMED.format(p=p_value, alpha=ALPHA, tests=tests)
-        )
+        note = NOT_CONFIRMED.format(p=p_value, alpha=ALPHA, tests=tests)
+        return verdict(CANNOT_TELL, p_value, tested_on, note, unconfirmed=True)
     return verdict(REGRESSED if beyond else CANNOT_TELL, p_value, tested_on, note)
 
 
