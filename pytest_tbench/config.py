@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .ab.sequential import DEFAULT_PAIRS, PairBudget
 from .ab.sides import Side
 from .axes import ATTN_AUTO, BACKEND_PYTORCH, COMPILE_OFF, DEVICE_MAP_NONE, QUANT_NONE, TP_NONE
 from .configfile import load_config_file
@@ -65,7 +66,7 @@ class TBenchConfig:
     compare_any_machine: bool = False
     compare_drift: float | None = None  # drift to allow against a one-session baseline; None: the default
     ab: Side | None = None  # --tbench-ab: the base side every item is also measured on, interleaved
-    ab_pairs: int = 8  # pairs of worker processes per item under --tbench-ab
+    ab_pairs: PairBudget = DEFAULT_PAIRS  # pairs of worker processes per item under --tbench-ab
     ab_undecided: str = "warn"  # what an undecided A/B item does to the run: pass, warn or fail
     ab_path: tuple[str, ...] = ()  # base worktree directories put first on the import path; (): the default
     report: str | None = None  # a folder for tbench's report of this run

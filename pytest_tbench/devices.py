@@ -96,6 +96,20 @@ def empty_cache(device: str) -> None:
             torch.cuda.empty_cache()
 
 
+def memory_room(device: str) -> tuple[int, int] | None:
+    """(free, total) bytes of the device's memory now: the machine's available RAM for the CPU, the whole
+    GPU's free memory for CUDA (every process' use counted); None where neither applies."""
+    if device == "cpu":
+        import psutil
+
+        memory = psutil.virtual_memory()
+        return int(memory.available), int(memory.total)
+    if is_cuda(device):
+        free, total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free), int(total)
+    return None
+
+
 def cpu_name() -> str:
     """The CPU's model name as the kernel reports it."""
     try:

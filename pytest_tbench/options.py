@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .ab.run_verdict import UNDECIDED_MODES
+from .ab.sequential import parse_pairs
 from .ab.sides import SPEC_HELP, parse_side
 from .axes import BACKENDS, COMPILE_MODES, DEVICE_MAPS, QUANTIZATIONS
 from .compare.criteria import parse_criteria
@@ -416,10 +417,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "ab_pairs",
-        _parse_min(2),
-        "N",
-        "--tbench-ab: pairs of worker processes (one per side) per item; the confidence interval's unit "
-        "(default 8)",
+        parse_pairs,
+        "N|MIN:MAX",
+        "--tbench-ab: pairs of worker processes (one per side) per item, the confidence interval's unit "
+        "(default 8); MIN:MAX gives an item that MIN pairs leave undecided more, up to MAX, the error spent "
+        "over the two looks",
     ),
     Setting(
         "ab_undecided",

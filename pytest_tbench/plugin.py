@@ -349,6 +349,8 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
     def release_if_last() -> None:
         if state.last_user.get(case.model_key) == xdist_session.plain_nodeid(request.node):
             state.models.release(case.model_key)
+            if state.ab is not None:  # the A/B pairs' workers that kept the model for its next item
+                state.ab.release_workers()
 
     request.addfinalizer(release_if_last)  # first, so that skipped and failed items release too
     try:

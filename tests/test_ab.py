@@ -110,8 +110,9 @@ def test_env_side_finds_a_slowdown_with_its_sign_and_size_and_passes_the_unchang
     # The run's decision: in the JSON, and the terminal's last tbench line.
     ab_run = data["tbench"]["ab_run"]
     assert ab_run["failed"] and ab_run["regressed"] == [entries[2]["fullname"]]
-    assert ab_run["procedure"] == "benjamini-hochberg" and ab_run["run"]["pairs"] == 3
-    result.stdout.fnmatch_lines(["tbench A/B: 2 items: 1 REGRESSED, * run +*% [[]*]: *"])
+    # Two items are too few for a run-level test (test_run_verdict.py tests it on many).
+    assert ab_run["procedure"] == "benjamini-hochberg" and ab_run["run"] is None
+    result.stdout.fnmatch_lines(["tbench A/B: 2 items: 1 REGRESSED, 1 *; no run-level test under 4 items"])
     assert data["benchmarks"][0]["extra_info"]["ab"]["verdicts"][0]["p_value"] is not None
 
     # Both sides' results are kept: the current side as pytest-benchmark's stats, the base's rounds beside.
@@ -134,6 +135,9 @@ def test_env_side_finds_a_slowdown_with_its_sign_and_size_and_passes_the_unchang
     pids = sides["base"]["pids"] + sides["current"]["pids"]
     assert len(pids) == len(set(pids)) == 6  # 3 pairs x 2 sides
     assert entries[1]["extra_info"]["ab"]["sides"] == sides
+    # A pair's workers serve every item of their model in turn: the first item loads it on each side of each
+    # pair, the next one none.
+    assert entries[1]["extra_info"]["ab"]["model_loads"] == 6 and ab["model_loads"] == 0
 
     result.stdout.fnmatch_lines(["*tbench A/B vs env:AB_SLOW_SLEEP_S=0.010*", "*b2*time*REGRESSED*"])
 
@@ -203,14 +207,19 @@ def test_an_undecided_item_warns_by_default_and_fails_or_passes_as_asked(
 ) -> None:
     # An A/A of two pairs whose processes are off by up to 20% each: the interval holds 0 and 5%.
     monkeypatch.setenv("AB_PROCESS_JITTER", "0.2")
-    args = [*ARGS, "--tbench-batch-sizes", "1", "--tbench-ab", "env:X=1"]
+    args = [*ARGS, "--tbench-batch-sizes", "1", "--tbench-ab", "env:X=1", "--tbench-ab-pairs", "2:3"]
     result, data = run_json(sleeping, *args, subprocess=True)
     assert result.ret == 0
     name = data["benchmarks"][0]["fullname"]
+    # Undecided at the first look (2 pairs), the item got the budget's third pair, and its p-value was spent
+    # over both looks (sequential.py).
+    ab = data["benchmarks"][0]["extra_info"]["ab"]
+    assert ab["pairs"] == 3 and [look["pairs"] for look in ab["looks"]] == [2, 3]
+    assert [look["share"] for look in ab["looks"]] == [0.25, 0.75] and "rounds" in ab["looks"][0]["p_values"]
     assert data["tbench"]["ab_run"]["undecided"] == [name]
     assert data["tbench"]["ab_run"]["undecided_mode"] == "warn"
     result.stdout.fnmatch_lines(["*--tbench-ab: 1 item(s) the run cannot tell: test_bench.py::test_forward*"])
-    result.stdout.fnmatch_lines(["tbench A/B: 1 items: 1 cannot tell*"])
+    result.stdout.fnmatch_lines(["tbench A/B: 1 item: 1 cannot tell; no run-level test under 4 items"])
     # The same run judged again from its JSON, failing or passing on undecided items as asked.
     saved = str(sleeping.path / "out.json")
     assert cli.main(["compare", saved, "--undecided", "fail"]) == 1

@@ -408,10 +408,10 @@ def test_ab_worker_rounds_synchronise_every_gpu_of_a_device_mapped_model(
     (it once passed none, so only the current GPU was waited for)."""
     from types import SimpleNamespace
 
-    from pytest_tbench.ab import worker as ab_worker
     from pytest_tbench.cases import BenchCase
     from pytest_tbench.config import TBenchConfig
     from pytest_tbench.launchers import Job
+    from pytest_tbench.launchers import worker as ab_worker
 
     mapped = ("cuda:0", "cuda:1")
     synchronised: list[tuple[str, ...]] = []
@@ -427,7 +427,7 @@ def test_ab_worker_rounds_synchronise_every_gpu_of_a_device_mapped_model(
 
     class Conn:
         def __init__(self) -> None:
-            self.replies: list[Any] = [("round",), ("round",), ("stop",)]
+            self.replies: list[Any] = [("rounds", 1), ("rounds", 1), ("stop",)]
             self.sent: list[Any] = []
 
         def recv(self) -> Any:
@@ -438,6 +438,8 @@ def test_ab_worker_rounds_synchronise_every_gpu_of_a_device_mapped_model(
 
     case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cuda", "float32")
     job = Job(case, "tiny-gpt2", "builtin", None, None, TBenchConfig(), rounds=2, warmup=1)
-    outcome = ab_worker.measure(Conn(), job)  # type: ignore[arg-type]
+    conn = Conn()
+    drive = ab_worker._conversation(conn, job)  # type: ignore[arg-type]
+    outcome = ab_worker.measure(job, ab_worker.ModelSlot(), drive)
     assert outcome.samples == [0.001, 0.001]
     assert synchronised == [mapped] * 3  # the warm-up and each measured round

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from ..cases import BenchCase
 from ..compare.criteria import Criterion
 from ..launchers.base import Attempt, Job
 from ..launchers.item import throughput
@@ -33,11 +34,13 @@ from ..metric_table import (
 from ..models.code import MODEL_CODE
 from ..pytest_benchmark_api import record_samples, round_rules
 from .code import compare_sides
-from .paired import judge_paired
+from .keep import room_to_keep
+from .paired import PairedVerdict, judge_paired
 from .pairs import PairResult, run_pair
 from .rejudge import sides_of
+from .sequential import PairBudget, first_look, last_look, spent, undecided
 from .session import BASE, CURRENT, ABSession
-from .side_process import SideError
+from .side_process import SideError, SideProcess
 
 T = TypeVar("T")
 MIN_PAIRED_ROUNDS = 6  # per pair: fewer leaves a pair's mean at the mercy of one or two rounds
@@ -53,7 +56,7 @@ class ABLauncher:
         self,
         benchmark: Any,
         session: ABSession,
-        pairs: int,
+        pairs: PairBudget,
         criteria: Sequence[Criterion],
         modules: list[str],
     ) -> None:
@@ -67,15 +70,54 @@ class ABLauncher:
         start = time.perf_counter()
         case = job.case
         rules = _or_fail(case.id, lambda: round_rules(self.benchmark))
+        budget, disabled = self.pairs, self.benchmark.disabled
         # Under --benchmark-disable one round per side, in one pair, checks that both sides run.
-        pairs = 1 if self.benchmark.disabled else self.pairs
-        rounds = 1 if self.benchmark.disabled else paired_rounds(job.rounds, self.pairs)
-        processes = _or_fail(case.id, lambda: self.session.started(pairs, self.modules, job.conftests))
+        rounds = 1 if disabled else paired_rounds(job.rounds, budget.first)
         pair_job = replace(job, rounds=rounds, rules=rules)
         results: list[PairResult] = []
-        for index, sides in enumerate(processes):
-            first = BASE if index % 2 == 0 else CURRENT
-            result = _or_fail(case.id, lambda: run_pair(sides, pair_job, first))  # noqa: B023 (called at once)
+        oom = self._measure_pairs(pair_job, 1 if disabled else budget.first, results)
+        if oom is not None:
+            return oom
+        samples, info, verdicts = self._judged(case, results)
+        looks: list[dict[str, Any]] = []
+        if budget.sequential and not disabled:  # sequential.py: more pairs for an undecided item
+            looks.append(first_look(budget, verdicts))
+            if undecided(verdicts, budget.share(0)):
+                oom = self._measure_pairs(pair_job, budget.most, results)
+                if oom is not None:
+                    return oom
+                samples, info, verdicts = self._judged(case, results)
+                looks.append(last_look(budget, len(results)))
+        elif not disabled:
+            looks.append(last_look(budget, len(results)))
+        verdicts = spent(verdicts, looks)
+        info[AB] = {
+            "sides": self.session.describe(),
+            "pairs": len(results),
+            "looks": looks,
+            "paired_rounds_per_pair": rounds,
+            "interleaving": sorted({r.interleaving for r in results}),
+            "first_side_per_pair": [r.first for r in results],
+            "order": ["".join("B" if s == BASE else "C" for s in r.order) for r in results],
+            "verdicts": [v.as_json() for v in verdicts],
+            MODEL_CODE: compare_sides(info[AB_BASE], info),
+            # Workers that loaded the model for this item; the others kept it from its last item (keep.py).
+            "model_loads": sum(o.loaded_model for r in results for o in r.outcomes.values()),
+            "wall_time_s": time.perf_counter() - start,
+        }
+        info["isolated"] = True
+        record_samples(self.benchmark, samples)
+        timings = [] if disabled else samples
+        return Attempt(info, info["samples_per_call"], info["tokens_per_call"], timings)
+
+    def _measure_pairs(self, job: Job, pairs: int, results: list[PairResult]) -> OutOfMemory | None:
+        """Pairs up to ``pairs`` (after those in ``results``), appended to ``results``; the out-of-memory of a
+        side that ran out (the item is skipped), or the item's failure where a side failed otherwise."""
+        case = job.case
+        processes = _or_fail(case.id, lambda: self.session.started(pairs, self.modules, job.conftests))
+        for index in range(len(results), pairs):
+            sides = processes[index]
+            result = self._run_pair(case.id, sides, job, BASE if index % 2 == 0 else CURRENT)
             failure = result.failure
             if failure is not None:
                 side, outcome = failure
@@ -84,7 +126,17 @@ class ABLauncher:
                 pytest.fail(
                     f"{case.id}: --tbench-ab: the {side} side failed:\n{outcome.message}", pytrace=False
                 )
+            if not room_to_keep(list(result.outcomes.values()), case.device):
+                for process in sides.values():
+                    process.release_worker()
             results.append(result)
+        return None
+
+    def _judged(
+        self, case: BenchCase, results: list[PairResult]
+    ) -> tuple[list[float], dict[str, Any], list[PairedVerdict]]:
+        """The current side's samples and extra_info (the base side's under ``ab_base``) pooled over the
+        pairs, and the item's verdicts on them (none under --benchmark-disable)."""
         samples, info = pool(case, [r.outcomes[CURRENT] for r in results])
         base_samples, base_info = pool(case, [r.outcomes[BASE] for r in results])
         base_info[ROUNDS_S] = base_samples
@@ -97,24 +149,20 @@ class ABLauncher:
         base_median = statistics.median(base_samples) if base_samples else None
         base_info |= throughput(base_info["samples_per_call"], base_info["tokens_per_call"], base_median)
         info[AB_BASE] = base_info
+        if self.benchmark.disabled:
+            return samples, info, []
         # Judged as read back from its JSON entry: `tbench compare RUN.json` judges the same two records.
         entry = {"params": case.as_params(), "extra_info": info, "stats": {"data": samples}}
-        verdicts = [] if self.benchmark.disabled else judge_paired(case.id, self.criteria, *sides_of(entry))
-        info[AB] = {
-            "sides": self.session.describe(),
-            "pairs": len(results),
-            "paired_rounds_per_pair": rounds,
-            "interleaving": sorted({r.interleaving for r in results}),
-            "first_side_per_pair": [r.first for r in results],
-            "order": ["".join("B" if s == BASE else "C" for s in r.order) for r in results],
-            "verdicts": [v.as_json() for v in verdicts],
-            MODEL_CODE: compare_sides(base_info, info),
-            "wall_time_s": time.perf_counter() - start,
-        }
-        info["isolated"] = True
-        record_samples(self.benchmark, samples)
-        timings = [] if self.benchmark.disabled else samples
-        return Attempt(info, info["samples_per_call"], info["tokens_per_call"], timings)
+        return samples, info, judge_paired(case.id, self.criteria, *sides_of(entry))
+
+    def _run_pair(self, item: str, sides: dict[str, SideProcess], job: Job, first: str) -> PairResult:
+        """One pair's rounds; measured again, once, with every kept worker ended if it ran out of memory
+        while other pairs' workers held their models."""
+        result = _or_fail(item, lambda: run_pair(sides, job, first))
+        failure = result.failure
+        if failure is not None and failure[1].status == "oom" and self.session.release_workers():
+            result = _or_fail(item, lambda: run_pair(sides, job, first))
+        return result
 
 
 def _or_fail(item: str, call: Callable[[], T]) -> T:

@@ -1,12 +1,13 @@
 """One pair of workers, one per side, measuring an item with their rounds interleaved.
 
-Both workers load the model and warm up (at the same time: nothing is measured yet), then the rounds
+Both workers load the model (or keep it from the model's previous item: side_process.py) and warm up (at
+the same time: nothing is measured yet), then the rounds
 alternate in a balanced order, A B B A A B B A ..., starting with the side the pair was given first: each
 paired round is two adjacent rounds, one per side, and over two paired rounds each side goes first once, so
 a drift over seconds or a cost of following the other side's round falls on both sides alike. Only the worker
 whose turn it is runs: the other waits blocked on its socket. Where the two models do not fit on the device
 together (the second side runs out of memory while the first is loaded), the pair runs its whole processes
-one after the other instead, in the same order, and says so.
+one after the other instead, in the same order, and says so; those workers are not kept.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def run_pair(sides: dict[str, SideProcess], job: Job, first: str) -> PairResult:
     """``job`` (its ``rounds`` paired rounds) on both sides, interleaved by rounds; by whole processes if the
     second model does not fit beside the first."""
     second = CURRENT if first == BASE else BASE
-    workers = {side: sides[side].fork(job) for side in (first, second)}
+    workers = {side: sides[side].worker_for(job) for side in (first, second)}
     ready = {side: worker.receive() for side, worker in workers.items()}
     failed = {side: r for side, r in ready.items() if isinstance(r, Outcome)}
     if failed:
@@ -63,7 +64,7 @@ def run_pair(sides: dict[str, SideProcess], job: Job, first: str) -> PairResult:
     order: list[str] = []
     for pair in balanced_order(first, second, job.rounds):
         for side in pair:
-            workers[side].send(("round",))
+            workers[side].send(("rounds", 1))
             reply = workers[side].receive()
             if isinstance(reply, Outcome):  # it failed mid-way: the other side stops too
                 workers[second if side == first else first].close()
@@ -87,27 +88,32 @@ def _run_in_turn(sides: dict[str, SideProcess], job: Job, first: str, second: st
 
 
 def _run_alone(process: SideProcess, job: Job, side: str, order: list[str]) -> Outcome:
-    worker = process.fork(job)
+    worker = process.worker_for(job)
     reply = worker.receive()
     if isinstance(reply, Outcome):
         worker.close()
         return reply
     for _ in range(job.rounds):
-        worker.send(("round",))
+        worker.send(("rounds", 1))
         sample = worker.receive()
         if isinstance(sample, Outcome):
             worker.close()
             return sample
         order.append(side)
-    return _finish(worker)
+    outcome = _finish(worker)
+    worker.close()  # the two sides' models do not fit together: neither is kept
+    return outcome
 
 
 def _finish(worker: Worker) -> Outcome:
+    """The job's outcome; the worker stays, holding its model for the next item (unless it failed)."""
     worker.send(("stop",))
     outcome = worker.receive()
-    worker.close()
     if not isinstance(outcome, Outcome):
+        worker.close()
         return Outcome("error", message=f"{worker.side.name}: unexpected reply {outcome!r}")
+    if outcome.status != "ok":
+        worker.close()
     return outcome
 
 

@@ -8,9 +8,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..compare.criteria import Criterion
-from ..metric_table import AB_BASE, ROUNDS_S
+from ..metric_table import AB, AB_BASE, ROUNDS_S
 from ..record import ItemRecord
 from .paired import PairedVerdict, judge_paired
+from .sequential import spent
 
 
 def sides_of(bench: Mapping[str, Any]) -> tuple[ItemRecord, ItemRecord]:
@@ -32,5 +33,7 @@ def rejudge(run: Mapping[str, Any], criteria: Sequence[Criterion]) -> list[tuple
     for bench in run.get("benchmarks") or []:
         if is_ab(bench):
             name = str(bench.get("name") or bench.get("fullname"))
-            judged.append((name, judge_paired(name, criteria, *sides_of(bench))))
+            # Each p-value spent over the looks the item had, as when it was measured (sequential.py).
+            looks = (bench["extra_info"].get(AB) or {}).get("looks")
+            judged.append((name, spent(judge_paired(name, criteria, *sides_of(bench)), looks)))
     return judged

@@ -29,7 +29,7 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..compare.judge import REGRESSED, TOO_FEW, UNCHANGED
+from ..compare.judge import MIN_RUN_ITEMS, REGRESSED, TOO_FEW, UNCHANGED, counted
 from ..metric_table import GATE_METRICS
 from .paired import (
     CANNOT_TELL,
@@ -120,9 +120,12 @@ class RunVerdict:
         """The run in one line, e.g. ``tbench A/B: 48 items: 2 REGRESSED, 40 unchanged, 6 cannot tell; run
         +0.4% [-0.6%, +1.4%]: unchanged``."""
         counts = ", ".join(f"{n} {status}" for status, n in self.counts.items())
-        text = f"tbench A/B: {len(self.outcomes)} items: {counts or 'none judged'}"
+        items = len(self.outcomes)
+        text = f"tbench A/B: {counted(items, 'item')}: {counts or 'none judged'}"
         if self.run is not None:
             text += f"; run {self.run.describe()}: {self.run.status}"
+        elif 0 < items < MIN_RUN_ITEMS:
+            text += f"; no run-level test under {MIN_RUN_ITEMS} items"
         return text
 
     def as_json(self) -> dict[str, Any]:
@@ -205,7 +208,7 @@ def _outcome(verdicts: Sequence[Verdict]) -> str:
 
 
 def _run_estimate(items: Sequence[tuple[str, Sequence[Verdict]]]) -> RunEstimate | None:
-    """The run-level test over pairs; None with fewer than two items or MIN_PAIRS pairs of time."""
+    """The run-level test over pairs; None with fewer than MIN_RUN_ITEMS items or MIN_PAIRS pairs of time."""
     by_pair: dict[int, list[float]] = {}
     measured = 0
     for _, verdicts in items:
@@ -215,7 +218,7 @@ def _run_estimate(items: Sequence[tuple[str, Sequence[Verdict]]]) -> RunEstimate
                 measured += 1
                 for index, value in enumerate(logs):
                     by_pair.setdefault(index, []).append(float(value))
-    if measured < 2 or len(by_pair) < MIN_PAIRS:
+    if measured < MIN_RUN_ITEMS or len(by_pair) < MIN_PAIRS:
         return None
     means = [statistics.fmean(values) for values in by_pair.values()]
     center = statistics.fmean(means)

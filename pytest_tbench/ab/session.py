@@ -3,6 +3,7 @@ ended with the session, and the base revision's worktree."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -15,13 +16,13 @@ import pytest
 
 from ..errors import OptionError
 from ..launchers.conftests import Conftest
-from .side_process import Launch, SideProcess, plugin_home
+from .side_process import Launch, SideError, SideProcess, plugin_home
 from .sides import Side
 from .worktree import Worktree
 
 BASE, CURRENT = "base", "current"
 OMP_WAIT_POLICY = "OMP_WAIT_POLICY"
-PRELOAD = ["torch", "transformers", "pytest_tbench.ab.worker"]
+PRELOAD = ["torch", "transformers", "pytest_tbench.launchers.worker"]
 
 
 class ABSession:
@@ -114,6 +115,15 @@ class ABSession:
             moved = (conftest.moved(worktree.moved) for conftest in conftests)
             conftests = tuple(conftest for conftest in moved if conftest is not None)
         return Launch(python, env, [*prepend, *path], [], self._preload, conftests)
+
+    def release_workers(self) -> bool:
+        """End every pair's kept workers (their model's items are done, or their memory is needed); whether
+        there were any."""
+        kept = [process for pair in self.pairs for process in pair.values() if process.kept is not None]
+        for process in kept:
+            with contextlib.suppress(SideError):  # a side whose process died has no worker left to end
+                process.release_worker()
+        return bool(kept)
 
     def close(self) -> None:
         for pair in self.pairs:

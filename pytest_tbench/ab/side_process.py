@@ -21,6 +21,7 @@ from ..launchers.base import Job
 from ..launchers.conftests import Conftest
 from ..launchers.forkserver import WorkerDied, describe_exit
 from ..launchers.worker import Outcome
+from ..models.loading import ModelKey
 
 STDERR_TAIL = 3000  # characters of a failed side process' stderr quoted in its error
 
@@ -49,6 +50,7 @@ class SideProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._stderr: IO[bytes] | None = None
+        self.kept: Worker | None = None  # the worker that served this side's last item, and keeps its model
 
     def start(self) -> dict[str, Any]:
         """Start the side's process and wait until it has imported what its workers need; its facts
@@ -88,8 +90,26 @@ class SideProcess:
         self.facts = reply[1]
         return self.facts
 
-    def fork(self, job: Job) -> Worker:
-        """A fresh worker of this side, given ``job``; it loads and warms up while the caller goes on."""
+    def worker_for(self, job: Job) -> Worker:
+        """This side's worker for ``job``, given it: the kept worker of the same model (it keeps the model
+        loaded), else a fresh one, forked; it loads and warms up while the caller goes on."""
+        kept = self.kept
+        if kept is None or kept.model_key != job.case.model_key:
+            self.release_worker()
+            kept = self._fork()
+        kept.model_key = job.case.model_key
+        # The worker checks that this side's conftests imported (a base revision has its own copies).
+        kept.send(("job", replace(job, conftests=self.launch.conftests)))
+        self.kept = kept
+        return kept
+
+    def release_worker(self) -> None:
+        """End the kept worker, if any (its model's items are done, or its memory is needed)."""
+        if self.kept is not None:
+            self.kept.close()
+            self.kept = None
+
+    def _fork(self) -> Worker:
         conn = self._connection()
         conn.send(("fork",))
         try:
@@ -97,10 +117,7 @@ class SideProcess:
         except (OSError, EOFError, RuntimeError):
             self._died("forking a worker")
         reply = self._receive("forking a worker")
-        worker = Worker(self, reply[1], Connection(handle))
-        # The worker checks that this side's conftests imported (a base revision has its own copies).
-        worker.send(("job", replace(job, conftests=self.launch.conftests)))
-        return worker
+        return Worker(self, reply[1], Connection(handle))
 
     def reap(self, pid: int) -> int:
         conn = self._connection()
@@ -108,6 +125,9 @@ class SideProcess:
         return int(self._receive("collecting a worker")[1])
 
     def close(self) -> None:
+        if self.kept is not None and self._conn is not None:
+            with contextlib.suppress(SideError):  # the process died: its worker is gone with it
+                self.release_worker()
         if self._conn is not None:
             self._conn.close()  # the process sees end-of-file and exits
             self._conn = None
@@ -151,13 +171,18 @@ class SideProcess:
 
 
 class Worker:
-    """One forked worker of a side, serving one item (``worker.serve``)."""
+    """One forked worker of a side, serving its model's items in turn (``launchers.worker.serve``)."""
 
     def __init__(self, side: SideProcess, pid: int, conn: Connection) -> None:
         self.side = side
         self.pid = pid
         self.conn = conn
         self.exitcode: int | None = None
+        self.model_key: ModelKey | None = None  # the model it holds
+
+    @property
+    def closed(self) -> bool:
+        return self.exitcode is not None
 
     def send(self, message: tuple[Any, ...]) -> None:
         with contextlib.suppress(OSError):  # it died; the next receive says how
@@ -177,6 +202,8 @@ class Worker:
         self.conn.close()
         if self.exitcode is None:
             self.exitcode = self.side.reap(self.pid)
+        if self.side.kept is self:
+            self.side.kept = None
 
 
 def plugin_home() -> Path:

@@ -1,6 +1,7 @@
 """The process of one A/B side (``python -m pytest_tbench.ab.zygote FD``), started with that side's
 interpreter and environment. It sets the side's import path, imports torch, transformers and the worker code
-once, and then forks one worker per request: each worker starts ready in well under a second, where a fresh
+once, and then forks a worker per request (one per model and pair: it serves the model's items in turn,
+launchers/worker.py): each worker starts ready in well under a second, where a fresh
 interpreter would pay the imports (about 4 s on a 2-core machine) per worker.
 
 Only the standard library is imported at module level: the side's import path (a base revision's worktree
@@ -25,6 +26,12 @@ import traceback
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import send_handle
 from typing import Any
+
+# Why an A/B item records no energy: a device's counter measures the whole device, and each side's measured
+# rounds alternate with the other side's on it, so no window holds one side's rounds alone.
+AB_ENERGY = (
+    "--tbench-ab: the two sides' rounds alternate on one device, so no meter window holds one side alone"
+)
 
 
 def exit_code(status: int) -> int:
@@ -75,9 +82,9 @@ def fork_worker(conn: Connection) -> None:
             conn.close()
             ours.close()
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the pytest process' to handle
-            from pytest_tbench.ab.worker import serve
+            from pytest_tbench.launchers.worker import serve
 
-            serve(Connection(theirs.detach()))
+            serve(Connection(theirs.detach()), energy_unavailable=AB_ENERGY)
             code = 0
         except BaseException:
             traceback.print_exc()

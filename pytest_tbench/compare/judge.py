@@ -38,6 +38,9 @@ ALPHA = 0.01  # the chance that a run of unchanged code fails on round noise (ov
 # the largest seen and half again. A timing then fails past (1 + 15%) x (1 + threshold): +20.75% at 5%.
 DEFAULT_DRIFT = 0.15
 MIN_SAMPLES = 5
+# A run-level interval (the mean change over items, or over pairs of their items) with two or three items is
+# one of them over again, in an interval as wide as theirs: the closing lines say so instead.
+MIN_RUN_ITEMS = 4
 # The one-sided exact Mann-Whitney U test of 5 against 5 can reach p = 1/252 < ALPHA; 4 against 4 cannot.
 MIN_PROCESSES = 5
 MEMORY_FLOOR_BYTES = 16 * 1024 * 1024  # below this a memory change is never a regression
@@ -192,3 +195,8 @@ def _test_units(now: MetricValues, base: MetricValues) -> tuple[list[float], lis
         theirs = [statistics.median(group) for group in base.groups]
         return ours, theirs, f"{len(ours)} vs {len(theirs)} processes"
     return list(now.samples), list(base.samples), f"{len(now.samples)} vs {len(base.samples)} rounds"
+
+
+def counted(n: int, noun: str) -> str:
+    """``n noun`` with the noun's plural where n is not one: "1 item", "48 items"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -8,7 +8,17 @@ from collections import Counter
 
 from tabulate import tabulate
 
-from .judge import CANNOT_TELL, IMPROVED, REGRESSED, TOO_FEW, UNCHANGED, Verdict, format_value
+from .judge import (
+    CANNOT_TELL,
+    IMPROVED,
+    MIN_RUN_ITEMS,
+    REGRESSED,
+    TOO_FEW,
+    UNCHANGED,
+    Verdict,
+    counted,
+    format_value,
+)
 from .runs import Comparison
 
 
@@ -97,8 +107,10 @@ def run_line(comparison: Comparison) -> str:
     counts = ", ".join(
         f"{outcomes[s]} {s}" for s in sorted(outcomes, key=lambda s: rank.get(s, len(SEVERITY)))
     )
-    text = f"tbench gate: {len(by_item)} items: {counts or 'none judged'}"
-    if len(logs) >= 2:
+    text = f"tbench gate: {counted(len(by_item), 'item')}: {counts or 'none judged'}"
+    if 0 < len(logs) < MIN_RUN_ITEMS:
+        text += f"; no run-level change under {MIN_RUN_ITEMS} items"
+    elif logs:
         from scipy.stats import t  # late: scipy costs a second of `tbench compare --help`
 
         center = statistics.fmean(logs)

@@ -74,21 +74,34 @@ def _context() -> multiprocessing.context.BaseContext:
 
 
 def run_isolated(job: Job, target: Callable[[Connection, Job], None] = worker_main) -> Outcome:
+    """``job`` in a fresh worker (``target``, given the job): its warm-up, then all its rounds at once."""
     context = _context()
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=target, args=(sender, job), name="tbench-worker", daemon=True)  # type: ignore[attr-defined]
+    ours, theirs = context.Pipe()
+    process = context.Process(target=target, args=(theirs, job), name="tbench-worker", daemon=True)  # type: ignore[attr-defined]
     with exported(job.conftests):  # read by the forkserver, if this start is the one that starts it
         process.start()
-    sender.close()  # the worker holds the only write end: its death makes recv() fail, not hang
+    theirs.close()  # the worker holds the only other end: its death makes recv() fail, not hang
     try:
-        wait([receiver, process.sentinel])
-        try:
-            outcome: Outcome | None = receiver.recv()
-        except EOFError:
-            outcome = None
+        outcome = _converse(ours, process.sentinel, job.rounds)
     finally:
-        receiver.close()
+        ours.close()  # a worker still waiting for its next job sees end-of-file and exits
         process.join()
     if outcome is None:
         raise WorkerDied(process.exitcode)
     return outcome
+
+
+def _converse(conn: Connection, sentinel: int, rounds: int) -> Outcome | None:
+    """The parent's side of one job (worker.py): the rounds after the warm-up, then the outcome; None if the
+    worker died first."""
+    for message in (("rounds", rounds), ("stop",), None):
+        wait([conn, sentinel])  # blocked, not polling: the worker has the CPU to itself
+        try:
+            reply = conn.recv()
+        except EOFError:
+            return None
+        if isinstance(reply, Outcome):
+            return reply
+        if message is not None:
+            conn.send(message)
+    raise AssertionError("a worker replied to stop with something other than its outcome")

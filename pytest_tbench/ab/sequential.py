@@ -1,0 +1,114 @@
+"""Pairs spent where they decide something (``--tbench-ab-pairs MIN:MAX``): every item is measured by MIN
+pairs and judged (the first look); an item the first look leaves undecided (cannot tell, too few samples)
+gets more pairs, up to MAX, and is judged on all of them (the second and last look). Decided items stop at
+the first.
+
+Looking twice lets an unchanged item fail at either look, so the item's share of the run's error is spent
+across the looks: a share FIRST_LOOK_SHARE at the first, the rest at the second (alpha spending in its
+simplest form, Bonferroni over the looks). The p-value the run's procedure takes (run_verdict.py) is
+min over the looks made of p_k / share_k, which is valid whatever the looks' correlation:
+P(min <= t) <= share_1 t + share_2 t = t. An item judged at the first look only still takes p_1 / share_1,
+since the design would have looked again. The first look spends little (a quarter): on few pairs it decides
+the clear cases, a large change whose p-value is tiny anyway or a tight "unchanged" that needs none; the
+last look, on the most pairs, gets the rest (O'Brien-Fleming's idea without its boundaries). Boundaries that
+use the looks' correlation (Pocock's, O'Brien-Fleming's) would cost less; this rule needs no computation
+and holds regardless. A fixed design (MIN = MAX) has one look and spends everything there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..compare.judge import REGRESSED, TOO_FEW
+from ..errors import OptionError
+from .paired import CANNOT_TELL, MIN_PAIRS, PairedVerdict
+from .run_verdict import ALPHA
+
+FIRST_LOOK_SHARE = 0.25
+UNDECIDED = (CANNOT_TELL, TOO_FEW)
+
+
+@dataclass(frozen=True)
+class PairBudget:
+    """Pairs per item: ``first`` for every item, up to ``most`` for one the first look leaves undecided."""
+
+    first: int
+    most: int
+
+    @property
+    def sequential(self) -> bool:
+        return self.most > self.first
+
+    def share(self, look: int) -> float:
+        """The share of the item's error spent at look 0 (the first) or 1 (the last)."""
+        if not self.sequential:
+            return 1.0
+        return FIRST_LOOK_SHARE if look == 0 else 1.0 - FIRST_LOOK_SHARE
+
+    def __str__(self) -> str:
+        return f"{self.first}:{self.most}" if self.sequential else str(self.first)
+
+
+DEFAULT_PAIRS = PairBudget(8, 8)
+
+
+def parse_pairs(value: Any) -> PairBudget:
+    """``N`` (every item N pairs) or ``MIN:MAX``."""
+    text = str(value).strip()
+    first, _, most = text.partition(":")
+    try:
+        budget = PairBudget(int(first), int(most or first))
+    except ValueError:
+        raise OptionError(f"{value!r} is not N or MIN:MAX (pairs per item, e.g. 8 or 4:12)") from None
+    if budget.first < MIN_PAIRS or budget.most < budget.first:
+        raise OptionError(
+            f"{value!r}: pairs per item need MIN >= {MIN_PAIRS} and MAX >= MIN (e.g. 8, or 4:12 to give "
+            "undecided items up to 12)"
+        )
+    return budget
+
+
+def undecided(verdicts: Sequence[PairedVerdict], share: float = 1.0) -> bool:
+    """Whether more pairs could decide something: a verdict that cannot tell, or a regression whose p-value,
+    spent at this look's ``share``, could not be confirmed even alone (4 pairs at a 1.5% scatter put +5% at
+    p = 0.003, which a quarter of 1% does not confirm: stopping there would lose it)."""
+    for verdict in verdicts:
+        if verdict.status in UNDECIDED:
+            return True
+        if verdict.status == REGRESSED and (verdict.p_value is None or verdict.p_value / share > ALPHA):
+            return True
+    return False
+
+
+def first_look(budget: PairBudget, verdicts: Sequence[PairedVerdict]) -> dict[str, Any]:
+    """The first look as the JSON keeps it (``ab.looks[0]``): its pairs, its share and each test's p-value."""
+    p_values = {v.test: v.p_value for v in verdicts if v.p_value is not None}
+    return {"pairs": budget.first, "share": budget.share(0), "p_values": p_values}
+
+
+def last_look(budget: PairBudget, pairs: int) -> dict[str, Any]:
+    return {"pairs": pairs, "share": budget.share(1)}
+
+
+def spent(
+    verdicts: Sequence[PairedVerdict], looks: Sequence[Mapping[str, Any]] | None
+) -> list[PairedVerdict]:
+    """``verdicts`` (judged on every pair measured) with each p-value spent over the looks made: the smallest
+    p_k / share_k, the last look's p being the verdict's own. No looks (a run before this rule): unchanged."""
+    if not looks:
+        return list(verdicts)
+    earlier, last = looks[:-1], looks[-1]
+    result = []
+    for verdict in verdicts:
+        if verdict.p_value is None:
+            result.append(verdict)
+            continue
+        candidates = [verdict.p_value / float(last.get("share") or 1.0)]
+        for look in earlier:
+            p = (look.get("p_values") or {}).get(verdict.test)
+            if p is not None:
+                candidates.append(float(p) / float(look["share"]))
+        result.append(replace(verdict, p_value=min(1.0, min(candidates))))
+    return result

@@ -1,0 +1,129 @@
+"""The worker protocol every worker launcher speaks (launchers/worker.py), and the A/B pairs' workers that
+keep their model for its next item (ab/keep.py, ab/launcher.py)."""
+
+from __future__ import annotations
+
+import threading
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection
+from typing import Any
+
+import pytest
+
+from pytest_tbench.ab import launcher as ab_launcher
+from pytest_tbench.ab.keep import CUDA_CONTEXT_BYTES, GIB, room_to_keep
+from pytest_tbench.ab.pairs import PairResult
+from pytest_tbench.cases import BenchCase
+from pytest_tbench.config import TBenchConfig
+from pytest_tbench.launchers import Job, Outcome
+from pytest_tbench.launchers import worker as worker_module
+from pytest_tbench.launchers.choose import job_for
+from pytest_tbench.models.registry import resolve
+
+
+def _job(batch_size: int = 1, dtype: str = "float32", mode: str = "forward") -> Job:
+    head = "causal-lm" if mode == "train" else "base"
+    case = BenchCase(mode, "tiny-gpt2", head, batch_size, 8, "cpu", dtype)
+    settings = TBenchConfig(isolate=True)
+    return job_for(case, resolve("tiny-gpt2", {}), settings, rounds=2, warmup=1)
+
+
+def _serving() -> tuple[Connection, threading.Thread]:
+    ours, theirs = Pipe()
+    thread = threading.Thread(target=worker_module.serve, args=(theirs,), daemon=True)
+    thread.start()
+    return ours, thread
+
+
+def _one_item(conn: Connection, job: Job, turns: int = 2) -> Outcome:
+    """The parent's side of one job as the A/B pairs speak it: one round per turn, then stop."""
+    conn.send(("job", job))
+    assert conn.recv() == ("ready",)
+    for _ in range(turns):
+        conn.send(("rounds", 1))
+        reply = conn.recv()
+        assert reply[0] == "samples" and len(reply[1]) == 1 and reply[1][0] > 0
+    conn.send(("stop",))
+    outcome = conn.recv()
+    assert isinstance(outcome, Outcome) and outcome.status == "ok", outcome.message
+    return outcome
+
+
+def test_a_worker_serves_its_model_s_items_in_turn_loading_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    loads: list[Any] = []
+    real_load = worker_module.load_model
+
+    def counted_load(resolved: Any, key: Any) -> Any:
+        loads.append(key)
+        return real_load(resolved, key)
+
+    monkeypatch.setattr(worker_module, "load_model", counted_load)
+    conn, thread = _serving()
+    first = _one_item(conn, _job(batch_size=1))
+    second = _one_item(conn, _job(batch_size=2))
+    assert (first.loaded_model, second.loaded_model) == (True, False)
+    assert len(loads) == 1
+    assert len(second.samples) == 2 and second.info["batch_size"] == 2
+    # Another model (here the same weights in another dtype) is loaded in place of the first.
+    other = _one_item(conn, _job(dtype="bfloat16"))
+    assert other.loaded_model and len(loads) == 2
+    # After a train step the weights are no longer the model's start: the next train item loads afresh.
+    trained = [_one_item(conn, _job(mode="train")) for _ in range(2)]
+    assert [o.loaded_model for o in trained] == [True, True] and len(loads) == 4
+    room = trained[-1].room
+    assert room is not None and 0 < room[0] <= room[1]
+    conn.close()  # end-of-file: the worker ends
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def test_an_item_that_fails_ends_its_worker_with_the_reason() -> None:
+    conn, thread = _serving()
+    conn.send(("job", _job(batch_size=1, dtype="no-such-dtype")))
+    outcome = conn.recv()
+    assert isinstance(outcome, Outcome) and outcome.status == "error"
+    assert "no-such-dtype" in outcome.message
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def _kept(peak_rss: int, free: int, total: int = 16 * GIB) -> Outcome:
+    return Outcome("ok", info={"peak_rss_bytes": peak_rss}, room=(free, total))
+
+
+def test_a_pair_is_kept_only_with_room_for_another_pair_beside_it() -> None:
+    # Needed: two workers at this item's peak, and a tenth of the device spare.
+    assert room_to_keep([_kept(GIB, 4 * GIB), _kept(GIB, 4 * GIB)], "cpu")
+    assert not room_to_keep([_kept(GIB, 4 * GIB), _kept(GIB, 3 * GIB)], "cpu")  # 2 + 1.6 GiB > 3 GiB
+    assert not room_to_keep([_kept(GIB, 4 * GIB), Outcome("ok", info={"peak_rss_bytes": GIB})], "cpu")
+    # On a GPU: the allocator's reserved peak and a CUDA context per worker.
+    gpu = Outcome("ok", info={"cuda_max_reserved_bytes": 10 * GIB}, room=(29 * GIB, 80 * GIB))
+    assert (2 * (10 * GIB + CUDA_CONTEXT_BYTES) + 8 * GIB > 29 * GIB) and not room_to_keep([gpu], "cuda:0")
+    roomy = Outcome("ok", info={"cuda_max_reserved_bytes": 10 * GIB}, room=(40 * GIB, 80 * GIB))
+    assert room_to_keep([roomy, roomy], "cuda:0")
+
+
+def test_a_pair_out_of_memory_beside_kept_workers_is_measured_again_without_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    oom = PairResult(
+        {"base": Outcome("oom", message="CUDA out of memory"), "current": Outcome("ok")}, "base", "rounds"
+    )
+    fine = PairResult({"base": Outcome("ok"), "current": Outcome("ok")}, "base", "rounds")
+    results = [oom, fine]
+    monkeypatch.setattr(ab_launcher, "run_pair", lambda sides, job, first: results.pop(0))
+
+    class Session:
+        released = 0
+
+        def release_workers(self) -> bool:
+            self.released += 1
+            return self.released == 1  # kept workers the first time, none after
+
+    session = Session()
+    launcher = ab_launcher.ABLauncher(None, session, 2, [], [])  # type: ignore[arg-type]
+    assert launcher._run_pair("item", {}, _job(), "base") is fine
+    assert session.released == 1
+    # With no kept workers to end, an out-of-memory pair stays one: the item is skipped as out of memory.
+    results[:] = [oom, fine]
+    assert launcher._run_pair("item", {}, _job(), "base") is oom
