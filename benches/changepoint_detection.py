@@ -13,18 +13,22 @@ of 1.0 with Gaussian noise of sd 0.015 (1.5% of the level), and
   slow spells (Gaussian noise and two spells of 1-3 sessions each at +5% to +15%). The iid Gaussian cases run
   --iid-seeds series (200 by default).
 
-Each case has --seeds series (numpy's default_rng, seeded by the case's name and the seed 0..N-1, so the flat
+Each case has --seeds series (numpy's default_rng, seeded by the case's name and the seed F..F+N-1, F the
+--first-seed, 0 by default: --first-seed 50 is a second draw of 50; so the flat
 series are not the step series less their step). A true step is found when a step is reported within +-3
 points of it in its direction; "extra" counts the series with any step reported beside the true ones (on
 flat and outlier series, every reported step is a false alarm). Times are per series, on this machine.
 
-    python benches/changepoint_detection.py [--seeds 50] [--iid-seeds 200] [--rate-seeds 1000]
-                                            [--otava-python PATH] [--out benches/changepoint_detection.md]
+    python benches/changepoint_detection.py [--seeds 50] [--iid-seeds 200] [--first-seed 0]
+                                            [--rate-seeds 1000] [--otava-python PATH]
+                                            [--out benches/changepoint_detection.md]
 
 Methods:
 - tbench: pytest_tbench.history.changepoints.detect (outliers replaced by a running median, ruptures' PELT
-  proposes, an AR(1) noise model fitted to the residuals, a Bonferroni-corrected test under that noise
-  prunes, short spells dropped); "tbench, outliers kept" is the same without the first move;
+  proposes, the candidates taken forward and pruned back by a test under an AR(1) noise model fitted to the
+  accepted breaks, corrected for the search by the Hunter-Worsley bound; short spells dropped, and levels
+  cut off by either end of the series that may be spells); "tbench, outliers kept" is the same without
+  the first move;
 - tbench 2026-11: the detector before issue 28 (benches/changepoints_2026_11.py: noise from neighbour
   differences, a pooled Student t test that assumes independent points);
 - ruptures PELT alone: PELT (l2 cost) with a BIC penalty, 2 sd^2 ln n, sd from the neighbours' differences;
@@ -286,12 +290,13 @@ def measure(
     methods: dict[str, Callable[[Sequence[np.ndarray]], list[tuple[Found, float]]]],
     cases: Sequence[Case],
     seeds: int,
+    first: int = 0,
 ) -> dict[str, dict[str, Tally]]:
     tallies: dict[str, dict[str, Tally]] = {}
     for method, run in methods.items():
         tallies[method] = {}
         for case in cases:
-            batch = [case.series(seed) for seed in range(seeds)]
+            batch = [case.series(seed) for seed in range(first, first + seeds)]
             tally = Tally()
             for found, seconds in run(batch):
                 tally.add(case, found, seconds)
@@ -388,6 +393,7 @@ def main() -> None:
     parser.add_argument(
         "--iid-seeds", type=int, default=200, help="series per iid Gaussian case, flat and +4%% (default 200)"
     )
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed of each case (default 0)")
     parser.add_argument("--rate-seeds", type=int, default=0, help="series per case for the rates (0: none)")
     parser.add_argument("--otava-python", default="", help="a Python with apache-otava installed")
     parser.add_argument("--out", default="", help="write the Markdown here too")
@@ -406,9 +412,9 @@ def main() -> None:
         methods["Otava E-Divisive (Hunter: window 50, p 0.001)"] = otava_method(args.otava_python, False)
         methods["Otava, original E-Divisive (permutations, p 0.05)"] = otava_method(args.otava_python, True)
     cases = [MAIN, FLAT, *HARDER]
-    tallies = measure(methods, [MAIN, FLAT], args.iid_seeds)
+    tallies = measure(methods, [MAIN, FLAT], args.iid_seeds, args.first_seed)
     for method, by_case in measure(
-        methods, [*HARDER, *(c for pair in NOISE_CASES[1:] for c in pair)], args.seeds
+        methods, [*HARDER, *(c for pair in NOISE_CASES[1:] for c in pair)], args.seeds, args.first_seed
     ).items():
         tallies[method].update(by_case)
 
@@ -418,6 +424,7 @@ def main() -> None:
         "",
         f"Measured {today} on {machine()} by `benches/changepoint_detection.py --seeds {args.seeds} "
         f"--iid-seeds {args.iid_seeds}"
+        + (f" --first-seed {args.first_seed}" if args.first_seed else "")
         + (f" --rate-seeds {args.rate_seeds}" if args.rate_seeds else "")
         + "`. Series of 60 points, level 1.0, Gaussian noise sd 0.015; a step is found within +-3 points in "
         "its direction.",

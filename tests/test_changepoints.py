@@ -183,3 +183,36 @@ def test_the_residual_moments_in_closed_form_match_the_matrix_products() -> None
     for n, breaks, phi in ((20, [], 0.0), (30, [10], 0.5), (41, [3, 20, 37], 0.9), (12, [6], 0.97)):
         starts = np.array([0, *breaks])
         assert _residual_moments(n, starts, phi) == pytest.approx(by_matrices(n, starts, phi), abs=1e-9)
+
+
+def test_a_spell_cut_off_by_either_end_is_not_a_step_and_a_fresh_level_is() -> None:
+    # Three slow sessions just before the newest, which is back at the old level: a spell that has ended.
+    ended = series(7)
+    ended[56:59] *= 1.10
+    assert detect(ended) == []
+    assert detect(ended, max_spell=0) != []  # no spell rule: a new level (the filter took the newest)
+    fresh = series(7)
+    fresh[57:] *= 1.10  # the same three sessions, the newest among them: reported the night it shows
+    (step,) = detect(fresh)
+    assert step.index == 57 and step.regression
+    first = series(8)
+    first[:3] *= 1.10  # the first three runs slow: a spell, or a level nothing before them says was new
+    assert detect(first) == []
+
+
+def test_the_search_correction_is_between_the_single_place_p_and_bonferroni() -> None:
+    from pytest_tbench.history.changepoints import Noise, neighbour_correlations, searched_p
+
+    for length, phi in ((60, 0.0), (40, 0.5), (25, 0.9)):
+        # The contrasts' correlations in closed form against the n x n matrix products.
+        k = np.arange(3, length - 2)
+        contrasts = np.array([np.r_[-np.ones(j) / j, np.ones(length - j) / (length - j)] for j in k])
+        cov = contrasts @ Noise(1.0, phi).correlation(length) @ contrasts.T
+        sd = np.sqrt(np.diag(cov))
+        expected = np.diag(cov, 1) / (sd[:-1] * sd[1:])
+        assert neighbour_correlations(length, 3, phi) == pytest.approx(expected, abs=1e-9)
+        places = length - 5
+        for p in (1e-6, 1e-4, 1e-3):
+            assert p < searched_p(p, length, 3, phi) < places * p
+    # Neighbours are more alike under autocorrelation: fewer effectively different places.
+    assert searched_p(1e-4, 60, 3, 0.5) < searched_p(1e-4, 60, 3, 0.0)

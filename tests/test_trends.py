@@ -23,7 +23,7 @@ from pytest_tbench.history.trends import (
     new_regressions,
     regressions_since,
 )
-from tests.test_store import run
+from tests.test_store import item, run
 
 
 def series(values: list[float] | np.ndarray, name: str = "case", metric: str = "median_s") -> Series:
@@ -60,6 +60,43 @@ def test_a_real_step_among_200_series_is_still_found_with_its_adjusted_p(flat_20
     (step,) = entry.steps
     assert entry.series.key.case_id == "slower" and abs(step.index - 40) <= 1
     assert slower.steps[0].p_value < step.p_value <= 0.01  # adjusted over 200 hypotheses: larger, still kept
+
+
+def test_trend_on_a_store_of_200_flat_series_reports_no_false_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``tbench trend`` on a SQLite store written by ``Store.write_run``: 30 daily runs of 200 items at a flat
+    level (1.5% Gaussian noise each) and one more item 8% slower from day 21. Tested one by one at alpha 0.05,
+    some flat series show a step; across the 201 series tested, only the real one is left."""
+    url = f"sqlite:///{tmp_path / 'flat200.sqlite'}"
+    rng = np.random.default_rng(0)
+    with open_store(url) as store:
+        for day in range(1, 31):
+            document = run(day, items=0)
+            document["benchmarks"] = [
+                item("flat", b, 0.01 * (1 + 0.015 * rng.standard_normal())) for b in range(1, 201)
+            ] + [item("slower", 1, 0.01 * (1.08 if day >= 21 else 1.0) * (1 + 0.015 * rng.standard_normal()))]
+            store.write_run(document, "pytest")
+    import pytest_tbench.history.changepoints as changepoints
+
+    alone: list[bool] = []  # per flat series: a step found when it is tested alone
+
+    def spied(values: list[float], **options: object) -> list[Step]:
+        steps = detect(values, **options)  # type: ignore[arg-type]
+        if values[20] < 0.0105:  # a flat series (the slower one is at 0.0108 there)
+            alone.append(bool(steps))
+        return steps
+
+    monkeypatch.setattr(changepoints, "detect", spied)
+    assert main(["trend", "--store", url, "--alpha", "0.05"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(alone) == 200 and sum(alone) >= 1, sum(alone)  # tested alone, flat series show false steps
+    assert out[0] == (
+        "tbench trend: 1 steps in 201 series (6030 points; false discovery rate 0.05 across the 201 series "
+        "tested)"
+    )
+    assert out[1].startswith("  forward-slower-b1-s8-cpu-float32 median_s on box") and len(out) == 2
+    assert "(run 21), 2026-01-21T12:00:00+00:00: regression" in out[1]
 
 
 def test_a_step_found_again_matches_its_record_within_three_points() -> None:

@@ -14,22 +14,32 @@ kind one session in five, and slow spells of a few sessions.
    (6% up in 1.5% noise), and the half it kept looked like levels (5/50 false alarms, against 0/50 at 5).
 2. Candidates. ruptures' PELT (the exact minimiser of the squared error of a piecewise-constant fit plus a
    penalty per break) with a lenient penalty, so that it proposes every plausible break and a few more.
-3. The noise. An AR(1) model (marginal variance and lag-1 correlation phi) fitted to the residuals of the
-   current segmentation by the method of moments, with the expectations computed exactly for that
-   segmentation (removing each segment's mean biases a plain lag-1 correlation down by about (1 + 3 phi) / n
-   per segment). phi is kept at 0 or above (negative values are estimation noise in benchmark history) and
-   raised by 0.75 of its standard error: breaks are put where the noise happened to wander, so residuals look
-   less correlated than the noise is.
-4. Tests. Each candidate is judged on its two neighbouring segments: the difference of their means over its
+3. The noise. An AR(1) model (marginal variance and lag-1 correlation phi) fitted to the residuals of a
+   segmentation by the method of moments, with the expectations computed exactly for that segmentation
+   (removing each segment's mean biases a plain lag-1 correlation down by about (1 + 3 phi) / n per segment).
+   phi is kept at 0 or above (negative values are estimation noise in benchmark history) and raised by one
+   standard error: breaks are put where the noise happened to wander, so residuals look less correlated than
+   the noise is.
+4. Tests. A break is judged on its two neighbouring segments: the difference of their means over its
    standard deviation under that AR(1) noise (exact for the two segments: c' R c for the contrast c), against
-   a Student t with the effective sample size's degrees of freedom; its p-value is multiplied by the number
-   of places the break could have been put in those two segments (a Bonferroni correction: the break was
-   searched for, not given). The weakest candidate (the largest corrected p-value above ``alpha``, else the
-   smallest relative change below ``min_change``) is dropped, its neighbours' segments merge and are tested
-   again with the noise refitted, until every break left passes both. This is the merge step of Otava (Hunter,
-   Fleming et al. 2023) with a corrected test in place of its fixed threshold. Last, a level that lasted
-   ``max_spell`` points or fewer between a step up and a step down (or down and up) is a spell, not a change:
-   the weaker of its two breaks is dropped and the rest tested again.
+   a Student t with the degrees of freedom of the noise's variance estimate (n (1 - phi^2) / (1 + phi^2));
+   its p-value is corrected for the places the break could have been put in those two segments (the break
+   was searched for, not given) by Hunter and Worsley's bound on the largest of the contrasts over those
+   places (``searched_p``), which counts how alike neighbouring places are under that noise: a quarter of
+   Bonferroni's correction at 60 points of AR(1) 0.5 noise, where it is within 15% of the exact chance.
+   The candidates are taken forward first (``_forward``): the strongest that passes when added to the ones
+   accepted, the noise fitted to those alone, then the next; where none passes alone, a pair of them (a
+   level that came and went, for longer than ``max_spell`` points). Fitting the noise to every candidate at
+   once let a staircase of them explain autocorrelated wandering away (phi fitted 0.1 on AR(1) 0.8 noise).
+   The breaks accepted are then pruned backwards: the weakest (the largest corrected p-value above
+   ``alpha``, else the smallest relative change below ``min_change``) is dropped, its neighbours' segments
+   merge and are tested again with the noise refitted, until every break left passes both. This is the
+   merge step of Otava (Hunter, Fleming et al. 2023) with a corrected test in place of its fixed threshold.
+   Last, spells: a level that lasted ``max_spell`` points or fewer between a step up and a step down (or
+   down and up), or that the series starts with, is not a change, and the weaker of its breaks (the only
+   one, at the start) is dropped and the rest tested again. A level held by the newest ``max_spell`` points
+   or fewer is reported while the newest point, as measured, is nearer it than the level before (a new
+   level the night it shows), not once the newest run is back (a spell that just ended).
 
 A step's ratio (after / before, the means of its two segments after step 1) comes with a confidence interval
 of the difference of the two means under the same noise model, divided by the level before.
@@ -46,7 +56,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, optimize, stats
+from scipy import ndimage, optimize, special, stats
 
 from pytest_tbench.history.series import Step, worse
 
@@ -60,10 +70,12 @@ _PENALTY_VARIANCES = 3.0
 # The noise model's lag-1 correlation is searched in [0, _MAX_PHI]: at 0.97 a series of 60 points holds about
 # one independent point, and no test of it means anything.
 _MAX_PHI = 0.97
-# How many standard errors phi is raised by (see the module's step 3), measured with outlier_sigmas 5: 0.75
-# kept false alarms on AR(1) 0.8 noise at 4/50 and found 35/50 +4% steps in AR(1) 0.5 noise (0.5: 6/50 and
-# 35/50; 1.0 with outlier_sigmas 2.5: 6/50 and 27/50).
-_PHI_RAISE = 0.75
+# How many standard errors phi is raised by (see the module's step 3), chosen with the forward selection and
+# the Hunter-Worsley bound (benches/changepoint_detection.md, notes of 2026-12-06): 1.0.
+_PHI_RAISE = 1.0
+# Pairs of candidates tried at once (step 4) only among this many, the strongest alone: the pairs are
+# quadratic in the candidates, and a long series' PELT may propose dozens.
+_PAIR_CANDIDATES = 12
 
 
 def detect(
@@ -101,10 +113,14 @@ def detect(
         raise ValueError(f"values must be finite numbers; points {bad[:5]} are not (drop or fill them first)")
     if len(x) < max(MIN_POINTS, 2 * min_size) or np.ptp(x) == 0.0:
         return []
+    newest = float(x[-1])  # as measured: the filter may take a newest point back at the old level for a spike
     if outlier_sigmas is not None:
         x = _without_outliers(x, outlier_sigmas)
     breaks = _candidates(x, _difference_noise(x), min_size)
-    found = _prune(x, breaks, alpha=alpha, min_change=min_change, min_size=min_size, max_spell=max_spell)
+    chosen = _forward(x, breaks, alpha=alpha, min_change=min_change, min_size=min_size, max_spell=max_spell)
+    found = _prune(
+        x, chosen, alpha=alpha, min_change=min_change, min_size=min_size, max_spell=max_spell, newest=newest
+    )
     return [_step(x, s, higher_is_better, confidence) for s in found]
 
 
@@ -135,9 +151,10 @@ class Noise:
             - 2 * between / (before * after)
         )
 
-    def effective_points(self, n: int) -> float:
-        """How many independent points ``n`` correlated ones are worth for a mean."""
-        return n * (1.0 - self.phi) / (1.0 + self.phi)
+    def variance_points(self, n: int) -> float:
+        """How many independent points ``n`` correlated ones are worth for a variance (n (1 - phi^2) / (1 +
+        phi^2)): the degrees of freedom of the noise's variance estimate."""
+        return n * (1.0 - self.phi**2) / (1.0 + self.phi**2)
 
 
 @dataclass(frozen=True)
@@ -274,18 +291,125 @@ def _judge(x: np.ndarray, start: int, index: int, stop: int, min_size: int, nois
     left, right = x[start:index], x[index:stop]
     before, after = float(left.mean()), float(right.mean())
     sd = math.sqrt(max(noise.difference_variance(len(left), len(right)), 0.0))
-    df = max(noise.effective_points(len(x)) - 2.0, 2.0)
+    df = max(noise.variance_points(len(x)) - 2.0, 2.0)
     if sd == 0.0:  # exact levels (bytes of memory): a step if the levels differ
         p = 0.0 if before != after else 1.0
     else:
         p = float(2.0 * stats.t.sf(abs(after - before) / sd, df))
     places = (stop - start) - 2 * min_size + 1  # where the break could have been put in x[start:stop]
+    corrected = min(1.0, p * max(places, 1))  # Bonferroni
+    if p > 0.0 and places > 1:
+        corrected = min(corrected, searched_p(p, stop - start, min_size, noise.phi))
     change = abs(after / before - 1.0) if before != 0.0 else math.inf
-    return _Split(start, index, stop, min(1.0, p * max(places, 1)), change, sd, df)
+    return _Split(start, index, stop, corrected, change, sd, df)
+
+
+def _prefix_variance(i: np.ndarray, phi: float) -> np.ndarray:
+    """Var(e_0 + ... + e_(i-1)) for unit-variance AR(1) noise."""
+    if phi == 0.0:
+        return i
+    return np.asarray(i * (1 + phi) / (1 - phi) - 2 * phi * (1 - phi**i) / (1 - phi) ** 2)
+
+
+def _prefix_covariance(i: np.ndarray, j: np.ndarray, phi: float) -> np.ndarray:
+    """Cov(sum of the first i points, sum of the first j points), i <= j, for unit-variance AR(1) noise: the
+    first's variance and the geometric sum between it and the j - i points after it."""
+    between = phi * (1 - phi**i) * (1 - phi ** (j - i)) / (1 - phi) ** 2 if phi > 0 else 0.0 * i
+    return np.asarray(_prefix_variance(i, phi) + between)
+
+
+def neighbour_correlations(length: int, min_size: int, phi: float) -> np.ndarray:
+    """The correlation of the two-segment contrast (mean after - mean before) with a break after k points and
+    the one with a break after k + 1, for each k from min_size to length - min_size - 1, under AR(1) noise.
+    The contrast is S_L / (L - k) - S_k L / (k (L - k)) in the prefix sums S, so each covariance is O(1)."""
+    size = float(length)
+    k = np.arange(min_size, length - min_size + 1, dtype=np.float64)
+    whole = float(_prefix_variance(np.asarray(size), phi))
+    with_whole = _prefix_covariance(k, np.full_like(k, size), phi)
+
+    def covariance(
+        a: np.ndarray, b: np.ndarray, ab: np.ndarray, a_whole: np.ndarray, b_whole: np.ndarray
+    ) -> np.ndarray:
+        return np.asarray(
+            whole / ((size - a) * (size - b))
+            - a_whole * size / (a * (size - a) * (size - b))
+            - b_whole * size / (b * (size - b) * (size - a))
+            + ab * size * size / (a * (size - a) * b * (size - b))
+        )
+
+    variance = covariance(k, k, _prefix_variance(k, phi), with_whole, with_whole)
+    a, b = k[:-1], k[1:]
+    between = covariance(a, b, _prefix_covariance(a, b, phi), with_whole[:-1], with_whole[1:])
+    return np.asarray(np.clip(between / np.sqrt(variance[:-1] * variance[1:]), -1.0, 1.0))
+
+
+def searched_p(p: float, length: int, min_size: int, phi: float) -> float:
+    """The chance that the largest of the two-segment contrasts over every place a break could be put in
+    ``length`` points reaches the one seen (two-sided p-value ``p`` at one place), bounded above by Hunter
+    and Worsley's first-exceedance bound: P(Z_1 > z) + sum over neighbours of P(Z_k <= z < Z_(k+1)), each
+    term 2 T(z, sqrt((1 - rho) / (1 + rho))) (Owen's T) for neighbours correlated rho. Neighbouring places
+    share all points but one, so this is far below Bonferroni's places x p (4 times, at 60 points of AR(1)
+    0.5 noise and a p of 0.01 searched, where the bound is within 15% of the true chance)."""
+    z = float(stats.norm.isf(p / 2.0))
+    rho = neighbour_correlations(length, min_size, phi)
+    a = np.sqrt(np.maximum(1.0 - rho, 0.0) / (1.0 + rho))
+    return min(1.0, 2.0 * (float(stats.norm.sf(z)) + float(np.sum(2.0 * special.owens_t(z, a)))))
+
+
+def _judge_among(x: np.ndarray, breaks: list[int], chosen: Sequence[int], min_size: int) -> list[_Split]:
+    """The breaks ``chosen`` among ``breaks`` (sorted), each judged on its two neighbouring segments under the
+    noise fitted to that segmentation."""
+    noise = _raised(fit_noise(x, breaks), len(x))
+    bounds = [0, *breaks, len(x)]
+    splits = []
+    for index in chosen:
+        i = breaks.index(index) + 1
+        splits.append(_judge(x, bounds[i - 1], index, bounds[i + 1], min_size, noise))
+    return splits
+
+
+def _forward(
+    x: np.ndarray, candidates: list[int], *, alpha: float, min_change: float, min_size: int, max_spell: int
+) -> list[int]:
+    """The candidates that pass when added one at a time to the ones accepted (the strongest first), the
+    noise fitted to the accepted breaks and the one tried; where no single one passes, a pair of them (a level
+    that came and went, which neither break alone fits), its p-values multiplied by the pairs tried. Fitting
+    the noise to breaks that passed, rather than to every candidate, keeps a staircase of candidates from
+    explaining away autocorrelated wandering (with PELT's dozen breaks on AR(1) 0.8 noise, phi fitted 0.1)."""
+    accepted: list[int] = []
+    left = sorted(candidates)
+    while left:
+        alone = [_judge_among(x, sorted([*accepted, index]), [index], min_size)[0] for index in left]
+        best = min((s for s in alone if s.change >= min_change), key=lambda s: s.p_corrected, default=None)
+        if best is not None and best.p_corrected <= alpha:
+            accepted.append(best.index)
+            left.remove(best.index)
+            continue
+        strongest = sorted(s.index for s in sorted(alone, key=lambda s: s.p_corrected)[:_PAIR_CANDIDATES])
+        pairs = [(a, b) for a, b in itertools.combinations(strongest, 2) if b - a > max_spell]
+        chosen, weakest = None, 1.0
+        for pair in pairs:
+            splits = _judge_among(x, sorted([*accepted, *pair]), pair, min_size)
+            if all(s.change >= min_change for s in splits):
+                p = max(s.p_corrected for s in splits) * len(pairs)
+                if p < weakest:
+                    chosen, weakest = pair, p
+        if chosen is None or weakest > alpha:
+            break
+        accepted += chosen
+        left = [index for index in left if index not in chosen]
+    return sorted(accepted)
 
 
 def _prune(
-    x: np.ndarray, breaks: list[int], *, alpha: float, min_change: float, min_size: int, max_spell: int
+    x: np.ndarray,
+    breaks: list[int],
+    *,
+    alpha: float,
+    min_change: float,
+    min_size: int,
+    max_spell: int,
+    newest: float,
 ) -> list[_Split]:
     breaks = list(breaks)
     while breaks:
@@ -301,12 +425,30 @@ def _prune(
         elif small:
             weakest = min(small, key=lambda s: s.change)
         else:
-            spell = _first_spell(x, splits, max_spell)
+            spell = _first_spell(x, splits, max_spell) or _end_spell(x, splits, max_spell, newest)
             if spell is None:
                 return splits
             weakest = spell
         breaks.remove(weakest.index)
     return []
+
+
+def _end_spell(x: np.ndarray, splits: list[_Split], max_spell: int, newest: float) -> _Split | None:
+    """A break next to a level held only at an end of the series, for max_spell points or fewer, that may be
+    a spell cut off by the end: the first break, where the first level is that short (the first runs may
+    have been a slow spell, and nothing before them says); the last one, where the newest level is that
+    short and the newest point, as measured, is nearer the old level than the new one (a spell that ended
+    with the newest run; a new level the night it is first seen has its newest point on it)."""
+    if max_spell == 0:
+        return None
+    first, last = splits[0], splits[-1]
+    if first.index <= max_spell:
+        return first
+    if len(x) - last.index <= max_spell:
+        before, after = float(x[last.start : last.index].mean()), float(x[last.index :].mean())
+        if abs(newest - before) < abs(newest - after):
+            return last
+    return None
 
 
 def _first_spell(x: np.ndarray, splits: list[_Split], max_spell: int) -> _Split | None:
