@@ -180,26 +180,32 @@ def test_python_side_runs_the_base_in_another_interpreter(sleeping: pytest.Pytes
     assert base["spec"] == f"python:{wrapper}" and base["python_version"]
 
 
-def test_a_side_that_fails_to_start_is_named(sleeping: pytest.Pytester) -> None:
-    broken = _interpreter(sleeping.path / "broken-python", "echo 'no torch here' >&2; exit 3")
-    result = sleeping.runpytest_subprocess(
-        *ARGS, "--tbench-batch-sizes", "1", "--tbench-ab", f"python:{broken}"
-    )
+def test_a_side_that_fails_to_start_is_named(pytester: pytest.Pytester) -> None:
+    # In-process runs, without the sleeping conftest (which would patch this process' forward scenario): no
+    # item here gets as far as a measured round.
+    pytester.makepyfile(test_bench=BENCH)
+    broken = _interpreter(pytester.path / "broken-python", "echo 'no torch here' >&2; exit 3")
+    result = pytester.runpytest(*ARGS, "--tbench-batch-sizes", "1", "--tbench-ab", f"python:{broken}")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [f"*--tbench-ab: base side (python:{broken}): its process ({broken}) ended while starting "
          "(exit code 3)*", "*no torch here*"]
     )  # fmt: skip
 
-    # Subprocesses, not in-process runs: the bench's conftest patches tbench's forward scenario in the process
-    # it is imported in, and would leave every later test of this process timing a sleep.
-    missing = sleeping.runpytest_subprocess(*ARGS, "--tbench-ab", "python:/no/such/python")
+    missing = pytester.runpytest(*ARGS, "--tbench-ab", "python:/no/such/python")
     assert missing.ret == pytest.ExitCode.USAGE_ERROR
     missing.stderr.fnmatch_lines(["*--tbench-ab python:/no/such/python: no executable there*"])
 
-    not_a_repo = sleeping.runpytest_subprocess(*ARGS, "--tbench-ab", "origin/main")
+    not_a_repo = pytester.runpytest(*ARGS, "--tbench-ab", "origin/main")
     assert not_a_repo.ret == pytest.ExitCode.USAGE_ERROR
     not_a_repo.stderr.fnmatch_lines(["*--tbench-ab origin/main: * is not inside a git repository*"])
+
+    bad = pytester.runpytest(*ARGS, "--tbench-ab", "env:X=1", "--tbench-ab-undecided", "maybe")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*unknown --tbench-ab-undecided mode 'maybe'; valid: pass, warn, fail*"])
+    pairs = pytester.runpytest(*ARGS, "--tbench-ab", "env:X=1", "--tbench-ab-pairs", "6:4")
+    assert pairs.ret == pytest.ExitCode.USAGE_ERROR
+    pairs.stderr.fnmatch_lines(["*'6:4': pairs per item need MIN >= 2 and MAX >= MIN*"])
 
 
 def test_an_undecided_item_warns_by_default_and_fails_or_passes_as_asked(
@@ -227,9 +233,6 @@ def test_an_undecided_item_warns_by_default_and_fails_or_passes_as_asked(
         capsys.readouterr().out
     )
     assert cli.main(["compare", saved, "--undecided", "pass"]) == 0
-    bad = sleeping.runpytest_subprocess(*args, "--tbench-ab-undecided", "maybe")
-    assert bad.ret == pytest.ExitCode.USAGE_ERROR
-    bad.stderr.fnmatch_lines(["*unknown --tbench-ab-undecided mode 'maybe'; valid: pass, warn, fail*"])
 
 
 def test_measure_calls_are_skipped_with_the_reason(sleeping: pytest.Pytester) -> None:

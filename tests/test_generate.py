@@ -28,8 +28,9 @@ from pytest_tbench.trackers.steps import RoundTiming, StepClock
 
 from .conftest import TINY, run_json
 
-# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
-pytestmark = pytest.mark.timing
+# The tests that compare timings (marked) run alone, after the parallel part of the suite (README: the test
+# command); the rest check counts, settings and failures, which no load moves.
+timing = pytest.mark.timing
 
 GENERATE_BENCH = """
 import pytest
@@ -97,6 +98,7 @@ def test_exact_token_counts_and_metric_bases(generate_bench: pytest.Pytester) ->
     }
 
 
+@timing
 def test_prefill_plus_decode_is_total(generate_bench: pytest.Pytester) -> None:
     result, data = run_json(generate_bench, *GEN, "--tbench-models", "tiny-llama")
     result.assert_outcomes(passed=1)
@@ -188,6 +190,7 @@ def test_generate_skips_encoder_only_and_too_long(generate_bench: pytest.Pyteste
     )
 
 
+@timing
 def test_step_timer_agrees_with_a_manual_prefill_and_decode_loop(generate_bench: pytest.Pytester) -> None:
     # Prefill of 4 x 256 tokens against 4 tokens a step: model time, not Python overhead, decides.
     args = ["--tbench-models", "gpt2-mid", "--tbench-batch-sizes", "4", "--tbench-seq-lens", "256"]

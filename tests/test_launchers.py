@@ -15,8 +15,7 @@ from pytest_tbench.scenarios import Work
 
 from .conftest import TINY
 
-# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
-pytestmark = pytest.mark.timing
+# In the suite's parallel part: a fake clock and the gc state: nothing here reads a real clock.
 
 # A clock that ticks 1 s per reading with the garbage collector on and 2 s with it off: a timed call (two
 # readings) lasts exactly 1.0 or 2.0 s, whichever process took it, and says whether gc was off around it.

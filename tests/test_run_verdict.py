@@ -161,3 +161,13 @@ def test_memory_is_judged_on_the_items_own_memory_pair_by_pair() -> None:
     small = memory(1 * mib, 2 * mib)
     assert small["status"] == "larger, within threshold"
     assert small["limit"] == pytest.approx(ITEM_MEMORY_FLOOR_BYTES / ITEM_MEMORY_FLOOR_BYTES)
+
+
+def test_the_run_level_test_takes_the_pairs_every_item_has() -> None:
+    # With --tbench-ab-pairs MIN:MAX an undecided item has more pairs than the rest: the run's pairs are the
+    # first MIN, so a pair's mean covers every item (here an extended item's 4 extra pairs are far off).
+    quiet = {"criterion": "time:5%", "status": UNCHANGED, "low": -0.01, "high": 0.01, "limit": 0.05,
+             "p_value": 0.5, "test": "rounds", "pair_log_ratios": [0.001, -0.001, 0.002, -0.002]}  # fmt: skip
+    extended = dict(quiet, pair_log_ratios=[0.001, -0.001, 0.002, -0.002, 0.5, 0.5, 0.5, 0.5])
+    run = settle_run([("a", [dict(quiet)]), ("b", [dict(quiet)]), ("c", [dict(quiet)]), ("d", [extended])])
+    assert run.run is not None and run.run.pairs == 4 and abs(run.run.change) < 0.01

@@ -20,8 +20,8 @@ from pytest_tbench.scenarios.train import TrainingDiverged, train_work
 
 from .conftest import MID_CONFTEST, TINY, run_json
 
-# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
-pytestmark = pytest.mark.timing
+# In the suite's parallel part: memory and counts, no timing (an item's memory is its own process's, which
+# no other test's load moves).
 
 TRAIN_BENCH = """
 import pytest

@@ -209,15 +209,17 @@ def _outcome(verdicts: Sequence[Verdict]) -> str:
 
 def _run_estimate(items: Sequence[tuple[str, Sequence[Verdict]]]) -> RunEstimate | None:
     """The run-level test over pairs; None with fewer than MIN_RUN_ITEMS items or MIN_PAIRS pairs of time."""
-    by_pair: dict[int, list[float]] = {}
-    measured = 0
-    for _, verdicts in items:
-        for verdict in verdicts:
-            logs = verdict.get("pair_log_ratios") or []
-            if _metric(verdict) == "time" and logs:
-                measured += 1
-                for index, value in enumerate(logs):
-                    by_pair.setdefault(index, []).append(float(value))
+    found = [
+        [float(value) for value in verdict.get("pair_log_ratios") or []]
+        for _, verdicts in items
+        for verdict in verdicts
+        if _metric(verdict) == "time" and verdict.get("pair_log_ratios")
+    ]
+    # The pairs every item has: with --tbench-ab-pairs MIN:MAX only the undecided items have pairs past MIN,
+    # and a pair's mean over a few undecided items is not the run's.
+    common = min((len(logs) for logs in found), default=0)
+    by_pair = {index: [logs[index] for logs in found] for index in range(common)}
+    measured = len(found)
     if measured < MIN_RUN_ITEMS or len(by_pair) < MIN_PAIRS:
         return None
     means = [statistics.fmean(values) for values in by_pair.values()]

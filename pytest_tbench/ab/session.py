@@ -22,6 +22,13 @@ from .worktree import Worktree
 
 BASE, CURRENT = "base", "current"
 OMP_WAIT_POLICY = "OMP_WAIT_POLICY"
+# What sets a worker's thread placement, recorded per side (None: unset). Not set by default: on this
+# project's 2-core VM (2026-12-06, gpt2 forward b1 x 32 tokens, 10 fresh workers a session, 4 sessions each,
+# interleaved) OMP_PROC_BIND=close with OMP_PLACES=cores halved the spread of the workers' own speeds (5.2%
+# against 10.0%) but made every forward 33% slower (104 ms against 78 ms): A/B timings would stop being the
+# ones users get; THP_MEM_ALLOC_ENABLE=1 did not narrow it (8.2% against 7.0%). Exported by the user, both
+# sides inherit them.
+RECORDED_ENV = (OMP_WAIT_POLICY, "OMP_PROC_BIND", "OMP_PLACES", "THP_MEM_ALLOC_ENABLE")
 PRELOAD = ["torch", "transformers", "pytest_tbench.launchers.worker"]
 
 
@@ -44,7 +51,8 @@ class ABSession:
             first = self.pairs[0][name]
             facts = {key: value for key, value in first.facts.items() if key != "pid"}
             pids = [pair[name].facts.get("pid") for pair in self.pairs]
-            described[name] = {**facts, "pids": pids, OMP_WAIT_POLICY: first.launch.env[OMP_WAIT_POLICY]}
+            env = first.launch.env
+            described[name] = {**facts, "pids": pids, **{key: env.get(key) for key in RECORDED_ENV}}
         base = {"spec": self.side.label, **described[BASE]}
         if self.worktree is not None:
             base.update(revision=self.worktree.revision, commit=self.worktree.commit)
