@@ -10,6 +10,11 @@ from typing import Any
 
 import pytest
 
+# Imported here, before any in-process pytester run: such a run forgets the modules it imported when it ends,
+# and the next one would import torch's inductor again, which cannot register its operators twice ("Only a
+# single TORCH_LIBRARY ..."); a part of the suite whose test files import none of the plugin would hit it.
+import pytest_tbench.plugin  # noqa: F401
+
 # postgres_server: the session-scoped postgres_url fixture (a throwaway PostgreSQL server).
 pytest_plugins = ["pytester", "tests.postgres_server"]
 

@@ -47,8 +47,14 @@ def sleeping_work(loaded, case):
 scenarios.forward_work = sleeping_work
 """
 
+# An in-process pytester run imports this conftest into the test's own process: the forward scenario is put
+# back at the session's end, so that no later test of this process times a sleep.
 CONFTEST = """
-import ab_sleep  # noqa: F401
+import ab_sleep
+import pytest_tbench.scenarios as scenarios
+
+def pytest_unconfigure(config):
+    scenarios.forward_work = ab_sleep.original
 """
 
 BENCH = """
@@ -214,7 +220,7 @@ def test_an_undecided_item_warns_by_default_and_fails_or_passes_as_asked(
     # An A/A of two pairs whose processes are off by up to 20% each: the interval holds 0 and 5%.
     monkeypatch.setenv("AB_PROCESS_JITTER", "0.2")
     args = [*ARGS, "--tbench-batch-sizes", "1", "--tbench-ab", "env:X=1", "--tbench-ab-pairs", "2:3"]
-    result, data = run_json(sleeping, *args, subprocess=True)
+    result, data = run_json(sleeping, *args)
     assert result.ret == 0
     name = data["benchmarks"][0]["fullname"]
     # Undecided at the first look (2 pairs), the item got the budget's third pair, and its p-value was spent
@@ -237,9 +243,7 @@ def test_an_undecided_item_warns_by_default_and_fails_or_passes_as_asked(
 
 def test_measure_calls_are_skipped_with_the_reason(sleeping: pytest.Pytester) -> None:
     sleeping.makepyfile(test_bench="def test_call(tbench):\n    tbench.measure(lambda: None)\n")
-    result = sleeping.runpytest_subprocess(
-        *ARGS, "--tbench-batch-sizes", "1", "--tbench-ab", "env:X=1", "-rs"
-    )
+    result = sleeping.runpytest(*ARGS, "--tbench-batch-sizes", "1", "--tbench-ab", "env:X=1", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*--tbench-ab measures tbench.forward(), generate() and train() only*"])
 

@@ -17,8 +17,9 @@ from pytest_tbench.compare.metrics import MetricValues, extract
 from pytest_tbench.compare.runs import compare_runs
 from pytest_tbench.errors import OptionError
 
-# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
-pytestmark = pytest.mark.timing
+# The tests that compare timings (marked) run alone, after the parallel part of the suite (README: the test
+# command); the rest judge memory alone, refuse a baseline, or judge made-up runs, which no load moves.
+timing = pytest.mark.timing
 
 # A call whose time and memory the test controls: a 4 ms spin, slowed by SLOW_<batch> (a fraction), plus
 # EXTRA_MIB_<batch> MiB made resident; the first TRANSIENT_<batch> calls are slowed 4x (a passing burst of
@@ -93,6 +94,7 @@ def save_baseline(pytester: pytest.Pytester, *args: str) -> Path:
     return sorted((pytester.path / ".benchmarks").rglob("*.json"))[-1]
 
 
+@timing
 def test_unchanged_code_passes(gate: pytest.Pytester) -> None:
     save_baseline(gate)
     generous = ["--tbench-compare-fail", "time:100%", "--tbench-compare-fail", "tokens_per_s:50%"]
@@ -101,6 +103,7 @@ def test_unchanged_code_passes(gate: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*tbench REGRESSION GATE vs *0001_*.json*", "*no regressions in 4 checks*"])
 
 
+@timing
 def test_a_slowdown_fails_that_item_with_the_numbers(
     gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -122,6 +125,7 @@ def test_a_slowdown_fails_that_item_with_the_numbers(
     assert "1 regressed item(s), 2 of 6 checks failed" in result.stdout.str()
 
 
+@timing
 @pytest.mark.parametrize("retries", [None, "0"])
 def test_a_passing_burst_is_measured_again_and_passes(
     gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, retries: str | None
@@ -166,6 +170,7 @@ def test_a_passing_burst_is_measured_again_and_passes(
     assert "gate_attempts" not in entries["tiny-gpt2-b1-s8-cpu-float32"]["extra_info"]
 
 
+@timing
 def test_a_lasting_slowdown_fails_after_every_retry(
     gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -184,6 +189,7 @@ def test_a_lasting_slowdown_fails_after_every_retry(
     )
 
 
+@timing
 def test_a_memory_increase_fails_on_memory_alone(
     gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -197,6 +203,7 @@ def test_a_memory_increase_fails_on_memory_alone(
     assert "time:" not in result.stdout.str().split("REGRESSION GATE")[0].split("performance regression")[1]
 
 
+@timing
 def test_improvements_pass_and_are_reported(gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLOW_1", "4")
     save_baseline(gate)
@@ -426,6 +433,7 @@ def test_compare_last_pools_the_newest_saved_runs(gate: pytest.Pytester) -> None
     refused.stderr.fnmatch_lines(["*'base.json' is one file, and --tbench-compare-last 2 pools the newest*"])
 
 
+@timing
 def test_with_defaults_one_saved_run_passes_unchanged_runs_and_fails_a_slowdown_past_any_drift(
     gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
