@@ -127,3 +127,22 @@ def test_a_pair_out_of_memory_beside_kept_workers_is_measured_again_without_them
     # With no kept workers to end, an out-of-memory pair stays one: the item is skipped as out of memory.
     results[:] = [oom, fine]
     assert launcher._run_pair("item", {}, _job(), "base") is oom
+
+
+def test_a_worker_reads_its_device_s_room_where_it_can(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from pytest_tbench.devices import memory_room
+
+    cpu = memory_room("cpu")
+    assert cpu is not None and 0 < cpu[0] <= cpu[1]
+    seen: list[object] = []
+
+    def mem_get_info(device: object) -> tuple[int, int]:
+        seen.append(device)
+        return 3 * GIB, 80 * GIB
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
+    assert memory_room("cuda:1") == (3 * GIB, 80 * GIB)
+    assert seen == [torch.device("cuda:1")]  # the item's own GPU, not the current one
+    assert memory_room("mps") is None  # no figure: such a worker is not kept
