@@ -68,7 +68,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gate_reliability import keep_jsons, load_beside, load_name, median_of
+from gate_reliability import keep_jsons, load_beside, load_name, median_of, write_out
 
 AA, ALL, ONE = "aa", "all", "one"
 KINDS = (AA, ALL, ONE)
@@ -802,12 +802,6 @@ def markdown(figures: dict[str, Any]) -> str:
         f"{figures['wall_time_s'] / 60:.0f} min"
     )
     return "\n".join([title, "", *lines]) + "\n"
-
-
-def write_out(args: argparse.Namespace, figures: dict[str, Any], table: str) -> None:
-    if args.out:
-        args.out.write_text(json.dumps(figures, indent=2))
-        args.out.with_suffix(".md").write_text(table)
 
 
 def progress(records: list[dict[str, Any]]) -> str:

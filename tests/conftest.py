@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -82,6 +85,20 @@ def forward_bench(pytester: pytest.Pytester) -> pytest.Pytester:
     """A pytester directory holding the one-line forward bench a user would write."""
     pytester.makepyfile(test_bench=FORWARD_BENCH)
     return pytester
+
+
+def bench_script(name: str) -> ModuleType:
+    """A script of benches/ (``name``.py) loaded as a module, for tests of its pure functions."""
+    path = Path(__file__).resolve().parent.parent / "benches" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
 
 
 def run_json(

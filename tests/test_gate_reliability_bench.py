@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
-pytestmark = pytest.mark.timing
-
-SCRIPT = Path(__file__).resolve().parent.parent / "benches" / "gate_reliability.py"
+from .conftest import bench_script
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gate_reliability", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
+    return bench_script("gate_reliability")
 
 
 def test_each_trial_runs_every_session_once_in_a_seeded_order(bench: ModuleType) -> None:

@@ -4,12 +4,9 @@ made-up sessions (no pytest session runs)."""
 from __future__ import annotations
 
 import ast
-import importlib.util
 import math
 import random
 import statistics
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -17,20 +14,12 @@ import pytest
 
 from pytest_tbench.ab.paired import paired_estimate
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benches" / "sweep_reliability.py"
+from .conftest import bench_script
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("sweep_reliability", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
+    return bench_script("sweep_reliability")
 
 
 def test_each_trial_runs_every_kind_and_processes_5_once_in_a_seeded_order(bench: ModuleType) -> None:
