@@ -7,7 +7,9 @@ later test of it measuring a sleeping GPT-2."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +270,38 @@ def test_an_ab_side_imports_nothing_of_the_code_under_test_before_its_import_pat
     finally:
         side.close()
     assert (tmp_path / "early.txt").read_text() == ""
+
+
+FORK_AFTER_CONFTEST = """
+import os, signal, sys
+import torch
+from pytest_tbench.launchers.conftests import Conftest, load
+
+before = len(os.listdir("/proc/self/task"))
+load([Conftest("conftest", os.path.join(sys.argv[1], "conftest.py"), sys.argv[1])])
+threads = len(os.listdir("/proc/self/task")) - before
+pid = os.fork()
+if pid == 0:  # a worker: computes with the default threads, as a measured item does
+    signal.alarm(60)
+    torch.randn(512, 512) @ torch.randn(512, 512)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print(threads, os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status))
+"""
+
+
+def test_a_conftest_that_computes_at_import_leaves_its_process_safe_to_fork(tmp_path: Path) -> None:
+    """The forkserver and each A/B side's process import the session's conftests, then fork workers: a tensor
+    made at import must not start an OpenMP thread pool there, or the forked worker waits forever on it."""
+    made = "import torch\n\nWEIGHT = torch.zeros(768, 364) + torch.ones(768, 364)\n"
+    (tmp_path / "conftest.py").write_text(made)
+    found = subprocess.run(
+        [sys.executable, "-c", FORK_AFTER_CONFTEST, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+    )
+    assert found.returncode == 0, found.stderr
+    threads, child = found.stdout.split()
+    assert (threads, child) == ("0", "0")  # no thread started in the parent; the worker finished (no SIGALRM)

@@ -84,7 +84,8 @@ def load(conftests: Iterable[Conftest]) -> None:
     _loaded, _failure = tuple(conftests), None
     for conftest in _loaded:
         try:
-            _import(conftest)
+            with _one_thread():
+                _import(conftest)
         except (Exception, SystemExit, pytest_outcome()) as exc:
             what = type(exc).__name__
             _failure = (
@@ -93,6 +94,23 @@ def load(conftests: Iterable[Conftest]) -> None:
                 f"{traceback.format_exc()}"
             )
             return
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch's intra-op threads at one while a conftest is imported. The processes that import them fork the
+    workers (the forkserver, each A/B side's process), and a fork must find no OpenMP thread pool in its
+    parent: the child would wait forever on threads it does not have (a conftest that made a 768 x 364
+    tensor at import hung every worker of its side). With one thread no pool is started; the count is put
+    back for the workers, which start their own."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def ensure(conftests: Iterable[Conftest]) -> None:
