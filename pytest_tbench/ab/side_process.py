@@ -106,8 +106,7 @@ class SideProcess:
     def release_worker(self) -> None:
         """End the kept worker, if any (its model's items are done, or its memory is needed)."""
         if self.kept is not None:
-            self.kept.close()
-            self.kept = None
+            self.kept.close()  # which forgets it
 
     def _fork(self) -> Worker:
         conn = self._connection()
@@ -179,10 +178,6 @@ class Worker:
         self.conn = conn
         self.exitcode: int | None = None
         self.model_key: ModelKey | None = None  # the model it holds
-
-    @property
-    def closed(self) -> bool:
-        return self.exitcode is not None
 
     def send(self, message: tuple[Any, ...]) -> None:
         with contextlib.suppress(OSError):  # it died; the next receive says how

@@ -17,7 +17,6 @@ Between messages a worker blocks on its connection: it takes no CPU while the ot
 from __future__ import annotations
 
 import copy
-import gc
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -26,9 +25,9 @@ from typing import Any, Literal
 
 from transformers import PretrainedConfig
 
-from ..devices import empty_cache, memory_room
+from ..devices import memory_room
 from ..memory_errors import is_out_of_memory
-from ..models.loading import LoadedModel, ModelKey, load_model
+from ..models.loading import LoadedModel, ModelKey, collect, load_model
 from ..models.registry import ResolvedSpec
 from ..scenarios import Work, build_work
 from .base import Job
@@ -89,9 +88,7 @@ class ModelSlot:
             return
         devices = self.loaded.devices or ((self.key.device,) if self.key is not None else ())
         self.loaded = None
-        gc.collect()
-        for device in devices:
-            empty_cache(device)
+        collect(devices)
 
 
 def measure(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -234,6 +234,13 @@ def _load_placed(
         return model_class.from_pretrained(folder, **kwargs, local_files_only=True)  # type: ignore[no-any-return]
 
 
+def collect(devices: Sequence[str]) -> None:
+    """Free what a released model held: its cycles collected, then each device's cached blocks handed back."""
+    gc.collect()
+    for device in devices:
+        empty_cache(device)
+
+
 class ModelCache:
     """Holds loaded models, and load failures so that each failing spec costs its time once per session."""
 
@@ -324,9 +331,7 @@ class ModelCache:
             )  # a device-mapped model's blocks are on every GPU it used
             del self._loaded[key]
             del entry
-            gc.collect()
-            for device in devices:
-                empty_cache(device)
+            collect(devices)
 
     def release_all(self) -> None:
         for key in list(self._loaded):
