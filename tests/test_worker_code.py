@@ -7,6 +7,7 @@ later test of it measuring a sleeping GPT-2."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -225,6 +226,33 @@ def test_fingerprint_names_a_replaced_forward_and_what_differs() -> None:
         ["Linear.forward (torch/nn/modules/linear.py, current side only)"],
         ["mymodel.py"],
     )
+
+
+def test_a_method_replaced_at_import_counts_after_its_module_entry_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The `kernels` library replaces LlamaAttention.__init__ when modeling_llama is imported. An in-process
+    # run (pytester) drops the modules it imported from sys.modules afterwards, while the package keeps the
+    # module as an attribute: the class is still reached, and its replaced method must still be seen, or the
+    # worker's fingerprint (which has it) reads as "absent in this session".
+    original = modeling_gpt2.GPT2MLP.__init__
+
+    def replaced_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+
+    forward = modeling_gpt2.GPT2MLP.forward
+
+    @functools.wraps(forward)  # as `kernels` wraps the forward: the wrapper carries the class's own name
+    def wrapped_forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(modeling_gpt2.GPT2MLP, "__init__", replaced_init)
+    monkeypatch.setattr(modeling_gpt2.GPT2MLP, "forward", wrapped_forward)
+    model = GPT2Model(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=10, n_positions=8))
+    worker = fingerprint(model)
+    assert "GPT2MLP.__init__" in worker.functions
+    monkeypatch.delitem(sys.modules, modeling_gpt2.__name__)
+    assert check_here(worker) == []
 
 
 def test_session_conftests_are_the_conftest_modules_in_registration_order(tmp_path: Path) -> None:

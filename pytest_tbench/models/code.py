@@ -177,7 +177,7 @@ def _measured_methods(cls: type) -> Iterable[tuple[str, Any]]:
     forward = getattr(cls, FORWARD, None)
     if forward is not None:
         yield FORWARD, forward
-    home = _file_of(sys.modules.get(cls.__module__))
+    home = _home_file(cls)
     for method, value in vars(cls).items():
         if method == FORWARD or not isinstance(value, types.FunctionType):
             continue
@@ -186,8 +186,20 @@ def _measured_methods(cls: type) -> Iterable[tuple[str, Any]]:
             yield method, value
 
 
-def _file_of(module: Any) -> str | None:
-    return getattr(module, "__file__", None)
+def _home_file(cls: type) -> str | None:
+    """The file that defines ``cls``: its module's, or, where that module is gone from ``sys.modules`` (a
+    class reached through its package's attribute after the module entry was dropped), the file of a function
+    written in the class's own body."""
+    path = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    if path is not None:
+        return str(path)
+    for value in vars(cls).values():
+        if not isinstance(value, types.FunctionType):
+            continue
+        inner = _chain(value)[-1]  # a wrapper's copied name is not where its code is: look through it
+        if inner.__qualname__.startswith(f"{cls.__qualname__}."):
+            return inner.__code__.co_filename
+    return None
 
 
 def _chain(function: Any) -> list[types.FunctionType]:
