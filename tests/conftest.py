@@ -11,6 +11,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+# Before anything imports huggingface_hub, which reads it once; and before .forked keeps this environment for
+# its zygote.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 import pytest
 
 # Imported here, before any in-process pytester run: such a run forgets the modules it imported when it ends,
@@ -18,10 +22,10 @@ import pytest
 # single TORCH_LIBRARY ..."); a part of the suite whose test files import none of the plugin would hit it.
 import pytest_tbench.plugin  # noqa: F401
 
+from .forked import runpytest_forked
+
 # postgres_server: the session-scoped postgres_url fixture (a throwaway PostgreSQL server).
 pytest_plugins = ["pytester", "tests.postgres_server"]
-
-os.environ["HF_HUB_OFFLINE"] = "1"
 
 # The smallest sweep that still has two of everything; tiny models keep a run well under a second.
 TINY = [
@@ -106,8 +110,10 @@ def run_json(
 ) -> tuple[pytest.RunResult, dict[str, Any]]:
     """Run pytest with ``--benchmark-json`` and return the result and the parsed JSON."""
     out = pytester.path / "out.json"
-    run = pytester.runpytest_subprocess if subprocess else pytester.runpytest
-    result = run(*args, f"--benchmark-json={out}")
+    if subprocess:
+        result = runpytest_forked(pytester, *args, f"--benchmark-json={out}")
+    else:
+        result = pytester.runpytest(*args, f"--benchmark-json={out}")
     data = json.loads(Path(out).read_text()) if out.exists() else {}
     return result, data
 

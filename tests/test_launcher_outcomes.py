@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import TINY
+from .forked import runpytest_forked
 
 # Asks generate for one token fewer than the item's count, as a model stopping early would: the per-round
 # check must catch it. Imported by the conftest, in the pytest process and in the workers' (which import it).
@@ -47,9 +48,7 @@ def test_benchmark_disable_still_checks_the_token_count(
 ) -> None:
     pytester.makepyfile(test_bench=GENERATE_BENCH, short_generate=SHORT_GENERATE)
     pytester.makeconftest(SHORT_CONFTEST)
-    result = pytester.runpytest_subprocess(
-        *TINY, "--tbench-new-tokens", "3", "--benchmark-disable", *isolation
-    )
+    result = runpytest_forked(pytester, *TINY, "--tbench-new-tokens", "3", "--benchmark-disable", *isolation)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*asked for 3 new tokens per row*tokens/s would be wrong*"])
 
@@ -86,7 +85,7 @@ def test_never_reached(tbench):
 @pytest.mark.parametrize("save", ["--benchmark-json=out.json", "--benchmark-autosave"])
 def test_an_interrupted_item_is_not_saved_as_measured(pytester: pytest.Pytester, save: str) -> None:
     pytester.makepyfile(test_bench=INTERRUPTED_BENCH)
-    result = pytester.runpytest_subprocess(*TINY, "--tbench-rounds", "5", save)
+    result = runpytest_forked(pytester, *TINY, "--tbench-rounds", "5", save)
     assert result.ret == pytest.ExitCode.INTERRUPTED
     (path,) = (
         [pytester.path / "out.json"]

@@ -14,6 +14,7 @@ from pytest_tbench.launchers.rounds import load_timer, run_rounds, timer_name
 from pytest_tbench.scenarios import Work
 
 from .conftest import TINY
+from .forked import runpytest_forked
 
 # In the suite's parallel part: a fake clock and the gc state: nothing here reads a real clock.
 
@@ -45,8 +46,12 @@ def test_every_launcher_times_with_the_benchmark_timer_and_gc_rule(
     out = pytester.path / "out.json"
     args = [*TINY, "--tbench-rounds", "3", "--tbench-warmup", "1", "--benchmark-timer=gc_clock.clock"]
     # A subprocess, so that the worker's forkserver starts here and can import gc_clock from this directory.
-    result = pytester.runpytest_subprocess(
-        *args, *isolation, *(["--benchmark-disable-gc"] if disable_gc else []), f"--benchmark-json={out}"
+    result = runpytest_forked(
+        pytester,
+        *args,
+        *isolation,
+        *(["--benchmark-disable-gc"] if disable_gc else []),
+        f"--benchmark-json={out}",
     )
     result.assert_outcomes(passed=1)
     stats = json.loads(out.read_text())["benchmarks"][0]["stats"]

@@ -15,6 +15,7 @@ from pytest_tbench.report.tables import ordered_modes
 from pytest_tbench.scenarios import SCENARIOS
 
 from .conftest import TINY, run_json
+from .forked import runpytest_forked
 
 # The user's whole mode: the model's input-embedding lookup on the case's token ids, throughput in tokens.
 EMBED_CONFTEST = """
@@ -169,6 +170,6 @@ def test_a_registered_mode_runs_in_worker_processes(pytester: pytest.Pytester) -
     # A subprocess run: its workers import this run's conftest (which registers the mode) as it does.
     pytester.makeconftest(EMBED_CONFTEST)
     pytester.makepyfile(test_bench=EMBED_BENCH)
-    result = pytester.runpytest_subprocess(*TINY, "--tbench-processes", "2")
+    result = runpytest_forked(pytester, *TINY, "--tbench-processes", "2")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*tbench EMBED - SPEED AND MEMORY*"])

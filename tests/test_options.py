@@ -16,6 +16,7 @@ from pytest_tbench.plugin import STATE
 from pytest_tbench.presets import PRESETS
 
 from .conftest import TINY, run_json
+from .forked import runpytest_forked
 
 
 def _pow2(low: int, high: int) -> tuple[int, ...]:
@@ -139,7 +140,7 @@ def test_built_in_defaults(pytester: pytest.Pytester) -> None:
 
 def test_help_lists_every_option(pytester: pytest.Pytester) -> None:
     # argparse %-formats help texts: a bare "5%" in one of them made `pytest --help` crash.
-    result = pytester.runpytest_subprocess("--help")
+    result = runpytest_forked(pytester, "--help")
     assert result.ret == pytest.ExitCode.OK, result.stderr.str()
     result.stdout.fnmatch_lines(["*--tbench-compare-fail=EXPR*", "*default: time:5% tokens_per_s:5%*"])
 

@@ -18,6 +18,7 @@ from pytest_tbench.scenarios.generate import GenerateRound
 from pytest_tbench.trackers.steps import RoundTiming
 
 from .conftest import TINY, run_json
+from .forked import runpytest_forked
 
 # The regression the gate reliability bench injects into worker processes: the same code, so that this test
 # also checks the bench measures what it claims. Run from the repository root, as the README says.
@@ -161,13 +162,13 @@ def test_the_gate_judges_process_medians_end_to_end(
     pytester.makepyfile(test_bench=BENCHES.split("@pytest.mark")[0], gate_slowdown=SLOWDOWN_MODULE)
     pytester.makeconftest(CONFTEST)
     sweep = [*TINY, "--tbench-rounds", "5", "--tbench-processes", "5", "--tbench-warmup", "1"]
-    base = pytester.runpytest_subprocess(*sweep, "--benchmark-json=base.json")
+    base = runpytest_forked(pytester, *sweep, "--benchmark-json=base.json")
     base.assert_outcomes(passed=1)
     monkeypatch.setenv("TBENCH_GATE_SLOWDOWN", "3")  # each call 4x as long: past any noise
     criteria = ["--tbench-compare-fail", "time:50%", "--tbench-compare-fail", "peak_memory:50%"]
     criteria += ["--tbench-compare-drift", "0%", "--tbench-compare-retries", "1"]
-    slow = pytester.runpytest_subprocess(
-        *sweep, "--tbench-compare=base.json", *criteria, "--benchmark-json=now.json"
+    slow = runpytest_forked(
+        pytester, *sweep, "--tbench-compare=base.json", *criteria, "--benchmark-json=now.json"
     )
     slow.assert_outcomes(failed=1)
     slow.stdout.fnmatch_lines(

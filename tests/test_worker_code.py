@@ -22,6 +22,7 @@ from pytest_tbench.launchers.conftests import session_conftests
 from pytest_tbench.models.code import FunctionCode, ModelCode, check_here, differences, fingerprint
 
 from .conftest import run_json
+from .forked import runpytest_forked
 
 # In the suite's parallel part: the timings asserted are sleeps, which another test's load lengthens a little
 # and never shortens (a patch that did not run leaves a forward of about 1 ms), and A/B verdicts come from
@@ -108,7 +109,7 @@ def test_a_conftest_that_fails_in_the_worker_fails_the_item_with_its_traceback(
         "    raise RuntimeError('only in the pytest process')\n"
     )
     pytester.makepyfile(test_bench=BENCH)
-    result = pytester.runpytest_subprocess(*ARGS, "--tbench-isolate")
+    result = runpytest_forked(pytester, *ARGS, "--tbench-isolate")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         ["*conftest.py could not be imported in the worker's process (RuntimeError)*",
@@ -126,7 +127,7 @@ def test_a_patch_made_in_the_test_body_fails_the_isolated_item_naming_the_functi
         "    modeling_gpt2.GPT2MLP.forward = lambda self, hidden_states: hidden_states\n"
         "    tbench.forward()\n"
     )
-    result = pytester.runpytest_subprocess(*ARGS, "--tbench-isolate")
+    result = runpytest_forked(pytester, *ARGS, "--tbench-isolate")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         ["*the worker measured other model code than this session has:*",
@@ -171,7 +172,7 @@ def test_git_ab_of_a_model_change_made_through_a_conftest_import(pytester: pytes
     base_commit = _git(pytester.path, "rev-parse", "HEAD")
 
     # Revisions that differ in no measured code: said up front (a round a side: the verdict is not the point).
-    same = pytester.runpytest_subprocess(*ARGS, "--benchmark-disable", "--tbench-ab", "HEAD~1")
+    same = runpytest_forked(pytester, *ARGS, "--benchmark-disable", "--tbench-ab", "HEAD~1")
     same.assert_outcomes(passed=1)
     same.stdout.fnmatch_lines(["*identical model code on both sides (tiny-gpt2-b1-s8-cpu-float32)*"])
 
