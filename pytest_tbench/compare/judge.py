@@ -16,21 +16,23 @@ either side gives "too few samples", never a guess.
 
 A timing is also measured in another session than its baseline, and a machine drifts between sessions (on a
 2-core VM the same gpt2 forward's session medians moved 9-10% in three minutes), which no test on two sessions
-can tell from a slower commit. So a timing regression must also be past the threshold against the *worst* of
-the baseline's sessions (``--tbench-compare-last N`` pools N; their spread is the drift this machine showed),
-or against the baseline inflated by a drift allowance: ``--tbench-compare-drift``, else DEFAULT_DRIFT. A drift
-moves every item of a session together, so the allowance is a run-level rule: an unchanged run fails on drift
-only in a session that drifted past it, and a change far past any drift (a 1-thread run against a 2-thread
-baseline: +60% to +110%) fails.
+can tell from a slower commit. So a timing regression must also be past the threshold beyond the drift:
+against a pooled baseline (``--tbench-compare-last N``), beyond the prediction bound its own sessions give, at
+the run's error rate ALPHA (compare/spread.py); against one session, beyond a drift allowance:
+``--tbench-compare-drift``, else DEFAULT_DRIFT. A drift moves every item of a session together, so the
+allowance is a run-level rule: an unchanged run fails on drift only in a session that drifted past it, and a
+change far past any drift (a 1-thread run against a 2-thread baseline: +60% to +110%) fails.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 
 from .criteria import Criterion
 from .metrics import MetricValues
+from .spread import SessionSpread
 
 ALPHA = 0.01  # the chance that a run of unchanged code fails on round noise (over all its timing tests)
 # The drift allowed against a one-session baseline where none is stated: on this 2-core VM the same gpt2
@@ -108,9 +110,11 @@ def judge(
     now: MetricValues,
     drift: float | None = None,
     tests: int = 1,
+    spread: SessionSpread | None = None,
 ) -> Verdict:
     """``drift``: the relative drift between sessions to allow where the baseline is one session (None:
-    DEFAULT_DRIFT); ``tests``: the run's timing tests, over which ALPHA is shared."""
+    DEFAULT_DRIFT); ``tests``: the run's timing tests, over which ALPHA is shared; ``spread``: a pooled
+    baseline's sessions (the metric's, over all its items), which set the drift bound instead."""
     change = (now.point - base.point) / base.point if base.point else 0.0
     worse_by = -change if base.higher_is_better else change
 
@@ -157,29 +161,45 @@ def judge(
         return verdict(UNCHANGED, p_value, tested_on)
     if worse_by < 0:
         return verdict(IMPROVED, p_value, tested_on)
-    beyond, note = _beyond_drift(now.point, base, criterion.threshold, drift)
+    if spread is not None and len(base.sessions) >= 2:
+        beyond, note = _beyond_spread(now.point, base, criterion.threshold, spread, tests)
+    else:
+        beyond, note = _beyond_drift(now.point, base, criterion.threshold, drift)
     if beyond and p_value >= ALPHA / max(1, tests):  # past any drift, but not significant at the run's share
         note = NOT_CONFIRMED.format(p=p_value, alpha=ALPHA, tests=tests)
         return verdict(CANNOT_TELL, p_value, tested_on, note, unconfirmed=True)
     return verdict(REGRESSED if beyond else CANNOT_TELL, p_value, tested_on, note)
 
 
+def _beyond_spread(
+    now: float, base: MetricValues, threshold: float, spread: SessionSpread, tests: int
+) -> tuple[bool, str]:
+    """Whether ``now`` is worse than the baseline's sessions' (geometric) mean by more than the threshold
+    past the bound their spread sets for an unchanged session, and what it was held against."""
+    centre = statistics.fmean(math.log(x) for x in base.sessions)
+    worse = math.log(now) - centre if now > 0 else math.inf
+    worse = -worse if base.higher_is_better else worse
+    bound = spread.allowance(ALPHA, tests)
+    past = math.expm1(worse - bound)
+    against = f"{math.expm1(worse):+.1%} against the mean of {len(base.sessions)} baseline sessions"
+    allowance = f"their drift allowance {spread.describe(ALPHA, tests)}"
+    if past > threshold:
+        return True, f"{past:+.1%} past {allowance}: {against}"
+    return False, f"within the drift between sessions: {against}, {past:+.1%} past {allowance}"
+
+
 def _beyond_drift(now: float, base: MetricValues, threshold: float, drift: float | None) -> tuple[bool, str]:
-    """Whether ``now`` is worse than the baseline's worst session (or its point moved by ``drift``) by more
-    than the threshold, and what it was held against."""
+    """Whether ``now`` is worse than the baseline's point moved by ``drift`` by more than the threshold, and
+    what it was held against."""
     higher = base.higher_is_better
-    if len(base.sessions) >= 2:
-        worst = min(base.sessions) if higher else max(base.sessions)
-        against = f"the worst of {len(base.sessions)} baseline sessions"
-    else:
-        stated = drift is not None
-        drift = drift if drift is not None else DEFAULT_DRIFT
-        worst = base.point * (1 - drift) if higher else base.point * (1 + drift)
-        against = (
-            f"the baseline with the stated drift of {drift:.0%}"
-            if stated
-            else f"the baseline with the default drift allowance of {drift:.0%} (--tbench-compare-drift)"
-        )
+    stated = drift is not None
+    drift = drift if drift is not None else DEFAULT_DRIFT
+    worst = base.point * (1 - drift) if higher else base.point * (1 + drift)
+    against = (
+        f"the baseline with the stated drift of {drift:.0%}"
+        if stated
+        else f"the baseline with the default drift allowance of {drift:.0%} (--tbench-compare-drift)"
+    )
     worse = (worst - now) / worst if higher else (now - worst) / worst
     if worse > threshold:
         return True, f"{worse:+.1%} against {against}"

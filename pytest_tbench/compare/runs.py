@@ -13,6 +13,7 @@ from ..record import ItemRecord
 from .criteria import Criterion
 from .judge import Verdict, judge
 from .metrics import extract
+from .spread import SessionSpread, session_spread
 
 # What must match for timings to be comparable; dtype is part of every item's id.
 IDENTITY_KEYS = ("cpu", "gpus", "torch_version", "transformers_version", "cuda_version")
@@ -133,6 +134,10 @@ class Comparer:
         self._seen: set[str] = set()
         self.comparison = Comparison(not_measured=not_measured(baseline))
         self.tests = 1  # the run's timing tests, over which the significance level is shared (``plan``)
+        # A pooled baseline's sessions, per gate metric: the drift bound of its timings (compare/spread.py).
+        self.spreads = {
+            criterion.metric: _spread(criterion.metric, baseline["benchmarks"]) for criterion in criteria
+        }
 
     def plan(self, names: list[str]) -> None:
         """The items the run will judge (in a session: those collected), so that each timing test gets its
@@ -158,7 +163,8 @@ class Comparer:
                 continue
             a, b = extract(criterion.metric, base), extract(criterion.metric, record)
             if a is not None and b is not None:
-                verdicts.append(judge(name, criterion, a, b, self.drift, self.tests))
+                spread = self.spreads.get(criterion.metric)
+                verdicts.append(judge(name, criterion, a, b, self.drift, self.tests, spread))
         return verdicts
 
     def record(self, name: str, verdicts: list[Verdict]) -> None:
@@ -177,6 +183,12 @@ class Comparer:
     def finish(self) -> Comparison:
         self.comparison.missing = [name for name in self._baseline if name not in self._seen]
         return self.comparison
+
+
+def _spread(metric: str, benches: list[dict[str, Any]]) -> SessionSpread | None:
+    """The spread of ``metric``'s per-session figures over a pooled baseline's items; None for one run."""
+    found = (extract(metric, bench) for bench in benches)
+    return session_spread(values.sessions for values in found if values is not None)
 
 
 def timing_tests(bench: dict[str, Any], criteria: tuple[Criterion, ...]) -> set[str]:
