@@ -22,8 +22,8 @@ from pytest_tbench.scenarios.generate_settings import GenerateSettings
 
 from .conftest import ALL_MODES_BENCH, TINY, run_json
 
-# Compares timings: runs alone, after the parallel part of the suite (README: the test command).
-pytestmark = pytest.mark.timing
+# In the suite's parallel part: the one timing compared is a compile (seconds) against a tiny model's call
+# (milliseconds), which another test's load lengthens alike.
 
 
 @pytest.fixture(scope="module", autouse=True)
