@@ -4,6 +4,7 @@ real change of model code (issue 27, item 8).
     python benches/sweep_reliability.py --runs 12 [--sweep four|quick] [--pairs 8 | 4:12]
                                         [--kinds aa,all,one] [--change projection|busy] [--model gpt2]
                                         [--seed 0] [--busy | --bursts] [--out FILE] [--keep DIR]
+    python benches/sweep_reliability.py --merge PART1.json PART2.json ... [--out FILE]
 
 The project under test is a throwaway git repository in a temporary folder, laid out as a user's would be: its
 ``conftest.py`` imports ``mymodel.py``, the project's model code. Its history: (1) ``mymodel.py`` as stock
@@ -679,6 +680,7 @@ def figures_of(
     return {
         "runs": trials,
         "sweep": args.sweep,
+        "model": args.model,
         "items": [i.key for i in sweep_items(args.sweep, args.model)],
         "one_item": one_item(args.sweep, args.model).key,
         "kinds": args.kinds,
@@ -837,6 +839,35 @@ def sweep_runs(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return figures, markdown(figures)
 
 
+MERGED_ALIKE = ("sweep", "model", "kinds", "change", "pairs", "load", "threads", "cpus")
+
+
+def merge(paths: list[Path]) -> tuple[dict[str, Any], str]:
+    """The figures of several script runs (``--out`` files) of the same plan as one: their sessions with the
+    trials numbered on, each part's calibration kept (``calibrations``). A long plan can so be measured in
+    several quiet sessions, each with its own ``--seed``."""
+    parts = [json.loads(path.read_text()) for path in paths]
+    for path, part in zip(paths, parts, strict=True):
+        differs = [key for key in MERGED_ALIKE if part.get(key) != parts[0].get(key)]
+        if differs:
+            raise SystemExit(f"{path}: another plan than {paths[0]} ({', '.join(differs)}): not merged")
+    records: list[dict[str, Any]] = []
+    for part in parts:
+        offset = 1 + max((r["trial"] for r in records), default=-1)
+        records.extend({**r, "trial": r["trial"] + offset, "seed": part["seed"]} for r in part["sessions"])
+    first = parts[0]
+    args = argparse.Namespace(
+        sweep=first["sweep"], model=first["model"], kinds=first["kinds"], change=first["change"],
+        pairs=first["pairs"], seed=[part["seed"] for part in parts],
+        busy=first["load"] == "busy", bursts=first["load"] == "bursts",
+    )  # fmt: skip
+    trials = sum(part["runs"] for part in parts)
+    figures = figures_of(args, first["calibration"], records, trials, sum(p["wall_time_s"] for p in parts))
+    figures["calibrations"] = [part["calibration"] for part in parts]
+    figures["merged_from"] = [str(path) for path in paths]
+    return figures, markdown(figures)
+
+
 def kinds_arg(text: str) -> list[str]:
     kinds = [part.strip() for part in text.split(",") if part.strip()]
     if not kinds or any(k not in KINDS for k in kinds) or len(set(kinds)) != len(kinds):
@@ -871,6 +902,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     load.add_argument("--bursts", action="store_true", help="burn every core in bursts (5-30 s of 25-120 s)")
     parser.add_argument("--out", type=Path, help="write the JSON here and the Markdown beside it (.md)")
     parser.add_argument("--keep", type=Path, help="copy every session's JSON into this folder")
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", help="merge these --out files of one plan (run nothing)"
+    )
     parser.add_argument("--calibrate-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.sweep == "quick" and args.model != "gpt2":
@@ -885,7 +919,7 @@ def main() -> None:
     if args.calibrate_child:
         print(json.dumps(calibrate(json.loads(args.calibrate_child))))
         return
-    figures, table = sweep_runs(args)
+    figures, table = merge(args.merge) if args.merge else sweep_runs(args)
     print(json.dumps({k: v for k, v in figures.items() if k != "sessions"}, indent=2))
     print(table)
     write_out(args, figures, table)

@@ -4,9 +4,11 @@ made-up sessions (no pytest session runs)."""
 from __future__ import annotations
 
 import ast
+import json
 import math
 import random
 import statistics
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -184,3 +186,25 @@ def test_kinds_are_checked(bench: ModuleType) -> None:
     for bad in ("ab", "aa,aa", ""):
         with pytest.raises(Exception, match="give some of"):
             bench.kinds_arg(bad)
+
+
+def test_parts_of_one_plan_merge_with_their_trials_numbered_on(bench: ModuleType, tmp_path: Path) -> None:
+    args = bench.parse_args(["--runs", "2", "--kinds", "aa,one", "--pairs", "4"])
+    calibration = {"m-b1": {"forward_ms": 10.0, "mlp_calls": 12, "change": ["busy", 1e-5], "slowdown": 0.05}}
+    paths = []
+    for seed in (1, 2):
+        args.seed = seed
+        paths.append(tmp_path / f"part{seed}.json")
+        paths[-1].write_text(json.dumps(bench.figures_of(args, calibration, made_up_records(), 2, 600.0)))
+    figures, table = bench.merge(paths)
+    assert figures["runs"] == 4 and figures["seed"] == [1, 2] and figures["wall_time_s"] == 1200.0
+    assert sorted({r["trial"] for r in figures["sessions"]}) == [0, 1, 2, 3, 4, 5]  # 3 trials a part
+    assert figures["kinds_summary"]["aa"]["runs"] == 4 and figures["kinds_summary"]["aa"]["errors"] == 2
+    # Each part's processes-5 session is still paired with its own trial's A/B sessions.
+    assert figures["kinds_summary"]["aa"]["median_session_to_processes_5"] == pytest.approx(2.25)
+    assert len(figures["calibrations"]) == 2 and "| A/A | 0 / 4 (2 errors)" in table
+    args.change = "busy"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(bench.figures_of(args, calibration, made_up_records(), 2, 600.0)))
+    with pytest.raises(SystemExit, match=r"another plan than .*part1.json \(change\)"):
+        bench.merge([paths[0], other])
