@@ -144,6 +144,8 @@ def test_env_side_finds_a_slowdown_with_its_sign_and_size_and_passes_the_unchang
     # A pair's workers serve every item of their model in turn: the first item loads it on each side of each
     # pair, the next one none.
     assert entries[1]["extra_info"]["ab"]["model_loads"] == 6 and ab["model_loads"] == 0
+    # The side processes' start is the session's, said apart from the first item's own wall time.
+    assert entries[1]["extra_info"]["ab"]["sides_start_s"] > 0.5 and ab["sides_start_s"] == 0
 
     result.stdout.fnmatch_lines(["*tbench A/B vs env:AB_SLOW_SLEEP_S=0.010*", "*b2*time*REGRESSED*"])
 

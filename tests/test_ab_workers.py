@@ -146,3 +146,26 @@ def test_a_worker_reads_its_device_s_room_where_it_can(monkeypatch: pytest.Monke
     assert memory_room("cuda:1") == (3 * GIB, 80 * GIB)
     assert seen == [torch.device("cuda:1")]  # the item's own GPU, not the current one
     assert memory_room("mps") is None  # no figure: such a worker is not kept
+
+
+def test_each_side_counts_an_item_s_flops_in_its_first_pair_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    jobs: list[Job] = []
+
+    def run_pair(sides: Any, job: Job, first: str) -> PairResult:
+        jobs.append(job)
+        return PairResult({"base": Outcome("ok"), "current": Outcome("ok")}, first, "rounds")
+
+    monkeypatch.setattr(ab_launcher, "run_pair", run_pair)
+    monkeypatch.setattr(ab_launcher, "room_to_keep", lambda outcomes, device: True)
+
+    class Session:
+        def started(self, pairs: int, modules: Any, conftests: Any) -> list[dict[str, Any]]:
+            return [{} for _ in range(pairs)]
+
+    launcher = ab_launcher.ABLauncher(None, Session(), 3, [], [])  # type: ignore[arg-type]
+    results: list[PairResult] = []
+    assert launcher._measure_pairs(_job(), 3, results) is None
+    assert [job.count_flops for job in jobs] == [True, False, False] and len(results) == 3
+    # More pairs for an undecided item (a second look): none of them counts again.
+    assert launcher._measure_pairs(_job(), 5, results) is None
+    assert [job.count_flops for job in jobs[3:]] == [False, False]

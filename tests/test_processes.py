@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,7 +13,9 @@ from pytest_tbench.cases import BenchCase
 from pytest_tbench.compare.criteria import parse_criterion
 from pytest_tbench.compare.judge import IMPROVED, REGRESSED, UNCHANGED, judge
 from pytest_tbench.compare.metrics import MetricValues, extract
-from pytest_tbench.launchers import Outcome
+from pytest_tbench.config import TBenchConfig
+from pytest_tbench.launchers import Outcome, isolated
+from pytest_tbench.launchers.base import DEFAULT_RULES, Job
 from pytest_tbench.launchers.pooling import pool, split_rounds
 from pytest_tbench.scenarios.generate import GenerateRound
 from pytest_tbench.trackers.steps import RoundTiming
@@ -62,6 +65,31 @@ def test_pooling_keeps_every_round_and_the_largest_peak() -> None:
     assert (info["peak_memory_bytes"], info["peak_rss_bytes"]) == (300, 301)  # one process's figures
     assert info["peak_memory_per_process_bytes"] == [100, 300, 200]
     assert info["train_steps"] == 9
+
+
+def test_the_one_worker_that_counted_flops_gives_the_pooled_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The FLOP pass is a call's work or more, untimed: the first worker of an item counts, the rest do not.
+    case = BenchCase("forward", "tiny-gpt2", "lm", 1, 8, "cpu", "float32")
+    counted = _outcome([1.0], 100)
+    counted.info.update(flops_per_call=1234, flops_method="counted", prefill_flops=1000)
+    _, info = pool(case, [counted, _outcome([2.0], 300)])  # the peak is the second's, which did not count
+    assert (info["peak_memory_bytes"], info["flops_per_call"], info["flops_method"]) == (300, 1234, "counted")
+    assert info["prefill_flops"] == 1000
+
+    jobs: list[Job] = []
+
+    def run_worker(job: Job) -> Outcome:
+        jobs.append(job)
+        outcome = _outcome([1.0] * job.rounds, 100)
+        outcome.info.update(samples_per_call=1, tokens_per_call=8)
+        return outcome
+
+    monkeypatch.setattr(isolated, "run_worker", run_worker)
+    monkeypatch.setattr(isolated, "round_rules", lambda benchmark: DEFAULT_RULES)
+    monkeypatch.setattr(isolated, "record_samples", lambda benchmark, samples: None)
+    job = Job(case, "tiny-gpt2", "builtin", None, None, TBenchConfig(), 5, 1)
+    isolated.measure_in_workers(SimpleNamespace(disabled=False), job, [2, 2, 1])
+    assert [j.count_flops for j in jobs] == [True, False, False]
 
 
 def test_pooled_generate_metrics_cover_the_rounds_of_every_process() -> None:

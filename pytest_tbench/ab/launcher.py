@@ -65,9 +65,10 @@ class ABLauncher:
         self.pairs = pairs
         self.criteria = tuple(criteria)
         self.modules = modules
+        self._starting_s = 0.0  # spent starting side processes during the item being measured
 
     def measure(self, job: Job) -> Attempt | OutOfMemory:
-        start = time.perf_counter()
+        start, self._starting_s = time.perf_counter(), 0.0
         case = job.case
         rules = _or_fail(case.id, lambda: round_rules(self.benchmark))
         budget, disabled = self.pairs, self.benchmark.disabled
@@ -103,7 +104,10 @@ class ABLauncher:
             MODEL_CODE: compare_sides(info[AB_BASE], info),
             # Workers that loaded the model for this item; the others kept it from its last item (keep.py).
             "model_loads": sum(o.loaded_model for r in results for o in r.outcomes.values()),
-            "wall_time_s": time.perf_counter() - start,
+            # The item's own cost: without the side processes it started (the session's first item's, or
+            # a larger budget's), which every later item of the session reuses.
+            "wall_time_s": time.perf_counter() - start - self._starting_s,
+            "sides_start_s": round(self._starting_s, 3),  # 0.0 where the item's sides were running
         }
         info["isolated"] = True
         record_samples(self.benchmark, samples)
@@ -114,10 +118,14 @@ class ABLauncher:
         """Pairs up to ``pairs`` (after those in ``results``), appended to ``results``; the out-of-memory of a
         side that ran out (the item is skipped), or the item's failure where a side failed otherwise."""
         case = job.case
+        starting = time.perf_counter()
         processes = _or_fail(case.id, lambda: self.session.started(pairs, self.modules, job.conftests))
+        self._starting_s += time.perf_counter() - starting
         for index in range(len(results), pairs):
             sides = processes[index]
-            result = self._run_pair(case.id, sides, job, BASE if index % 2 == 0 else CURRENT)
+            # Each side counts its item's FLOPs in its first pair only (pooling.py keeps that count).
+            pair_job = replace(job, count_flops=index == 0)
+            result = self._run_pair(case.id, sides, pair_job, BASE if index % 2 == 0 else CURRENT)
             failure = result.failure
             if failure is not None:
                 side, outcome = failure

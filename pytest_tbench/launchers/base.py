@@ -49,6 +49,9 @@ class Job:
     rules: RoundRules = DEFAULT_RULES
     # The session's conftest modules, which the worker's process imports before the model is built.
     conftests: tuple[Conftest, ...] = ()
+    # Count one call's FLOPs after the rounds (an untimed pass as long as a call or more): False in every
+    # worker of an item but the first (per A/B side), whose count the pooled result carries (pooling.py).
+    count_flops: bool = True
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,8 @@ def measure_in_workers(benchmark: Any, job: Job, shares: list[int]) -> Attempt |
     except ValueError as exc:
         pytest.fail(f"{job.case.id}: {exc}", pytrace=False)
     outcomes = []
-    for share in shares:
-        outcome = run_worker(replace(job, rounds=share, rules=rules))
+    for index, share in enumerate(shares):
+        outcome = run_worker(replace(job, rounds=share, rules=rules, count_flops=index == 0))
         if isinstance(outcome, OutOfMemory):
             return outcome
         outcomes.append(outcome)

@@ -38,11 +38,13 @@ def run_item(
     warmup: int,
     run_rounds: Callable[[Work], object],
     energy_unavailable: str | None = None,
+    flops_pass: bool = True,
 ) -> dict[str, Any]:
     """Run the rounds (``run_rounds`` of the work it is given, in whichever launcher) under the memory tracker
-    and the energy meter, count one call's FLOPs after them, and return the item's extra_info; the work's
-    cleanup runs even when a round fails. ``energy_unavailable``: why this launcher's rounds cannot be metered
-    (None: they can, where the device has a meter)."""
+    and the energy meter, count one call's FLOPs after them (unless ``flops_pass`` is False: another worker of
+    the item counts them), and return the item's extra_info; the work's cleanup runs even when a round fails.
+    ``energy_unavailable``: why this launcher's rounds cannot be metered (None: they can, where the device has
+    a meter)."""
     try:
         # The item's GPU is the current device throughout: calls that take no device (events, streams,
         # empty_cache, transformers' own CUDA calls) then act on it, not on GPU 0.
@@ -61,7 +63,11 @@ def run_item(
                 if loaded.quantized_layers
                 else None
             )
-            flops = count_flops(work.flops, uncountable).extra_info() if work.flops is not None else {}
+            flops = (
+                count_flops(work.flops, uncountable).extra_info()
+                if work.flops is not None and flops_pass
+                else {}
+            )
             hardware = {
                 DEVICE_NAME: device_name(case.device),
                 MATMUL_PRECISION: matmul_precision(case.device, case.dtype),

@@ -13,6 +13,9 @@ from typing import Any
 
 from ..cases import BenchCase
 from ..metric_table import (
+    FLOPS_ESTIMATE_REASON,
+    FLOPS_METHOD,
+    FLOPS_PER_CALL,
     MODEL_LOAD_TIME_S,
     PEAK_MEMORY_BYTES,
     PEAK_MEMORY_PER_PROCESS_BYTES,
@@ -32,6 +35,11 @@ from .worker import Outcome
 ADDITIVE_KEYS = (TRAIN_STEPS,)
 
 
+def _is_flop_count(key: str) -> bool:
+    """A key of the FLOP pass's extra_info (trackers/flops.py FlopCount.extra_info)."""
+    return key in (FLOPS_PER_CALL, FLOPS_METHOD, FLOPS_ESTIMATE_REASON) or key.endswith("_flops")
+
+
 def split_rounds(rounds: int, processes: int) -> list[int]:
     """``rounds`` spread as evenly as possible over ``processes`` workers, each measuring at least one
     (so an item of fewer rounds than processes runs in fewer processes)."""
@@ -42,12 +50,16 @@ def split_rounds(rounds: int, processes: int) -> list[int]:
 
 def pool(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], dict[str, Any]]:
     """All processes' samples in order, and one extra_info: the memory figures of the process that reached
-    the highest peak (the item's peak), rounds and counts summed, round-based metrics over all rounds."""
+    the highest peak (the item's peak), rounds and counts summed, round-based metrics over all rounds, the
+    FLOPs of the process that counted them."""
     if len(outcomes) == 1:
         return list(outcomes[0].samples), dict(outcomes[0].info)
     records = [ItemRecord.from_extra_info(case.as_params(), o.info, {"data": o.samples}) for o in outcomes]
     peaks = [int(r.metric(PEAK_MEMORY_BYTES) or 0) for r in records]
     info = dict(outcomes[peaks.index(max(peaks))].info)
+    # One worker of the item counted its FLOPs (Job.count_flops): its count stands for every process's.
+    counted = next((o.info for o in outcomes if FLOPS_PER_CALL in o.info), {})
+    info.update({key: value for key, value in counted.items() if _is_flop_count(key)})
     samples = [s for o in outcomes for s in o.samples]
     info[ROUNDS] = sum(int(r.metric(ROUNDS) or 0) for r in records)
     for key in ADDITIVE_KEYS:

@@ -115,7 +115,9 @@ def measure(
             samples.extend(drive(metered, loaded))
             records.extend(work.records(job.warmup))
 
-        info = run_item(case, loaded, work, job.rounds, job.warmup, rounds, energy_unavailable)
+        info = run_item(
+            case, loaded, work, job.rounds, job.warmup, rounds, energy_unavailable, job.count_flops
+        )
         # A device-mapped model's room is on several GPUs: not one figure, so such a worker is not kept.
         room = memory_room(case.device) if len(loaded.devices) <= 1 else None
         return Outcome("ok", samples, info, records, loaded_model=fresh, room=room)
