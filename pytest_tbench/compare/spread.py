@@ -12,9 +12,9 @@ freedom), e as what is left (pooled over items). A new session of unchanged code
 D[new] - mean(D) + e[i, new] - mean(e[i]): each part has a Student t prediction bound, with the sd times
 sqrt(1 + 1/N). The drift is one draw per run, so it gets half the run's error rate; the items' own scatter
 gets the other half shared over the run's timing tests (Bonferroni). So an unchanged run fails on the two
-together with probability at most ALPHA, whatever its number of items, where sessions are exchangeable: a
-baseline of N consecutive sessions on a machine that drifts slowly is narrower than its drift over days (the
-History is autocorrelated: pool runs from several days, or gate with --tbench-ab).
+together with probability at most ALPHA, whatever its number of items, where sessions are exchangeable. They
+are not quite: a slow session is followed by a slow one, so N consecutive sessions on a machine that drifts
+slowly show less than its drift over days (pool runs of several days, or gate with --tbench-ab).
 
 With three sessions the drift's bound is wide (t at 2 degrees of freedom): a run must move past about ten
 times the sessions' drift sd before it can fail. That is the honest price of three sessions; more sessions
