@@ -13,8 +13,6 @@ from typing import Any
 
 from ..cases import BenchCase
 from ..metric_table import (
-    FLOPS_ESTIMATE_REASON,
-    FLOPS_METHOD,
     FLOPS_PER_CALL,
     MODEL_LOAD_TIME_S,
     PEAK_MEMORY_BYTES,
@@ -29,15 +27,11 @@ from ..metric_table import (
 from ..record import ItemRecord
 from ..scenarios import SCENARIOS
 from ..trackers.energy import pooled_energy
+from ..trackers.flops import is_flop_pass_key
 from .worker import Outcome
 
 # Counts that add up over processes; every other non-pooled key is taken from one process (below).
 ADDITIVE_KEYS = (TRAIN_STEPS,)
-
-
-def _is_flop_count(key: str) -> bool:
-    """A key of the FLOP pass's extra_info (trackers/flops.py FlopCount.extra_info)."""
-    return key in (FLOPS_PER_CALL, FLOPS_METHOD, FLOPS_ESTIMATE_REASON) or key.endswith("_flops")
 
 
 def split_rounds(rounds: int, processes: int) -> list[int]:
@@ -59,7 +53,7 @@ def pool(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], dict[st
     info = dict(outcomes[peaks.index(max(peaks))].info)
     # One worker of the item counted its FLOPs (Job.count_flops): its count stands for every process's.
     counted = next((o.info for o in outcomes if FLOPS_PER_CALL in o.info), {})
-    info.update({key: value for key, value in counted.items() if _is_flop_count(key)})
+    info.update({key: value for key, value in counted.items() if is_flop_pass_key(key)})
     samples = [s for o in outcomes for s in o.samples]
     info[ROUNDS] = sum(int(r.metric(ROUNDS) or 0) for r in records)
     for key in ADDITIVE_KEYS:

@@ -41,6 +41,7 @@ from ..models.loading import WEIGHTS_SEED, head_class
 from ..models.placement import saved_random_weights
 from ..pytest_benchmark_api import record_samples, round_rules
 from ..record import number
+from ..trackers.flops import PHASE_FLOPS
 from .base import Attempt, Job
 from .worker import Outcome, run_job
 
@@ -196,7 +197,7 @@ SUMMED_PER_RANK = (FLOPS_PER_CALL, DECODE_WEIGHTS_READ_BYTES, DECODE_KV_READ_BYT
 
 
 def _whole_model_work(outcomes: list[Outcome]) -> dict[str, Any]:
-    keys = [k for k in outcomes[0].info if k.endswith("_flops") or k in SUMMED_PER_RANK]
+    keys = [k for k in outcomes[0].info if k.endswith(PHASE_FLOPS) or k in SUMMED_PER_RANK]
     summed: dict[str, Any] = {}
     for key in keys:
         values = [number(o.info.get(key)) for o in outcomes]

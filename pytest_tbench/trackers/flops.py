@@ -95,6 +95,14 @@ class FlopPass:
     estimate: FlopEstimate
 
 
+PHASE_FLOPS = "_flops"  # the suffix of a marked phase's count in extra_info: "prefill_flops"
+
+
+def is_flop_pass_key(key: str) -> bool:
+    """Whether ``key`` is one the FLOP pass writes (``FlopCount.extra_info``)."""
+    return key in (FLOPS_PER_CALL, FLOPS_METHOD, FLOPS_ESTIMATE_REASON) or key.endswith(PHASE_FLOPS)
+
+
 @dataclass(frozen=True)
 class FlopCount:
     flops: int
@@ -104,7 +112,7 @@ class FlopCount:
 
     def extra_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {FLOPS_PER_CALL: self.flops, FLOPS_METHOD: self.method}
-        info.update({f"{phase}_flops": flops for phase, flops in self.phases.items()})
+        info.update({f"{phase}{PHASE_FLOPS}": flops for phase, flops in self.phases.items()})
         if self.estimate_reason is not None:
             info[FLOPS_ESTIMATE_REASON] = self.estimate_reason
         return info
