@@ -236,6 +236,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     cpu_items = sum(1 for _, case in cases if case is not None and case.device == "cpu")
     xdist_session.refuse_shared_cpu(session.config, session.items, cpu_items, state.config.allow_shared_cpu)
     xdist_session.check_grouping(session.config, session.items)
+    if state.ab is not None:
+        state.ab.items = sum(1 for _, case in cases if case is not None)
     if state.gate is not None:  # each timing test's share of the run's error rate (compare/judge.py)
         state.gate.plan([item.nodeid for item, case in cases if case is not None])
 

@@ -230,6 +230,8 @@ def test_an_undecided_item_warns_by_default_and_fails_or_passes_as_asked(
     ab = data["benchmarks"][0]["extra_info"]["ab"]
     assert ab["pairs"] == 3 and [look["pairs"] for look in ab["looks"]] == [2, 3]
     assert [look["share"] for look in ab["looks"]] == [0.25, 0.75] and "rounds" in ab["looks"][0]["p_values"]
+    # The first look knew the run's tests: this one item's (no run-level test under 4 items).
+    assert ab["looks"][0]["run_tests"] == len({verdict["test"] for verdict in ab["verdicts"]})
     assert data["tbench"]["ab_run"]["undecided"] == [name]
     assert data["tbench"]["ab_run"]["undecided_mode"] == "warn"
     result.stdout.fnmatch_lines(["*--tbench-ab: 1 item(s) the run cannot tell: test_bench.py::test_forward*"])

@@ -8,6 +8,7 @@ import random
 import re
 import statistics
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ from pytest_tbench.ab.sequential import (
     first_look,
     last_look,
     parse_pairs,
+    run_tests,
     spent,
     undecided,
 )
@@ -387,3 +389,18 @@ def test_two_looks_hold_the_item_s_error_and_stop_early_where_decided() -> None:
     # One that its first look's share could not confirm gets the pairs that may: p = 0.004 x 4 > 1%.
     close = _look([0.05, 0.07, 0.03, 0.05])
     assert close.status == "REGRESSED" and undecided([close], budget.share(0))
+
+
+def test_a_first_look_regression_the_run_would_not_confirm_gets_more_pairs() -> None:
+    """gpt2-b1-s32 of a 4-item sweep (2026-12-07): +7.0% [+2.4%, +11.7%] on 4 pairs, p = 0.0014, confirmed at
+    its first look's share alone (0.0056 <= 1%) but not among the run's 9 tests, so it stopped at 4 pairs and
+    ended "cannot tell". Among 9 tests it gets more pairs; alone in a run it stops."""
+    budget = PairBudget(4, 12)
+    seen = _look([0.06751164693610781, 0.07910415948862687, 0.07596788415191456, 0.04633606646661922])
+    assert seen.status == "REGRESSED" and seen.p_value == pytest.approx(0.0014, abs=1e-4)
+    tests = run_tests(4, [seen, replace(seen, test="peak_memory")])
+    assert tests == 9
+    assert undecided([seen], budget.share(0), tests)
+    assert not undecided([seen], budget.share(0), run_tests(1, [seen]))
+    # The clear case still stops among many: p far under 1% / 9.
+    assert not undecided([_look([0.30, 0.31, 0.29, 0.30])], budget.share(0), tests)

@@ -38,7 +38,7 @@ from .keep import room_to_keep
 from .paired import PairedVerdict, judge_paired
 from .pairs import PairResult, run_pair
 from .rejudge import sides_of
-from .sequential import PairBudget, first_look, last_look, spent, undecided
+from .sequential import PairBudget, first_look, last_look, run_tests, spent, undecided
 from .session import BASE, CURRENT, ABSession
 from .side_process import SideError, SideProcess
 
@@ -82,8 +82,9 @@ class ABLauncher:
         samples, info, verdicts = self._judged(case, results)
         looks: list[dict[str, Any]] = []
         if budget.sequential and not disabled:  # sequential.py: more pairs for an undecided item
-            looks.append(first_look(budget, verdicts))
-            if undecided(verdicts, budget.share(0)):
+            tests = run_tests(self.session.items, verdicts)
+            looks.append(first_look(budget, verdicts, tests))
+            if undecided(verdicts, budget.share(0), tests):
                 oom = self._measure_pairs(pair_job, budget.most, results)
                 if oom is not None:
                     return oom

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..compare.judge import REGRESSED, TOO_FEW
+from ..compare.judge import MIN_RUN_ITEMS, REGRESSED, TOO_FEW
 from ..errors import OptionError
 from .paired import CANNOT_TELL, MIN_PAIRS, PairedVerdict
 from .run_verdict import ALPHA
@@ -70,22 +70,34 @@ def parse_pairs(value: Any) -> PairBudget:
     return budget
 
 
-def undecided(verdicts: Sequence[PairedVerdict], share: float = 1.0) -> bool:
-    """Whether more pairs could decide something: a verdict that cannot tell, or a regression whose p-value,
-    spent at this look's ``share``, could not be confirmed even alone (4 pairs at a 1.5% scatter put +5% at
-    p = 0.003, which a quarter of 1% does not confirm: stopping there would lose it)."""
+def undecided(verdicts: Sequence[PairedVerdict], share: float = 1.0, tests: int = 1) -> bool:
+    """Whether more pairs could decide something: a verdict that cannot tell, or a regression that the run's
+    procedure might not confirm. The run holds ``tests`` tests (run_verdict.py's Benjamini-Hochberg), which
+    confirms a test whose p-value is at most ALPHA / tests whatever the others' are; a regression whose p,
+    spent at this look's ``share``, is above that could end as "cannot tell" among the run's tests, so it
+    gets the pairs that may confirm it (a gpt2 item at +7% [+2.4%, +11.7%] on 4 pairs, p = 0.0014, stopped
+    as "cannot tell" under a rule that only asked p / share <= ALPHA: 2026-12-07, a 4-item sweep)."""
+    bound = ALPHA / max(1, tests)
     for verdict in verdicts:
         if verdict.status in UNDECIDED:
             return True
-        if verdict.status == REGRESSED and (verdict.p_value is None or verdict.p_value / share > ALPHA):
+        if verdict.status == REGRESSED and (verdict.p_value is None or verdict.p_value / share > bound):
             return True
     return False
 
 
-def first_look(budget: PairBudget, verdicts: Sequence[PairedVerdict]) -> dict[str, Any]:
-    """The first look as the JSON keeps it (``ab.looks[0]``): its pairs, its share and each test's p-value."""
+def run_tests(items: int, verdicts: Sequence[PairedVerdict]) -> int:
+    """The tests a run of ``items`` items like this one holds: each item's distinct tests, and the run's own
+    where it has one (run_verdict.py)."""
+    own = max(1, items) * max(1, len({verdict.test for verdict in verdicts}))
+    return own + 1 if items >= MIN_RUN_ITEMS else own
+
+
+def first_look(budget: PairBudget, verdicts: Sequence[PairedVerdict], tests: int = 1) -> dict[str, Any]:
+    """The first look as the JSON keeps it (``ab.looks[0]``): its pairs, its share, each test's p-value and
+    the run's tests it expected (``undecided``)."""
     p_values = {v.test: v.p_value for v in verdicts if v.p_value is not None}
-    return {"pairs": budget.first, "share": budget.share(0), "p_values": p_values}
+    return {"pairs": budget.first, "share": budget.share(0), "p_values": p_values, "run_tests": tests}
 
 
 def last_look(budget: PairBudget, pairs: int) -> dict[str, Any]:

@@ -39,6 +39,9 @@ class ABSession:
         self.ab_paths = tuple(ab_paths)
         self.worktree: Worktree | None = None
         self.pairs: list[dict[str, SideProcess]] = []  # each pair's two side processes
+        # The session's tbench items, once collected: how many tests the run's procedure will hold, which
+        # a first look needs to know whether its regression would be confirmed (sequential.py).
+        self.items = 0
         self._home: Path | None = None
         self._preload: list[str] = []
         self._conftests: tuple[Conftest, ...] = ()
