@@ -47,7 +47,11 @@ SESSION_KEYS = frozenset(
         "ab_undecided",
         "ab_path",
         "report",
+        "store",
         "trust_remote_code",
+        # The xdist session's layout: decided once, before any entry's item runs.
+        "gpus_per_worker",
+        "allow_shared_cpu",
     }
 )
 ENTRY_SETTINGS = tuple(s.key for s in SETTINGS if s.key not in SESSION_KEYS)

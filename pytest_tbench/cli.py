@@ -7,9 +7,11 @@
     tbench merge SHARD1.json SHARD2.json ... -o RUN.json [--any-machine] [--any-commit]
     tbench store import PATH... [--store URL]   /   tbench store list [--store URL]   (history/commands.py)
     tbench history --out DIR [filters]   /   tbench trend [filters] [--fail-since DATE] [--record]
+    tbench init [--dir DIR]   (benches/, tbench.yaml and a CI workflow for a new project; scaffold/)
 
 Exit codes: 0 no regression (compare) / report or merged run written, 1 a regression, 2 bad input (unreadable
-file, not a benchmark run, bad expression, other machine; for merge also an item in two shards).
+file, not a benchmark run, bad expression, other machine; for merge also an item in two shards; for init a
+file that exists).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .errors import OptionError
 from .history.commands import add_history_parsers, add_store_parser, run_history_command, run_store_command
 from .metric_table import AB
 from .options import parse_percent
+from .scaffold import add_init_parser, run_init
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("--any-commit", action="store_true", help="merge shards of different commits")
     add_store_parser(commands)
     add_history_parsers(commands)
+    add_init_parser(commands)
     return parser
 
 
@@ -156,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_store_command(args)
     if args.command in ("history", "trend"):
         return run_history_command(args)
+    if args.command == "init":
+        return run_init(args)
     *baselines, current = args.runs
     try:
         criteria = parse_criteria(args.fail or DEFAULT_CRITERIA)

@@ -77,6 +77,7 @@ GATE_EARLIER_ATTEMPTS = "gate_earlier_attempts"
 XDIST_WORKER = "xdist_worker"
 VISIBLE_DEVICES = "visible_devices"
 WORKER_CPUS = "worker_cpus"
+# A side's raw rounds (seconds) where they are not pytest-benchmark's stats: --tbench-ab's base side.
 ROUNDS_S = "rounds_s"
 # How close to the hardware's limit (hardware.py, trackers/flops.py, trackers/energy.py): the facts an item's
 # process records, then what the pytest process derives from them with the median and the peaks.

@@ -271,11 +271,27 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("preset", parse_preset, "NAME", f"sweep preset: {', '.join(PRESETS)} (default quick_test)"),
-    Setting("models", parse_str_list, "SPECS", "comma-separated model specs (see --tbench-list-models)"),
+    Setting(
+        "models",
+        parse_str_list,
+        "SPECS",
+        "comma-separated model specs (default gpt2,bert-base-uncased,smollm-135m,t5-small; see "
+        "--tbench-list-models)",
+    ),
     Setting("batch_sizes", parse_int_list, "N,N", "comma-separated batch sizes (default: the preset's)"),
     Setting("seq_lens", parse_int_list, "N,N", "comma-separated input lengths (default: the preset's)"),
-    Setting("devices", parse_devices, "DEV,DEV", "auto (cuda if available else cpu), cpu, cuda, cuda:N"),
-    Setting("dtype", parse_dtypes, "DTYPE", "float32, float16, bfloat16 or auto (fp16 on cuda, fp32 on cpu)"),
+    Setting(
+        "devices",
+        parse_devices,
+        "DEV,DEV",
+        "auto (the default: cuda if available, else cpu), cpu, cuda, cuda:N; several allowed",
+    ),
+    Setting(
+        "dtype",
+        parse_dtypes,
+        "DTYPE",
+        "float32, float16, bfloat16 or auto (the default: float16 on cuda, float32 on cpu); several allowed",
+    ),
     Setting(
         "attn_implementation",
         parse_attn_implementations,
@@ -326,12 +342,22 @@ SETTINGS: tuple[Setting, ...] = (
         "rounds",
         _parse_min(1),
         "N",
-        "measured rounds per item (default: the preset's runs; x 10 for forward)",
+        "measured rounds per item (default: the preset's runs, x 10 for forward and train)",
     ),
     Setting("warmup", _parse_min(0), "N", "warm-up rounds per item, never counted (default 2)"),
     Setting("new_tokens", _parse_min(1), "N", "tokens generated per row in generate (default: the preset's)"),
-    Setting("temperature", _parse_float_in(0.0, 100.0), "T", "sample in generate with this temperature"),
-    Setting("top_p", _parse_float_in(0.0, 1.0), "P", "sample in generate with nucleus top_p (0 < P <= 1)"),
+    Setting(
+        "temperature",
+        _parse_float_in(0.0, 100.0),
+        "T",
+        "sample in generate with this temperature (default: greedy, no sampling)",
+    ),
+    Setting(
+        "top_p",
+        _parse_float_in(0.0, 1.0),
+        "P",
+        "sample in generate with nucleus top_p, 0 < P <= 1 (default: greedy, no sampling)",
+    ),
     Setting("use_cache", parse_bool, "BOOL", "use the KV cache in generate (default true)"),
     Setting(
         "cache_implementation",

@@ -114,8 +114,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(setting.cli, dest=setting.dest, help=setting.help.replace("%", "%%"), **kind)
         parser.addini(setting.ini, setting.help, default="")
     config_help = (
-        "YAML or TOML file with the same keys as the tbench_* ini keys (and custom_models), and optionally a "
-        "benchmarks: list of entries, each a model with its own settings (the seeds' list format too)"
+        "YAML or TOML file with the settings' keys (as the ini keys, without their tbench_ prefix; and "
+        "custom_models), and optionally a benchmarks: list of entries, each a model with its own settings "
+        "(the seeds' list format too)"
     )
     group.addoption("--tbench-config", dest="tbench_config", default=None, metavar="FILE", help=config_help)
     parser.addini("tbench_config", config_help, default="")
