@@ -56,6 +56,20 @@ def test_a_side_combines_a_revision_an_interpreter_and_environment_variables() -
     assert parse_side("git:v1.2").revision == "v1.2"
 
 
+def test_a_side_s_secret_values_reach_its_processes_but_no_record() -> None:
+    side = parse_side("origin/main env:HF_TOKEN=hf_abc,WANDB_API_KEY=k1,PGPASSWORD=pw,OMP_NUM_THREADS=1")
+    assert side.env["HF_TOKEN"] == "hf_abc"  # what the base side's processes get (session.py)
+    assert side.shown_env == {
+        "HF_TOKEN": "***",
+        "WANDB_API_KEY": "***",
+        "PGPASSWORD": "***",
+        "OMP_NUM_THREADS": "1",
+    }
+    assert side.label == "origin/main env:HF_TOKEN=***,WANDB_API_KEY=***,PGPASSWORD=***,OMP_NUM_THREADS=1"
+    recorded = TBenchConfig(ab=side, sources={"ab": "command line"}).record()  # machine_info.tbench.settings
+    assert "hf_abc" not in str(recorded) and "pw" not in str(recorded["ab"]) and "***" in str(recorded)
+
+
 @pytest.mark.parametrize(
     ("value", "named"),
     [

@@ -94,3 +94,36 @@ def test_the_gate_judges_against_this_machine_s_newest_stored_run(
     branch = pytester.runpytest(*sweep, "--tbench-compare", "store:release-*", "--tbench-store", store)
     assert branch.ret == pytest.ExitCode.USAGE_ERROR
     branch.stderr.fnmatch_lines(["*store:release-*: tbench store export: no stored run in *(this machine: *"])
+
+
+def test_the_store_password_is_in_no_child_s_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The export runs in a child process: its argv (as any local user reads it in /proc/PID/cmdline) holds
+    no part of the store URL, which reaches it through the environment; the failure is said masked."""
+    import subprocess
+    import time
+
+    from pytest_tbench.compare import stored
+    from pytest_tbench.errors import OptionError
+
+    seen: list[bytes] = []
+
+    def run_and_read_cmdline(command: Any, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **{
+            k: v for k, v in kwargs.items() if k not in ("capture_output", "text", "timeout")
+        }) as child:  # fmt: skip
+            cmdline = Path(f"/proc/{child.pid}/cmdline")
+            while not cmdline.read_bytes() and child.poll() is None:  # empty until its exec completes
+                time.sleep(0.001)
+            seen.append(cmdline.read_bytes())  # the child is still importing: alive
+            out, err = child.communicate(timeout=kwargs.get("timeout"))
+        return subprocess.CompletedProcess(command, child.returncode, out, err)
+
+    monkeypatch.setattr(stored.subprocess, "run", run_and_read_cmdline)
+    url = "postgresql://bench:s3cr3t-pw@127.0.0.1:9/history"  # port 9 (discard): refused at once
+    with pytest.raises(OptionError) as raised:
+        stored.stored_baselines("store:main", url, 3, None, tmp_path)
+    assert seen and b"export" in seen[0]
+    assert b"s3cr3t-pw" not in seen[0] and b"postgresql" not in seen[0], seen[0]
+    assert "s3cr3t-pw" not in str(raised.value)

@@ -60,7 +60,7 @@ class ABSession:
         if self.worktree is not None:
             base.update(revision=self.worktree.revision, commit=self.worktree.commit)
         if self.side.env:
-            base["env"] = dict(self.side.env)
+            base["env"] = self.side.shown_env
         return {BASE: base, CURRENT: described[CURRENT]}
 
     def open(self) -> None:

@@ -14,6 +14,11 @@ from ..errors import OptionError
 # (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True,garbage_collection_threshold:0.6).
 _ENV_SPLIT = re.compile(r",(?=[A-Za-z_][A-Za-z0-9_]*=)")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Names whose values are secrets (HF_TOKEN, WANDB_API_KEY, AWS_SECRET_ACCESS_KEY, PGPASSWORD, ...): the base
+# side gets them, but the JSON, the store, the reports and the terminal show "***" (the name alone says what
+# differed).
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH|PRIVATE|COOKIE|SESSION", re.IGNORECASE)
+MASK = "***"
 
 SPEC_HELP = (
     "REV (a git revision of the repository under test, e.g. origin/main), python:PATH (another interpreter "
@@ -31,13 +36,18 @@ class Side:
     env: Mapping[str, str] = field(default_factory=dict)
 
     @property
+    def shown_env(self) -> dict[str, str]:
+        """The variables as results may record them: a secret-like name's value masked."""
+        return {name: MASK if _SECRET_NAME.search(name) else value for name, value in self.env.items()}
+
+    @property
     def label(self) -> str:
-        """As it was given, e.g. ``origin/main env:OMP_NUM_THREADS=1``."""
+        """As it was given, e.g. ``origin/main env:OMP_NUM_THREADS=1``, secret values masked."""
         parts = [self.revision] if self.revision else []
         if self.python:
             parts.append(f"python:{self.python}")
         if self.env:
-            parts.append("env:" + ",".join(f"{k}={v}" for k, v in self.env.items()))
+            parts.append("env:" + ",".join(f"{k}={v}" for k, v in self.shown_env.items()))
         return " ".join(parts)
 
     def __str__(self) -> str:

@@ -12,6 +12,7 @@ reason).
 from __future__ import annotations
 
 import glob
+import os
 import platform
 import subprocess
 import sys
@@ -20,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OptionError
-from ..history.location import check_store_text, default_store, mask_text
+from ..history.location import STORE_ENV, check_store_text, default_store, mask_text
 from ..history.stored import machine_label
 from .runs import load_run
 
 STORE_PREFIX = "store:"
+# A stalled server must not stall the session: the export of a few runs takes seconds.
+EXPORT_TIMEOUT_S = 300
 
 
 def is_store_baseline(compare: str | None) -> bool:
@@ -53,11 +56,22 @@ def stored_baselines(
     branch = spec.removeprefix(STORE_PREFIX)
     with tempfile.TemporaryDirectory(prefix="tbench-baseline-") as folder:
         command = [
-            sys.executable, "-m", "pytest_tbench.cli", "store", "export", "--store", location,
+            sys.executable, "-m", "pytest_tbench.cli", "store", "export",
             "--last", str(last), "--branch", branch, "--out-dir", folder,
             "--machine", "" if machine is None else glob.escape(machine),
         ]  # fmt: skip
-        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+        # The store through the child's environment, not its command line: any local user reads a process'
+        # arguments (ps, /proc/PID/cmdline, audit logs), and the URL may hold a password.
+        env = {**os.environ, STORE_ENV: location}
+        try:
+            done = subprocess.run(
+                command, cwd=cwd, env=env, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S
+            )
+        except subprocess.TimeoutExpired:
+            raise OptionError(
+                f"{spec}: reading the store {mask_text(location)} took over {EXPORT_TIMEOUT_S} s; is its "
+                "server reachable?"
+            ) from None
         if done.returncode != 0:
             said = done.stderr.strip() or f"tbench store export exited with {done.returncode}"
             where = (
