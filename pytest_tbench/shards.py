@@ -16,7 +16,7 @@ from where:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,9 @@ class Merged:
 
 def _names(run: dict[str, Any]) -> list[str]:
     """Every item a shard ran: measured, and skipped / errored / interrupted."""
-    return [bench["fullname"] for bench in run["benchmarks"]] + list(not_measured(run))
+    return [str(bench.get("fullname", bench.get("name"))) for bench in run["benchmarks"]] + list(
+        not_measured(run)
+    )
 
 
 def _duplicates(shards: list[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -114,7 +116,8 @@ def _latest(dates: list[str | None]) -> str | None:
 def _records(path: str, run: dict[str, Any], differences: list[str]) -> list[ShardRecord]:
     earlier = run.get("tbench", {}).get("shards")
     if isinstance(earlier, list) and earlier:  # a merged run: its own shards, not itself
-        return [ShardRecord(**entry) for entry in earlier]
+        known = {f.name for f in fields(ShardRecord)}  # runs.py checked the entries have the required ones
+        return [ShardRecord(**{k: v for k, v in entry.items() if k in known}) for entry in earlier]
     return [
         ShardRecord(
             path=path,

@@ -359,6 +359,23 @@ def test_unknown_mode_and_missing_metrics_do_not_crash(tmp_path: Path) -> None:
     ]
 
 
+def test_run_data_cannot_name_files_outside_the_report_or_run_as_a_spreadsheet_formula(
+    tmp_path: Path,
+) -> None:
+    """A run file is input: a mode of "../x" stays a file inside the report folder, and a text cell that a
+    spreadsheet would run as a formula (=, +, -, @) is written as text."""
+    item = bench("../../escaped", "alpha", 1, 32, 0.01, {"note": '=HYPERLINK("http://x","y")', "level": -3})
+    run = crafted_run()
+    run["benchmarks"] = [item]
+    out = tmp_path / "report"
+    write_report([run_of(run, "evil")], out)
+    assert not (tmp_path / "escaped.csv").exists() and not list(tmp_path.glob("items_*"))
+    (written,) = out.glob("items_*.csv")
+    assert written == out / "items_escaped.csv"
+    row = read_csv(written)[0]
+    assert row["note"] == '\'=HYPERLINK("http://x","y")' and row["level"] == "-3"
+
+
 def test_tbench_report_option_writes_the_session(forward_bench: pytest.Pytester) -> None:
     args = [*TINY, "--tbench-batch-sizes", "1,2", "--tbench-seq-lens", "8,16", "--tbench-report", "rep"]
     result = forward_bench.runpytest(*args)

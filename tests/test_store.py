@@ -24,8 +24,10 @@ import pytest_tbench.plugin  # noqa: F401
 from pytest_tbench.cli import main as tbench_main
 from pytest_tbench.history import migrations, schema, store
 from pytest_tbench.history.errors import StoreError
+from pytest_tbench.history.location import StoreLocation, mask_text
 from pytest_tbench.history.series import Filters, SeriesSteps, Step
 from pytest_tbench.history.store import Store, open_store
+from pytest_tbench.history.urls import mask_url, mask_values
 from pytest_tbench.history.urls import store_url as parse_url
 
 from .conftest import TINY
@@ -368,6 +370,31 @@ def test_an_unreachable_server_never_shows_the_password(capsys: pytest.CaptureFi
 )
 def test_url_forms(url: str, expected: str) -> None:
     assert parse_url(url, Path("/base")).render_as_string() == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u@h/db?password=q-secret", "postgresql://u@h/db?password=***"),
+        (
+            "postgresql://u@h/db?sslmode=require&sslpassword=q-secret",
+            "postgresql://u@h/db?sslmode=require&sslpassword=***",
+        ),
+        ("postgresql://u@h/db?passfile=/home/q-secret/.pgpass", "postgresql://u@h/db?passfile=***"),
+        ("postgresql://u:raw@q-secret@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql://u:p%40q-secret@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:with space q-secret@h/db", "postgresql://u:***@h/db"),
+    ],
+)
+def test_every_form_of_a_store_secret_is_masked(url: str, shown: str) -> None:
+    """A password in the query (libpq reads it there), a raw "@" or a space in it: the settings recorded
+    in the JSON and the store (StoreLocation, mask_values), every message (mask_text) and the URL as the
+    store shows it (mask_url) hold none of it."""
+    location = StoreLocation(url)
+    assert str(location) == shown
+    recorded = mask_values({"store": {"value": str(location)}, "said": f"cannot open {url}: refused"})
+    assert "q-secret" not in json.dumps(recorded) and "q-secret" not in mask_url(url)
+    assert "q-secret" not in mask_text(f"error near {url}")
 
 
 @pytest.mark.parametrize("url", [f"mysql://u:{SECRET}@h/db", f"::not a url://u:{SECRET}@h", " "])

@@ -36,7 +36,42 @@ def load_run(path: Path, role: str = "baseline") -> dict[str, Any]:
         raise OptionError(f"{role} {path} is not readable JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise OptionError(f"{role} {path} is not a pytest-benchmark run: it has no 'benchmarks' list")
+    problem = shape_problem(data)
+    if problem:
+        raise OptionError(f"{role} {path} is not a pytest-benchmark run as tbench reads it: {problem}")
     return data
+
+
+# The parts of a run file every reader (the gate, compare, merge, report, store import) takes as given: where
+# one is of another type, the file is refused here, by name, instead of failing deep inside a reader.
+_MAPPINGS = ("machine_info", "commit_info", "tbench")
+_ENTRY_MAPPINGS = ("stats", "extra_info", "params")
+SHARD_KEYS = ("path", "datetime", "node", "commit", "items", "not_measured")  # a merged run's tbench.shards
+
+
+def shape_problem(data: dict[str, Any]) -> str | None:
+    """What in a run file is not of the type pytest-benchmark and tbench write; None: nothing."""
+    for key in _MAPPINGS:
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            return f"its {key!r} is a {type(data[key]).__name__}, not a mapping"
+    for index, bench in enumerate(data["benchmarks"]):
+        if not isinstance(bench, dict):
+            return f"benchmarks[{index}] is a {type(bench).__name__}, not a mapping"
+        for key in _ENTRY_MAPPINGS:
+            if bench.get(key) is not None and not isinstance(bench[key], dict):
+                return f"benchmarks[{index}].{key} is a {type(bench[key]).__name__}, not a mapping"
+        if not isinstance(bench.get("fullname"), str):
+            return f"benchmarks[{index}] has no item id (a 'fullname' string, which pytest-benchmark writes)"
+    tbench = data.get("tbench") or {}
+    for key, needs in (("not_measured", ("fullname", "outcome")), ("shards", SHARD_KEYS)):
+        entries = tbench.get(key)
+        if entries is None:
+            continue
+        if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and all(k in e for k in needs) for e in entries
+        ):
+            return f"its tbench.{key} is not a list of entries with {', '.join(needs)}"
+    return None
 
 
 def find_saved_runs(storage: Path, run: str | None, last: int = 1) -> list[Path]:

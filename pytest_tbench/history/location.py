@@ -9,22 +9,49 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 STORE_ENV = "TBENCH_STORE"
 DEFAULT_STORE = ".benchmarks/tbench.sqlite"
 
-# user:password@ in anything that looks like a URL.
-_PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]*:)[^@\s]*(@)")
+# user:password@host in anything that looks like a URL: the password runs to the last "@" of the authority
+# (libpq and urllib read a raw "@" in a password so), where a host without "@" follows.
+_PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]*:)[^/\s]*?(@)(?=[^@/\s]*(?:[/?#\s]|$))")
+# Query keys libpq takes a secret from (psycopg passes them through): password, sslpassword, passfile.
+_SECRET_QUERY = re.compile(r"([?&](?:password|sslpassword|passfile)=)[^&#\s]*", re.IGNORECASE)
+# Secrets of the URLs this process was given (StoreLocation), masked wherever they appear: a password with a
+# space in it, which no pattern can tell from the text after it.
+_KNOWN_SECRETS: set[str] = set()
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password and secret query values of ``url``, as written and decoded (urllib: no SQLAlchemy)."""
+    if "://" not in url:
+        return []
+    parts = urlsplit(url)
+    found = [parts.password or ""] if parts.password else []
+    found += [
+        value
+        for key, value in parse_qsl(parts.query)
+        if key.lower() in ("password", "sslpassword", "passfile")
+    ]
+    return [secret for value in found for secret in {value, unquote(value)} if secret]
 
 
 def mask_text(text: str) -> str:
-    """``text`` with the password of any URL in it replaced by ``***``."""
-    return _PASSWORD_IN_TEXT.sub(r"\1***\2", text)
+    """``text`` with the password of any URL in it replaced by ``***`` (also in its query, and any secret of
+    a URL this process was given, wherever it is quoted)."""
+    for secret in sorted(_KNOWN_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return _SECRET_QUERY.sub(r"\1***", _PASSWORD_IN_TEXT.sub(r"\1***\2", text))
 
 
 @dataclass(frozen=True)
 class StoreLocation:
     url: str  # as given: a file path or a URL, password included
+
+    def __post_init__(self) -> None:
+        _KNOWN_SECRETS.update(url_secrets(self.url))
 
     def __str__(self) -> str:  # TBenchConfig.record() writes settings that are not plain values as str()
         return mask_text(self.url)

@@ -32,12 +32,13 @@ def is_path(text: str) -> bool:
 
 def mask_url(url: str | URL) -> str:
     """The URL as shown in messages: its password replaced by ``***``."""
+    # SQLAlchemy hides the password of the authority only; mask_text also takes secrets out of the query.
     if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
+        return mask_text(url.render_as_string(hide_password=True))
     if is_path(url):
         return url
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return mask_text(make_url(url).render_as_string(hide_password=True))
     except ArgumentError:
         return mask_text(url)
 

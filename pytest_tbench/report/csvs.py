@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..metric_table import stored_unit
-from .frame import ITEM_COORDINATES, STATS_KEYS, Row, Run
+from .frame import ITEM_COORDINATES, STATS_KEYS, Row, Run, slug
 from .variants import variant_columns, variant_groups, variant_record
 
 IDENTITY_COLUMNS = ("run", "fullname", *ITEM_COORDINATES)
@@ -45,8 +45,17 @@ def item_columns(rows: list[Row]) -> list[str]:
     return [*IDENTITY_COLUMNS, *STATS_COLUMNS, *extra_columns(rows)]
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such text gets a
+# leading apostrophe, which spreadsheets show as text. Numbers are left as they are.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> Any:
-    return "" if value is None else value
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def item_record(row: Row) -> dict[str, Any]:
@@ -91,7 +100,7 @@ def write_csvs(runs: list[Run], out_dir: Path) -> list[Path]:
         mode_rows = [row for row in rows if row.mode == mode]
         columns = item_columns(mode_rows)
         all_columns.extend(c for c in columns if c not in all_columns)
-        path = out_dir / f"items_{mode}.csv"
+        path = out_dir / f"items_{slug(mode)}.csv"  # the mode comes from the run file
         with path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, columns)
             writer.writeheader()

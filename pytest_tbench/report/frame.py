@@ -14,6 +14,12 @@ from ..errors import OptionError
 from ..metric_table import MEDIAN_S
 from ..record import CASE_PARAM, ItemRecord, number
 
+
+def slug(text: str) -> str:
+    """A piece of a file name from run data (a mode, a model): no path separators, no leading dot."""
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-.") or "x"
+
+
 Scalar = str | int | float | bool
 
 # pytest-benchmark's per-call statistics, in seconds except the round count.

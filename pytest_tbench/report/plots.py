@@ -9,7 +9,6 @@ gaps in a line, never zeros.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, ScalarFo
 
 from ..metric_table import DECODE, LATENCY, PEAK_MEMORY, PREFILL, Metric
 from ..modes import extra_plots, generates, throughput
-from .frame import Row
+from .frame import Row, slug
 from .metrics import group_by, points
 from .variants import defaults_text, group_name, variant_groups
 
@@ -44,10 +43,6 @@ class Plot:
 
 def heatmap_figsize(n_batches: int, n_lengths: int) -> tuple[float, float]:
     return (max(5.0, 1.0 * n_lengths + 3.0), max(3.5, 0.55 * n_batches + 2.2))
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-") or "x"
 
 
 class Namer:
@@ -78,7 +73,7 @@ class Namer:
         return parts
 
     def file(self, kind: str, row: Row) -> str:
-        return "_".join([kind, *(_slug(p) for p in self.parts(row))]) + ".png"
+        return "_".join([kind, *(slug(p) for p in self.parts(row))]) + ".png"
 
     @staticmethod
     def title(what: str, row: Row, runs: bool) -> str:
@@ -363,8 +358,8 @@ def render_plots(rows: list[Row], out_dir: Path) -> list[Plot]:
             plots.append(prefill_decode(group_rows, title("prefill vs decode time"), path("prefill_decode")))
     if len({r.run for r in rows}) > 1 or len({r.model for r in rows}) > 1:
         for mode, mode_rows in group_by(rows, lambda r: r.mode).items():
-            plots.append(comparison(mode_rows, mode, out_dir / f"comparison_{_slug(mode)}.png"))
+            plots.append(comparison(mode_rows, mode, out_dir / f"comparison_{slug(mode)}.png"))
     if len({r.variant for r in rows}) > 1:
         for mode, mode_rows in group_by(rows, lambda r: r.mode).items():
-            plots.append(variant_speedups(mode_rows, mode, out_dir / f"variant_speedup_{_slug(mode)}.png"))
+            plots.append(variant_speedups(mode_rows, mode, out_dir / f"variant_speedup_{slug(mode)}.png"))
     return [p for p in plots if p is not None]
