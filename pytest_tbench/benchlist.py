@@ -48,6 +48,7 @@ SESSION_KEYS = frozenset(
         "ab_path",
         "report",
         "store",
+        "store_required",
         "trust_remote_code",
         # The xdist session's layout: decided once, before any entry's item runs.
         "gpus_per_worker",

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .ab.run_verdict import UNDECIDED_MODES
+from .atomic import write_text_atomic
 from .compare.baseline import pool_runs
 from .compare.criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
 from .compare.runs import compare_runs, load_run, machine_differences
@@ -96,8 +97,7 @@ def _merge(runs: list[Path], out: Path, any_machine: bool, any_commit: bool) -> 
     for note in merged.notes:  # the run records the first shard's settings; the others are said here
         print(f"tbench merge: note: {note}", file=sys.stderr)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(merged.run, indent=4), encoding="utf-8")
+        write_text_atomic(out, json.dumps(merged.run, indent=4))
     except OSError as exc:
         print(f"tbench merge: cannot write {out}: {exc}", file=sys.stderr)
         return 2

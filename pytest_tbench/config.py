@@ -71,6 +71,7 @@ class TBenchConfig:
     ab_path: tuple[str, ...] = ()  # base worktree directories put first on the import path; (): the default
     report: str | None = None  # a folder for tbench's report of this run
     store: StoreLocation | None = None  # --tbench-store: the history store the run is written into
+    store_required: bool = False  # a failed store write fails the session
     peak_tflops: float | None = None  # the device's dense peak for MFU; None: the known-GPU table's
     peak_bandwidth: float | None = None  # the device's peak memory bandwidth in GB/s for MBU; None: table's
     warmup: int = DEFAULT_WARMUP

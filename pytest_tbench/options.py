@@ -478,6 +478,14 @@ SETTINGS: tuple[Setting, ...] = (
         "URL; it is masked in all output)",
     ),
     Setting(
+        "store_required",
+        parse_bool,
+        "",
+        "a run --tbench-store could not write fails the session (exit 1) instead of warning: where the store "
+        "is the only record of the run (no --benchmark-json, no autosave)",
+        flag=True,
+    ),
+    Setting(
         "peak_tflops",
         _parse_float_in(0.0, 1e6),
         "TFLOPS",

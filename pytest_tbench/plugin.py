@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +45,7 @@ from .parallel import xdist_session
 from .pytest_benchmark_api import measure_in_worker, worker_saves_nothing
 from .results import ItemResult
 from .scenarios import SCENARIOS
-from .signals import save_on_sigterm
+from .signals import defer_sigterm, save_on_sigterm
 from .summary import LEGEND, summary_tables
 
 
@@ -453,6 +453,17 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_
         state.run_json = output_json
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, None, object]:
+    try:
+        return (yield)
+    finally:  # items done or interrupted: from here a SIGTERM waits until the run is saved (signals.py)
+        state = session.config.stash.get(STATE, None)
+        if state is not None:
+            state.restore_sigterm()
+            state.restore_sigterm = defer_sigterm()
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     # After pytest-benchmark saved the run (its sessionfinish wrapper saves before ours run); before the
     # terminal summary, which shows the outcome and a store failure's warning.
@@ -466,7 +477,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     from .history.session import store_session_run  # SQLAlchemy only for sessions that give a store
 
-    state.store_line = store_session_run(session.config, state.run_json, state.config.store)
+    state.store_line, failed = store_session_run(session.config, state.run_json, state.config.store)
+    if failed and state.config.store_required and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _end_ab_run(session: pytest.Session, ab_run: RunVerdict) -> None:
@@ -511,6 +524,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
                 terminalreporter.write_line(line)
     if state.gate is not None:
         terminalreporter.write_sep("-", f"tbench REGRESSION GATE vs {state.gate.label}")
+        for reason in state.gate.skipped:
+            terminalreporter.write_line(f"saved run skipped: {reason}", yellow=True)
         terminalreporter.write_line(render(state.gate.finish()))
     if state.config.report:
         from .report.session import write_session_report  # matplotlib only when a report is asked for
@@ -533,7 +548,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
     if state is not None:
-        state.restore_sigterm()
         state.models.release_all()
         if state.ab is not None:
             state.ab.close()
+        state.restore_sigterm()  # last: a SIGTERM held during the save ends the process here

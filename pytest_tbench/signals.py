@@ -8,6 +8,7 @@ measured so far is lost. Raised as ``KeyboardInterrupt`` instead, the item in pr
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -32,3 +33,23 @@ def save_on_sigterm() -> Callable[[], None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     return restore
+
+
+def defer_sigterm() -> Callable[[], None]:
+    """Hold SIGTERM while the session saves (pytest-benchmark writes its JSON in place: cut short, the file is
+    truncated, and the next gate finds no baseline); returns the release, which puts the default back and
+    delivers a SIGTERM that came meanwhile, once everything is written. Nothing off the main thread, nor where
+    another handler than this module's is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, _interrupt):
+        return lambda: None
+    pending: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: pending.append(signum))
+
+    def release() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if pending:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return release

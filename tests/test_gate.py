@@ -273,6 +273,22 @@ def test_a_corrupt_baseline_is_a_usage_error(gate: pytest.Pytester, content: str
     result.stderr.fnmatch_lines([f"*--tbench-compare: baseline base.json {message}*"])
 
 
+def test_a_saved_run_cut_short_is_skipped_by_name_and_the_older_one_gates(gate: pytest.Pytester) -> None:
+    """A save cut short (a killed job) leaves a truncated newest run: the gate says so and takes the one
+    before it, instead of stopping with a usage error that a CI script reads as "no baseline"."""
+    good = save_baseline(gate)
+    broken = good.with_name("0002_cut.json")
+    broken.write_text(good.read_text()[:100])
+    result = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare", *MEMORY_ONLY)
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-2000:]
+    result.stdout.fnmatch_lines([f"*REGRESSION GATE vs {good.name}*", "saved run skipped: *0002_cut.json*"])
+    # Nothing readable at all: a usage error naming what was skipped.
+    good.write_text("{not json")
+    refused = gate.runpytest(*SWEEP, "--tbench-batch-sizes", "1,2", "--tbench-compare", *MEMORY_ONLY)
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["*no saved run could be read: *0002_cut.json*"])
+
+
 def test_no_saved_baseline_is_a_usage_error(gate: pytest.Pytester) -> None:
     result = gate.runpytest(*SWEEP, "--tbench-compare")
     assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -31,6 +31,7 @@ from pytest_tbench.history.urls import mask_url, mask_values
 from pytest_tbench.history.urls import store_url as parse_url
 
 from .conftest import TINY
+from .forked import runpytest_forked
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "s3cret"
@@ -493,6 +494,12 @@ def test_a_store_failure_keeps_the_results_and_never_shows_the_password(pytester
         "value": "postgresql+psycopg://u:***@127.0.0.1:1/x",
         "source": "command line",
     }
+    # Where the store is the run's only record, the failure can fail the session instead. (A process of its
+    # own: a second in-process run imports SQLAlchemy afresh beside psycopg's first classes, and its error
+    # would no longer be SQLAlchemy's.)
+    required = runpytest_forked(pytester, *TINY, "--tbench-store", UNREACHABLE, "--tbench-store-required")
+    assert required.ret == pytest.ExitCode.TESTS_FAILED
+    required.stdout.fnmatch_lines(["tbench store: run not stored: *"])
 
 
 def test_a_bad_store_url_is_a_usage_error(pytester: pytest.Pytester) -> None:

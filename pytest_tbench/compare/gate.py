@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,8 @@ from .judge import Verdict
 from .runs import Comparer, find_saved_runs, load_run, machine_differences, torch_flag_differences
 from .stored import is_store_baseline, stored_baselines, this_machine
 
+MAX_SAVED_RUNS = 1000  # searched newest first for readable baselines
+
 
 class Gate(Comparer):
     def __init__(
@@ -34,6 +37,7 @@ class Gate(Comparer):
     ) -> None:
         super().__init__(baseline, criteria, drift)
         self.names = names  # the baseline runs': a saved file's name, or "store run 12"
+        self.skipped: list[str] = []  # saved runs that could not be read, each with why (said in the summary)
         # Runs whose torch flags are checked when the first item is judged: bench modules and fixtures set
         # TF32 and cuDNN flags after the session starts, and the baselines recorded them at their end.
         self._flag_baselines = flag_baselines or {}
@@ -102,8 +106,9 @@ def open_gate(config: pytest.Config, settings: TBenchConfig) -> Gate | None:
         return None
     here_env = environment()
     del here_env["torch_flags"]  # not known yet: checked at the first item (Gate.check_torch_flags)
+    skipped: list[str] = []
     try:
-        named = _baseline_runs(config, settings, here_env)
+        named = _baseline_runs(config, settings, here_env, skipped)
     except OptionError as exc:
         raise pytest.UsageError(f"--tbench-compare: {exc}") from None
     here = {"machine_info": {"tbench": here_env}}
@@ -118,21 +123,38 @@ def open_gate(config: pytest.Config, settings: TBenchConfig) -> Gate | None:
     flag_baselines = {} if settings.compare_any_machine else dict(named)
     criteria = settings.compare_fail or parse_criteria(DEFAULT_CRITERIA)
     runs = [run for _, run in named]
-    return Gate(
+    gate = Gate(
         pool_runs(runs), [name for name, _ in named], criteria, flag_baselines, settings.compare_drift
     )
+    gate.skipped = skipped
+    return gate
 
 
 def _baseline_runs(
-    config: pytest.Config, settings: TBenchConfig, here_env: dict[str, Any]
+    config: pytest.Config, settings: TBenchConfig, here_env: dict[str, Any], skipped: list[str]
 ) -> list[tuple[str, dict[str, Any]]]:
     """(name, run) of each baseline run, oldest first: from the history store (``store:[BRANCH]``), else
-    saved files."""
+    saved files. A saved run found by search that cannot be read (a save cut short) is left out, said in
+    ``skipped``, and the next older one taken: one broken file must not turn the gate off. A file named
+    by its path is read or refused."""
     if is_store_baseline(settings.compare):
         assert settings.compare is not None
         machine = None if settings.compare_any_machine else this_machine(here_env)
         store = settings.store.url if settings.store else None
         cwd = config.invocation_params.dir
         return stored_baselines(settings.compare, store, settings.compare_last, machine, cwd)
-    paths = find_saved_runs(storage_folder(config), settings.compare or None, settings.compare_last)
-    return [(path.name, load_run(path)) for path in paths]
+    wanted = settings.compare or None
+    if wanted and (wanted.endswith(".json") or Path(wanted).is_file()):
+        paths = find_saved_runs(storage_folder(config), wanted, settings.compare_last)
+        return [(path.name, load_run(path)) for path in paths]
+    found: list[tuple[str, dict[str, Any]]] = []
+    for path in reversed(find_saved_runs(storage_folder(config), wanted, last=MAX_SAVED_RUNS)):
+        try:
+            found.append((path.name, load_run(path)))
+        except OptionError as exc:
+            skipped.append(str(exc))
+        if len(found) == settings.compare_last:
+            break
+    if not found:
+        raise OptionError("no saved run could be read: " + "; ".join(skipped))
+    return found[::-1]

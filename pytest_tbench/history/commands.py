@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_text_atomic
 from ..errors import OptionError
 from ..options import parse_percent
 from .errors import StoreError
@@ -324,7 +325,7 @@ def _export_newest(args: argparse.Namespace, url: str) -> int:
         args.out_dir.mkdir(parents=True, exist_ok=True)
         for info in chosen:
             out = args.out_dir / f"run-{info.id}.json"
-            out.write_text(json.dumps(store.run_json(info.id), indent=4))
+            write_text_atomic(out, json.dumps(store.run_json(info.id), indent=4))
             print(f"{out}\t{info.id}\t{info.measured_at}\t{_short(info.commit)}\t{info.branch}")
     return 0
 
