@@ -256,6 +256,8 @@ def test_compare_of_one_run_needs_items_measured_with_ab(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     plain = tmp_path / "plain.json"
-    plain.write_text('{"benchmarks": [{"name": "x", "stats": {"data": [1.0]}, "extra_info": {}}]}')
+    plain.write_text(
+        '{"benchmarks": [{"name": "x", "fullname": "t.py::x", "stats": {"data": [1.0]}, "extra_info": {}}]}'
+    )
     assert cli.main(["compare", str(plain)]) == 2
     assert "holds no item measured with --tbench-ab" in capsys.readouterr().err

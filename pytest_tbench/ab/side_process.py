@@ -7,6 +7,8 @@ measures; a process that dies closes its socket, which ends the read at once.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -178,22 +180,36 @@ class Worker:
         self.conn = conn
         self.exitcode: int | None = None
         self.model_key: ModelKey | None = None  # the model it holds
+        self.awaited = 0  # replies asked for and not received: it is working on them
 
     def send(self, message: tuple[Any, ...]) -> None:
         with contextlib.suppress(OSError):  # it died; the next receive says how
             self.conn.send(message)
+            self.awaited += 1
 
     def receive(self) -> Any:
         """Its next reply, or an error Outcome naming the side if it died first."""
         try:
-            return self.conn.recv()
+            reply = self.conn.recv()
+            self.awaited -= 1
+            return reply
         except (EOFError, OSError):
             self.close()
             died = WorkerDied(self.exitcode)
             return Outcome("oom" if died.killed else "error", message=f"{self.side.name}: {died.describe()}")
 
+    def terminate(self) -> None:
+        """SIGTERM it (it is this process' grandchild, not yet collected by its side, so the pid is its)."""
+        if self.exitcode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+
     def close(self) -> None:
-        """Close its socket (a worker still waiting then exits) and collect its exit code."""
+        """Close its socket (a worker still waiting then exits) and collect its exit code. A worker still
+        working (the session was interrupted mid-round) is SIGTERMed: it would see the closed socket only
+        after its item."""
+        if self.awaited > 0:
+            self.terminate()
         self.conn.close()
         if self.exitcode is None:
             self.exitcode = self.side.reap(self.pid)

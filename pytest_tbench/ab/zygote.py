@@ -17,11 +17,13 @@ Messages on the socket to the pytest process (multiprocessing's framing, pickled
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import signal
 import socket
 import sys
+import time
 import traceback
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import send_handle
@@ -73,6 +75,13 @@ def start(
     conn.send(("ready", facts()))
 
 
+# Workers forked and not yet reaped: ended with this process (a hung worker would hold its memory, a GPU's
+# too, and skew every later job on the machine).
+FORKED: set[int] = set()
+KILL_GRACE_S = 3.0  # after SIGTERM, before SIGKILL
+REAP_GRACE_S = 5.0  # a worker whose socket closed exits at once, unless it is stuck in its item
+
+
 def fork_worker(conn: Connection) -> None:
     ours, theirs = socket.socketpair()
     pid = os.fork()
@@ -90,6 +99,7 @@ def fork_worker(conn: Connection) -> None:
             traceback.print_exc()
         finally:
             os._exit(code)
+    FORKED.add(pid)
     theirs.close()
     send_handle(conn, ours.fileno(), os.getppid())
     ours.close()
@@ -115,10 +125,46 @@ def main(fd: int) -> None:
             elif kind == "fork":
                 fork_worker(conn)
             elif kind == "reap":
-                _, status = os.waitpid(message[1], 0)
-                conn.send(("reaped", exit_code(status)))
+                conn.send(("reaped", exit_code(reap(message[1], REAP_GRACE_S))))
     finally:
         conn.close()
+        end_workers()
+
+
+def reap(pid: int, grace_s: float) -> int:
+    """The wait status of worker ``pid``, whose socket the pytest process has closed: an idle worker exits at
+    once; one still in its item (the session was interrupted) is SIGTERMed past ``grace_s``, then SIGKILLed:
+    no wait here is unbounded."""
+    deadline, signals = time.monotonic() + grace_s, [signal.SIGTERM, signal.SIGKILL]
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            FORKED.discard(pid)
+            return status
+        if time.monotonic() >= deadline and signals:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signals.pop(0))
+            deadline = time.monotonic() + KILL_GRACE_S
+        time.sleep(0.005)
+
+
+def end_workers() -> None:
+    """SIGTERM the workers still running, then collect them (SIGKILL past a grace period)."""
+    for pid in FORKED:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + KILL_GRACE_S
+    for pid in list(FORKED):
+        try:
+            while os.waitpid(pid, os.WNOHANG) == (0, 0):
+                if time.monotonic() >= deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    break
+                time.sleep(0.01)  # this side is ending: nothing else to do meanwhile
+        except (ChildProcessError, ProcessLookupError):
+            pass  # collected already
+        FORKED.discard(pid)
 
 
 if __name__ == "__main__":

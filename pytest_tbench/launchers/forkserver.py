@@ -81,14 +81,34 @@ def run_isolated(job: Job, target: Callable[[Connection, Job], None] = worker_ma
     with exported(job.conftests):  # read by the forkserver, if this start is the one that starts it
         process.start()
     theirs.close()  # the worker holds the only other end: its death makes recv() fail, not hang
+    interrupted = True
     try:
         outcome = _converse(ours, process.sentinel, job.rounds)
+        interrupted = False
     finally:
         ours.close()  # a worker still waiting for its next job sees end-of-file and exits
-        process.join()
+        # Interrupted (SIGTERM or Ctrl-C in this process) while the worker measures: it is ended now, not
+        # waited for, so that the session saves and exits within a stop's grace period.
+        end_process(process, 0.0 if interrupted else EXIT_GRACE_S)
     if outcome is None:
         raise WorkerDied(process.exitcode)
     return outcome
+
+
+EXIT_GRACE_S = 30.0  # a worker that sent its outcome frees its memory and exits; past this it is ended
+KILL_GRACE_S = 3.0  # after SIGTERM, before SIGKILL
+
+
+def end_process(process: multiprocessing.process.BaseProcess, grace_s: float) -> None:
+    """Wait up to ``grace_s`` for ``process`` to exit, then SIGTERM it and, past KILL_GRACE_S, SIGKILL: no
+    wait is unbounded, and no worker outlives its item."""
+    process.join(grace_s)
+    if process.exitcode is None:
+        process.terminate()
+        process.join(KILL_GRACE_S)
+    if process.exitcode is None:
+        process.kill()
+        process.join()
 
 
 def _converse(conn: Connection, sentinel: int, rounds: int) -> Outcome | None:
