@@ -133,7 +133,9 @@ class PostgresServer:
                 raise PostgresUnavailable("running as root and 'runuser' (util-linux) is not on PATH")
         # Not pytest's tmp_path: its base folder is private to the user running the tests, which the postgres
         # user could not enter; a short path also keeps the unix socket's path under its 107-byte limit.
-        root = Path(tempfile.mkdtemp(prefix="tbench-pg-"))
+        sweep_stale()
+        root = Path(tempfile.mkdtemp(prefix=PREFIX))
+        (root / OWNER).write_text(str(os.getpid()))
         (root / "sock").mkdir()
         if as_root:
             for path in (root, root / "sock"):
@@ -265,6 +267,30 @@ class PostgresServer:
                     os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+PREFIX = "tbench-pg-"
+OWNER = "owner.pid"  # the test process that started the server (pg_ctl detaches it from that process)
+
+
+def sweep_stale() -> list[Path]:
+    """Stop and remove the servers of test processes that are gone (killed before their session's end): a
+    detached postmaster would otherwise run on, holding its port and memory. The folders removed."""
+    removed = []
+    for root in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        try:
+            os.kill(int((root / OWNER).read_text()), 0)
+            continue  # its test process runs
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue  # no owner recorded, or not ours to judge
+        pid_file = root / "data" / "postmaster.pid"
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
+        removed.append(root)
+    return removed
 
 
 def require_server() -> bool:

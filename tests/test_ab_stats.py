@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import socket
 import statistics
 import subprocess
 from dataclasses import replace
@@ -240,6 +241,21 @@ def test_the_base_worktree_comes_first_and_moves_the_sessions_repository_paths(t
         Worktree.create(repo, "no-such-branch")
     with pytest.raises(OptionError, match="not inside a git repository"):
         Worktree.create(tmp_path, "HEAD")
+
+    # A session killed before its end left its worktree: the next session of the repository removes it,
+    # and leaves a living session's alone.
+    killed, living = Worktree.create(repo, "HEAD"), Worktree.create(repo, "HEAD")
+    ended = subprocess.Popen(["true"])  # a pid that has ended
+    ended.wait()
+    (killed.path.parent / "owner").write_text(f"{ended.pid} {socket.gethostname()}\n")
+    fresh = Worktree.create(repo, "HEAD")
+    try:
+        assert not killed.path.parent.exists() and living.path.exists() and fresh.path.exists()
+        listed = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True)
+        assert str(killed.path) not in listed.stdout and str(living.path) in listed.stdout
+    finally:
+        living.remove()
+        fresh.remove()
 
 
 class FakeWorker:

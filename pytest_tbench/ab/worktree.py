@@ -1,9 +1,15 @@
 """The base revision's source tree: a detached ``git worktree`` of the repository under test, made for the
-session and removed at its end, and the import path that puts it first."""
+session and removed at its end, and the import path that puts it first.
+
+A session killed before its end (SIGKILL, a lost runner) leaves its worktree, a full checkout, behind; on a
+self-hosted runner they pile up. Each worktree's folder names its owner (pid and host), and the next
+session of the same repository removes those whose owner is gone."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -20,6 +26,47 @@ def _git(repo: Path, *args: str) -> str:
             f"git {' '.join(args)} failed in {repo}: {done.stderr.strip() or done.stdout.strip()}"
         )
     return done.stdout.strip()
+
+
+PREFIX = "tbench-ab-base-"
+OWNER = "owner"  # "PID HOST" of the session that made the worktree, beside it
+
+
+def _abandoned(folder: Path) -> bool:
+    """Whether the session that made ``folder`` is gone: its pid runs nothing on this host. A folder of
+    another host, or one that cannot be read, is left alone."""
+    try:
+        pid_text, host = (folder / OWNER).read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return False
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
+
+
+def sweep(repo: Path) -> list[Path]:
+    """Remove the tbench worktrees of ``repo`` whose session is gone; the paths removed."""
+    listed = _git(repo, "worktree", "list", "--porcelain")
+    removed = []
+    for line in listed.splitlines():
+        path = Path(line.removeprefix("worktree ")) if line.startswith("worktree ") else None
+        if path is not None and path.parent.name.startswith(PREFIX) and _abandoned(path.parent):
+            _remove(repo, path)
+            removed.append(path)
+    return removed
+
+
+def _remove(repo: Path, path: Path) -> None:
+    subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(path)], capture_output=True)
+    shutil.rmtree(path.parent, ignore_errors=True)
+    subprocess.run(["git", "-C", str(repo), "worktree", "prune"], capture_output=True)
 
 
 @dataclass(frozen=True)
@@ -48,7 +95,10 @@ class Worktree:
                 f"--tbench-ab {revision}: not a revision of the repository at {repo} (try `git fetch`, or "
                 "name a branch, tag or commit that `git rev-parse` knows)"
             ) from None
-        path = Path(tempfile.mkdtemp(prefix="tbench-ab-base-")) / "tree"
+        sweep(repo)
+        folder = Path(tempfile.mkdtemp(prefix=PREFIX))
+        (folder / OWNER).write_text(f"{os.getpid()} {socket.gethostname()}\n")
+        path = folder / "tree"
         _git(repo, "worktree", "add", "--detach", str(path), commit)
         return cls(repo, path, revision, commit)
 
@@ -67,9 +117,4 @@ class Worktree:
         return str(self.path / relative)
 
     def remove(self) -> None:
-        subprocess.run(
-            ["git", "-C", str(self.repo), "worktree", "remove", "--force", str(self.path)],
-            capture_output=True,
-        )
-        shutil.rmtree(self.path.parent, ignore_errors=True)
-        subprocess.run(["git", "-C", str(self.repo), "worktree", "prune"], capture_output=True)
+        _remove(self.repo, self.path)
