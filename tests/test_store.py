@@ -442,9 +442,16 @@ def test_the_default_store_is_the_environment_s_else_benchmarks(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TBENCH_STORE", raising=False)
+    # A command that only reads makes no store where there is none (a mistyped path would list none).
+    assert tbench_main(["store", "list"]) == 2
+    assert "tbench.sqlite: no such file; check the path" in capsys.readouterr().err
+    assert not (tmp_path / ".benchmarks").exists()
+    with open_store(".benchmarks/tbench.sqlite"):
+        pass
     assert tbench_main(["store", "list"]) == 0
-    assert (tmp_path / ".benchmarks" / "tbench.sqlite").is_file()
     monkeypatch.setenv("TBENCH_STORE", str(tmp_path / "env.sqlite"))
+    with open_store(str(tmp_path / "env.sqlite")):
+        pass
     assert tbench_main(["store", "list"]) == 0
     assert f"0 runs in sqlite:///{tmp_path / 'env.sqlite'}" in capsys.readouterr().out
 

@@ -139,7 +139,7 @@ def _history(args: argparse.Namespace, url: str) -> int:
     from .store import open_store
     from .trends import find_steps
 
-    with open_store(url) as store:
+    with open_store(url, create=False) as store:
         series = store.series(_filters(args))
     if not series:
         print(f"tbench history: no stored series matches {_filters(args)}", file=sys.stderr)
@@ -165,7 +165,7 @@ def _trend(args: argparse.Namespace, url: str) -> int:
     now = datetime.now(timezone.utc)
     since = parse_since(args.fail_since, now) if args.fail_since else None
     record = args.record or args.fail_new
-    with open_store(url) as store:
+    with open_store(url, create=False) as store:
         series = store.series(_filters(args))
         if not series:
             print(f"tbench trend: no stored series matches {_filters(args)}", file=sys.stderr)
@@ -255,7 +255,7 @@ def _list(url: str) -> int:
 
     from .store import open_store
 
-    with open_store(url) as store:
+    with open_store(url, create=False) as store:
         runs = store.runs()
         label = store.label
     rows = [
@@ -303,7 +303,7 @@ def _export(args: argparse.Namespace, url: str) -> int:
         return 2
     if args.last is not None:
         return _export_newest(args, url)
-    with open_store(url) as store:
+    with open_store(url, create=False) as store:
         run = store.run_json(args.run)
     args.out.write_text(json.dumps(run, indent=4))
     stored = run["tbench_store"]
@@ -316,7 +316,7 @@ def _export(args: argparse.Namespace, url: str) -> int:
 def _export_newest(args: argparse.Namespace, url: str) -> int:
     from .store import open_store
 
-    with open_store(url) as store:
+    with open_store(url, create=False) as store:
         chosen = store.newest_runs(args.last, args.machine, args.branch)
         if not chosen:
             wanted = f"machine {args.machine!r}, branch {args.branch or '*'!r}"

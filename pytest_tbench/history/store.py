@@ -13,6 +13,7 @@ rows are new rows), and two sessions importing the same run both succeed, one st
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -75,8 +76,9 @@ def _engine(url: URL) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    # libpq's own settings (PGCONNECT_TIMEOUT, a URL's connect_timeout) win over the default.
-    given = "connect_timeout" in url.query
+    # The user's own settings (a URL's connect_timeout, libpq's PGCONNECT_TIMEOUT) win over the default: a
+    # connect_timeout passed here would override the environment's, so none is passed where one is set.
+    given = "connect_timeout" in url.query or bool(os.environ.get("PGCONNECT_TIMEOUT"))
     return create_engine(url, connect_args={} if given else {"connect_timeout": CONNECT_TIMEOUT_S})
 
 
@@ -471,11 +473,19 @@ def _series(rows: list[_Row]) -> Series:
     return Series(key, tuple(points))
 
 
-def open_store(url: str, base: Path | None = None) -> Store:
+def open_store(url: str, base: Path | None = None, create: bool = True) -> Store:
     """Open the store at ``url`` (urls.py: a file path, ``sqlite:///PATH``, ``postgresql://...``; a relative
-    path from ``base``), creating or migrating its schema."""
+    path from ``base``), creating or migrating its schema. ``create=False`` (commands that only read): a
+    SQLite file that does not exist is an error, not a new empty store (a mistyped path would show none)."""
     parsed = store_url(url, base)
     label = mask_url(parsed)
+    database = parsed.database or ""
+    sqlite_file = parsed.get_backend_name() == "sqlite" and database != ":memory:"
+    if not create and sqlite_file and not Path(database).is_file():
+        raise StoreError(
+            f"store {label}: no such file; check the path, or write runs into it first (pytest "
+            "--tbench-store PATH, or tbench store import .benchmarks/)"
+        )
     try:
         engine = _engine(parsed)
     except (ImportError, NoSuchModuleError) as exc:
