@@ -72,6 +72,7 @@ class TBenchConfig:
     report: str | None = None  # a folder for tbench's report of this run
     store: StoreLocation | None = None  # --tbench-store: the history store the run is written into
     store_required: bool = False  # a failed store write fails the session
+    item_timeout: float | None = None  # seconds a worker may take for an item; None: no limit
     peak_tflops: float | None = None  # the device's dense peak for MFU; None: the known-GPU table's
     peak_bandwidth: float | None = None  # the device's peak memory bandwidth in GB/s for MBU; None: table's
     warmup: int = DEFAULT_WARMUP

@@ -478,6 +478,14 @@ SETTINGS: tuple[Setting, ...] = (
         "URL; it is masked in all output)",
     ),
     Setting(
+        "item_timeout",
+        _parse_float_in(0.0, 1e7),
+        "SECONDS",
+        "an item measured in worker processes (--tbench-isolate, --tbench-processes, --tbench-ab) fails when "
+        "its worker takes longer than this, naming what it was doing (loading and warming up, a round, "
+        "finishing), and the worker is ended; the session goes on (default: no limit)",
+    ),
+    Setting(
         "store_required",
         parse_bool,
         "",

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import recv_handle
@@ -21,7 +22,7 @@ from typing import IO, Any
 
 from ..launchers.base import Job
 from ..launchers.conftests import Conftest
-from ..launchers.forkserver import WorkerDied, describe_exit
+from ..launchers.forkserver import DOING, ItemTimedOut, WorkerDied, describe_exit
 from ..launchers.worker import Outcome
 from ..models.loading import ModelKey
 
@@ -100,6 +101,9 @@ class SideProcess:
             self.release_worker()
             kept = self._fork()
         kept.model_key = job.case.model_key
+        limit = job.settings.item_timeout
+        kept.deadline = None if limit is None else time.monotonic() + limit
+        kept.limit_s = limit
         # The worker checks that this side's conftests imported (a base revision has its own copies).
         kept.send(("job", replace(job, conftests=self.launch.conftests)))
         self.kept = kept
@@ -181,15 +185,24 @@ class Worker:
         self.exitcode: int | None = None
         self.model_key: ModelKey | None = None  # the model it holds
         self.awaited = 0  # replies asked for and not received: it is working on them
+        self.doing = DOING["job"]
+        self.deadline: float | None = None  # --tbench-item-timeout for its current item
+        self.limit_s: float | None = None
 
     def send(self, message: tuple[Any, ...]) -> None:
         with contextlib.suppress(OSError):  # it died; the next receive says how
             self.conn.send(message)
             self.awaited += 1
+            self.doing = DOING.get(str(message[0]), self.doing)
 
     def receive(self) -> Any:
-        """Its next reply, or an error Outcome naming the side if it died first."""
+        """Its next reply, or an error Outcome naming the side if it died first or took longer than the
+        item's limit (then it is ended)."""
         try:
+            if self.deadline is not None and not self.conn.poll(max(0.0, self.deadline - time.monotonic())):
+                self.close()  # working still: SIGTERMed, then collected
+                late = ItemTimedOut(self.limit_s or 0.0, self.doing)
+                return Outcome("error", message=f"{self.side.name}: {late}")
             reply = self.conn.recv()
             self.awaited -= 1
             return reply

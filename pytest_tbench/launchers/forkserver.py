@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import multiprocessing
 import signal
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 
@@ -37,6 +38,19 @@ def preload(modules: list[str]) -> None:
     """Also import ``modules`` in the forkserver (each worker would import them again: ~1 s a model); only
     effective before the first worker starts."""
     PRELOAD.extend(m for m in modules if m not in PRELOAD)
+
+
+class ItemTimedOut(RuntimeError):
+    """A worker took longer than --tbench-item-timeout for its item (it is ended)."""
+
+    def __init__(self, limit_s: float, doing: str) -> None:
+        super().__init__(
+            f"the worker exceeded --tbench-item-timeout {limit_s:g} s while {doing}; it was ended"
+        )
+
+
+# What a worker is doing while the parent waits for its reply to each message (worker.py's protocol).
+DOING = {"job": "loading the model and warming up", "rounds": "measuring its rounds", "stop": "finishing"}
 
 
 class WorkerDied(RuntimeError):
@@ -83,7 +97,7 @@ def run_isolated(job: Job, target: Callable[[Connection, Job], None] = worker_ma
     theirs.close()  # the worker holds the only other end: its death makes recv() fail, not hang
     interrupted = True
     try:
-        outcome = _converse(ours, process.sentinel, job.rounds)
+        outcome = _converse(ours, process.sentinel, job.rounds, job.settings.item_timeout)
         interrupted = False
     finally:
         ours.close()  # a worker still waiting for its next job sees end-of-file and exits
@@ -111,11 +125,17 @@ def end_process(process: multiprocessing.process.BaseProcess, grace_s: float) ->
         process.join()
 
 
-def _converse(conn: Connection, sentinel: int, rounds: int) -> Outcome | None:
+def _converse(conn: Connection, sentinel: int, rounds: int, limit_s: float | None = None) -> Outcome | None:
     """The parent's side of one job (worker.py): the rounds after the warm-up, then the outcome; None if the
-    worker died first."""
+    worker died first; ItemTimedOut past ``limit_s`` (the whole item's)."""
+    deadline = None if limit_s is None else time.monotonic() + limit_s
+    doing = DOING["job"]
     for message in (("rounds", rounds), ("stop",), None):
-        wait([conn, sentinel])  # blocked, not polling: the worker has the CPU to itself
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        # Blocked, not polling: the worker has the CPU to itself.
+        if not wait([conn, sentinel], left):
+            assert limit_s is not None
+            raise ItemTimedOut(limit_s, doing)
         try:
             reply = conn.recv()
         except EOFError:
@@ -124,4 +144,5 @@ def _converse(conn: Connection, sentinel: int, rounds: int) -> Outcome | None:
             return reply
         if message is not None:
             conn.send(message)
+            doing = DOING[str(message[0])]
     raise AssertionError("a worker replied to stop with something other than its outcome")

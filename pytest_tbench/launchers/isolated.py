@@ -14,7 +14,7 @@ import pytest
 from ..memory_errors import OutOfMemory
 from ..pytest_benchmark_api import record_samples, round_rules
 from .base import Attempt, Job
-from .forkserver import WorkerDied, run_isolated
+from .forkserver import ItemTimedOut, WorkerDied, run_isolated
 from .pooling import pool
 from .worker import Outcome
 
@@ -52,6 +52,8 @@ def run_worker(job: Job) -> Outcome | OutOfMemory:
     """One worker's outcome; a worker that raised, or died other than by SIGKILL, fails the item."""
     try:
         outcome = run_isolated(job)
+    except ItemTimedOut as late:
+        pytest.fail(f"{job.case.id}: {late}; the rest of the session goes on", pytrace=False)
     except WorkerDied as died:
         if not died.killed:
             pytest.fail(f"{job.case.id}: {died}; the rest of the session goes on", pytrace=False)
