@@ -80,9 +80,16 @@ KNOWN_DEVICES: tuple[DevicePeaks, ...] = (
 )
 
 
+# A MIG instance is named after its GPU ("NVIDIA A100-SXM4-40GB MIG 1g.5gb") but has a fraction of its SMs and
+# memory bandwidth: the whole GPU's peak would understate its MFU and MBU up to 7x.
+_MIG = re.compile(r"\bMIG\b")
+
+
 def known_device(device_name: str) -> DevicePeaks | None:
-    """The table's entry for the GPU torch names ``device_name``; None for anything else."""
+    """The table's entry for the GPU torch names ``device_name``; None for anything else, a MIG slice too."""
     name = device_name.strip()
+    if _MIG.search(name):
+        return None
     return next((entry for entry in KNOWN_DEVICES if entry.matches(name)), None)
 
 
@@ -135,5 +142,10 @@ def peak_bandwidth(device: str, device_name: str, given_gb_per_s: float | None) 
 
 
 def _unknown(device_name: str, option: str) -> str:
+    if _MIG.search(device_name):
+        return (
+            f"{device_name!r} is a MIG slice of a GPU, whose peak the table does not hold (the whole GPU's "
+            f"scaled by the slice's share of its SMs, or bandwidth, is close); give one with {option}"
+        )
     known = ", ".join(entry.name for entry in KNOWN_DEVICES)
     return f"no peak is known for {device_name!r} (known: {known}); give one with {option}"

@@ -49,6 +49,8 @@ BACKEND_MAX_ABS_DIFF = "backend_max_abs_diff"
 ONNX_OPSET = "onnx_opset"
 ONNXRUNTIME_VERSION = "onnxruntime_version"
 ONNXRUNTIME_PROVIDER = "onnxruntime_provider"
+# CUDA: whether ONNX Runtime's float32 matmuls ran in TF32 (set to match PyTorch; its provider's default: on).
+ONNXRUNTIME_USE_TF32 = "onnxruntime_use_tf32"
 # Several worker processes (--tbench-processes): how the rounds split over them, and per-process figures.
 PROCESSES = "processes"
 PROCESS_ROUNDS = "process_rounds"

@@ -233,6 +233,32 @@ def test_cuda_rounds_run_on_bound_device_memory() -> None:
     assert session.calls == [("run_with_iobinding",), ("synchronize_outputs",), ("copy_outputs_to_cpu",)]
 
 
+@pytest.mark.parametrize("allow_tf32", [False, True])
+def test_the_cuda_provider_runs_float32_as_pytorch_does(
+    monkeypatch: pytest.MonkeyPatch, allow_tf32: bool
+) -> None:
+    """ONNX Runtime's CUDA provider defaults to TF32 for float32; PyTorch's matmuls do not unless allowed."""
+    import onnxruntime
+
+    asked: list[Any] = []
+
+    class Session:
+        def __init__(self, path: str, options: Any, providers: list[Any]) -> None:
+            asked.extend(providers)
+
+        def get_providers(self) -> list[str]:
+            return ["CUDAExecutionProvider"]
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high" if allow_tf32 else "highest")  # what allow_tf32 reads
+    try:
+        ort.open_session(Path("model.onnx"), "cuda:0", threads=2)
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert asked == [("CUDAExecutionProvider", {"device_id": 0, "use_tf32": "1" if allow_tf32 else "0"})]
+
+
 def test_a_graph_input_the_item_lacks_is_an_error() -> None:
     with pytest.raises(BackendError, match="takes attention_mask, which the item's inputs \\(input_ids\\)"):
         ort.session_feeds(_Session(), {"input_ids": torch.ones(1, 8, dtype=torch.int64)})
@@ -243,7 +269,7 @@ def test_a_session_that_fell_back_to_the_cpu_is_an_error(monkeypatch: pytest.Mon
 
     class FellBack:
         def __init__(self, path: str, options: Any, providers: list[Any]) -> None:
-            assert providers == [("CUDAExecutionProvider", {"device_id": 1})]
+            assert providers == [("CUDAExecutionProvider", {"device_id": 1, "use_tf32": "0"})]
 
         def get_providers(self) -> list[str]:
             return ["CPUExecutionProvider"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +100,26 @@ def test_timer_names_round_trip() -> None:
     assert load_timer("time.process_time") is time.process_time
     with pytest.raises(ValueError, match="cannot be imported by name"):
         timer_name(lambda: 0.0)
+
+
+def test_processes_that_fork_workers_answer_cuda_availability_from_nvml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A conftest's module-level torch.cuda.is_available() in the forkserver or an A/B side would start the
+    CUDA driver there and poison every forked worker: those processes get PYTORCH_NVML_BASED_CUDA_CHECK=1,
+    unless the user set it, and this process' environment is as before afterwards."""
+    from pytest_tbench.ab.session import ABSession
+    from pytest_tbench.ab.sides import Side
+    from pytest_tbench.launchers.forkserver import fork_safe_environment
+
+    monkeypatch.delenv("PYTORCH_NVML_BASED_CUDA_CHECK", raising=False)
+    with fork_safe_environment():
+        assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"
+    assert "PYTORCH_NVML_BASED_CUDA_CHECK" not in os.environ
+    session = ABSession(Side(env={"X": "1"}), tmp_path)
+    session._home = tmp_path
+    assert session._launch(Side(env={"X": "1"})).env["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "0")
+    with fork_safe_environment():
+        assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "0"
+    assert session._launch(Side()).env["PYTORCH_NVML_BASED_CUDA_CHECK"] == "0"

@@ -206,6 +206,14 @@ def test_other_devices_are_not_taken_for_a_known_one(name: str) -> None:
     assert known_device(name) is None
 
 
+def test_a_mig_slice_gets_no_whole_gpu_peak() -> None:
+    name = "NVIDIA A100-SXM4-40GB MIG 1g.5gb"
+    assert known_device(name) is None
+    for peak in (peak_tflops("cuda", name, "bfloat16", None), peak_bandwidth("cuda", name, None)):
+        assert peak.value is None and "MIG slice" in peak.source and "--tbench-peak" in peak.source
+    assert peak_tflops("cuda", name, "bfloat16", 44.6).value == 44.6  # the user's own figure still applies
+
+
 def test_every_entry_is_dense_and_sourced() -> None:
     for entry in KNOWN_DEVICES:
         tflops = entry.tflops

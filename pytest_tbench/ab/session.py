@@ -16,6 +16,7 @@ import pytest
 
 from ..errors import OptionError
 from ..launchers.conftests import Conftest
+from ..launchers.forkserver import FORK_SAFE_ENV
 from .side_process import Launch, SideError, SideProcess, plugin_home
 from .sides import Side
 from .worktree import Worktree
@@ -111,6 +112,8 @@ class ABSession:
         # threads spin on the cores the measuring one needs (tiny-gpt2 rounds went from 1.5 ms to 130 ms on
         # a 2-core machine). A policy set by the user or the side is kept (and recorded).
         env.setdefault(OMP_WAIT_POLICY, "PASSIVE")
+        for key, value in FORK_SAFE_ENV.items():  # the side forks its workers (forkserver.py says why)
+            env.setdefault(key, value)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self._home), env.get("PYTHONPATH", "")]))
         python = side.python or sys.executable
         # Another interpreter keeps its own libraries and gets this session's project directories; the

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..metric_table import ONNX_OPSET, ONNXRUNTIME_PROVIDER, ONNXRUNTIME_VERSION
+from ..metric_table import ONNX_OPSET, ONNXRUNTIME_PROVIDER, ONNXRUNTIME_USE_TF32, ONNXRUNTIME_VERSION
 from . import CPU_PROVIDER, CUDA_PROVIDER
 from .runner import BackendError, Runner
 
@@ -61,7 +61,10 @@ def open_session(path: Path, device: str, threads: int) -> Any:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     if device.split(":")[0] == "cuda":
-        providers: list[Any] = [(CUDA_PROVIDER, {"device_id": cuda_device_id(device)})]
+        # ONNX Runtime's CUDA provider runs float32 matmuls in TF32 unless told: as PyTorch does here, or the
+        # item fails the output check, or is timed in TF32 against a float32 peak (MFU past 100%).
+        options_cuda = {"device_id": cuda_device_id(device), "use_tf32": "1" if torch_uses_tf32() else "0"}
+        providers: list[Any] = [(CUDA_PROVIDER, options_cuda)]
     else:
         providers = [CPU_PROVIDER]
     session = onnxruntime.InferenceSession(str(path), options, providers=providers)
@@ -72,6 +75,11 @@ def open_session(path: Path, device: str, threads: int) -> Any:
             "without raising when a provider cannot load: check its CUDA and cuDNN libraries)"
         )
     return session
+
+
+def torch_uses_tf32() -> bool:
+    """Whether PyTorch's float32 matmuls may run in TF32 (``torch.backends.cuda.matmul.allow_tf32``)."""
+    return bool(torch.backends.cuda.matmul.allow_tf32)
 
 
 def cuda_device_id(device: str) -> int:
@@ -147,4 +155,6 @@ def onnxruntime_runner(model: torch.nn.Module, kwargs: dict[str, Any], device: s
         ONNXRUNTIME_VERSION: onnxruntime.__version__,
         ONNXRUNTIME_PROVIDER: session.get_providers()[0],
     }
+    if device.split(":")[0] == "cuda":
+        info[ONNXRUNTIME_USE_TF32] = torch_uses_tf32()
     return Runner(runner.call, runner.main_output, info, lambda: shutil.rmtree(directory, ignore_errors=True))

@@ -9,11 +9,13 @@ if the worker dies.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import multiprocessing
+import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 
 from .base import Job
@@ -21,6 +23,11 @@ from .conftests import exported
 from .worker import Outcome, worker_main
 
 PRELOAD = ["torch", "transformers", "pytest_tbench.launchers.worker"]
+# Set in a process that forks workers: a preloaded module (a user's conftest) that asks
+# torch.cuda.is_available() at import would otherwise start the CUDA driver there, after which torch refuses
+# CUDA in every forked worker ("Cannot re-initialize CUDA in forked subprocess"). With it, torch answers from
+# NVML and leaves the driver alone. A value the user set is kept.
+FORK_SAFE_ENV = {"PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
 # Imported last by the forkserver: the session's conftests, after the models' code they may patch.
 CONFTESTS_MODULE = "pytest_tbench.launchers.preload_conftests"
 
@@ -81,6 +88,19 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
+@contextlib.contextmanager
+def fork_safe_environment() -> Iterator[None]:
+    """FORK_SAFE_ENV in this process' environment while a forkserver may start (it inherits it), then as
+    before."""
+    added = {key: value for key, value in FORK_SAFE_ENV.items() if key not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
 def _context() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([*PRELOAD, CONFTESTS_MODULE])
@@ -92,7 +112,7 @@ def run_isolated(job: Job, target: Callable[[Connection, Job], None] = worker_ma
     context = _context()
     ours, theirs = context.Pipe()
     process = context.Process(target=target, args=(theirs, job), name="tbench-worker", daemon=True)  # type: ignore[attr-defined]
-    with exported(job.conftests):  # read by the forkserver, if this start is the one that starts it
+    with exported(job.conftests), fork_safe_environment():  # for the forkserver, if this start starts it
         process.start()
     theirs.close()  # the worker holds the only other end: its death makes recv() fail, not hang
     interrupted = True
