@@ -113,6 +113,18 @@ def context_pids(uuid: str | None) -> set[int] | str:
         return f"NVML cannot list the GPU's compute processes: {type(exc).__name__}: {exc}"
 
 
+def free_bytes(uuid: str | None) -> int | str:
+    """The free memory of the GPU with this UUID as NVML reads it (no CUDA context needed), or why not."""
+    found = _device(uuid)
+    if isinstance(found, str):
+        return found
+    nvml, handle = found
+    try:
+        return int(nvml.nvmlDeviceGetMemoryInfo(handle).free)
+    except Exception as exc:
+        return f"NVML cannot read the GPU's memory: {type(exc).__name__}: {exc}"
+
+
 def memory_in_use(uuid: str | None, pid: int | None = None) -> MemoryInUse:
     """The used memory of the GPU with this UUID: device-wide, and of process ``pid`` (this process by
     default), each None with the reason where NVML cannot tell."""

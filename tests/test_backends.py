@@ -10,9 +10,11 @@ known length.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import statistics
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +233,11 @@ def test_cuda_rounds_run_on_bound_device_memory() -> None:
     session.calls.clear()
     assert runner.main_output().shape == (1, 8, 64)
     assert session.calls == [("run_with_iobinding",), ("synchronize_outputs",), ("copy_outputs_to_cpu",)]
+    # The bound addresses' tensors live as long as the call: dropped by everyone else, they are not freed.
+    bound = weakref.ref(feeds["input_ids"])
+    del feeds, kwargs, ids
+    gc.collect()
+    assert bound() is not None
 
 
 @pytest.mark.parametrize("allow_tf32", [False, True])

@@ -82,12 +82,25 @@ def test_skip_reason_names_what_is_needed_and_free() -> None:
     assert "--tbench-fit-check false" in reason
 
 
-def test_free_memory_on_cuda_reads_only_where_a_context_may_exist(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_free_memory_on_cuda_makes_no_context_where_workers_run_the_item(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where workers run the item, free memory comes from NVML by the GPU's UUID: cudaMemGetInfo would create
+    a context in the pytest process, even with CUDA's runtime initialised already (which is not a context)."""
+    from pytest_tbench import devices, nvml
+
     calls: list[Any] = []
-    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda index: calls.append(index) or (5, 9))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(devices, "cuda_uuid", lambda index: f"uuid-{index}")
+    monkeypatch.setattr(nvml, "free_bytes", lambda uuid: {"uuid-0": 3, "uuid-1": 4}[uuid])
+    assert fit.free_memory("cuda:1", in_this_process=False) == (4, "NVML's free memory")
+    assert fit.free_memory("cuda:1", in_this_process=False, every_gpu=True)[0] == 7
+    assert calls == []
+    monkeypatch.setattr(nvml, "free_bytes", lambda uuid: "NVML Shared Library Not Found")
     free, source = fit.free_memory("cuda:1", in_this_process=False)
-    assert free is None and "worker processes" in source and calls == []
+    assert free is None and "worker processes" in source and "Not Found" in source and calls == []
     assert fit.free_memory("cuda:1", in_this_process=True) == (5, "cudaMemGetInfo")
     assert calls == [1]
     free, source = fit.free_memory("cpu", in_this_process=False)

@@ -121,7 +121,8 @@ def cuda_runner(session: Any, feeds: dict[str, torch.Tensor], device_id: int) ->
         binding.bind_output(output.name, "cuda", device_id)
     binding.synchronize_inputs()  # torch wrote them on its own stream
 
-    def call() -> None:
+    def call(inputs: dict[str, torch.Tensor] = feeds) -> None:
+        # ``inputs``: the tensors whose addresses the binding holds, alive as long as the call is.
         session.run_with_iobinding(binding)
         binding.synchronize_outputs()
 

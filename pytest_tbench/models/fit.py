@@ -210,14 +210,15 @@ def _gib(size: int) -> str:
 
 
 def free_memory(device: str, in_this_process: bool, every_gpu: bool = False) -> tuple[int | None, str]:
-    """Free memory of ``device`` and how it was read. CUDA's is read by the CUDA runtime, only where this
-    process runs the item or already holds a CUDA context: initialising CUDA in the pytest process of an
-    isolated run would take memory from the workers it measures. ``every_gpu``: the model is spread by a
-    device map, which may use any visible GPU, so their free memory is summed."""
+    """Free memory of ``device`` and how it was read. Where this process runs the item, by the CUDA runtime;
+    where workers run it, by NVML: cudaMemGetInfo would create a CUDA context in this process (a few hundred
+    MiB of the GPU, held all session, taken from the workers it measures), and an initialised runtime does
+    not mean a context on that GPU. ``every_gpu``: the model is spread by a device map, which may use any
+    visible GPU, so their free memory is summed."""
     if not device.startswith("cuda"):
         return int(psutil.virtual_memory().available), "the system's available memory"
-    if not (in_this_process or torch.cuda.is_initialized()):
-        return None, "not read: items run in worker processes and this process holds no CUDA context"
+    if not in_this_process:
+        return _free_by_nvml(device, every_gpu)
     if every_gpu:
         count = torch.cuda.device_count()
         total = sum(int(torch.cuda.mem_get_info(index)[0]) for index in range(count))
@@ -225,6 +226,21 @@ def free_memory(device: str, in_this_process: bool, every_gpu: bool = False) -> 
     index = torch.device(device).index
     free, _ = torch.cuda.mem_get_info(index if index is not None else torch.cuda.current_device())
     return int(free), "cudaMemGetInfo"
+
+
+def _free_by_nvml(device: str, every_gpu: bool) -> tuple[int | None, str]:
+    from .. import nvml
+    from ..devices import cuda_index, cuda_uuid
+
+    indexes = list(range(torch.cuda.device_count())) if every_gpu else [cuda_index(device)]
+    read = [nvml.free_bytes(cuda_uuid(index)) for index in indexes]
+    reasons = [found for found in read if isinstance(found, str)]
+    if reasons:
+        return None, f"not read: items run in worker processes, and NVML cannot tell ({reasons[0]})"
+    total = sum(found for found in read if isinstance(found, int))
+    return total, "NVML's free memory" + (
+        f", summed over the {len(indexes)} visible GPUs" if every_gpu else ""
+    )
 
 
 def estimate(
