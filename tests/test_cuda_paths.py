@@ -399,6 +399,12 @@ def test_the_energy_meter_reads_the_item_gpus_counter(cuda: FakeCuda) -> None:
         bare = open_meter("cuda")
     assert not isinstance(bare, str) and bare.read() == (7_000,)
     assert TORCH_UUIDS[1] in bare.name
+    # A device-mapped model spans both GPUs: each board's counter is read, and their energy summed.
+    spread = open_meter("cuda:0", ("cuda:0", "cuda:1", "cpu"))
+    assert not isinstance(spread, str) and spread.read() == (1_000, 7_000)
+    start = spread.read()
+    GPU_OF_CUDA1.energy_mj, GPU_OF_CUDA0.energy_mj = 9_000, 1_500
+    assert spread.joules(start, spread.read()) == 2.5 and "2 GPUs the model spans" in spread.name
 
 
 def test_ab_worker_rounds_synchronise_every_gpu_of_a_device_mapped_model(

@@ -501,7 +501,7 @@ def test_the_nvml_meter_reads_millijoules(monkeypatch: pytest.MonkeyPatch) -> No
 
     read = nvml.energy_counter("abc")  # torch's spelling, without NVML's GPU- prefix
     assert callable(read)
-    meter = NvmlEnergyMeter(read, "abc")
+    meter = NvmlEnergyMeter((read,), ("abc",))
     start = meter.read()
     counter["GPU-abc"] += 2_500
     assert meter.joules(start, meter.read()) == 2.5

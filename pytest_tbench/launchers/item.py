@@ -49,7 +49,11 @@ def run_item(
         # The item's GPU is the current device throughout: calls that take no device (events, streams,
         # empty_cache, transformers' own CUDA calls) then act on it, not on GPU 0.
         with on_device(case.device):
-            meter = energy_unavailable if energy_unavailable is not None else open_meter(case.device)
+            meter = (
+                energy_unavailable
+                if energy_unavailable is not None
+                else open_meter(case.device, loaded.devices)
+            )
             energy = EnergyWindow(meter, warmup, rounds)
             with memory_tracker(case.device, devices=loaded.devices) as memory:
                 work.prepare()

@@ -67,21 +67,25 @@ class EnergyMeter(Protocol):
 
 @dataclass(frozen=True)
 class NvmlEnergyMeter:
-    """NVML's total-energy counter of one GPU, in millijoules."""
+    """NVML's total-energy counters of the item's GPUs (one, or each GPU a device map spreads the model
+    over), in millijoules, summed."""
 
-    counter: Callable[[], int]
-    uuid: str
+    counters: tuple[Callable[[], int], ...]
+    uuids: tuple[str, ...]
     min_window_s: float = NVML_MIN_WINDOW_S
 
     @property
     def name(self) -> str:
-        return f"nvml total energy of GPU {self.uuid} (the whole board)"
+        if len(self.uuids) == 1:
+            return f"nvml total energy of GPU {self.uuids[0]} (the whole board)"
+        spanned = ", ".join(self.uuids)
+        return f"nvml total energy of the {len(self.uuids)} GPUs the model spans, summed ({spanned})"
 
     def read(self) -> Reading:
-        return (self.counter(),)
+        return tuple(counter() for counter in self.counters)
 
     def joules(self, start: Reading, end: Reading) -> float:
-        return (end[0] - start[0]) / 1000
+        return sum(after - before for before, after in zip(start, end, strict=True)) / 1000
 
 
 @dataclass(frozen=True)
@@ -145,18 +149,29 @@ def rapl_meter(root: Path = POWERCAP) -> RaplEnergyMeter | str:
     return RaplEnergyMeter(tuple(domains))
 
 
-def nvml_meter(device: str) -> NvmlEnergyMeter | str:
-    uuid = cuda_uuid(cuda_index(device))
-    counter = nvml.energy_counter(uuid)
-    if isinstance(counter, str):
-        return counter
-    assert uuid is not None  # energy_counter found the GPU by it
-    return NvmlEnergyMeter(counter, uuid)
+def nvml_meter(devices: Sequence[str]) -> NvmlEnergyMeter | str:
+    """One meter over the CUDA ``devices`` (every GPU of a device-mapped model: metering one would leave the
+    others' energy out), or why there is none."""
+    counters, uuids = [], []
+    for device in dict.fromkeys(devices):
+        uuid = cuda_uuid(cuda_index(device))
+        counter = nvml.energy_counter(uuid)
+        if isinstance(counter, str):
+            return counter
+        assert uuid is not None  # energy_counter found the GPU by it
+        counters.append(counter)
+        uuids.append(uuid)
+    return NvmlEnergyMeter(tuple(counters), tuple(uuids))
 
 
-def open_meter(device: str) -> EnergyMeter | str:
-    """The meter of ``device`` (NVML for a CUDA device, RAPL for the CPU), or why there is none."""
-    return nvml_meter(device) if is_cuda(device) else rapl_meter()
+def open_meter(device: str, model_devices: Sequence[str] = ()) -> EnergyMeter | str:
+    """The meter of ``device`` (NVML for a CUDA device, RAPL for the CPU), or why there is none;
+    ``model_devices``: where a device map put the model, whose every GPU is metered (a CPU it offloaded to
+    is not)."""
+    if not is_cuda(device):
+        return rapl_meter()
+    gpus = [d for d in model_devices if is_cuda(d)] or [device]
+    return nvml_meter(gpus)
 
 
 @dataclass(frozen=True)
