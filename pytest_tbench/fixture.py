@@ -128,7 +128,7 @@ class TBench:
         if self.case.compile != COMPILE_OFF:
             # A compiled item's call (one that runs compiled_module(tbench.model, tbench.case.compile)) gets
             # its compiling kept out of the rounds like a scenario's; one that compiles nothing fails there.
-            work = steady_compiled(work, self.case)
+            work = steady_compiled(work, self.case, self.loaded.devices)
         return self._measured(work)
 
     def _scenario(self, mode: str) -> dict[str, Any]:

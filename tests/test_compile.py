@@ -255,3 +255,22 @@ def test_a_compiled_generate_without_a_static_cache_is_skipped(
     result = pytester.runpytest(*TINY, "-k", "generate", "--tbench-compile", "default", *args, "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines([reason])
+
+
+def test_the_compiling_calls_are_timed_to_every_gpu_of_a_device_mapped_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """compile_time_s ends when the last GPU of a device-mapped model is done, as a round does (it once waited
+    for the item's device alone)."""
+    from pytest_tbench.cases import BenchCase
+    from pytest_tbench.scenarios import Work, compiled
+
+    synchronised: list[str] = []
+    monkeypatch.setattr(compiled, "synchronize", synchronised.append)
+    frames = iter([0, 1, 1, 1])  # dynamo's count around each call: the first compiles a frame, the second none
+    monkeypatch.setattr(compiled, "dynamo_frame_compiles", lambda: next(frames))
+    case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cuda", "float32", compile="default")
+    work = compiled.steady_compiled(Work(lambda: None, samples=1, tokens=8), case, ("cuda:0", "cuda:1"))
+    work.prepare()
+    assert synchronised[:4] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
+    work.cleanup()

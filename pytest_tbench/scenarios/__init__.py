@@ -136,7 +136,7 @@ def build_work(loaded: LoadedModel, case: BenchCase, settings: TBenchConfig) -> 
             "build function; define it in an importable module (or the conftest.py that registers it)"
         )
     work = scenario.build(loaded, case, settings)
-    return work if case.compile == COMPILE_OFF else steady_compiled(work, case)
+    return work if case.compile == COMPILE_OFF else steady_compiled(work, case, loaded.devices)
 
 
 __all__ = ["SCENARIOS", "Scenario", "Work", "build_work", "register_mode"]

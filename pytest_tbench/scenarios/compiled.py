@@ -71,10 +71,15 @@ class _Compiles:
     fail_on_limit: bool | None = None  # dynamo's setting before the item (once prepared), put back by cleanup
 
 
-def steady_compiled(work: Work, case: BenchCase) -> Work:
+def steady_compiled(work: Work, case: BenchCase, devices: tuple[str, ...] = ()) -> Work:
     """``work`` (whose call runs the compiled model) with its compiling done in ``prepare`` and its frame
-    compiles counted in every round."""
+    compiles counted in every round; ``devices``: every device the model touches (a device-mapped model's
+    GPUs), all synchronised around the timed compiling calls, as the rounds are."""
     state = _Compiles()
+
+    def synchronize_all() -> None:
+        for device in devices or (case.device,):
+            synchronize(device)
 
     def before_round() -> None:
         work.before_round()
@@ -104,11 +109,11 @@ def steady_compiled(work: Work, case: BenchCase) -> Work:
             torch._dynamo.config.fail_on_recompile_limit_hit = True
         torch._dynamo.reset()
         while True:
-            synchronize(case.device)
+            synchronize_all()
             before_round()
             start = time.perf_counter()
             call()
-            synchronize(case.device)
+            synchronize_all()
             elapsed = time.perf_counter() - start
             after_round()
             state.settle_rounds += 1
