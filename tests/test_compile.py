@@ -267,7 +267,7 @@ def test_the_compiling_calls_are_timed_to_every_gpu_of_a_device_mapped_model(
 
     synchronised: list[str] = []
     monkeypatch.setattr(compiled, "synchronize", synchronised.append)
-    frames = iter([0, 1, 1, 1])  # dynamo's count around each call: the first compiles a frame, the second none
+    frames = iter([0, 1, 1, 1])  # dynamo's count around each call: the first compiles, the second not
     monkeypatch.setattr(compiled, "dynamo_frame_compiles", lambda: next(frames))
     case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cuda", "float32", compile="default")
     work = compiled.steady_compiled(Work(lambda: None, samples=1, tokens=8), case, ("cuda:0", "cuda:1"))
