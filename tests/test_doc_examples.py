@@ -77,17 +77,17 @@ def _by(check: str) -> list[Example]:
 
 
 def test_the_python_files_run(pytester: pytest.Pytester) -> None:
-    """Each bench file, with any conftest.py the same page gives, in a session of its own on a tiny model. A
-    page's conftest that registers a mode gets a test of that mode, as the page says to write it."""
+    """Every bench file, each in a folder of its own (two pages may both show ``benches/test_forward.py``),
+    with the conftest.py a page gives, in one session on a tiny model: a page's conftest that registers a
+    mode gets a test of that mode, as the page says to write it."""
     files = _by("python file")
     benches = [e for e in files if e.file != "conftest.py"]
     assert benches
-    for bench in benches:
-        pytester.path.joinpath(bench.file or "").parent.mkdir(parents=True, exist_ok=True)
-        pytester.path.joinpath(bench.file or "").write_text(bench.code)
-        result = runpytest_forked(pytester, bench.file or "", *TINY)
-        assert result.ret == 0, f"{bench.page}: {result.stdout.str()[-3000:]}"
-        pytester.path.joinpath(bench.file or "").unlink()
+    for index, bench in enumerate(benches):
+        path = pytester.path / f"example{index}" / (bench.file or "")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(bench.code)
+    tests = len(re.findall(r"^def test_", "".join(b.code for b in benches), re.M))
     for conftest in (e for e in files if e.file == "conftest.py"):
         mode = re.search(r'Mode\("(\w+)"', conftest.code)
         assert mode, f"{conftest.page}: a conftest example that registers no mode has no check here"
@@ -101,9 +101,12 @@ def test_own(tbench):
     tbench.run()
 """
         )
-        result = runpytest_forked(pytester, "test_own_mode.py", *TINY)
-        assert result.ret == 0, f"{conftest.page}: {result.stdout.str()[-3000:]}"
-        result.stdout.fnmatch_lines(["*1 passed*"])
+        tests += 1
+    # importlib: the examples' files share names in different folders.
+    result = runpytest_forked(pytester, *TINY, "--import-mode=importlib")
+    pages = sorted({e.page for e in files})
+    assert result.ret == 0, f"{pages}: {result.stdout.str()[-3000:]}"
+    result.assert_outcomes(passed=tests)
 
 
 def test_register_model_examples_make_a_model_of_that_name(pytester: pytest.Pytester) -> None:
