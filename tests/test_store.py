@@ -22,6 +22,7 @@ from sqlalchemy import func, select, update
 # compiler with it) for the first time forgets it afterwards, and the next one's import fails in torch.
 import pytest_tbench.plugin  # noqa: F401
 from pytest_tbench.cli import main as tbench_main
+from pytest_tbench.errors import OptionError
 from pytest_tbench.history import migrations, schema, store
 from pytest_tbench.history.errors import StoreError
 from pytest_tbench.history.location import StoreLocation, mask_text
@@ -335,6 +336,15 @@ def test_change_points_are_recorded_replaced_and_read(opened: Store) -> None:
     assert opened.change_points(Filters(model="other")) == []
     with pytest.raises(ValueError, match="step at point 9"):
         opened.record_change_points([SeriesSteps(latency, (Step(9, 1, 1, 1, 1, 1, 1),))])
+
+
+def test_a_value_longer_than_its_column_is_refused_alike_on_sqlite(opened: Store) -> None:
+    """PostgreSQL refuses a mode name longer than its column; SQLite would keep it: refused on both, named."""
+    data = run(1)
+    data["benchmarks"][0]["params"]["tbench_case"]["mode"] = "m" * 40
+    with pytest.raises(OptionError, match=r"its mode 'm{40}' is longer than the store's 32 characters"):
+        opened.write_run(data, "pytest")
+    assert count(opened, schema.runs) == 0
 
 
 def test_settings_are_stored_with_the_password_masked(opened: Store) -> None:

@@ -118,7 +118,22 @@ def item_rows(bench: Mapping[str, Any]) -> ItemRows | None:
         "rounds_json": json.dumps(rounds),
         "extra_json": json.dumps(mask_values(extra or {})),
     }
+    _check_lengths(record.fullname, item)
     return ItemRows(item, tuple((key, value, stored_unit(key)) for key, value in metrics.items()))
+
+
+def _check_lengths(name: str, item: Mapping[str, Any]) -> None:
+    """PostgreSQL refuses a value longer than its column (a registered mode's long name); SQLite would store
+    it. Refused here, alike on both, naming the item and the column."""
+    from .schema import items
+
+    for column in items.columns:
+        limit = getattr(column.type, "length", None)
+        value = item.get(column.name)
+        if limit is not None and isinstance(value, str) and len(value) > limit:
+            raise OptionError(
+                f"item {name}: its {column.name} {value!r} is longer than the store's {limit} characters"
+            )
 
 
 def run_key(run: Mapping[str, Any]) -> str:
