@@ -347,6 +347,30 @@ def test_a_value_longer_than_its_column_is_refused_alike_on_sqlite(opened: Store
     assert count(opened, schema.runs) == 0
 
 
+def test_reading_a_current_sqlite_store_takes_no_write_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tbench store list / history / trend read a store another job writes, or a read-only copy: no BEGIN
+    IMMEDIATE (the write lock) where the schema is current; a store to migrate still gets one."""
+    path = tmp_path / "h.sqlite"
+    with open_store(str(path)) as opened:
+        opened.write_run(run(1), "pytest")
+    begun: list[str] = []
+    real = store._sqlite_begin
+
+    def recorded(conn: Any) -> None:
+        begun.append("write" if conn.get_execution_options().get(store._WRITE) else "read")
+        real(conn)
+
+    monkeypatch.setattr(store, "_sqlite_begin", recorded)
+    assert tbench_main(["store", "list", "--store", str(path)]) == 0
+    assert "1 runs in" in capsys.readouterr().out and begun and "write" not in begun
+    begun.clear()
+    with open_store(str(path)):  # a writer's open takes the lock, as before
+        pass
+    assert "write" in begun
+
+
 def test_settings_are_stored_with_the_password_masked(opened: Store) -> None:
     opened.write_run(run(1), "pytest")
     with opened.engine.connect() as conn:

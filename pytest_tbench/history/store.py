@@ -473,6 +473,11 @@ def _series(rows: list[_Row]) -> Series:
     return Series(key, tuple(points))
 
 
+def _schema_current(conn: Connection) -> bool:
+    with conn.begin():
+        return migrations.stored_version(conn) == migrations.current_version()
+
+
 def open_store(url: str, base: Path | None = None, create: bool = True) -> Store:
     """Open the store at ``url`` (urls.py: a file path, ``sqlite:///PATH``, ``postgresql://...``; a relative
     path from ``base``), creating or migrating its schema. ``create=False`` (commands that only read): a
@@ -497,9 +502,12 @@ def open_store(url: str, base: Path | None = None, create: bool = True) -> Store
         raise StoreError(f"store {label}: cannot make its folder: {exc}") from None
     try:
         with engine.connect() as conn:
-            conn.execution_options(**{_WRITE: True})
-            with conn.begin():
-                migrations.prepare(conn, label)
+            # A command that only reads takes no write lock where the schema is current already: a store
+            # file others may read only (a shared, read-only mount) is read as it is.
+            if create or not _schema_current(conn):
+                conn.execution_options(**{_WRITE: True})
+                with conn.begin():
+                    migrations.prepare(conn, label)
     except StoreError:
         engine.dispose()
         raise
