@@ -157,6 +157,7 @@ def pytest_configure(config: pytest.Config) -> None:
     xdist_session.start_controller(config, tbench_config)
     config.stash[STATE] = SessionState(tbench_config, models)
     config.stash[STATE].restore_sigterm = save_on_sigterm()
+    config.pluginmanager.register(SaveGuard(), "tbench-save-guard")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -453,15 +454,18 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_
         state.run_json = output_json
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtestloop(session: pytest.Session) -> Generator[None, None, object]:
-    try:
-        return (yield)
-    finally:  # items done or interrupted: from here a SIGTERM waits until the run is saved (signals.py)
+class SaveGuard:
+    """Outside pytest-benchmark's sessionfinish, which saves the run: from there a SIGTERM waits until the
+    run is saved (signals.py). A plugin object of its own: the module's own sessionfinish must run inside,
+    before the terminal summary."""
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:
         state = session.config.stash.get(STATE, None)
         if state is not None:
             state.restore_sigterm()
             state.restore_sigterm = defer_sigterm()
+        return (yield)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
