@@ -11,6 +11,9 @@ import pytest
 
 from pytest_tbench.config import TBenchConfig
 from pytest_tbench.errors import OptionError
+
+# Imported before any in-process session: one that imports SQLAlchemy first leaves a second copy's classes.
+from pytest_tbench.history.store import open_store
 from pytest_tbench.models.loading import ModelCache, ModelKey
 from pytest_tbench.parallel.assign import (
     check_gpu_count,
@@ -158,6 +161,10 @@ def test_cpu_items_under_xdist_need_the_opt_in(pytester: pytest.Pytester) -> Non
     plain.assert_outcomes(passed=1)
 
 
+# Gates on timings (a 20x slowdown against a one-process baseline) from an xdist session of its own: it runs
+# alone, after the parallel part. Beside the parallel part's other sessions its inner workers have finished
+# without running their items (xdist's "assert not crashitem"; 3 CI runs of 2026-12-07, not traced yet).
+@pytest.mark.timing
 def test_two_workers_print_save_and_gate_as_one_process(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -206,8 +213,6 @@ def test_two_workers_print_save_and_gate_as_one_process(
         assert len(bench["stats"]["data"]) == 12  # measured: every round, not a disabled fixture's one call
     # The controller wrote the one run, with every worker's items, into the history store.
     two.stdout.fnmatch_lines(["*tbench store: run 1 stored in *history.sqlite (2 items)*"])
-    from pytest_tbench.history.store import open_store
-
     with open_store(str(store)) as opened:
         (stored,) = opened.runs()
     assert stored.items == 2
