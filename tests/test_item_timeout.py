@@ -6,11 +6,10 @@ from __future__ import annotations
 import pytest
 
 from .forked import runpytest_forked
+from .test_signals_workers import ARGS as WORKER_ARGS
 from .test_signals_workers import BENCH, CONFTEST
 
-ARGS = ["--tbench-models", "tiny-gpt2", "--tbench-batch-sizes", "1,2", "--tbench-seq-lens", "8",
-        "--tbench-rounds", "2", "--tbench-warmup", "0", "--tbench-item-timeout", "5",
-        "-p", "no:cacheprovider", "-rf"]  # fmt: skip
+ARGS = [*WORKER_ARGS, "--tbench-item-timeout", "5", "-rf"]
 
 
 @pytest.mark.parametrize(

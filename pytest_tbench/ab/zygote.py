@@ -131,39 +131,32 @@ def main(fd: int) -> None:
         end_workers()
 
 
-def reap(pid: int, grace_s: float) -> int:
+def reap(pid: int, grace_s: float, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGKILL)) -> int:
     """The wait status of worker ``pid``, whose socket the pytest process has closed: an idle worker exits at
-    once; one still in its item (the session was interrupted) is SIGTERMed past ``grace_s``, then SIGKILLed:
-    no wait here is unbounded."""
-    deadline, signals = time.monotonic() + grace_s, [signal.SIGTERM, signal.SIGKILL]
+    once; one still in its item (the session was interrupted) is sent ``signals`` in turn, the first past
+    ``grace_s``, the next KILL_GRACE_S later: no wait here is unbounded."""
+    deadline, signals_left = time.monotonic() + grace_s, list(signals)
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             FORKED.discard(pid)
             return status
-        if time.monotonic() >= deadline and signals:
+        if time.monotonic() >= deadline and signals_left:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signals.pop(0))
+                os.kill(pid, signals_left.pop(0))
             deadline = time.monotonic() + KILL_GRACE_S
-        time.sleep(0.005)
+        time.sleep(0.005)  # a reaped worker has no socket left to block on
 
 
 def end_workers() -> None:
-    """SIGTERM the workers still running, then collect them (SIGKILL past a grace period)."""
+    """SIGTERM every worker still running at once (they end side by side), then collect each, SIGKILLing
+    one still there past KILL_GRACE_S."""
     for pid in FORKED:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + KILL_GRACE_S
     for pid in list(FORKED):
-        try:
-            while os.waitpid(pid, os.WNOHANG) == (0, 0):
-                if time.monotonic() >= deadline:
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-                    break
-                time.sleep(0.01)  # this side is ending: nothing else to do meanwhile
-        except (ChildProcessError, ProcessLookupError):
-            pass  # collected already
+        with contextlib.suppress(ChildProcessError):  # collected already
+            reap(pid, KILL_GRACE_S, (signal.SIGKILL,))
         FORKED.discard(pid)
 
 

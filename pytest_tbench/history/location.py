@@ -19,9 +19,10 @@ DEFAULT_STORE = ".benchmarks/tbench.sqlite"
 _PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]*:)[^/\s]*?(@)(?=[^@/\s]*(?:[/?#\s]|$))")
 # Query keys libpq takes a secret from (psycopg passes them through): password, sslpassword, passfile.
 _SECRET_QUERY = re.compile(r"([?&](?:password|sslpassword|passfile)=)[^&#\s]*", re.IGNORECASE)
-# Secrets of the URLs this process was given (StoreLocation), masked wherever they appear: a password with a
-# space in it, which no pattern can tell from the text after it.
-_KNOWN_SECRETS: set[str] = set()
+# Secrets of the store URL this process was last given (StoreLocation), masked wherever they appear: a
+# password with a space in it, which no pattern can tell from the text after it. Replaced, not grown: a
+# long-lived process (in-process sessions) masks the store it now uses, not every one it was ever given.
+_KNOWN_SECRETS: frozenset[str] = frozenset()
 
 
 def url_secrets(url: str) -> list[str]:
@@ -51,7 +52,8 @@ class StoreLocation:
     url: str  # as given: a file path or a URL, password included
 
     def __post_init__(self) -> None:
-        _KNOWN_SECRETS.update(url_secrets(self.url))
+        global _KNOWN_SECRETS
+        _KNOWN_SECRETS = frozenset(url_secrets(self.url))
 
     def __str__(self) -> str:  # TBenchConfig.record() writes settings that are not plain values as str()
         return mask_text(self.url)
