@@ -74,9 +74,9 @@ from typing import Any
 
 from pytest_benchmark.utils import parse_compare_fail
 
-from pytest_tbench.compare.baseline import pool_runs
-from pytest_tbench.compare.criteria import parse_criteria
-from pytest_tbench.compare.runs import compare_runs
+from pytest_tbench.core.criteria import parse_criteria
+from pytest_tbench.judge.baseline import pool_runs
+from pytest_tbench.judge.runs import compare_runs
 
 BENCH = """
 def test_forward(tbench):
@@ -87,7 +87,7 @@ def test_forward(tbench):
 # (in-process runs) and preloaded by the forkserver (worker processes).
 SLOWDOWN_MODULE = """
 import dataclasses, os, time
-import pytest_tbench.scenarios as scenarios
+import pytest_tbench.scenarios.forward as scenarios
 
 SLOWDOWN = float(os.environ.get("TBENCH_GATE_SLOWDOWN", "0"))
 
@@ -112,9 +112,9 @@ if SLOWDOWN and not getattr(scenarios, "slowed", False):
 
 CONFTEST = """
 import gate_slowdown  # noqa: F401
-from pytest_tbench.launchers.forkserver import preload
+from pytest_tbench.launch.preload import add_model_code
 
-preload(["gate_slowdown"])
+add_model_code(["gate_slowdown"])  # the workers patch the model too
 """
 
 COUNTS = [

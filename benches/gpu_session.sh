@@ -33,7 +33,7 @@ $PY -c "import sys,torch,transformers,pytest_benchmark;print(sys.version.split()
 torch.version.cuda,transformers.__version__,pytest_benchmark.__version__)" >>"$L" 2>&1
 step install
 if ! $PY -m pip install -q --no-deps --no-build-isolation -e . >>"$L" 2>&1; then
-  export PYTHONPATH=$PWD PYTEST_PLUGINS=pytest_tbench.plugin
+  export PYTHONPATH=$PWD PYTEST_PLUGINS=pytest_tbench.plugin.hooks
   echo "editable install failed: PYTEST_PLUGINS fallback" >>"$L"
 fi
 

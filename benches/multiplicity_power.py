@@ -1,10 +1,10 @@
-"""Holm against Benjamini-Hochberg for --tbench-ab's run decision (pytest_tbench/ab/run_verdict.py),
+"""Holm against Benjamini-Hochberg for --tbench-ab's run decision (pytest_tbench/judge/run_verdict.py),
 simulated: how often each fails a run of unchanged items, and how many real slowdowns each catches, with
 the gate's other rule (an item regresses only where its 99% interval does not rule out the threshold)
 applied to both.
 
 Each item's pairs give per-pair mean log ratios scattering 2.6% and 4.6% (the README's quiet and noisy
-figures); the one-sided p-value is the paired t test's, as in ab/paired.py.
+figures); the one-sided p-value is the paired t test's, as in judge/paired.py.
 
     python benches/multiplicity_power.py [--runs 4000] [--items 48] [--pairs 8] [--seed 1]
 """

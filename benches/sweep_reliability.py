@@ -240,11 +240,11 @@ def calibrate_in_child(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def calibrate(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per item of the sweep: the forward's time, the MLP calls per forward and the change that makes it
     ``target`` slower, with the slowdown measured."""
-    from pytest_tbench.cases import BenchCase
     from pytest_tbench.models.families import family_of
     from pytest_tbench.models.loading import ModelKey, load_model
     from pytest_tbench.models.registry import resolve
-    from pytest_tbench.scenarios import forward_work
+    from pytest_tbench.scenarios.forward import forward_work
+    from pytest_tbench.settings.cases import BenchCase
 
     items = sweep_items(spec["sweep"], spec["model"])
     classes = sorted({mlp_class(i.model) for i in items})
@@ -564,7 +564,7 @@ def t_quantile(confidence: float, df: int) -> float:
 def z_score(verdict: dict[str, Any]) -> dict[str, float] | None:
     """An A/A time verdict's estimate over its standard error, from the interval as the JSON keeps it.
 
-    pytest_tbench/ab/paired.py: the change is exp(m) - 1 with m the mean over pairs of each pair's mean log
+    pytest_tbench/judge/paired.py: the change is exp(m) - 1 with m the mean over pairs of each pair's mean log
     ratio; the interval is exp(m -+ t_{(1 + confidence) / 2, pairs - 1} * sd / sqrt(pairs)) - 1, a Student t
     interval over pairs (confidence 0.99). So log(1 + high) - log(1 + low) = 2 t se and z = m / se as here:
     the paired t statistic. Under a sequential design (--pairs MIN:MAX) an item judged at the last look has

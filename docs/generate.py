@@ -21,16 +21,23 @@ from typing import Any
 
 from _pytest.config.argparsing import Parser
 
-from pytest_tbench import benchlist, cli, config, metric_table, options
-from pytest_tbench.benchlist import ENTRY_SETTINGS, OWN_KEYS, SESSION_KEYS
-from pytest_tbench.compare.criteria import DEFAULT_CRITERIA
-from pytest_tbench.compare.judge import DEFAULT_DRIFT
+from pytest_tbench import cli
+from pytest_tbench.core import metric_table
+from pytest_tbench.core.criteria import DEFAULT_CRITERIA
+from pytest_tbench.judge.judge import DEFAULT_DRIFT
 from pytest_tbench.models import registry
 from pytest_tbench.models.families import family_of
-from pytest_tbench.options import CONFIG_FILE_ONLY_KEYS, Setting
-from pytest_tbench.plugin import pytest_addoption
-from pytest_tbench.presets import DEFAULT_PRESET, PRESETS, Preset
-from pytest_tbench.seeds_format import ALWAYS_RECORDED, ENTRY_ALIASES, OUTPUT_SETTINGS, SEEDS_MODEL_KEY
+from pytest_tbench.plugin.hooks import pytest_addoption
+from pytest_tbench.settings import benchlist, config, options
+from pytest_tbench.settings.benchlist import ENTRY_SETTINGS, OWN_KEYS, SESSION_KEYS
+from pytest_tbench.settings.options import CONFIG_FILE_ONLY_KEYS, Setting
+from pytest_tbench.settings.presets import DEFAULT_PRESET, PRESETS, Preset
+from pytest_tbench.settings.seeds_format import (
+    ALWAYS_RECORDED,
+    ENTRY_ALIASES,
+    OUTPUT_SETTINGS,
+    SEEDS_MODEL_KEY,
+)
 
 DOCS = Path(__file__).resolve().parent
 MARKER = (
@@ -234,8 +241,8 @@ def json_page() -> str:
         "pytest-benchmark's own rounds). Gate: the `--tbench-compare-fail` metric that judges it.",
         _table(["key", "metric", "stored", "shown", "better", "per-round values", "gate"], rows),
         "## Keys",
-        "The keys named in `pytest_tbench/metric_table.py`, in its groups; a unit is what the key's suffix "
-        "says (`_s` seconds, `_bytes` bytes, `_per_s` a rate ...).",
+        "The keys named in `pytest_tbench/core/metric_table.py`, in its groups; a unit is what the key's "
+        "suffix says (`_s` seconds, `_bytes` bytes, `_per_s` a rate ...).",
     ]
     for comment, keys in key_groups():
         parts.append("### " + re.split(r" \(|: ", comment, maxsplit=1)[0].rstrip("."))

@@ -11,14 +11,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .cases import BenchCase
-    from .config import TBenchConfig
-    from .fixture import TBench
-    from .models.registry import register_model
-    from .modes import Mode
-    from .scenarios import Scenario, Work, register_mode
+    from pytest_tbench.core.modes import Mode
+    from pytest_tbench.models.registry import register_model
+    from pytest_tbench.plugin.fixture import TBench
+    from pytest_tbench.scenarios import Scenario, Work, register_mode
+    from pytest_tbench.settings.cases import BenchCase
+    from pytest_tbench.settings.config import TBenchConfig
 
-__version__ = "0.1.0"
+from pytest_tbench.core.version import VERSION as __version__
+
 __all__ = [
     "BenchCase",
     "Mode",
@@ -33,12 +34,12 @@ __all__ = [
 
 # Public name -> the module that defines it.
 _LAZY = {
-    "BenchCase": ".cases",
-    "TBench": ".fixture",
-    "TBenchConfig": ".config",
+    "BenchCase": ".settings.cases",
+    "TBench": ".plugin.fixture",
+    "TBenchConfig": ".settings.config",
     "register_model": ".models.registry",
     # A new mode: its table entry, how its work is built, and the call that adds both.
-    "Mode": ".modes",
+    "Mode": ".core.modes",
     "Scenario": ".scenarios",
     "Work": ".scenarios",
     "register_mode": ".scenarios",

@@ -20,7 +20,7 @@ import pytest
 # Imported here, before any in-process pytester run: such a run forgets the modules it imported when it ends,
 # and the next one would import torch's inductor again, which cannot register its operators twice ("Only a
 # single TORCH_LIBRARY ..."); a part of the suite whose test files import none of the plugin would hit it.
-import pytest_tbench.plugin  # noqa: F401
+import pytest_tbench.plugin.hooks  # noqa: F401
 
 from .forked import runpytest_forked
 
@@ -123,7 +123,7 @@ def restored_modes() -> Iterator[Callable[[], None]]:
     """Gives a call that puts the mode and scenario tables back as they were, and makes it after the test: an
     in-process pytester run imports its conftest.py, and so registers modes in this process, where a second
     registration of the same name (the next run's) would rightly fail."""
-    from pytest_tbench.modes import MODES
+    from pytest_tbench.core.modes import MODES
     from pytest_tbench.scenarios import SCENARIOS
 
     modes, scenarios = dict(MODES), dict(SCENARIOS)

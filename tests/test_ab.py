@@ -31,7 +31,7 @@ timing = pytest.mark.timing
 # which only more pairs average away.
 SLEEP_MODULE = """
 import dataclasses, os, random, time
-import pytest_tbench.scenarios as scenarios
+import pytest_tbench.scenarios.forward as scenarios
 
 original = scenarios.forward_work
 
@@ -51,7 +51,7 @@ scenarios.forward_work = sleeping_work
 # back at the session's end, so that no later test of this process times a sleep.
 CONFTEST = """
 import ab_sleep
-import pytest_tbench.scenarios as scenarios
+import pytest_tbench.scenarios.forward as scenarios
 
 def pytest_unconfigure(config):
     scenarios.forward_work = ab_sleep.original

@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_tbench.ab.paired import (
+from pytest_tbench.core.criteria import parse_criteria
+from pytest_tbench.core.errors import OptionError
+from pytest_tbench.core.record import ItemRecord
+from pytest_tbench.judge.judge import REGRESSED, TOO_FEW, UNCHANGED
+from pytest_tbench.judge.paired import (
     CANNOT_TELL,
     FASTER,
     LARGER_WITHIN,
@@ -28,26 +32,14 @@ from pytest_tbench.ab.paired import (
     status_of,
     what_would_decide,
 )
-from pytest_tbench.ab.pairs import balanced_order, run_pair
-from pytest_tbench.ab.sequential import (
-    PairBudget,
-    first_look,
-    last_look,
-    parse_pairs,
-    run_tests,
-    spent,
-    undecided,
-)
-from pytest_tbench.ab.sides import Side, parse_side
-from pytest_tbench.ab.worktree import Worktree
-from pytest_tbench.cases import BenchCase
-from pytest_tbench.compare.criteria import parse_criteria
-from pytest_tbench.compare.judge import REGRESSED, TOO_FEW, UNCHANGED
-from pytest_tbench.config import TBenchConfig
-from pytest_tbench.errors import OptionError
-from pytest_tbench.launchers.base import Job
-from pytest_tbench.launchers.worker import Outcome
-from pytest_tbench.record import ItemRecord
+from pytest_tbench.judge.sequential import first_look, last_look, run_tests, spent, undecided
+from pytest_tbench.launch.ab.pairs import balanced_order, run_pair
+from pytest_tbench.launch.ab.worktree import Worktree
+from pytest_tbench.launch.base import Job
+from pytest_tbench.launch.worker import Outcome
+from pytest_tbench.settings.ab import PairBudget, Side, parse_pairs, parse_side
+from pytest_tbench.settings.cases import BenchCase
+from pytest_tbench.settings.config import TBenchConfig
 
 
 def test_a_side_combines_a_revision_an_interpreter_and_environment_variables() -> None:
@@ -184,7 +176,7 @@ def test_a_cannot_tell_says_whether_pairs_or_rounds_would_decide() -> None:
 def test_the_outcome_names_what_the_interval_rules_out(
     low: float, high: float, higher_is_better: bool, status: str
 ) -> None:
-    from pytest_tbench.ab.paired import PairedEstimate
+    from pytest_tbench.judge.paired import PairedEstimate
 
     estimate = PairedEstimate(math.sqrt(low * high), low, high, 8, 6)
     assert status_of(estimate, 0.05, higher_is_better) == status
@@ -332,7 +324,7 @@ def test_a_side_that_fails_to_load_fails_the_pair() -> None:
 
 
 def test_the_ab_table_adds_what_would_decide_each_cannot_tell() -> None:
-    from pytest_tbench.ab.summary import ab_table
+    from pytest_tbench.show.ab_summary import ab_table
 
     def verdict(status: str, advice: str | None) -> dict[str, object]:
         return {"criterion": "time:5%", "status": status, "base": 0.01, "current": 0.0101, "change": 0.01,

@@ -1,5 +1,5 @@
-"""The worker protocol every worker launcher speaks (launchers/worker.py), and the A/B pairs' workers that
-keep their model for its next item (ab/keep.py, ab/launcher.py)."""
+"""The worker protocol every worker launcher speaks (launch/worker.py), and the A/B pairs' workers that
+keep their model for its next item (launch/ab/keep.py, launch/ab/launcher.py)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ from typing import Any
 
 import pytest
 
-from pytest_tbench.ab import launcher as ab_launcher
-from pytest_tbench.ab.keep import CUDA_CONTEXT_BYTES, GIB, room_to_keep
-from pytest_tbench.ab.pairs import PairResult
-from pytest_tbench.cases import BenchCase
-from pytest_tbench.config import TBenchConfig
-from pytest_tbench.launchers import Job, Outcome
-from pytest_tbench.launchers import worker as worker_module
-from pytest_tbench.launchers.choose import job_for
+from pytest_tbench.launch import worker as worker_module
+from pytest_tbench.launch.ab import launcher as ab_launcher
+from pytest_tbench.launch.ab.keep import CUDA_CONTEXT_BYTES, GIB, room_to_keep
+from pytest_tbench.launch.ab.pairs import PairResult
+from pytest_tbench.launch.base import Job
+from pytest_tbench.launch.choose import job_for
+from pytest_tbench.launch.worker import Outcome
 from pytest_tbench.models.registry import resolve
+from pytest_tbench.settings.cases import BenchCase
+from pytest_tbench.settings.config import TBenchConfig
 
 
 def _job(batch_size: int = 1, dtype: str = "float32", mode: str = "forward") -> Job:
@@ -132,7 +133,7 @@ def test_a_pair_out_of_memory_beside_kept_workers_is_measured_again_without_them
 def test_a_worker_reads_its_device_s_room_where_it_can(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from pytest_tbench.devices import memory_room
+    from pytest_tbench.machine.devices import memory_room
 
     cpu = memory_room("cpu")
     assert cpu is not None and 0 < cpu[0] <= cpu[1]

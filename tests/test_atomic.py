@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_tbench import atomic
-from pytest_tbench.atomic import write_text_atomic
+from pytest_tbench.core import atomic
+from pytest_tbench.core.atomic import write_text_atomic
 
 
 def test_a_write_cut_short_leaves_the_old_file_and_no_temporary(

@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_tbench import backends
-from pytest_tbench.backends import ort, unavailable_reason
-from pytest_tbench.backends.runner import BackendError, Runner
-from pytest_tbench.cases import BenchCase
 from pytest_tbench.scenarios import backend as backend_scenario
+from pytest_tbench.scenarios import backends
 from pytest_tbench.scenarios.backend import BackendMismatch, output_difference
+from pytest_tbench.scenarios.backends import ort, unavailable_reason
+from pytest_tbench.scenarios.backends.runner import BackendError, Runner
+from pytest_tbench.settings.cases import BenchCase
 
 from .conftest import ALL_MODES_BENCH, FORWARD_BENCH, TINY, run_json
 

@@ -9,17 +9,17 @@ from typing import Any
 import pytest
 from transformers import AutoConfig, AutoModel, GPT2Config
 
-from pytest_tbench.benchlist import list_cases, parse_benchmarks
-from pytest_tbench.cases import BenchCase
-from pytest_tbench.config import TBenchConfig
-from pytest_tbench.errors import OptionError
-from pytest_tbench.launchers.base import Job
-from pytest_tbench.launchers.worker import resolved_spec
+from pytest_tbench.core.errors import OptionError
+from pytest_tbench.launch.base import Job
+from pytest_tbench.launch.worker import resolved_spec
 from pytest_tbench.models.hub import pretrained_kwargs
 from pytest_tbench.models.loading import ModelCache, ModelKey, ModelLoadError, load_model
-from pytest_tbench.plugin import STATE
-from pytest_tbench.report.frame import row_of
-from pytest_tbench.seeds_format import translate
+from pytest_tbench.plugin.state import STATE
+from pytest_tbench.settings.benchlist import list_cases, parse_benchmarks
+from pytest_tbench.settings.cases import BenchCase
+from pytest_tbench.settings.config import TBenchConfig
+from pytest_tbench.settings.seeds_format import translate
+from pytest_tbench.show.report.frame import row_of
 
 from .conftest import FORWARD_BENCH, run_json
 

@@ -10,12 +10,13 @@ import pytest
 import torch
 from transformers import GPT2Config, LlamaConfig
 
-from pytest_tbench.cases import BenchCase
-from pytest_tbench.errors import OptionError
-from pytest_tbench.launchers import rounds as rounds_module
-from pytest_tbench.launchers.rounds import RoundBody
-from pytest_tbench.launchers.torchrun import merge_ranks
-from pytest_tbench.launchers.worker import Outcome
+from pytest_tbench.core.errors import OptionError
+from pytest_tbench.launch.torchrun import merge_ranks
+from pytest_tbench.launch.worker import Outcome
+from pytest_tbench.measure import rounds as rounds_module
+from pytest_tbench.measure.rounds import RoundBody
+from pytest_tbench.measure.trackers import memory as memory_module
+from pytest_tbench.measure.work import Work
 from pytest_tbench.models import fit, placement
 from pytest_tbench.models.loading import ModelKey, load_model
 from pytest_tbench.models.placement import (
@@ -24,9 +25,8 @@ from pytest_tbench.models.placement import (
     spread_unsupported_reason,
 )
 from pytest_tbench.models.registry import resolve
-from pytest_tbench.options import parse_device_maps, parse_tp
-from pytest_tbench.scenarios.base import Work
-from pytest_tbench.trackers import memory as memory_module
+from pytest_tbench.settings.cases import BenchCase
+from pytest_tbench.settings.options import parse_device_maps, parse_tp
 
 from .conftest import TINY, run_json
 

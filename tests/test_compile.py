@@ -18,7 +18,7 @@ import torch
 import torch._dynamo
 from transformers import GPT2Config
 
-from pytest_tbench.scenarios.generate_settings import GenerateSettings
+from pytest_tbench.settings.generate import GenerateSettings
 
 from .conftest import ALL_MODES_BENCH, TINY, run_json
 
@@ -104,8 +104,8 @@ import torch
 import torch._dynamo
 
 from pytest_tbench import Mode, Scenario, Work, register_mode
-from pytest_tbench.metric_table import LATENCY, TOKENS_PER_S
-from pytest_tbench.modes import metric_column
+from pytest_tbench.core.metric_table import LATENCY, TOKENS_PER_S
+from pytest_tbench.core.modes import metric_column
 
 
 def accept(case, settings):
@@ -262,8 +262,8 @@ def test_the_compiling_calls_are_timed_to_every_gpu_of_a_device_mapped_model(
 ) -> None:
     """compile_time_s ends when the last GPU of a device-mapped model is done, as a round does (it once waited
     for the item's device alone)."""
-    from pytest_tbench.cases import BenchCase
     from pytest_tbench.scenarios import Work, compiled
+    from pytest_tbench.settings.cases import BenchCase
 
     synchronised: list[str] = []
     monkeypatch.setattr(compiled, "synchronize", synchronised.append)

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import torch
 
-from pytest_tbench import devices, nvml
-from pytest_tbench.compare.gate import Gate
-from pytest_tbench.compare.runs import machine_differences
-from pytest_tbench.environment import TORCH_FLAGS, environment, torch_flags
-from pytest_tbench.trackers.memory import CudaTracker, memory_tracker
+from pytest_tbench.judge.gate import Gate
+from pytest_tbench.judge.runs import machine_differences
+from pytest_tbench.machine import devices, nvml
+from pytest_tbench.machine.environment import TORCH_FLAGS, environment, torch_flags
+from pytest_tbench.measure.trackers.memory import CudaTracker, memory_tracker
 
 MIB = 1024 * 1024
 
@@ -239,8 +239,8 @@ def test_every_cuda_call_acts_on_the_items_device(cuda: FakeCuda) -> None:
 def test_a_device_mapped_item_tracks_and_synchronises_each_gpu(cuda: FakeCuda) -> None:
     """--tbench-device-map: a model on both fake GPUs gets each GPU's own peak and their sum, and every round
     synchronises both (by name, never only the current device)."""
-    from pytest_tbench.launchers.rounds import RoundBody
-    from pytest_tbench.scenarios.base import Work
+    from pytest_tbench.measure.rounds import RoundBody
+    from pytest_tbench.measure.work import Work
 
     cuda.allocators[0].alloc(100 * MIB)  # the first half of the weights
     cuda.allocators[1].alloc(60 * MIB)  # the second half
@@ -360,9 +360,9 @@ def test_gate_checks_torch_flags_when_the_first_item_is_judged(monkeypatch: pyte
 def test_the_whole_item_runs_with_its_gpu_current(cuda: FakeCuda) -> None:
     """Calls without a device (transformers', a user's ``torch.cuda.current_stream()``) inside the rounds and
     the cleanup act on the item's GPU, in every launcher (they all measure through ``run_item``)."""
-    from pytest_tbench.cases import BenchCase
-    from pytest_tbench.launchers.item import run_item
-    from pytest_tbench.scenarios.base import Work
+    from pytest_tbench.measure.item import run_item
+    from pytest_tbench.measure.work import Work
+    from pytest_tbench.settings.cases import BenchCase
 
     seen: list[tuple[str, int]] = []
     work = Work(
@@ -390,7 +390,7 @@ def test_the_whole_item_runs_with_its_gpu_current(cuda: FakeCuda) -> None:
 def test_the_energy_meter_reads_the_item_gpus_counter(cuda: FakeCuda) -> None:
     """NVML's energy counter of the GPU torch calls cuda:1 (found by UUID, NVML's index 0), read for a bare
     ``cuda`` under the item's device too."""
-    from pytest_tbench.trackers.energy import open_meter
+    from pytest_tbench.measure.trackers.energy import open_meter
 
     GPU_OF_CUDA1.energy_mj, GPU_OF_CUDA0.energy_mj = 7_000, 1_000
     meter = open_meter("cuda:1")
@@ -414,10 +414,10 @@ def test_ab_worker_rounds_synchronise_every_gpu_of_a_device_mapped_model(
     (it once passed none, so only the current GPU was waited for)."""
     from types import SimpleNamespace
 
-    from pytest_tbench.cases import BenchCase
-    from pytest_tbench.config import TBenchConfig
-    from pytest_tbench.launchers import Job
-    from pytest_tbench.launchers import worker as ab_worker
+    from pytest_tbench.launch import worker as ab_worker
+    from pytest_tbench.launch.base import Job
+    from pytest_tbench.settings.cases import BenchCase
+    from pytest_tbench.settings.config import TBenchConfig
 
     mapped = ("cuda:0", "cuda:1")
     synchronised: list[tuple[str, ...]] = []

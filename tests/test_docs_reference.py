@@ -11,8 +11,8 @@ from types import ModuleType
 
 import pytest
 
-from pytest_tbench import options
-from pytest_tbench.options import Setting, parse_bool
+from pytest_tbench.settings import options
+from pytest_tbench.settings.options import Setting, parse_bool
 
 GENERATOR = Path(__file__).resolve().parents[1] / "docs" / "generate.py"
 

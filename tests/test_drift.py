@@ -11,10 +11,10 @@ import statistics
 
 import pytest
 
-from pytest_tbench.compare.baseline import pool_runs
-from pytest_tbench.compare.criteria import METRICS, parse_criteria, parse_criterion
-from pytest_tbench.compare.gate import retryable
-from pytest_tbench.compare.judge import (
+from pytest_tbench.core.criteria import METRICS, parse_criteria, parse_criterion
+from pytest_tbench.judge.baseline import pool_runs
+from pytest_tbench.judge.gate import retryable
+from pytest_tbench.judge.judge import (
     ALPHA,
     CANNOT_TELL,
     DEFAULT_DRIFT,
@@ -23,11 +23,11 @@ from pytest_tbench.compare.judge import (
     REGRESSED,
     judge,
 )
-from pytest_tbench.compare.metrics import READERS, MetricValues, extract
-from pytest_tbench.compare.runs import compare_runs
-from pytest_tbench.compare.spread import SessionSpread, session_spread
-from pytest_tbench.launchers.base import Attempt
-from pytest_tbench.launchers.retries import pool_attempts
+from pytest_tbench.judge.metrics import READERS, MetricValues, extract
+from pytest_tbench.judge.runs import compare_runs
+from pytest_tbench.judge.spread import SessionSpread, session_spread
+from pytest_tbench.launch.base import Attempt
+from pytest_tbench.launch.retries import pool_attempts
 
 # In the suite's parallel part: the judge's arithmetic on made-up rounds, no clock.
 

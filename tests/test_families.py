@@ -10,10 +10,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoModel
 
-from pytest_tbench.cases import BenchCase, build_cases
-from pytest_tbench.config import TBenchConfig
-from pytest_tbench.inputs import make_inputs
+from pytest_tbench.measure.work import Work
 from pytest_tbench.models.families import WHISPER_DECODER_TOKENS, family_of, flop_tokens
+from pytest_tbench.models.flops import matmul_parameters
+from pytest_tbench.models.inputs import make_inputs
 from pytest_tbench.models.loading import (
     LoadedModel,
     ModelCache,
@@ -22,13 +22,13 @@ from pytest_tbench.models.loading import (
     load_model,
 )
 from pytest_tbench.models.registry import resolve
-from pytest_tbench.plugin import _skip_reason
-from pytest_tbench.scenarios.base import Work
+from pytest_tbench.plugin.hooks import _skip_reason
 from pytest_tbench.scenarios.forward import forward_work
 from pytest_tbench.scenarios.generate import generate_work
-from pytest_tbench.scenarios.generate_settings import GenerateSettings
 from pytest_tbench.scenarios.train import train_work
-from pytest_tbench.trackers.flops import matmul_parameters
+from pytest_tbench.settings.cases import BenchCase, build_cases
+from pytest_tbench.settings.config import TBenchConfig
+from pytest_tbench.settings.generate import GenerateSettings
 
 from .conftest import run_json
 

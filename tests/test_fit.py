@@ -87,7 +87,7 @@ def test_free_memory_on_cuda_makes_no_context_where_workers_run_the_item(
 ) -> None:
     """Where workers run the item, free memory comes from NVML by the GPU's UUID: cudaMemGetInfo would create
     a context in the pytest process, even with CUDA's runtime initialised already (which is not a context)."""
-    from pytest_tbench import devices, nvml
+    from pytest_tbench.machine import devices, nvml
 
     calls: list[Any] = []
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)

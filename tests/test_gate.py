@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from pytest_tbench.cli import main as tbench_main
-from pytest_tbench.compare.baseline import pool_runs
-from pytest_tbench.compare.criteria import Criterion, parse_criteria, parse_criterion
-from pytest_tbench.compare.judge import CANNOT_TELL, MEMORY_FLOOR_BYTES, REGRESSED, TOO_FEW, UNCHANGED, judge
-from pytest_tbench.compare.metrics import MetricValues, extract
-from pytest_tbench.compare.runs import compare_runs
-from pytest_tbench.errors import OptionError
+from pytest_tbench.core.criteria import Criterion, parse_criteria, parse_criterion
+from pytest_tbench.core.errors import OptionError
+from pytest_tbench.judge.baseline import pool_runs
+from pytest_tbench.judge.judge import CANNOT_TELL, MEMORY_FLOOR_BYTES, REGRESSED, TOO_FEW, UNCHANGED, judge
+from pytest_tbench.judge.metrics import MetricValues, extract
+from pytest_tbench.judge.runs import compare_runs
 
 # The tests that compare timings (marked) run alone, after the parallel part of the suite (README: the test
 # command); the rest judge memory alone, refuse a baseline, or judge made-up runs, which no load moves.

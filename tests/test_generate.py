@@ -11,20 +11,20 @@ import pytest
 import torch
 from transformers import GenerationMixin
 
-from pytest_tbench.cases import BenchCase
+from pytest_tbench.measure.trackers import steps
+from pytest_tbench.measure.trackers.compiles import GENERATE_STATE_ATTRS
+from pytest_tbench.measure.trackers.steps import RoundTiming, StepClock
+from pytest_tbench.measure.work import Work
 from pytest_tbench.models.loading import LoadedModel, ModelKey, load_model
 from pytest_tbench.models.registry import resolve
-from pytest_tbench.scenarios.base import Work
 from pytest_tbench.scenarios.generate import (
     GenerateRound,
     MeasuredCompileError,
     generate_metrics,
     generate_work,
 )
-from pytest_tbench.scenarios.generate_settings import GenerateSettings
-from pytest_tbench.trackers import steps
-from pytest_tbench.trackers.compiles import GENERATE_STATE_ATTRS
-from pytest_tbench.trackers.steps import RoundTiming, StepClock
+from pytest_tbench.settings.cases import BenchCase
+from pytest_tbench.settings.generate import GenerateSettings
 
 from .conftest import TINY, run_json
 

@@ -1,5 +1,5 @@
-"""History rendering (history/render.py): CSV, PNG plots and the self-contained page, from hand-made series
-whose points and steps the tests choose (no store)."""
+"""History rendering (show/history/render.py): CSV, PNG plots and the self-contained page, from hand-made
+series whose points and steps the tests choose (no store)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from matplotlib.image import imread
 
-from pytest_tbench.history.plots import MAX_TICK_LABELS, tick_positions
-from pytest_tbench.history.render import CSV_COLUMNS, HistoryFiles, write_history
 from pytest_tbench.history.series import Point, Series, SeriesKey, Step
+from pytest_tbench.show.history.plots import MAX_TICK_LABELS, tick_positions
+from pytest_tbench.show.history.render import CSV_COLUMNS, HistoryFiles, write_history
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HOSTILE_CASE = "forward-<script>alert(1)</script>-b1"

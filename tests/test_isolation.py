@@ -9,10 +9,11 @@ from multiprocessing.connection import Connection
 
 import pytest
 
-from pytest_tbench.cases import BenchCase
-from pytest_tbench.config import TBenchConfig
-from pytest_tbench.launchers import Job, WorkerDied, run_isolated
-from pytest_tbench.memory_errors import OomRecord
+from pytest_tbench.launch.base import Job
+from pytest_tbench.launch.forkserver import WorkerDied, run_isolated
+from pytest_tbench.measure.memory_errors import OomRecord
+from pytest_tbench.settings.cases import BenchCase
+from pytest_tbench.settings.config import TBenchConfig
 
 from .conftest import TINY, run_json
 
@@ -141,8 +142,9 @@ def test_oom_record_covers_only_items_no_smaller_in_every_dimension() -> None:
 
 
 ISOLATION_FAULTS_CONFTEST = """
-import pytest_tbench.launchers.isolated as runner
-from pytest_tbench.launchers import Outcome, WorkerDied
+import pytest_tbench.launch.isolated as runner
+from pytest_tbench.launch.forkserver import WorkerDied
+from pytest_tbench.launch.worker import Outcome
 
 _real = runner.run_isolated
 
@@ -179,7 +181,7 @@ def test_isolated_worker_deaths_and_ooms_become_item_outcomes(pytester: pytest.P
 def test_what_counts_as_out_of_memory() -> None:
     import torch
 
-    from pytest_tbench.memory_errors import is_out_of_memory
+    from pytest_tbench.measure.memory_errors import is_out_of_memory
 
     assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert is_out_of_memory(MemoryError())
@@ -203,7 +205,7 @@ def test_what_counts_as_out_of_memory() -> None:
 def test_cuda_library_allocation_failures_count_as_out_of_memory(message: str) -> None:
     import torch
 
-    from pytest_tbench.memory_errors import is_out_of_memory
+    from pytest_tbench.measure.memory_errors import is_out_of_memory
 
     assert is_out_of_memory(RuntimeError(message))
     assert is_out_of_memory(torch.AcceleratorError(message))  # what torch raises for a failed CUDA call
@@ -219,7 +221,7 @@ def test_cuda_library_allocation_failures_count_as_out_of_memory(message: str) -
     ],
 )
 def test_other_cuda_failures_are_errors_not_out_of_memory(message: str) -> None:
-    from pytest_tbench.memory_errors import is_out_of_memory
+    from pytest_tbench.measure.memory_errors import is_out_of_memory
 
     assert not is_out_of_memory(RuntimeError(message))
 
@@ -233,7 +235,7 @@ import weakref
 
 import torch
 
-import pytest_tbench.memory_errors as memory_errors
+import pytest_tbench.measure.memory_errors as memory_errors
 
 freed = []
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_tbench.launchers.base import RoundRules
-from pytest_tbench.launchers.rounds import load_timer, run_rounds, timer_name
+from pytest_tbench.measure.rounds import RoundRules, load_timer, run_rounds, timer_name
 from pytest_tbench.scenarios import Work
 
 from .conftest import TINY
@@ -108,9 +107,9 @@ def test_processes_that_fork_workers_answer_cuda_availability_from_nvml(
     """A conftest's module-level torch.cuda.is_available() in the forkserver or an A/B side would start the
     CUDA driver there and poison every forked worker: those processes get PYTORCH_NVML_BASED_CUDA_CHECK=1,
     unless the user set it, and this process' environment is as before afterwards."""
-    from pytest_tbench.ab.session import ABSession
-    from pytest_tbench.ab.sides import Side
-    from pytest_tbench.launchers.forkserver import fork_safe_environment
+    from pytest_tbench.launch.ab.session import ABSession
+    from pytest_tbench.launch.forkserver import fork_safe_environment
+    from pytest_tbench.settings.ab import Side
 
     monkeypatch.delenv("PYTORCH_NVML_BASED_CUDA_CHECK", raising=False)
     with fork_safe_environment():

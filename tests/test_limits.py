@@ -17,22 +17,22 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model, LlamaForCausalLM
 
-from pytest_tbench import nvml
-from pytest_tbench.hardware import KNOWN_DEVICES, known_device, peak_bandwidth, peak_tflops
-from pytest_tbench.limits import GivenPeaks, limits_info
-from pytest_tbench.models.registry import BUILTIN_MODELS
-from pytest_tbench.scenarios.base import Work
-from pytest_tbench.scenarios.decode_reads import decode_reads, kv_layout
-from pytest_tbench.scenarios.generate import forward_tokens
-from pytest_tbench.trackers.compiles import dynamo_frame_compiles
-from pytest_tbench.trackers.energy import (
+from pytest_tbench.machine import nvml
+from pytest_tbench.machine.hardware import KNOWN_DEVICES, known_device, peak_bandwidth, peak_tflops
+from pytest_tbench.measure.limits import GivenPeaks, limits_info
+from pytest_tbench.measure.trackers.compiles import dynamo_frame_compiles
+from pytest_tbench.measure.trackers.energy import (
     EnergyMeasurement,
     EnergyWindow,
     NvmlEnergyMeter,
     pooled_energy,
     rapl_meter,
 )
-from pytest_tbench.trackers.flops import FlopEstimate, FlopPass, Mark, count_flops, matmul_parameters
+from pytest_tbench.measure.work import Work
+from pytest_tbench.models.flops import FlopEstimate, FlopPass, Mark, count_flops, matmul_parameters
+from pytest_tbench.models.registry import BUILTIN_MODELS
+from pytest_tbench.scenarios.decode_reads import decode_reads, kv_layout
+from pytest_tbench.scenarios.generate import forward_tokens
 
 from .conftest import ALL_MODES_BENCH, TINY, run_json
 
@@ -629,7 +629,7 @@ def test_a_bad_peak_is_a_usage_error(pytester: pytest.Pytester) -> None:
 
 
 def test_the_ab_base_side_gets_its_own_limits_from_its_own_median() -> None:
-    from pytest_tbench.launchers.retries import base_side_limits
+    from pytest_tbench.launch.retries import base_side_limits
 
     side = {"device": "cpu", "device_name": "x", "matmul_precision": "float32", "flops_per_call": 3e9}
     info: dict[str, Any] = {**side, "ab_base": {**side, "rounds_s": [0.02, 0.01, 0.03]}}

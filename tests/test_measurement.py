@@ -10,14 +10,14 @@ import pytest
 import torch
 from torch.utils.benchmark import Timer
 
-from pytest_tbench.cases import BenchCase
-from pytest_tbench.config import TBenchConfig
-from pytest_tbench.fixture import TBench
+from pytest_tbench.measure.trackers import memory
+from pytest_tbench.measure.trackers.memory import CudaTracker, RssTracker, summarise
 from pytest_tbench.models.loading import ModelKey, load_model
 from pytest_tbench.models.registry import resolve
-from pytest_tbench.scenarios import forward_work
-from pytest_tbench.trackers import memory
-from pytest_tbench.trackers.memory import CudaTracker, RssTracker, summarise
+from pytest_tbench.plugin.fixture import TBench
+from pytest_tbench.scenarios.forward import forward_work
+from pytest_tbench.settings.cases import BenchCase
+from pytest_tbench.settings.config import TBenchConfig
 
 from .conftest import TINY, run_json
 
@@ -142,11 +142,11 @@ class _FakeBenchmark:
 def test_cuda_timed_calls_are_synchronised_inside_the_timed_region(monkeypatch: pytest.MonkeyPatch) -> None:
     events: list[str] = []
     monkeypatch.setattr(
-        "pytest_tbench.launchers.rounds.synchronize", lambda device: events.append(f"sync:{device}")
+        "pytest_tbench.measure.rounds.synchronize", lambda device: events.append(f"sync:{device}")
     )
-    monkeypatch.setattr("pytest_tbench.launchers.item.memory_tracker", _no_memory)
-    monkeypatch.setattr("pytest_tbench.launchers.item.on_device", lambda device: contextlib.nullcontext())
-    monkeypatch.setattr("pytest_tbench.launchers.item.device_name", lambda device: "Fake GPU")
+    monkeypatch.setattr("pytest_tbench.measure.item.memory_tracker", _no_memory)
+    monkeypatch.setattr("pytest_tbench.measure.item.on_device", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr("pytest_tbench.measure.item.device_name", lambda device: "Fake GPU")
     case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cuda:0", "float16")
     settings = TBenchConfig(rounds=2, warmup=1)
     loaded = _fake_loaded()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModel, GPT2Config
 
-from pytest_tbench.inputs import make_inputs
+from pytest_tbench.models.inputs import make_inputs
 from pytest_tbench.models.registry import BUILTIN_MODELS, resolve
 
 from .conftest import TINY, run_json
@@ -214,7 +214,7 @@ loading.load_model = counting
     )
     forward_bench.makepyfile(
         test_zz_after="""
-from pytest_tbench.plugin import STATE
+from pytest_tbench.plugin.state import STATE
 import conftest
 
 def test_state(request):

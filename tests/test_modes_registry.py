@@ -8,11 +8,11 @@ from collections.abc import Callable
 import pytest
 
 from pytest_tbench import Mode, Scenario, Work, register_mode
-from pytest_tbench.metric_table import LATENCY, TOKENS_PER_S
-from pytest_tbench.modes import MODES, metric_column
-from pytest_tbench.report import run_of
-from pytest_tbench.report.tables import ordered_modes
+from pytest_tbench.core.metric_table import LATENCY, TOKENS_PER_S
+from pytest_tbench.core.modes import MODES, metric_column
 from pytest_tbench.scenarios import SCENARIOS
+from pytest_tbench.show.report import run_of
+from pytest_tbench.show.report.tables import ordered_modes
 
 from .conftest import TINY, run_json
 from .forked import runpytest_forked
@@ -22,9 +22,9 @@ EMBED_CONFTEST = """
 import torch
 
 from pytest_tbench import Mode, Scenario, Work, register_mode
-from pytest_tbench.inputs import make_inputs
-from pytest_tbench.metric_table import LATENCY, PEAK_MEMORY, TOKENS_PER_S
-from pytest_tbench.modes import Column, metric_column
+from pytest_tbench.models.inputs import make_inputs
+from pytest_tbench.core.metric_table import LATENCY, PEAK_MEMORY, TOKENS_PER_S
+from pytest_tbench.core.modes import Column, metric_column
 
 
 def embed_work(loaded, case, settings):
@@ -117,7 +117,7 @@ def test_registering_a_taken_name_fails_in_the_conftest(
 ) -> None:
     pytester.makeconftest(
         "from pytest_tbench import register_mode\n"
-        "from pytest_tbench.modes import MODES\n"
+        "from pytest_tbench.core.modes import MODES\n"
         "from pytest_tbench.scenarios import SCENARIOS\n"
         "register_mode(MODES['train'], SCENARIOS['train'])\n"
     )

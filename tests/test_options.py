@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import torch
 
-from pytest_tbench.config import TBenchConfig
 from pytest_tbench.models.registry import CustomModel
-from pytest_tbench.plugin import STATE
-from pytest_tbench.presets import PRESETS
+from pytest_tbench.plugin.state import STATE
+from pytest_tbench.settings.config import TBenchConfig
+from pytest_tbench.settings.presets import PRESETS
 
 from .conftest import TINY, run_json
 from .forked import runpytest_forked
@@ -23,7 +23,7 @@ def _pow2(low: int, high: int) -> tuple[int, ...]:
     return tuple(2**k for k in range(20) if low <= 2**k <= high)
 
 
-# name: batch sizes, input lengths, new tokens, runs (written out here, not read from presets.py).
+# name: batch sizes, input lengths, new tokens, runs (written out here, not read from settings/presets.py).
 PRESET_TABLE: dict[str, tuple[tuple[int, ...], tuple[int, ...], int, int]] = {
     "quick_test": ((1, 2), (32, 64), 20, 1),
     "small_scale": ((1, 2), (32, 64, 128), 30, 2),

@@ -9,16 +9,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from pytest_tbench.cases import BenchCase
-from pytest_tbench.compare.criteria import parse_criterion
-from pytest_tbench.compare.judge import IMPROVED, REGRESSED, UNCHANGED, judge
-from pytest_tbench.compare.metrics import MetricValues, extract
-from pytest_tbench.config import TBenchConfig
-from pytest_tbench.launchers import Outcome, isolated
-from pytest_tbench.launchers.base import DEFAULT_RULES, Job
-from pytest_tbench.launchers.pooling import pool, split_rounds
+from pytest_tbench.core.criteria import parse_criterion
+from pytest_tbench.judge.judge import IMPROVED, REGRESSED, UNCHANGED, judge
+from pytest_tbench.judge.metrics import MetricValues, extract
+from pytest_tbench.launch import isolated
+from pytest_tbench.launch.base import Job
+from pytest_tbench.launch.pooling import pool, split_rounds
+from pytest_tbench.launch.worker import Outcome
+from pytest_tbench.measure.rounds import DEFAULT_RULES
+from pytest_tbench.measure.trackers.steps import RoundTiming
 from pytest_tbench.scenarios.generate import GenerateRound
-from pytest_tbench.trackers.steps import RoundTiming
+from pytest_tbench.settings.cases import BenchCase
+from pytest_tbench.settings.config import TBenchConfig
 
 from .conftest import TINY, run_json
 from .forked import runpytest_forked

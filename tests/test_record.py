@@ -8,18 +8,18 @@ from typing import Any
 
 import pytest
 
-from pytest_tbench import metric_table
-from pytest_tbench.cases import BenchCase
-from pytest_tbench.compare.metrics import extract
-from pytest_tbench.metric_table import GATE_METRICS, METRICS, PEAK_MEMORY, Metric
-from pytest_tbench.modes import MODEL, MODES, Column, Mode, columns_for, metric_column
-from pytest_tbench.record import Case, ItemRecord
-from pytest_tbench.report import run_of
-from pytest_tbench.report.tables import model_tables
-from pytest_tbench.results import ItemResult
+from pytest_tbench.core import metric_table
+from pytest_tbench.core.metric_table import GATE_METRICS, METRICS, PEAK_MEMORY, Metric
+from pytest_tbench.core.modes import MODEL, MODES, Column, Mode, columns_for, metric_column
+from pytest_tbench.core.record import Case, ItemRecord
+from pytest_tbench.judge.metrics import extract
 from pytest_tbench.scenarios import SCENARIOS, Scenario
 from pytest_tbench.scenarios.forward import forward_work
-from pytest_tbench.summary import summary_tables
+from pytest_tbench.settings.cases import BenchCase
+from pytest_tbench.show.report import run_of
+from pytest_tbench.show.report.tables import model_tables
+from pytest_tbench.show.results import ItemResult
+from pytest_tbench.show.summary import summary_tables
 
 from .conftest import ALL_MODES_BENCH, TINY, run_json
 

@@ -16,10 +16,10 @@ import pytest
 from matplotlib.image import imread
 
 from pytest_tbench.cli import main as tbench_main
-from pytest_tbench.report import load_runs, run_of, write_report
-from pytest_tbench.report.csvs import IDENTITY_COLUMNS, STATS_COLUMNS
-from pytest_tbench.report.observations import observations
-from pytest_tbench.report.plots import DPI, heatmap_figsize, render_plots
+from pytest_tbench.show.report import load_runs, run_of, write_report
+from pytest_tbench.show.report.csvs import IDENTITY_COLUMNS, STATS_COLUMNS
+from pytest_tbench.show.report.observations import observations
+from pytest_tbench.show.report.plots import DPI, heatmap_figsize, render_plots
 
 from .conftest import TINY
 
@@ -476,7 +476,7 @@ def test_html_opens_offline_in_headless_chromium(report: Path, tmp_path: Path) -
 
 
 def test_a_row_of_an_image_item_is_labelled_by_its_input() -> None:
-    from pytest_tbench.report.frame import Row
+    from pytest_tbench.show.report.frame import Row
 
     def row(seq_len: int, media: str) -> Row:
         extra: dict[str, Any] = {"media": media} if media else {}

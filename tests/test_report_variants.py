@@ -13,17 +13,17 @@ from typing import Any
 import pytest
 from matplotlib.image import imread
 
-from pytest_tbench.axes import variant_id
 from pytest_tbench.cli import main as tbench_main
-from pytest_tbench.report import run_of
-from pytest_tbench.report.observations import (
+from pytest_tbench.core.axes import variant_id
+from pytest_tbench.show.report import run_of
+from pytest_tbench.show.report.observations import (
     attention_comparison,
     compile_payback,
     fastest_variant,
     observations,
     quantization_tradeoff,
 )
-from pytest_tbench.report.variants import format_payback, variant_groups, variant_table
+from pytest_tbench.show.report.variants import format_payback, variant_groups, variant_table
 
 MIB = 1024 * 1024
 

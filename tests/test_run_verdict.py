@@ -1,4 +1,4 @@
-"""The run's one decision under --tbench-ab (ab/run_verdict.py), over simulated runs: many items whose
+"""The run's one decision under --tbench-ab (judge/run_verdict.py), over simulated runs: many items whose
 sides differ only by noise must not fail the run more often than its stated error rate, one real slowdown
 among them must be found, and a small change of every item must be seen as the run's. Torch-free and fast:
 the items' verdicts come from the same judging code as a session's, on synthetic paired rounds."""
@@ -10,12 +10,12 @@ import random
 
 import pytest
 
-from pytest_tbench.ab.paired import ITEM_MEMORY_FLOOR_BYTES, SLOWER_WITHIN, judge_paired
-from pytest_tbench.ab.run_verdict import ALPHA, RunVerdict, settle_run
-from pytest_tbench.compare.criteria import parse_criteria
-from pytest_tbench.compare.judge import REGRESSED, UNCHANGED
-from pytest_tbench.metric_table import PEAK_MEMORY_INCREASE_PER_PROCESS_BYTES
-from pytest_tbench.record import ItemRecord
+from pytest_tbench.core.criteria import parse_criteria
+from pytest_tbench.core.metric_table import PEAK_MEMORY_INCREASE_PER_PROCESS_BYTES
+from pytest_tbench.core.record import ItemRecord
+from pytest_tbench.judge.judge import REGRESSED, UNCHANGED
+from pytest_tbench.judge.paired import ITEM_MEMORY_FLOOR_BYTES, SLOWER_WITHIN, judge_paired
+from pytest_tbench.judge.run_verdict import ALPHA, RunVerdict, settle_run
 
 CRITERIA = parse_criteria("time:5% tokens_per_s:5% peak_memory:5%")
 PAIRS, ROUNDS = 8, 6

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pytest_tbench.cli import main
-from pytest_tbench.scaffold import FILES, template
+from pytest_tbench.cli.scaffold import FILES, template
 
 from .conftest import TINY
 

@@ -12,8 +12,8 @@ import pytest
 from pytest_benchmark.cli import main as pytest_benchmark_main
 
 from pytest_tbench.cli import main as tbench_main
-from pytest_tbench.errors import OptionError
-from pytest_tbench.shards import ShardRecord, merge_runs
+from pytest_tbench.cli.merge import ShardRecord, merge_runs
+from pytest_tbench.core.errors import OptionError
 
 from .conftest import FORWARD_BENCH, TINY
 
@@ -33,7 +33,7 @@ benchmarks:
 # went to another shard must still be released after its last item in this one.
 LOADED_AT_START = """
 import json
-from pytest_tbench.plugin import STATE
+from pytest_tbench.plugin.state import STATE
 
 SEEN = {}
 

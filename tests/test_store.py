@@ -20,16 +20,16 @@ from sqlalchemy import func, select, update
 
 # Imported once for the whole module: an in-process pytester run that imported the plugin (and torch's
 # compiler with it) for the first time forgets it afterwards, and the next one's import fails in torch.
-import pytest_tbench.plugin  # noqa: F401
+import pytest_tbench.plugin.hooks  # noqa: F401
 from pytest_tbench.cli import main as tbench_main
-from pytest_tbench.errors import OptionError
+from pytest_tbench.core.errors import OptionError
 from pytest_tbench.history import migrations, schema, store
 from pytest_tbench.history.errors import StoreError
-from pytest_tbench.history.location import StoreLocation, mask_text
 from pytest_tbench.history.series import Filters, SeriesSteps, Step
 from pytest_tbench.history.store import Store, open_store
 from pytest_tbench.history.urls import mask_url, mask_values
 from pytest_tbench.history.urls import store_url as parse_url
+from pytest_tbench.settings.store import StoreLocation, mask_text
 
 from .conftest import TINY
 from .forked import runpytest_forked

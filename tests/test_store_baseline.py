@@ -104,8 +104,8 @@ def test_the_store_password_is_in_no_child_s_command_line(
     import subprocess
     import time
 
-    from pytest_tbench.compare import stored
-    from pytest_tbench.errors import OptionError
+    from pytest_tbench.core.errors import OptionError
+    from pytest_tbench.judge import stored
 
     seen: list[bytes] = []
 

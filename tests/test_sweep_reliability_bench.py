@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pytest_tbench.ab.paired import paired_estimate
+from pytest_tbench.judge.paired import paired_estimate
 
 from .conftest import bench_script
 

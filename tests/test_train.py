@@ -10,13 +10,13 @@ from typing import ClassVar
 import pytest
 import torch
 
-from pytest_tbench.cases import BenchCase
-from pytest_tbench.inputs import make_inputs
+from pytest_tbench.measure.work import Work
+from pytest_tbench.models.inputs import make_inputs
 from pytest_tbench.models.loading import TORCH_DTYPES, ModelCache, ModelKey, load_model
 from pytest_tbench.models.registry import resolve
 from pytest_tbench.scenarios import train
-from pytest_tbench.scenarios.base import Work
 from pytest_tbench.scenarios.train import TrainingDiverged, train_work
+from pytest_tbench.settings.cases import BenchCase
 
 from .conftest import MID_CONFTEST, TINY, run_json
 

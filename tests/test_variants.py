@@ -1,17 +1,17 @@
-"""Variant axes (``axes.py``): how they expand into items and ids, read back from JSON written before them,
-and the attention axis end to end (the compile axis: tests/test_compile.py)."""
+"""Variant axes (``core/axes.py``): how they expand into items and ids, read back from JSON written before
+them, and the attention axis end to end (the compile axis: tests/test_compile.py)."""
 
 from __future__ import annotations
 
 import pytest
 from transformers import GPT2Config, GPT2Model
 
-from pytest_tbench.axes import AXES, variant_label
-from pytest_tbench.cases import BenchCase, build_cases
-from pytest_tbench.config import TBenchConfig
+from pytest_tbench.core.axes import AXES, variant_label
+from pytest_tbench.core.record import ItemRecord
 from pytest_tbench.models.attention import attention_choices, attention_unsupported_reason
-from pytest_tbench.record import ItemRecord
-from pytest_tbench.report.frame import row_of
+from pytest_tbench.settings.cases import BenchCase, build_cases
+from pytest_tbench.settings.config import TBenchConfig
+from pytest_tbench.show.report.frame import row_of
 
 from .conftest import TINY, run_json
 

@@ -18,7 +18,7 @@ import pytest
 from transformers import GPT2Config, GPT2Model
 from transformers.models.gpt2 import modeling_gpt2
 
-from pytest_tbench.launchers.conftests import session_conftests
+from pytest_tbench.launch.conftests import session_conftests
 from pytest_tbench.models.code import FunctionCode, ModelCode, check_here, differences, fingerprint
 
 from .conftest import run_json
@@ -260,7 +260,7 @@ def test_session_conftests_are_the_conftest_modules_in_registration_order(tmp_pa
     first.__file__ = str(tmp_path / "conftest.py")
     second.__file__ = str(tmp_path / "pkg" / "conftest.py")
     other = types.ModuleType("plugin")
-    other.__file__ = str(tmp_path / "plugin.py")
+    other.__file__ = str(tmp_path / "plugin/hooks.py")
     found = session_conftests([("a", first), ("b", other), ("c", second), ("d", object())])
     assert [(c.name, Path(c.file)) for c in found] == [
         ("conftest", tmp_path / "conftest.py"),
@@ -276,13 +276,13 @@ def test_an_ab_side_imports_nothing_of_the_code_under_test_before_its_import_pat
     import os
     import sys
 
-    from pytest_tbench.ab.side_process import Launch, SideProcess, plugin_home
-    from pytest_tbench.launchers.conftests import Conftest
+    from pytest_tbench.launch.ab.side_process import Launch, SideProcess, plugin_home
+    from pytest_tbench.launch.conftests import Conftest
 
     # The side's first import, right after its path is set: what was imported before it?
     (tmp_path / "probe.py").write_text(
         "import sys\n"
-        "names = ('transformers', 'torch', 'pytest_tbench.launchers')\n"
+        "names = ('transformers', 'torch', 'pytest_tbench.launch.worker')\n"
         "early = sorted(name for name in names if name in sys.modules)\n"
         f"open({str(tmp_path / 'early.txt')!r}, 'w').write(','.join(early))\n"
     )
@@ -301,7 +301,7 @@ def test_an_ab_side_imports_nothing_of_the_code_under_test_before_its_import_pat
 FORK_AFTER_CONFTEST = """
 import os, signal, sys
 import torch
-from pytest_tbench.launchers.conftests import Conftest, load
+from pytest_tbench.launch.conftests import Conftest, load
 
 before = len(os.listdir("/proc/self/task"))
 load([Conftest("conftest", os.path.join(sys.argv[1], "conftest.py"), sys.argv[1])])

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_tbench.scaffold import template
+from pytest_tbench.cli.scaffold import template
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = {

@@ -9,27 +9,27 @@ from typing import Any
 
 import pytest
 
-from pytest_tbench.config import TBenchConfig
-from pytest_tbench.errors import OptionError
+from pytest_tbench.core.errors import OptionError
 
 # Imported before any in-process session: one that imports SQLAlchemy first leaves a second copy's classes.
 from pytest_tbench.history.store import open_store
+from pytest_tbench.measure.pytest_benchmark_api import ReceivedBenchmark
 from pytest_tbench.models.loading import ModelCache, ModelKey
-from pytest_tbench.parallel.assign import (
+from pytest_tbench.plugin.assign import (
     check_gpu_count,
     cpus_for_worker,
     gpus_for_worker,
     parent_visible_gpus,
     worker_index,
 )
-from pytest_tbench.parallel.xdist_session import (
+from pytest_tbench.plugin.xdist import (
     WorkerPlan,
     expanded_specs,
     plain_nodeid,
     plan_workers,
     sets_visible_devices,
 )
-from pytest_tbench.pytest_benchmark_api import ReceivedBenchmark
+from pytest_tbench.settings.config import TBenchConfig
 
 from .test_gate import GATE_BENCH, SWEEP
 

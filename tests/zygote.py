@@ -24,7 +24,7 @@ def preload() -> None:
     import pytest_benchmark.plugin  # noqa: F401
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM  # noqa: F401
 
-    import pytest_tbench.plugin  # noqa: F401
+    import pytest_tbench.plugin.hooks  # noqa: F401
 
     for name in [name for name in sys.modules if name.split(".")[0] == "pytest_tbench"]:
         del sys.modules[name]

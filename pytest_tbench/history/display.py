@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 
 from pytest_benchmark.utils import time_unit
 
-from ..metric_table import METRICS, MIB
-from .series import SeriesKey, Step, worse
+from pytest_tbench.core.metric_table import METRICS, MIB
+from pytest_tbench.history.series import SeriesKey, Step, worse
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..record import CASE_FIELDS, CASE_PARAM
-from .ingest import NO_BRANCH, NO_COMMIT
+from pytest_tbench.core.record import CASE_FIELDS, CASE_PARAM
+from pytest_tbench.history.ingest import NO_BRANCH, NO_COMMIT
 
 
 def _stats(rounds: list[float], stored: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..compare.runs import load_run
-from ..errors import OptionError
-from .store import Store
+from pytest_tbench.core.errors import OptionError
+from pytest_tbench.core.run_file import load_run
+from pytest_tbench.history.store import Store
 
 
 @dataclass

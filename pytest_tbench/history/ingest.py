@@ -16,13 +16,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..axes import variant_label
-from ..case_id import case_id
-from ..errors import OptionError
-from ..metric_table import MEDIAN_S, METRICS, stored_unit
-from ..record import Case, ItemRecord, number
-from .stored import machine_label
-from .urls import mask_values
+from pytest_tbench.core.axes import variant_label
+from pytest_tbench.core.case_id import case_id
+from pytest_tbench.core.errors import OptionError
+from pytest_tbench.core.metric_table import MEDIAN_S, METRICS, stored_unit
+from pytest_tbench.core.record import Case, ItemRecord, number
+from pytest_tbench.history.stored import machine_label
+from pytest_tbench.history.urls import mask_values
 
 # pytest-benchmark's commit_info outside a repository: stored as "no commit", "no branch".
 NO_COMMIT = "unversioned"
@@ -125,7 +125,7 @@ def item_rows(bench: Mapping[str, Any]) -> ItemRows | None:
 def _check_lengths(name: str, item: Mapping[str, Any]) -> None:
     """PostgreSQL refuses a value longer than its column (a registered mode's long name); SQLite would store
     it. Refused here, alike on both, naming the item and the column."""
-    from .schema import items
+    from pytest_tbench.history.schema import items
 
     for column in items.columns:
         limit = getattr(column.type, "length", None)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, DateTime, inspect, select
 
-from . import schema
-from .errors import StoreError
+from pytest_tbench.history import schema
+from pytest_tbench.history.errors import StoreError
 
 # pg_advisory_xact_lock's key for "the tbench schema": any constant both sessions agree on ("tbench" in hex).
 SCHEMA_LOCK = 0x7462656E6368
@@ -78,7 +78,7 @@ def prepare(conn: Connection, label: str) -> int:
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
     found, target = stored_version(conn), current_version()
     if found > target:
-        from .. import __version__
+        from pytest_tbench.core.version import VERSION as __version__
 
         raise StoreError(
             f"store {label} has schema version {found}, newer than version {target} that pytest-tbench "

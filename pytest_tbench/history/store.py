@@ -39,15 +39,15 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
-from .. import __version__
-from ..metric_table import MEDIAN_S, METRICS
-from . import migrations
-from .errors import StoreError
-from .ingest import ItemRows, run_rows
-from .schema import change_points, items, metrics, runs
-from .series import Filters, Point, Series, SeriesKey, SeriesSteps, Step, worse
-from .stored import ChangePoint, RunInfo
-from .urls import mask_url, redact, store_url
+from pytest_tbench.core.metric_table import MEDIAN_S, METRICS
+from pytest_tbench.core.version import VERSION as __version__
+from pytest_tbench.history import migrations
+from pytest_tbench.history.errors import StoreError
+from pytest_tbench.history.ingest import ItemRows, run_rows
+from pytest_tbench.history.schema import change_points, items, metrics, runs
+from pytest_tbench.history.series import Filters, Point, Series, SeriesKey, SeriesSteps, Step, worse
+from pytest_tbench.history.stored import ChangePoint, RunInfo
+from pytest_tbench.history.urls import mask_url, redact, store_url
 
 BUSY_TIMEOUT_S = 60.0  # how long a SQLite writer waits for another's transaction to end
 CONNECT_TIMEOUT_S = 10  # how long to wait for a PostgreSQL server to answer
@@ -244,7 +244,7 @@ class Store:
 
     def run_json(self, run_id: int | None = None) -> dict[str, Any]:
         """Stored run ``run_id`` (None: the newest by date) as pytest-benchmark JSON (export.py)."""
-        from .export import run_document
+        from pytest_tbench.history.export import run_document
 
         with self._reading("reading a run") as conn:
             query = select(runs)
@@ -315,7 +315,7 @@ class Store:
         run, ratio and p-value refined) and keeps its ``found_at``, the date it was first found; a new step
         gets ``now``. A recorded change point that no step is any more gets ``cleared_at`` ``now`` and is
         kept (``change_points`` leaves it out unless asked)."""
-        from .trends import match_stored
+        from pytest_tbench.history.trends import match_stored
 
         now = now or datetime.now(timezone.utc)
         for entry in found:

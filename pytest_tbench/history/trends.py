@@ -17,11 +17,16 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 from scipy import stats
 
-from ..errors import OptionError
-from ..metric_table import FLOPS_PER_CALL, OPTIMIZER_STATE_BYTES, PARAMETER_BYTES, stored_unit
-from .display import percent
-from .series import Series, SeriesSteps, Step
-from .stored import ChangePoint
+from pytest_tbench.core.errors import OptionError
+from pytest_tbench.core.metric_table import (
+    FLOPS_PER_CALL,
+    OPTIMIZER_STATE_BYTES,
+    PARAMETER_BYTES,
+    stored_unit,
+)
+from pytest_tbench.history.display import percent
+from pytest_tbench.history.series import Series, SeriesSteps, Step
+from pytest_tbench.history.stored import ChangePoint
 
 # A stored change point is the same step as one found now when it is in the same direction and its run is
 # within this many points of the step's: the estimated position moves as a series grows (the bench counts a
@@ -63,7 +68,7 @@ class Found:
 def find_steps(series: Sequence[Series], alpha: float = 0.01, min_change: float = 0.01) -> list[SeriesSteps]:
     """Each series with the steps found in it (every series, so that a store's recorded change points of a
     series that has none now are cleared), at a false discovery rate of ``alpha`` across all of them."""
-    from .changepoints import detect
+    from pytest_tbench.history.changepoints import detect
 
     found = []
     for s in series:

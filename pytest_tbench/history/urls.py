@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from .errors import StoreError
-from .location import FORMS, mask_text
+from pytest_tbench.history.errors import StoreError
+from pytest_tbench.settings.store import FORMS, mask_text
 
 
 def is_path(text: str) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from transformers import PretrainedConfig
 
-from ..axes import ATTN_AUTO
+from pytest_tbench.core.axes import ATTN_AUTO
 
 # What the registry holds that is no choice for a benchmark item: the paged cache's implementation of
 # continuous batching, which generate and forward do not use.

@@ -34,8 +34,8 @@ from transformers import (
     PretrainedConfig,
 )
 
-from ..trackers.flops import matmul_parameters
-from .architecture import is_encoder_only, max_positions
+from pytest_tbench.models.architecture import is_encoder_only, max_positions
+from pytest_tbench.models.flops import matmul_parameters
 
 INPUTS_SEED = 1234
 

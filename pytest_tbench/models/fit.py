@@ -19,8 +19,8 @@ import psutil
 import torch
 from transformers import PretrainedConfig
 
-from ..axes import QUANT_NONE
-from .quantization import is_bitsandbytes
+from pytest_tbench.core.axes import QUANT_NONE
+from pytest_tbench.models.quantization import is_bitsandbytes
 
 GIB = 1024**3
 
@@ -229,8 +229,8 @@ def free_memory(device: str, in_this_process: bool, every_gpu: bool = False) -> 
 
 
 def _free_by_nvml(device: str, every_gpu: bool) -> tuple[int | None, str]:
-    from .. import nvml
-    from ..devices import cuda_index, cuda_uuid
+    from pytest_tbench.machine import nvml
+    from pytest_tbench.machine.devices import cuda_index, cuda_uuid
 
     indexes = list(range(torch.cuda.device_count())) if every_gpu else [cuda_index(device)]
     read = [nvml.free_bytes(cuda_uuid(index)) for index in indexes]

@@ -27,14 +27,14 @@ from transformers import (
     PreTrainedModel,
 )
 
-from ..axes import ATTN_AUTO, DEVICE_MAP_NONE, QUANT_NONE, TP_NONE
-from ..devices import empty_cache, synchronize
-from .attention import attention_unsupported_reason
-from .families import family_of
-from .fit import weights
-from .hub import load_failure_hint, pretrained_kwargs
-from .placement import is_spread, model_devices, saved_random_weights, spread_kwargs
-from .quantization import (
+from pytest_tbench.core.axes import ATTN_AUTO, DEVICE_MAP_NONE, QUANT_NONE, TP_NONE
+from pytest_tbench.machine.devices import empty_cache, synchronize
+from pytest_tbench.models.attention import attention_unsupported_reason
+from pytest_tbench.models.families import family_of
+from pytest_tbench.models.fit import weights
+from pytest_tbench.models.hub import load_failure_hint, pretrained_kwargs
+from pytest_tbench.models.placement import is_spread, model_devices, saved_random_weights, spread_kwargs
+from pytest_tbench.models.quantization import (
     QuantizationError,
     bitsandbytes_config,
     is_bitsandbytes,
@@ -42,14 +42,14 @@ from .quantization import (
     tensor_bytes,
     tensor_elements,
 )
-from .registry import BUILTIN_MODELS, CustomModel, ResolvedSpec, resolve
+from pytest_tbench.models.registry import BUILTIN_MODELS, CustomModel, ResolvedSpec, resolve
 
 HEADS: dict[str, type | None] = {
     "base": AutoModel,
     "causal-lm": AutoModelForCausalLM,
     "seq2seq-lm": AutoModelForSeq2SeqLM,
     "masked-lm": AutoModelForMaskedLM,
-    # The head the architecture trains with, by its family (models/families.py): causal, seq2seq or masked
+    # The head the architecture trains with, by its family (families.py): causal, seq2seq or masked
     # LM for text, image classification for a vision encoder, CLIP's own contrastive model, CTC for wav2vec2,
     # speech seq2seq for Whisper, image-text-to-text for a vision-language model.
     "lm": None,
@@ -107,9 +107,9 @@ class ModelKey:
     # Passed to from_pretrained / from_config as ``attn_implementation=``; "auto" passes nothing (the model's
     # own choice, which transformers records in ``config._attn_implementation``).
     attn_implementation: str = ATTN_AUTO
-    # torchao's: applied in place after loading; bitsandbytes': while loading (models/quantization.py).
+    # torchao's: applied in place after loading; bitsandbytes': while loading (quantization.py).
     quantization: str = QUANT_NONE
-    # A model spread over several devices (models/placement.py): from_pretrained's device_map, or tensor
+    # A model spread over several devices (placement.py): from_pretrained's device_map, or tensor
     # parallel ranks (each rank's process loads its own shard).
     device_map: str = DEVICE_MAP_NONE
     tp: str = TP_NONE
@@ -152,7 +152,7 @@ class LoadedModel:
     # ModelCache.get loads afresh rather than hand them to the next item.
     trained: bool = False
     quantized_layers: int = 0  # linear layers whose weights --tbench-quantization replaced
-    # Every device the weights live on (models/placement.py): more than one for a device-mapped model, whose
+    # Every device the weights live on (placement.py): more than one for a device-mapped model, whose
     # rounds synchronise and whose memory tracker reads each of them. Empty: the item's device alone.
     devices: tuple[str, ...] = ()
 
@@ -288,7 +288,7 @@ class ModelCache:
         return self._attention[cache_key]
 
     def weights_estimate(self, key: ModelKey) -> tuple[int, int] | None:
-        """(parameters, bytes) of the key's model from its config alone (models/fit.py); None where the
+        """(parameters, bytes) of the key's model from its config alone (fit.py); None where the
         model cannot be built on the meta device (its load will say why, or succeed regardless)."""
         cache_key = (key.spec, key.head, key.weights_dtype, key.quantization)
         if cache_key not in self._weights:

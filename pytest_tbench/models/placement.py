@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from ..axes import DEVICE_MAP_NONE, TP_NONE
-from ..devices import is_cuda
+from pytest_tbench.core.axes import DEVICE_MAP_NONE, TP_NONE
+from pytest_tbench.machine.devices import is_cuda
 
 MULTI_GPU_EXTRA = "pip install 'pytest-tbench[multi-gpu]'"
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..axes import QUANT_NONE
+from pytest_tbench.core.axes import QUANT_NONE
 
 EXTRA = "pip install 'pytest-tbench[quant]'"
 BNB_PREFIX = "bnb-"

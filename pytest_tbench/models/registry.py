@@ -18,9 +18,9 @@ from typing import Any, Literal
 from transformers import AutoConfig, PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from ..errors import OptionError
-from .builtins import BUILTIN_MODELS, DEFAULT_MODELS, ConfigFactory
-from .hub import pretrained_kwargs
+from pytest_tbench.core.errors import OptionError
+from pytest_tbench.models.builtins import BUILTIN_MODELS, DEFAULT_MODELS, ConfigFactory
+from pytest_tbench.models.hub import pretrained_kwargs
 
 __all__ = ["BUILTIN_MODELS", "DEFAULT_MODELS", "ConfigFactory", "register_model", "resolve"]
 

@@ -24,12 +24,12 @@ from typing import Any
 
 import torch
 
-from ..backends import ONNXRUNTIME, TORCHSCRIPT
-from ..backends.runner import BackendError, Runner
-from ..cases import BenchCase
-from ..devices import synchronize
-from ..metric_table import BACKEND_MAX_ABS_DIFF, EXPORT_TIME_S
-from .base import Work
+from pytest_tbench.core.metric_table import BACKEND_MAX_ABS_DIFF, EXPORT_TIME_S
+from pytest_tbench.machine.devices import synchronize
+from pytest_tbench.measure.work import Work
+from pytest_tbench.scenarios.backends import ONNXRUNTIME, TORCHSCRIPT
+from pytest_tbench.scenarios.backends.runner import BackendError, Runner
+from pytest_tbench.settings.cases import BenchCase
 
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 5e-2}
 
@@ -40,11 +40,11 @@ class BackendMismatch(AssertionError):
 
 def open_runner(backend: str, model: torch.nn.Module, kwargs: dict[str, Any], device: str) -> Runner:
     if backend == ONNXRUNTIME:
-        from ..backends.ort import onnxruntime_runner
+        from pytest_tbench.scenarios.backends.ort import onnxruntime_runner
 
         return onnxruntime_runner(model, kwargs, device)
     if backend == TORCHSCRIPT:
-        from ..backends.torchscript import torchscript_runner
+        from pytest_tbench.scenarios.backends.torchscript import torchscript_runner
 
         return torchscript_runner(model, kwargs)
     raise BackendError(f"unknown backend {backend!r}")

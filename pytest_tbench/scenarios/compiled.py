@@ -32,12 +32,17 @@ import torch
 import torch._dynamo
 from torch._dynamo.exc import FailOnRecompileLimitHit
 
-from ..axes import COMPILE_OFF
-from ..cases import BenchCase
-from ..devices import synchronize
-from ..metric_table import COMPILE_FRAMES, COMPILE_TIME_S, COMPILE_WARMUP_ROUNDS, RECOMPILES_MEASURED
-from ..trackers.compiles import MeasuredCompileError, dynamo_frame_compiles
-from .base import Work
+from pytest_tbench.core.axes import COMPILE_OFF
+from pytest_tbench.core.metric_table import (
+    COMPILE_FRAMES,
+    COMPILE_TIME_S,
+    COMPILE_WARMUP_ROUNDS,
+    RECOMPILES_MEASURED,
+)
+from pytest_tbench.machine.devices import synchronize
+from pytest_tbench.measure.trackers.compiles import MeasuredCompileError, dynamo_frame_compiles
+from pytest_tbench.measure.work import Work
+from pytest_tbench.settings.cases import BenchCase
 
 # Rounds a compiled item may take to stop compiling before it fails: a shape or guard that changes on every
 # call would otherwise compile until dynamo's recompile limit (8 per code object).

@@ -1,4 +1,4 @@
-"""What one decode step reads from memory, for the decode bandwidth (``limits.py``).
+"""What one decode step reads from memory, for the decode bandwidth (``measure/limits.py``).
 
 A decode step feeds one token per row through the model: it reads every weight it multiplies with once (the
 matmul parameters: all but the embedding tables, of which it reads one row per token; a tied LM head reads
@@ -21,7 +21,11 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from ..metric_table import DECODE_BANDWIDTH_UNAVAILABLE, DECODE_KV_READ_BYTES, DECODE_WEIGHTS_READ_BYTES
+from pytest_tbench.core.metric_table import (
+    DECODE_BANDWIDTH_UNAVAILABLE,
+    DECODE_KV_READ_BYTES,
+    DECODE_WEIGHTS_READ_BYTES,
+)
 
 _FULL = ("full_attention",)
 _WINDOWED = ("sliding_attention", "chunked_attention")

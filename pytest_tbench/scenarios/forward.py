@@ -1,5 +1,5 @@
 """Inference: one forward pass over the whole batch, under ``torch.inference_mode``; on PyTorch, or on another
-backend (``scenarios/backend.py``)."""
+backend (``backend.py``)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import inspect
 
 import torch
 
-from ..axes import BACKEND_PYTORCH
-from ..cases import BenchCase
-from ..inputs import make_inputs
-from ..models.families import family_of, flop_tokens
-from ..models.loading import LoadedModel
-from ..trackers.flops import FlopEstimate, FlopPass, matmul_parameters
-from .backend import backend_work
-from .base import Work
-from .compiled import compiled_module
+from pytest_tbench.core.axes import BACKEND_PYTORCH
+from pytest_tbench.measure.work import Work
+from pytest_tbench.models.families import family_of, flop_tokens
+from pytest_tbench.models.flops import FlopEstimate, FlopPass, matmul_parameters
+from pytest_tbench.models.inputs import make_inputs
+from pytest_tbench.models.loading import LoadedModel
+from pytest_tbench.scenarios.backend import backend_work
+from pytest_tbench.scenarios.compiled import compiled_module
+from pytest_tbench.scenarios.scenario import Scenario, all_variants
+from pytest_tbench.settings.cases import BenchCase
 
 
 def forward_work(loaded: LoadedModel, case: BenchCase) -> Work:
@@ -36,3 +37,11 @@ def forward_work(loaded: LoadedModel, case: BenchCase) -> Work:
     flops = FlopPass(lambda mark: call(), FlopEstimate(2, matmul_parameters(model).count, estimated))
     work = Work(call, samples=case.batch_size, tokens=tokens, flops=flops)
     return work if case.backend == BACKEND_PYTORCH else backend_work(work, model, case, kwargs)
+
+
+SCENARIO = Scenario(
+    "forward",
+    lambda case: case.seq_len,
+    lambda loaded, case, _: forward_work(loaded, case),
+    variant_reason=all_variants,
+)

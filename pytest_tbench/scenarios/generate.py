@@ -11,7 +11,7 @@ so a checkpoint's beams or penalties would otherwise apply. The model's config i
 
 Compiled (``--tbench-compile MODE``), generate runs transformers' own path: a static cache and a
 ``CompileConfig(mode=MODE)`` in the generation config, so that the prefill runs eager and every decode step
-runs transformers' compiled call (``get_compiled_call``); ``scenarios/compiled.py`` keeps the compiling out of
+runs transformers' compiled call (``get_compiled_call``); ``compiled.py`` keeps the compiling out of
 the rounds. Uncompiled, transformers decides by itself, as before (on CUDA it compiles a static cache's decode
 step), and ``generate_compiled`` records what it decided.
 """
@@ -27,24 +27,25 @@ import numpy as np
 import torch
 from transformers import PretrainedConfig, StoppingCriteria, StoppingCriteriaList
 
-from ..axes import COMPILE_OFF
-from ..cases import BenchCase
-from ..config import TBenchConfig
-from ..inputs import make_inputs
-from ..models.architecture import is_encoder_only
-from ..models.families import family_of
-from ..models.loading import LoadedModel
-from ..trackers.compiles import (
+from pytest_tbench.core.axes import COMPILE_OFF
+from pytest_tbench.measure.trackers.compiles import (
     CompileWatch,
     MeasuredCompileError,
     dynamo_frame_compiles,
     release_generate_state,
 )
-from ..trackers.flops import FlopEstimate, FlopPass, Mark, matmul_parameters
-from ..trackers.steps import RoundTiming, StepClock
-from .base import Work
-from .decode_reads import decode_reads
-from .generate_settings import GenerateSettings
+from pytest_tbench.measure.trackers.steps import RoundTiming, StepClock
+from pytest_tbench.measure.work import Work
+from pytest_tbench.models.architecture import is_encoder_only
+from pytest_tbench.models.families import family_of
+from pytest_tbench.models.flops import FlopEstimate, FlopPass, Mark, matmul_parameters
+from pytest_tbench.models.inputs import make_inputs
+from pytest_tbench.models.loading import LoadedModel
+from pytest_tbench.scenarios.decode_reads import decode_reads
+from pytest_tbench.scenarios.scenario import Scenario
+from pytest_tbench.settings.cases import BenchCase
+from pytest_tbench.settings.config import TBenchConfig
+from pytest_tbench.settings.generate import GenerateSettings
 
 
 class TokenCountError(AssertionError):
@@ -305,3 +306,13 @@ def generate_work(loaded: LoadedModel, case: BenchCase, settings: GenerateSettin
         cleanup=cleanup,
         flops=flops,
     )
+
+
+SCENARIO = Scenario(
+    "generate",
+    lambda case: case.seq_len + case.new_tokens,
+    lambda loaded, case, settings: generate_work(loaded, case, settings.generate_settings(case.new_tokens)),
+    unsupported_reason,
+    pooled_metrics,
+    variant_reason,
+)

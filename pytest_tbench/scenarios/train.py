@@ -19,13 +19,14 @@ from typing import Any
 
 import torch
 
-from ..cases import BenchCase
-from ..inputs import inputs_generator, make_inputs
-from ..models.families import family_of, flop_tokens
-from ..models.loading import AMP_DTYPES, TORCH_DTYPES, LoadedModel
-from ..trackers.flops import FlopEstimate, FlopPass, Mark, matmul_parameters
-from .base import Work
-from .compiled import compiled_module
+from pytest_tbench.measure.work import Work
+from pytest_tbench.models.families import family_of, flop_tokens
+from pytest_tbench.models.flops import FlopEstimate, FlopPass, Mark, matmul_parameters
+from pytest_tbench.models.inputs import inputs_generator, make_inputs
+from pytest_tbench.models.loading import AMP_DTYPES, TORCH_DTYPES, LoadedModel
+from pytest_tbench.scenarios.compiled import compiled_module
+from pytest_tbench.scenarios.scenario import Scenario, all_variants
+from pytest_tbench.settings.cases import BenchCase
 
 LEARNING_RATE = 1e-5
 
@@ -225,3 +226,11 @@ def train_work(loaded: LoadedModel, case: BenchCase, optimizer_name: str) -> Wor
         cleanup=cleanup,
         flops=FlopPass(count_pass, FlopEstimate(6, matmul_parameters(model).count, estimated)),
     )
+
+
+SCENARIO = Scenario(
+    "train",
+    lambda case: case.seq_len,
+    lambda loaded, case, settings: train_work(loaded, case, settings.optimizer),
+    variant_reason=all_variants,
+)

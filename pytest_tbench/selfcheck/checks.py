@@ -25,13 +25,13 @@ from typing import Any
 import pytest
 import torch
 
-from .. import nvml
-from ..devices import cuda_index, cuda_uuid, is_cuda
-from ..inputs import make_inputs
-from ..models.loading import LoadedModel, ModelKey, load_model
-from ..models.registry import resolve
-from .loops import decode_medians_s, forward_medians_s
-from .verdicts import Check, agreement, at_most, bracketed, holds
+from pytest_tbench.machine import nvml
+from pytest_tbench.machine.devices import cuda_index, cuda_uuid, is_cuda
+from pytest_tbench.models.inputs import make_inputs
+from pytest_tbench.models.loading import LoadedModel, ModelKey, load_model
+from pytest_tbench.models.registry import resolve
+from pytest_tbench.selfcheck.loops import decode_medians_s, forward_medians_s
+from pytest_tbench.selfcheck.verdicts import Check, agreement, at_most, bracketed, holds
 
 FORWARD = """
 from pytest_tbench import TBench

@@ -1,0 +1,63 @@
+"""What every launcher takes and gives: a ``Job`` (one item's measurement, picklable so that it can travel
+to a worker process) in, an ``Attempt`` (what one measurement of it gave) or an ``OutOfMemory`` out."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from transformers import PretrainedConfig
+
+from pytest_tbench.launch.conftests import Conftest
+from pytest_tbench.measure.memory_errors import OutOfMemory
+from pytest_tbench.measure.rounds import DEFAULT_RULES, RoundRules
+from pytest_tbench.models.registry import SpecKind
+from pytest_tbench.settings.cases import BenchCase
+from pytest_tbench.settings.config import TBenchConfig
+
+
+@dataclass(frozen=True)
+class Job:
+    """One item's measurement: its case, its model's source, the plugin settings, the rounds to run (already
+    reduced to one under --benchmark-disable) and how to time them. All of it picklable: a user's config
+    factory becomes the config it made."""
+
+    case: BenchCase
+    spec: str
+    kind: SpecKind
+    # For random-weight models run in a worker; in-process (None) the session's model cache makes it.
+    model_config: PretrainedConfig | None
+    target: str | None  # for from_pretrained models
+    settings: TBenchConfig
+    rounds: int
+    warmup: int
+    rules: RoundRules = DEFAULT_RULES
+    # The session's conftest modules, which the worker's process imports before the model is built.
+    conftests: tuple[Conftest, ...] = ()
+    # Count one call's FLOPs after the rounds (an untimed pass as long as a call or more): False in every
+    # worker of an item but the first (per A/B side), whose count the pooled result carries (pooling.py).
+    count_flops: bool = True
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One measurement of an item: its extra_info so far, what one call processes, and the kept timings (none
+    under --benchmark-disable). A regressed attempt may be replaced by a new one (``retries.py``)."""
+
+    info: dict[str, Any]
+    samples: int
+    tokens: int
+    timings: list[float]
+
+    @property
+    def median_s(self) -> float | None:
+        return statistics.median(self.timings) if self.timings else None
+
+
+class Launcher(Protocol):
+    """Where an item's rounds run. A launcher records its timings in the item's pytest-benchmark fixture
+    and returns the attempt, or the out-of-memory it ran into (``memory_errors.skip_out_of_memory`` turns
+    that into the item's skip, outside any ``except`` block); any other failure raises."""
+
+    def measure(self, job: Job) -> Attempt | OutOfMemory: ...

@@ -1,6 +1,0 @@
-"""Imported last by the forkserver (``forkserver.CONFTESTS_MODULE``): the session's conftests, which it was
-told through TBENCH_CONFTESTS (``conftests.exported``), imported before any worker is forked."""
-
-from .conftests import load_from_environment
-
-load_from_environment()

@@ -1,1 +1,0 @@
-"""Running a session on several workers: pytest-xdist."""

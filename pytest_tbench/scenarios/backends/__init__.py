@@ -1,0 +1,72 @@
+"""Runtimes a forward item can run on besides PyTorch itself (``--tbench-backend``): the model exported to
+ONNX and run by ONNX Runtime (``ort.py``), or the classic TorchScript trace (``torchscript.py``).
+
+Here: which case can run on which backend, decided before anything is loaded, so that a variant that cannot
+run is a skip with the reason, affecting that item only. Torch-free: the plugin asks it for every item.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from pytest_tbench.core.axes import BACKEND_PYTORCH, COMPILE_OFF, QUANT_NONE
+from pytest_tbench.core.record import Case
+
+ONNXRUNTIME = "onnxruntime"
+TORCHSCRIPT = "torchscript"
+# What the onnx extra installs: the exporter (torch.onnx's dynamo exporter writes through onnxscript and onnx)
+# and the runtime.
+ONNX_MODULES = ("onnxruntime", "onnx", "onnxscript")
+ONNX_EXTRA = "pip install 'pytest-tbench[onnx]'"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
+
+
+def unavailable_reason(case: Case) -> str | None:
+    """Why ``case`` cannot run on its backend here (None: it can, or it runs on PyTorch)."""
+    backend = case.backend
+    if backend == BACKEND_PYTORCH:
+        return None
+    if case.mode != "forward":
+        return f"backend {backend} runs the forward only; {case.mode} items run on pytorch"
+    if case.compile != COMPILE_OFF:
+        return (
+            f"backend {backend} runs its own export of the model, not torch.compile's: "
+            f"compile:{case.compile} items run on pytorch"
+        )
+    if case.quantization != QUANT_NONE:
+        return (
+            f"backend {backend} exports the float model: quantized weights (torchao's tensors, bitsandbytes' "
+            f"layers) do not export, so quant:{case.quantization} items run on pytorch"
+        )
+    if backend == ONNXRUNTIME:
+        return _onnxruntime_reason(case)
+    return None
+
+
+def _onnxruntime_reason(case: Case) -> str | None:
+    missing = [name for name in ONNX_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        return f"backend onnxruntime needs {', '.join(missing)}: {ONNX_EXTRA}"
+    if case.dtype == "bfloat16":
+        # The Python API hands outputs back as numpy arrays, which have no bfloat16, and most of ONNX
+        # Runtime's kernels have no bfloat16 version.
+        return (
+            "backend onnxruntime: no bfloat16 (ONNX Runtime's kernels and numpy outputs lack it); use float16"
+        )
+    if case.device.split(":")[0] != "cuda":
+        if case.dtype == "float16":
+            return (
+                "backend onnxruntime on cpu: the CPU provider casts float16 to float32 around every op it "
+                "has no float16 kernel for (most, on x86), which would not time a float16 forward; use "
+                "float32"
+            )
+        return None
+    import onnxruntime
+
+    if CUDA_PROVIDER not in onnxruntime.get_available_providers():
+        return (
+            f"backend onnxruntime on {case.device}: this onnxruntime build has no {CUDA_PROVIDER} "
+            f"(providers: {', '.join(onnxruntime.get_available_providers())}); pip install onnxruntime-gpu"
+        )
+    return None

@@ -1,5 +1,0 @@
-"""How an item is measured, apart from time: each tracker brackets the item and returns extra_info entries."""
-
-from .memory import MemoryTracker, memory_tracker
-
-__all__ = ["MemoryTracker", "memory_tracker"]
