@@ -170,3 +170,55 @@ def test_each_side_counts_an_item_s_flops_in_its_first_pair_only(monkeypatch: py
     # More pairs for an undecided item (a second look): none of them counts again.
     assert launcher._measure_pairs(_job(), 5, results) is None
     assert [job.count_flops for job in jobs[3:]] == [False, False]
+
+
+class _EventWorker:
+    """A side's worker that records when it is given its job and when its replies are read."""
+
+    def __init__(self, side: str, events: list[str]) -> None:
+        self.side, self.events = side, events
+
+    def receive(self) -> Any:
+        self.events.append(f"{self.side} read")
+        return ("ready",) if not self.events[-2].startswith(f"{self.side} round") else ("sample", 0.01)
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        self.events.append(f"{self.side} {message[0]}")
+
+    def close(self) -> None:
+        pass
+
+
+class _EventSide:
+    def __init__(self, side: str, events: list[str]) -> None:
+        self.side, self.events = side, events
+
+    def worker_for(self, job: Job) -> _EventWorker:
+        self.events.append(f"{self.side} job")  # the worker loads and warms up from here
+        return _EventWorker(self.side, self.events)
+
+
+@pytest.mark.parametrize(
+    ("device", "compile_mode", "in_turn"),
+    [("cpu", "off", False), ("cuda", "off", True), ("cpu", "default", True)],
+)
+def test_the_second_side_warms_up_after_the_first_on_a_gpu_or_compiled(
+    monkeypatch: pytest.MonkeyPatch, device: str, compile_mode: str, in_turn: bool
+) -> None:
+    """Warm-up is where kernels are chosen (inductor times its candidates): on a GPU, or for a compiled item,
+    a side warming beside the other would choose under the other's load."""
+    from dataclasses import replace
+
+    from pytest_tbench.launch.ab import pairs
+
+    events: list[str] = []
+    job = _job()
+    job = replace(job, case=replace(job.case, device=device, compile=compile_mode))
+    monkeypatch.setattr(pairs, "_finish", lambda worker: Outcome("ok"))
+    sides = {name: _EventSide(name, events) for name in ("base", "current")}
+    pairs.run_pair(sides, job, "base")  # type: ignore[arg-type]
+    warm = events[:4]
+    if in_turn:
+        assert warm == ["base job", "base read", "current job", "current read"]
+    else:
+        assert warm == ["base job", "current job", "base read", "current read"]

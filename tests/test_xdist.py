@@ -15,6 +15,7 @@ from pytest_tbench.core.errors import OptionError
 from pytest_tbench.history.store import open_store
 from pytest_tbench.measure.pytest_benchmark_api import ReceivedBenchmark
 from pytest_tbench.models.loading import ModelCache, ModelKey
+from pytest_tbench.plugin import xdist
 from pytest_tbench.plugin.assign import (
     check_gpu_count,
     cpus_for_worker,
@@ -25,12 +26,16 @@ from pytest_tbench.plugin.assign import (
 from pytest_tbench.plugin.xdist import (
     WorkerPlan,
     expanded_specs,
+    gpu_problem,
     plain_nodeid,
     plan_workers,
+    planned_uuids,
     sets_visible_devices,
+    with_visible_devices,
 )
 from pytest_tbench.settings.config import TBenchConfig
 
+from .forked import runpytest_forked
 from .test_gate import GATE_BENCH, SWEEP
 
 EIGHT = [str(i) for i in range(8)]
@@ -99,6 +104,59 @@ def test_tx_specs() -> None:
     specs = expanded_specs(["2*popen", "popen//env:CUDA_VISIBLE_DEVICES=3"])
     assert specs == ["popen", "popen", "popen//env:CUDA_VISIBLE_DEVICES=3"]
     assert [sets_visible_devices(s) for s in specs] == [False, False, True]
+
+
+def test_each_worker_gets_its_gpus_in_its_spec_with_their_uuids() -> None:
+    plans = [WorkerPlan(("2", "3")), WorkerPlan(("0", "1"), (0,)), WorkerPlan()]
+    assert with_visible_devices(["popen", "popen//python=python3", "popen"], plans) == [
+        "popen//env:CUDA_VISIBLE_DEVICES=2,3",
+        "popen//python=python3//env:CUDA_VISIBLE_DEVICES=0,1",
+        "popen",
+    ]
+    # UUIDs by position in the parent's visible list (torch's order there), whatever its entries are.
+    visible, uuids = ["3", "1", "0", "2"], ["GPU-d", "GPU-b", "GPU-a", "GPU-c"]
+    with_uuids = planned_uuids(plans, visible, uuids)
+    assert [p.uuids for p in with_uuids] == [("GPU-c", "GPU-d"), ("GPU-a", "GPU-b"), None]
+    assert all(WorkerPlan.from_input(p.to_input()) == p for p in with_uuids)
+    assert planned_uuids(plans, visible, []) == plans  # no CUDA in the controller: nothing to check against
+
+
+def test_a_worker_that_sees_other_gpus_fails_its_cuda_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert gpu_problem(["GPU-a"], ["GPU-a"], "gw0") is None
+    problem = gpu_problem(["GPU-b"], ["GPU-a", "GPU-b"], "gw1")
+    assert problem is not None and "gw1 was planned the GPUs GPU-b but its torch sees GPU-a, GPU-b" in problem
+    config = SimpleNamespace(
+        workerinput={"workerid": "gw1", "tbench": WorkerPlan(("1",), None, ("GPU-b",)).to_input()}
+    )
+    monkeypatch.setattr(xdist, "_GPU_CHECK", [])
+    monkeypatch.setattr(xdist, "cuda_uuids", lambda: ["GPU-a"])  # CUDA_VISIBLE_DEVICES did not take
+    for _ in range(2):  # every CUDA item of the worker, not only the first
+        with pytest.raises(pytest.fail.Exception, match="planned the GPUs GPU-b but its torch sees GPU-a"):
+            xdist.check_worker_gpus(config)  # type: ignore[arg-type]
+
+
+# A conftest that asks CUDA at import, as many do: the driver reads CUDA_VISIBLE_DEVICES then, before the
+# plugin's pytest_configure runs in the worker. The controller is told of two GPUs.
+CUDA_AT_IMPORT = """
+import os
+import torch
+
+torch.cuda.device_count = lambda: 2
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+worker = os.environ.get("PYTEST_XDIST_WORKER")
+if worker:
+    with open(f"visible-{worker}.txt", "w") as seen:
+        seen.write(os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+"""
+
+
+def test_a_workers_gpus_are_set_before_its_conftest_is_imported(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(CUDA_AT_IMPORT)
+    pytester.makepyfile(test_bench=GATE_BENCH)
+    result = runpytest_forked(pytester, *SWEEP, "--tbench-devices", "cuda", "-n", "2", timeout=300)
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED), result.stdout.str()
+    seen = {path.stem: path.read_text() for path in pytester.path.glob("visible-gw*.txt")}
+    assert seen == {"visible-gw0": "0", "visible-gw1": "1"}
 
 
 def test_results_are_keyed_by_the_node_id_without_xdists_group_suffix() -> None:

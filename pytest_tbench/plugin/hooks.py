@@ -17,7 +17,7 @@ from pytest_tbench.launch.ab.session import open_ab
 from pytest_tbench.launch.conftests import session_conftests
 from pytest_tbench.launch.forkserver import modeling_module
 from pytest_tbench.launch.preload import add_model_code
-from pytest_tbench.machine.devices import absent_reason
+from pytest_tbench.machine.devices import absent_reason, is_cuda
 from pytest_tbench.machine.environment import environment
 from pytest_tbench.measure.memory_errors import (
     OutOfMemory,
@@ -344,6 +344,8 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
     benchmark = request.getfixturevalue("benchmark")  # only now: a skipped item never creates an unused one
     if xdist_session.is_worker(request.config):
         measure_in_worker(benchmark, request.config, nodeid)
+        if is_cuda(case.device):
+            xdist_session.check_worker_gpus(request.config)
     return TBench(
         case,
         lambda: state.models.get(case.model_key),

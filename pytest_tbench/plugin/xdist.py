@@ -1,13 +1,16 @@
 """A tbench session spread over pytest-xdist workers (``-n N``).
 
 The controller plans each worker's share of the machine (its GPUs as ``CUDA_VISIBLE_DEVICES``, and under
-``--tbench-allow-shared-cpu`` its cores) and hands it over in xdist's ``workerinput``; the worker applies it
-before CUDA initialises. Under ``--dist loadgroup`` every item gets an ``xdist_group`` mark naming its
-model spec, so that the items of one model go to one worker. It is not made the default: pytest-xdist
-3.8 hangs a loadgroup session whose crashed worker is replaced (pytest-xdist#1323 and #1327, fixed after
-3.8.0), and on pytest 9.2 it does not group at all (#1386). Under the default ``--dist load`` a worker keeps
-one model loaded at a time (``ModelCache.release_others``), as it cannot know which item of a model it gets
-last.
+``--tbench-allow-shared-cpu`` its cores). The GPUs go into each worker's xdist spec
+(``popen//env:CUDA_VISIBLE_DEVICES=...``), so that they are set when its interpreter starts, before any
+conftest.py can start CUDA; the rest goes over in xdist's ``workerinput``, with the planned GPUs' UUIDs, which
+the worker checks at its first CUDA item.
+
+Under ``--dist loadgroup`` every item gets an ``xdist_group`` mark naming its model spec, so that the items of
+one model go to one worker. It is not made the default: pytest-xdist 3.8 hangs a loadgroup session whose
+crashed worker is replaced (pytest-xdist#1323 and #1327, fixed after 3.8.0), and on pytest 9.2 it does not
+group at all (#1386). Under the default ``--dist load`` a worker keeps one model loaded at a time
+(``ModelCache.release_others``), as it cannot know which item of a model it gets last.
 
 pytest-benchmark disables its fixture under xdist, as it cannot gather results: a worker re-enables it for
 tbench items (pytest_benchmark_api.measure_in_worker), so an item is measured exactly as in one process, and
@@ -24,7 +27,7 @@ import json
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -54,21 +57,28 @@ PAYLOAD = "tbench_item"  # the report attribute that carries an item's results t
 
 @dataclass(frozen=True)
 class WorkerPlan:
-    """One worker's share: its GPUs (None: as inherited) and cores (None: not pinned)."""
+    """One worker's share: its GPUs (None: as inherited) and cores (None: not pinned), and the UUIDs of its
+    GPUs as the controller's torch sees them (None: not known), which the worker checks its own against."""
 
     gpus: tuple[str, ...] | None = None
     cpus: tuple[int, ...] | None = None
+    uuids: tuple[str | None, ...] | None = None
 
     def to_input(self) -> dict[str, Any]:
         return {
             "gpus": list(self.gpus) if self.gpus is not None else None,
             "cpus": list(self.cpus) if self.cpus is not None else None,
+            "uuids": list(self.uuids) if self.uuids is not None else None,
         }
 
     @classmethod
     def from_input(cls, data: dict[str, Any]) -> WorkerPlan:
-        gpus, cpus = data.get("gpus"), data.get("cpus")
-        return cls(tuple(gpus) if gpus is not None else None, tuple(cpus) if cpus is not None else None)
+        gpus, cpus, uuids = data.get("gpus"), data.get("cpus"), data.get("uuids")
+        return cls(
+            tuple(gpus) if gpus is not None else None,
+            tuple(cpus) if cpus is not None else None,
+            tuple(uuids) if uuids is not None else None,
+        )
 
 
 def expanded_specs(tx: Sequence[str] | None) -> list[str]:
@@ -83,6 +93,31 @@ def expanded_specs(tx: Sequence[str] | None) -> list[str]:
 def sets_visible_devices(spec: str) -> bool:
     """Whether an xdist spec gives its worker CUDA_VISIBLE_DEVICES itself (``popen//env:CUDA_...=1``)."""
     return any(part.startswith("env:CUDA_VISIBLE_DEVICES=") for part in spec.split("//"))
+
+
+def with_visible_devices(specs: Sequence[str], plans: Sequence[WorkerPlan]) -> list[str]:
+    """xdist's specs, each with its worker's GPUs as ``//env:CUDA_VISIBLE_DEVICES=...``: execnet sets the
+    variable in the worker's interpreter before xdist's code runs there, so before any conftest.py is
+    imported. CUDA reads it when its driver starts, which a conftest's ``torch.cuda.is_available()`` does:
+    set in ``pytest_configure`` it would come too late, and every worker would run on the first GPU."""
+    return [
+        spec if plan.gpus is None else f"{spec}//env:CUDA_VISIBLE_DEVICES={','.join(plan.gpus)}"
+        for spec, plan in zip(specs, plans, strict=True)
+    ]
+
+
+def planned_uuids(
+    plans: Sequence[WorkerPlan], visible: Sequence[str], uuids: Sequence[str | None]
+) -> list[WorkerPlan]:
+    """``plans`` with each worker's GPU UUIDs: its entries' positions in the parent's visible list, which is
+    torch's order in the parent (``uuids``: the parent's torch devices' UUIDs; empty: not known)."""
+    if len(uuids) != len(visible):
+        return list(plans)
+    position = {entry: index for index, entry in enumerate(visible)}
+    return [
+        plan if plan.gpus is None else replace(plan, uuids=tuple(uuids[position[gpu]] for gpu in plan.gpus))
+        for plan in plans
+    ]
 
 
 def plan_workers(
@@ -161,6 +196,9 @@ def start_controller(config: pytest.Config, settings: TBenchConfig) -> None:
         )
     except OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if any(plan.gpus is not None for plan in plans):
+        plans = planned_uuids(plans, visible, cuda_uuids())
+        config.option.tx = with_visible_devices(specs, plans)  # read by xdist at session start
     config.pluginmanager.register(XdistController(config, plans), "tbench-xdist-controller")
     config.pluginmanager.register(SharedCpuRefusal(), "tbench-xdist-shared-cpu")
 
@@ -195,7 +233,9 @@ def apply_worker_plan(config: pytest.Config) -> None:
     if data is None:
         return
     plan = WorkerPlan.from_input(data)
-    if plan.gpus is not None:
+    planned = ",".join(plan.gpus or ())
+    if plan.gpus is not None and os.environ.get("CUDA_VISIBLE_DEVICES") != planned:
+        # Not set at the worker's start (its spec was not the controller's): set it now, if not too late.
         import torch
 
         if torch.cuda.is_initialized():  # the variable would be read too late to confine the worker
@@ -204,13 +244,41 @@ def apply_worker_plan(config: pytest.Config) -> None:
                 "conftest.py that touches CUDA at import defeats --tbench-gpus-per-worker: move it into a "
                 "fixture, or give each worker its GPUs with --tx popen//env:CUDA_VISIBLE_DEVICES=i"
             )
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(plan.gpus)
+        os.environ["CUDA_VISIBLE_DEVICES"] = planned
     if plan.cpus is not None:
         import torch
 
         os.sched_setaffinity(0, plan.cpus)
         torch.set_num_threads(len(plan.cpus))
         os.environ["OMP_NUM_THREADS"] = str(len(plan.cpus))  # the item's own worker processes, if isolated
+
+
+# A worker's GPU check, once: () not yet made, else (None,) or (the problem,).
+_GPU_CHECK: list[str | None] = []
+
+
+def gpu_problem(planned: Sequence[str | None], seen: Sequence[str | None], worker: str) -> str | None:
+    """What is wrong when a worker's torch does not see the GPUs planned for it (by UUID); None: nothing."""
+    if tuple(seen) == tuple(planned):
+        return None
+    return (
+        f"pytest-tbench: xdist worker {worker} was planned the GPUs {', '.join(map(str, planned))} but its "
+        f"torch sees {', '.join(map(str, seen)) or 'none'}: its items would run on another worker's GPU. "
+        "Something changed CUDA_VISIBLE_DEVICES in the worker, or CUDA started before it was set; give each "
+        "worker its GPUs with --tx popen//env:CUDA_VISIBLE_DEVICES=i instead"
+    )
+
+
+def check_worker_gpus(config: pytest.Config) -> None:
+    """In a worker, before each CUDA item: the GPUs its torch sees must be the ones planned for it, else the
+    item fails (each of them: one worker's wrong GPUs must not be timed as right). Compared once."""
+    if not _GPU_CHECK:
+        data = getattr(config, "workerinput", {}).get(PLAN_KEY) or {}
+        planned = WorkerPlan.from_input(data).uuids
+        worker = str(getattr(config, "workerinput", {}).get("workerid"))
+        _GPU_CHECK.append(None if planned is None else gpu_problem(planned, cuda_uuids(), worker))
+    if _GPU_CHECK[0] is not None:
+        pytest.fail(_GPU_CHECK[0], pytrace=False)
 
 
 def model_group(config: pytest.Config, case: BenchCase) -> tuple[Any, ...]:

@@ -1,13 +1,17 @@
 """One pair of workers, one per side, measuring an item with their rounds interleaved.
 
-Both workers load the model (or keep it from the model's previous item: side_process.py) and warm up (at
-the same time: nothing is measured yet), then the rounds
-alternate in a balanced order, A B B A A B B A ..., starting with the side the pair was given first: each
-paired round is two adjacent rounds, one per side, and over two paired rounds each side goes first once, so
-a drift over seconds or a cost of following the other side's round falls on both sides alike. Only the worker
-whose turn it is runs: the other waits blocked on its socket. Where the two models do not fit on the device
-together (the second side runs out of memory while the first is loaded), the pair runs its whole processes
-one after the other instead, in the same order, and says so; those workers are not kept.
+Both workers load the model (or keep it from the model's previous item: side_process.py) and warm up, then
+the rounds alternate in a balanced order, A B B A A B B A ..., starting with the side the pair was given
+first: each paired round is two adjacent rounds, one per side, and over two paired rounds each side goes
+first once, so a drift over seconds or a cost of following the other side's round falls on both sides
+alike. Only the worker whose turn it is runs: the other waits blocked on its socket. Where the two models
+do not fit on the device together (the second side runs out of memory while the first is loaded), the pair
+runs its whole processes one after the other instead, in the same order, and says so; those workers are
+not kept.
+
+The two sides warm up at the same time on a CPU item (nothing is measured yet), but one after the other on a
+GPU or for a compiled item: warm-up is where cuBLAS and inductor choose kernels, the latter by timing its
+candidates, and a side warming beside the other would choose its kernels under the other's load.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pytest_tbench.core.axes import COMPILE_OFF
 from pytest_tbench.launch.ab.session import BASE, CURRENT
 from pytest_tbench.launch.ab.side_process import SideProcess, Worker
 from pytest_tbench.launch.base import Job
 from pytest_tbench.launch.worker import Outcome
+from pytest_tbench.machine.devices import is_cuda
 
 Interleaving = Literal["rounds", "processes"]
 STOPPED = "stopped: the other side failed"
@@ -46,12 +52,22 @@ class PairResult:
         return next((f for f in failed if f[1].message != STOPPED), failed[0] if failed else None)
 
 
+def warms_in_turn(job: Job) -> bool:
+    """Whether the second side starts its warm-up only once the first is ready (the module says why)."""
+    return is_cuda(job.case.device) or job.case.compile != COMPILE_OFF
+
+
 def run_pair(sides: dict[str, SideProcess], job: Job, first: str) -> PairResult:
     """``job`` (its ``rounds`` paired rounds) on both sides, interleaved by rounds; by whole processes if the
     second model does not fit beside the first."""
     second = CURRENT if first == BASE else BASE
-    workers = {side: sides[side].worker_for(job) for side in (first, second)}
-    ready = {side: worker.receive() for side, worker in workers.items()}
+    workers: dict[str, Worker] = {}
+    ready: dict[str, Any] = {}
+    for side in (first, second):
+        workers[side] = sides[side].worker_for(job)
+        if warms_in_turn(job):
+            ready[side] = workers[side].receive()
+    ready = ready or {side: worker.receive() for side, worker in workers.items()}
     failed = {side: r for side, r in ready.items() if isinstance(r, Outcome)}
     if failed:
         for worker in workers.values():
