@@ -101,6 +101,57 @@ def test_attention_on_cpu_is_counted() -> None:
     assert both.flops == forward + 5 * (2 * b * h * s * s * d)
 
 
+def _flash_attn_ops() -> Any:
+    """flash-attn 2's forward and varlen forward as it registers them (``flash_attn::``), with CPU kernels:
+    flash-attn itself needs a GPU. Defined once per process."""
+    if not hasattr(torch.ops.flash_attn, "_flash_attn_forward"):
+
+        @torch.library.custom_op("flash_attn::_flash_attn_forward", mutates_args=())
+        def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
+            out = torch.nn.functional.scaled_dot_product_attention(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal, enable_gqa=True
+            )
+            return out.transpose(1, 2).contiguous()
+
+        @torch.library.custom_op("flash_attn::_flash_attn_varlen_forward", mutates_args=())
+        def varlen(
+            q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: torch.Tensor, cu_k: torch.Tensor
+        ) -> torch.Tensor:
+            return torch.empty_like(q)
+
+        @torch.library.custom_op("flash_attn::_flash_attn_backward", mutates_args=())
+        def backward(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return torch.empty_like(q)
+
+    return torch.ops.flash_attn
+
+
+def test_flash_attention_2_is_counted_as_sdpa_is() -> None:
+    """transformers' flash_attention_2 calls flash-attn's custom ops, for which torch's counter has no
+    formula: without ours an item's attention FLOPs count as zero (attention alone: nothing counted)."""
+    ops = _flash_attn_ops()
+    b, s, h, h_kv, d = 2, 6, 4, 2, 8  # flash-attn's layout (batch, seqlen, heads, head_dim); GQA
+    q = torch.randn(b, s, h, d)
+    k, v = torch.randn(b, s, h_kv, d), torch.randn(b, s, h_kv, d)
+    full = 2 * (2 * b * h * s * s * d)  # scores and the weighted sum, per query head, as sdpa counts
+    assert counted(lambda mark: ops._flash_attn_forward(q, k, v, True)).flops == full
+    sdpa = counted(
+        lambda mark: torch.nn.functional.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), enable_gqa=True
+        )
+    )
+    assert sdpa.flops == full  # the same item under sdpa reports the same FLOPs
+    # The backward as torch counts sdpa's: the scores recomputed, then four gradient products.
+    assert counted(lambda mark: ops._flash_attn_backward(q, q, k, v)).flops == 5 * full // 2
+    # Varlen: two sequences of 2 and 4 tokens packed as (6, heads, head_dim): each counted at its length.
+    packed_q, packed_kv = torch.randn(6, h, d), torch.randn(6, h_kv, d)
+    offsets = torch.tensor([0, 2, 6], dtype=torch.int32)
+    varlen = counted(
+        lambda mark: ops._flash_attn_varlen_forward(packed_q, packed_kv, packed_kv, offsets, offsets)
+    )
+    assert varlen.flops == 2 * (2 * h * d) * (2 * 2 + 4 * 4)
+
+
 def test_compiled_code_is_counted_as_the_eager_code_it_replaces() -> None:
     """Compiled kernels would bypass the dispatcher the counter listens on; dynamo runs a compiled frame
     eagerly while the counter's mode is active, and compiles nothing for it. (This file's one compile.)"""

@@ -6,7 +6,8 @@ backward) from their shapes: 2*m*n*k for an (m, k) @ (k, n) product. Elementwise
 activations, the optimizer's update) is not counted, as in the usual MFU definition (PaLM, appendix B), where
 it is a vanishing share of a transformer's FLOPs. Attention is counted as torch's formulas count it: full
 (non-causal) attention, and a backward that recomputes the scores as flash kernels do (five products per two
-of the forward), a share of a percent or so of a train step at the lengths benchmarked here.
+of the forward), a share of a percent or so of a train step at the lengths benchmarked here. flash-attn 2's
+ops (transformers' flash_attention_2) are counted with the same formulas.
 
 Compiled code (``torch.compile``, transformers' auto-compiled decode step with a static cache) is counted as
 the eager code it replaces: dynamo does not run compiled frames while a dispatch mode is active (it runs
@@ -21,6 +22,7 @@ token for a forward pass, 6 for forward and backward, and says so (``flops_metho
 
 from __future__ import annotations
 
+import itertools
 import re
 import warnings
 from collections.abc import Callable
@@ -50,19 +52,77 @@ def _cpu_sdpa_backward_flops(
     return int(sdpa_backward_flop_count(grad_out, query, key, value))
 
 
+def _flash_layout(*tensors: Any) -> list[tuple[int, int, int, int]]:
+    """flash-attn's (batch, seqlen, heads, head_dim) shapes in torch's sdpa order (batch, heads, seqlen,
+    head_dim)."""
+    return [(t.shape[0], t.shape[2], t.shape[1], t.shape[3]) for t in tensors]
+
+
+def _lengths(cu_seqlens: Any) -> list[int]:
+    """A varlen call's sequence lengths, from its cumulative offsets (an untimed pass: reading them may
+    synchronise)."""
+    return [end - start for start, end in itertools.pairwise(cu_seqlens.tolist())]
+
+
+def _packed(tensor: Any, length: int) -> tuple[int, int, int, int]:
+    """One sequence of a packed (total_tokens, heads, head_dim) tensor, in torch's sdpa order."""
+    return (1, tensor.shape[1], length, tensor.shape[2])
+
+
+def _flash_forward_flops(q: Any, k: Any, v: Any, *args: Any, **kwargs: Any) -> int:
+    return int(sdpa_flop_count(*_flash_layout(q, k, v)))
+
+
+def _flash_backward_flops(dout: Any, q: Any, k: Any, v: Any, *args: Any, **kwargs: Any) -> int:
+    return int(sdpa_backward_flop_count(*_flash_layout(dout, q, k, v)))
+
+
+def _flash_varlen_forward_flops(q: Any, k: Any, v: Any, cu_q: Any, cu_k: Any, *_: Any, **__: Any) -> int:
+    return sum(
+        int(sdpa_flop_count(_packed(q, sq), _packed(k, sk), _packed(v, sk)))
+        for sq, sk in zip(_lengths(cu_q), _lengths(cu_k), strict=True)
+    )
+
+
+def _flash_varlen_backward_flops(dout: Any, q: Any, k: Any, v: Any, *args: Any, **kwargs: Any) -> int:
+    cu_q, cu_k = args[5], args[6]  # after out, softmax_lse, dq, dk, dv
+    return sum(
+        int(sdpa_backward_flop_count(_packed(dout, sq), _packed(q, sq), _packed(k, sk), _packed(v, sk)))
+        for sq, sk in zip(_lengths(cu_q), _lengths(cu_k), strict=True)
+    )
+
+
+# flash-attn 2's ops (``flash_attn::...``, torch custom ops since flash-attn 2.6), which transformers'
+# flash_attention_2 calls: torch's counter has no formula for them, so their attention would count as zero
+# (20-30% of a 7B forward's FLOPs at 4-8k tokens). Counted as torch counts sdpa: full attention, whatever the
+# causal flag, so that flash_attention_2 and sdpa items of one model report the same FLOPs. The formulas read
+# the tensors themselves (``_get_raw``): a varlen call's sequence lengths are in its offsets' values.
+_FLASH_FORMULAS: dict[str, Callable[..., int]] = {
+    "_flash_attn_forward": _flash_forward_flops,
+    "_flash_attn_backward": _flash_backward_flops,
+    "_flash_attn_varlen_forward": _flash_varlen_forward_flops,
+    "_flash_attn_varlen_backward": _flash_varlen_backward_flops,
+}
+for _formula in _FLASH_FORMULAS.values():
+    _formula._get_raw = True  # type: ignore[attr-defined]
+
+
 def _extra_formulas() -> dict[Any, Callable[..., int]]:
     """Formulas torch's counter lacks: on CPU, scaled-dot-product attention runs as
     ``_scaled_dot_product_flash_attention_for_cpu``, which torch's table does not list (its CUDA kernels are
-    listed), so attention on CPU would count as zero."""
+    listed), so attention on CPU would count as zero; and flash-attn's ops, where flash-attn is installed."""
     aten = torch.ops.aten
     formulas: dict[Any, Callable[..., int]] = {}
-    for name, formula in (
-        ("_scaled_dot_product_flash_attention_for_cpu", _cpu_sdpa_flops),
-        ("_scaled_dot_product_flash_attention_for_cpu_backward", _cpu_sdpa_backward_flops),
-    ):
-        op = getattr(aten, name, None)
-        if op is not None:
-            formulas[op] = formula
+    cpu_sdpa: dict[str, Callable[..., int]] = {
+        "_scaled_dot_product_flash_attention_for_cpu": _cpu_sdpa_flops,
+        "_scaled_dot_product_flash_attention_for_cpu_backward": _cpu_sdpa_backward_flops,
+    }
+    # Looked up at each count: flash-attn registers its ops when it is imported.
+    for namespace, table in ((aten, cpu_sdpa), (torch.ops.flash_attn, _FLASH_FORMULAS)):
+        for name, formula in table.items():
+            op = getattr(namespace, name, None)
+            if op is not None:
+                formulas[op] = formula
     return formulas
 
 
