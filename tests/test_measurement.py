@@ -175,8 +175,10 @@ def test_cuda_tracker_arithmetic_with_a_fake_allocator(monkeypatch: pytest.Monke
     monkeypatch.setattr(memory, "synchronize", lambda device: None)
     monkeypatch.setattr(memory, "empty_cache", lambda device: None)
     monkeypatch.setattr(memory, "on_device", lambda device: contextlib.nullcontext())
-    at_end = memory.nvml.MemoryInUse(2048 * MIB, 1500 * MIB, None)
-    monkeypatch.setattr(memory.nvml, "memory_in_use", lambda uuid: at_end)
+    # NVML's readings at the item's start, then at its end (this process grew by 500 MiB).
+    readings = [memory.nvml.MemoryInUse(1800 * MIB, 1000 * MIB, None)]
+    readings.append(memory.nvml.MemoryInUse(2048 * MIB, 1500 * MIB, None))
+    monkeypatch.setattr(memory.nvml, "memory_in_use", lambda uuid: readings.pop(0))
     monkeypatch.setattr(memory, "cuda_uuid", lambda index: "aaaa-1111")
     tracker = CudaTracker("cuda:0")
     tracker.start()
@@ -189,6 +191,7 @@ def test_cuda_tracker_arithmetic_with_a_fake_allocator(monkeypatch: pytest.Monke
         "cuda_allocated_at_start_bytes": 100 * MIB,
         "cuda_reserved_at_start_bytes": 200 * MIB,
         "nvml_device_used_bytes": 2048 * MIB,
+        "nvml_process_used_at_start_bytes": 1000 * MIB,
         "nvml_process_used_at_end_bytes": 1500 * MIB,
         "nvml_unavailable_reason": None,
     }
@@ -197,6 +200,18 @@ def test_cuda_tracker_arithmetic_with_a_fake_allocator(monkeypatch: pytest.Monke
         "peak_memory_increase_bytes": 800 * MIB,
         "peak_memory_kind": "cuda_max_allocated",
     }
+    # ONNX Runtime's arena is outside PyTorch's allocator (which saw 900 MiB of the export's tensors, say):
+    # its item's peak is this process's NVML figure, its own memory what the process grew by.
+    assert summarise("cuda:0", info, pytorch_allocator=False) == {
+        "peak_memory_bytes": 1500 * MIB,
+        "peak_memory_increase_bytes": 500 * MIB,
+        "peak_memory_kind": "nvml_process_used",
+    }
+    hidden = {**info, "nvml_process_used_at_end_bytes": None, "nvml_unavailable_reason": "pid 7 not listed"}
+    unknown = summarise("cuda:0", hidden, pytorch_allocator=False)
+    assert unknown["peak_memory_bytes"] is None and unknown["peak_memory_increase_bytes"] is None
+    assert "outside PyTorch's allocator" in unknown["peak_memory_unavailable_reason"]
+    assert "pid 7 not listed" in unknown["peak_memory_unavailable_reason"]
 
 
 def _fake_loaded() -> Any:
@@ -204,7 +219,7 @@ def _fake_loaded() -> Any:
 
 
 class _no_memory:
-    def __init__(self, device: str, devices: Any = None) -> None:
+    def __init__(self, device: str, devices: Any = None, pytorch_allocator: bool = True) -> None:
         self.info: dict[str, Any] = {}
 
     def __enter__(self) -> dict[str, Any]:

@@ -36,7 +36,7 @@ def _pool_item(benches: list[dict[str, Any]]) -> dict[str, Any]:
     ttfts = [record.metrics.get(TTFT_PER_ROUND_S) for record in records]
     if all(ttfts):
         info[TTFT_PER_ROUND_S] = [x for values in ttfts for x in values]  # type: ignore[union-attr]
-    peaks = [record.metrics[PEAK_MEMORY_BYTES] for record in records if PEAK_MEMORY_BYTES in record.metrics]
+    peaks = [peak for record in records if (peak := record.metrics.get(PEAK_MEMORY_BYTES)) is not None]
     if peaks:
         info[PEAK_MEMORY_BYTES] = statistics.median(peaks)
     info[BASELINE_RUNS] = len(benches)

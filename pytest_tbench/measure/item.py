@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pytest_tbench.core.axes import BACKEND_PYTORCH
 from pytest_tbench.core.metric_table import (
     ATTN_IMPLEMENTATION_USED,
     BACKEND,
@@ -55,7 +56,11 @@ def run_item(
                 else open_meter(case.device, loaded.devices)
             )
             energy = EnergyWindow(meter, warmup, rounds)
-            with memory_tracker(case.device, devices=loaded.devices) as memory:
+            # Another backend's runtime (ONNX Runtime) allocates outside PyTorch's allocator.
+            torch_memory = case.backend == BACKEND_PYTORCH
+            with memory_tracker(
+                case.device, devices=loaded.devices, pytorch_allocator=torch_memory
+            ) as memory:
                 work.prepare()
                 run_rounds(energy.wrap(work))
             # After the rounds and outside the memory tracker: never timed, and not in the item's peak memory.

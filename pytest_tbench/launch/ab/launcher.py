@@ -152,9 +152,10 @@ class ABLauncher:
         base_info[ROUNDS_S] = base_samples
         # Each pair's own item memory, per side: memory is judged pair by pair on it (judge/paired.py).
         for side, found in ((CURRENT, info), (BASE, base_info)):
-            found[PEAK_MEMORY_INCREASE_PER_PROCESS_BYTES] = [
-                int(r.outcomes[side].info.get(PEAK_MEMORY_INCREASE_BYTES) or 0) for r in results
-            ]
+            figures = [r.outcomes[side].info.get(PEAK_MEMORY_INCREASE_BYTES) for r in results]
+            # Unknown in a pair (another backend's memory where NVML cannot tell): memory is not judged.
+            if None not in figures:
+                found[PEAK_MEMORY_INCREASE_PER_PROCESS_BYTES] = [int(figure or 0) for figure in figures]
         # The median and rates the current side gets from the item runner, so both sides read alike.
         base_median = statistics.median(base_samples) if base_samples else None
         base_info |= throughput(base_info["samples_per_call"], base_info["tokens_per_call"], base_median)

@@ -2,11 +2,13 @@
 
 CPU: the kernel's high-water mark (VmHWM) is reset through /proc/self/clear_refs at the item's start and read
 at its end, so nothing runs while the item is timed. Where that is not possible a sampling thread stands in.
-CUDA: the allocator's cache is emptied and its peak statistics reset at the start, so an earlier item's
-cached blocks do not count as this item's reserved peak; NVML adds this process's and the whole device's
-used memory at the item's end. Every tracker reports ``peak_memory_bytes`` (the peak the item reached) and
-``peak_memory_increase_bytes`` (that peak over the memory in use at its start) plus device-specific entries,
-all in bytes.
+CUDA: the allocator's cache is emptied and its peak statistics reset at the start, so an earlier item's cached
+blocks do not count as this item's reserved peak; NVML adds this process's and the whole device's used memory
+at the item's end. A backend other than PyTorch's (ONNX Runtime) allocates outside PyTorch's allocator, so its
+item's peak is NVML's figure for this process instead (at the end, over the start: ORT's arena keeps what it
+grew to), or unknown, with the reason, where NVML cannot tell. Every tracker reports ``peak_memory_bytes``
+(the peak the item reached) and ``peak_memory_increase_bytes`` (that peak over the memory in use at its start)
+plus device-specific entries, all in bytes.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ class CudaTracker:
         self._uuid = cuda_uuid(self.index)
         self._start_allocated = 0
         self._start_reserved = 0
+        self._start_process: int | None = None
 
     def start(self) -> None:
         with on_device(self.device):
@@ -133,6 +136,7 @@ class CudaTracker:
             torch.cuda.reset_peak_memory_stats(self.index)
             self._start_allocated = torch.cuda.memory_allocated(self.index)
             self._start_reserved = torch.cuda.memory_reserved(self.index)
+        self._start_process = nvml.memory_in_use(self._uuid).process_used_bytes
 
     def stop(self) -> dict[str, Any]:
         with on_device(self.device):
@@ -148,6 +152,7 @@ class CudaTracker:
                 "cuda_allocated_at_start_bytes": self._start_allocated,
                 "cuda_reserved_at_start_bytes": self._start_reserved,
                 "nvml_device_used_bytes": at_end.device_used_bytes,
+                "nvml_process_used_at_start_bytes": self._start_process,
                 "nvml_process_used_at_end_bytes": at_end.process_used_bytes,
                 "nvml_unavailable_reason": at_end.unavailable_reason,
             }
@@ -160,6 +165,7 @@ _SUMMED_CUDA_KEYS = (
     "cuda_allocated_at_start_bytes",
     "cuda_reserved_at_start_bytes",
     "nvml_device_used_bytes",
+    "nvml_process_used_at_start_bytes",
     "nvml_process_used_at_end_bytes",
 )
 
@@ -183,9 +189,23 @@ def combine_devices(per_device: list[tuple[str, dict[str, Any]]]) -> dict[str, A
     return combined
 
 
-def summarise(device: str, info: dict[str, Any]) -> dict[str, Any]:
-    """The device-neutral peak entries: CUDA allocator figures on a GPU, RSS on the CPU."""
-    if is_cuda(device):
+def summarise(device: str, info: dict[str, Any], pytorch_allocator: bool = True) -> dict[str, Any]:
+    """The device-neutral peak entries: CUDA allocator figures on a GPU (NVML's for this process where the
+    work allocates outside PyTorch's allocator), RSS on the CPU."""
+    if is_cuda(device) and not pytorch_allocator:
+        peak, start = info["nvml_process_used_at_end_bytes"], info["nvml_process_used_at_start_bytes"]
+        if peak is None or start is None:
+            return {
+                PEAK_MEMORY_BYTES: None,
+                PEAK_MEMORY_INCREASE_BYTES: None,
+                "peak_memory_kind": "unavailable",
+                "peak_memory_unavailable_reason": (
+                    "the backend allocates outside PyTorch's allocator, and NVML gives no figure for this "
+                    f"process ({info['nvml_unavailable_reason'] or 'none reported'})"
+                ),
+            }
+        kind = "nvml_process_used"
+    elif is_cuda(device):
         peak, start = info["cuda_max_allocated_bytes"], info["cuda_allocated_at_start_bytes"]
         kind = "cuda_max_allocated"
     else:
@@ -200,12 +220,13 @@ def summarise(device: str, info: dict[str, Any]) -> dict[str, Any]:
 
 @contextmanager
 def memory_tracker(
-    device: str, force_sampling: bool = False, devices: tuple[str, ...] = ()
+    device: str, force_sampling: bool = False, devices: tuple[str, ...] = (), pytorch_allocator: bool = True
 ) -> Iterator[dict[str, Any]]:
     """Brackets an item; the yielded dict is filled with the tracker entries when the block ends.
     ``devices``: every device a spread model touches (a device map over several GPUs): each GPU gets its own
     tracker and the item its per-GPU peaks, summed into its peak (``combine_devices``); empty: ``device``
-    alone (whose name the per-device entries are then not needed for)."""
+    alone (whose name the per-device entries are then not needed for). ``pytorch_allocator``: False where
+    the work allocates its device memory outside PyTorch (another backend's runtime)."""
     gpus = [d for d in devices if is_cuda(d)] if devices else ([device] if is_cuda(device) else [])
     # The CUDA trackers start first: their settling work (gc, emptying the allocator's cache) then happens
     # before the RSS baseline is taken and its high-water mark reset, and does not count as the item's.
@@ -227,4 +248,4 @@ def memory_tracker(
                 per_device["cpu"] = result["peak_rss_bytes"]
         elif found:
             result.update(found[0][1])
-        result.update(summarise("cuda" if gpus else "cpu", result))
+        result.update(summarise("cuda" if gpus else "cpu", result, pytorch_allocator))
