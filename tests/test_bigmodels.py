@@ -106,6 +106,7 @@ class _FakeCuda:
             "cuda_allocated_at_start_bytes": start,
             "cuda_reserved_at_start_bytes": start + 10,
             "nvml_device_used_bytes": None if self.device == "cuda:1" else 5,
+            "nvml_process_used_at_start_bytes": 1,
             "nvml_process_used_at_end_bytes": 3,
             "nvml_unavailable_reason": "no NVML" if self.device == "cuda:1" else None,
         }
