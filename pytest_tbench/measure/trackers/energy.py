@@ -5,15 +5,18 @@ the whole board); on a CPU, RAPL through ``/sys/class/powercap`` (the ``package-
 uncore of every socket, not DRAM; every process on them). Where neither can be read the item records
 ``energy_unavailable`` with the reason, and nothing else about energy.
 
-The window. The counter is read once just before the first measured call (after its untimed
-``before_round`` hook) and once just after the last measured call (before its ``after_round``): never inside a
-timed call, never around a warm-up round. Per-call reads would not do: NVML's counter advances in steps
-(every 10 to 100 ms depending on the GPU: pynvml's maintainers saw 10 ms on a V100, others about 100 ms on
-A100/H100), so a millisecond call would read 0 or a whole step. Read across all measured rounds, the error is
-at most one step's energy; the window must last at least ``min_window_s`` (NVML 1 s: at most 10% with 100 ms
-steps, 1% with 10 ms ones; RAPL 0.1 s: it updates about every millisecond), else the energy is recorded as
-unavailable, with how many rounds would do. The window is never extended past the measured rounds: that would
-meter calls that are not the item's.
+The window. The counter is read once just before the first measured call (after its untimed ``before_round``
+hook) and once just after the last measured call (before its ``after_round``): never inside a timed call,
+never around a warm-up round. Per-call reads would not do: NVML's counter advances in steps (every 10 to 100
+ms depending on the GPU: pynvml's maintainers saw 10 ms on a V100, others about 100 ms on A100/H100), so a
+millisecond call would read 0 or a whole step. Nor is one step the whole error on A100 and H100: their power
+sensor samples about a quarter of each ~100 ms period and the counter integrates those samples (Yang et al.,
+"Part-time Power Measurements: nvidia-smi's Lack of Attention", arXiv 2312.02741), so a load whose power
+changes faster than that is metered by the part it showed the sensor. Over many periods a steady load's
+unsampled share averages out; a window of a few periods does not. So the window must last at least
+``min_window_s`` (NVML 5 s, 50 periods of 100 ms; RAPL 0.1 s: it updates about every millisecond and measures
+continuously), else the energy is recorded as unavailable, with how many rounds would do. The window is never
+extended past the measured rounds: that would meter calls that are not the item's.
 
 The window holds the measured calls and the untimed gaps between them (synchronisation, the per-round hooks,
 pytest-benchmark's bookkeeping). ``average_power_w`` is the window's energy over its length; a call's energy
@@ -45,7 +48,7 @@ from pytest_tbench.machine.devices import cuda_index, cuda_uuid, is_cuda
 from pytest_tbench.measure.work import Work
 
 POWERCAP = Path("/sys/class/powercap")
-NVML_MIN_WINDOW_S = 1.0
+NVML_MIN_WINDOW_S = 5.0  # the module says why: periods sampled in part, averaged over many
 RAPL_MIN_WINDOW_S = 0.1
 
 Reading = tuple[int, ...]
