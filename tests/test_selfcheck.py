@@ -147,13 +147,16 @@ def test_cpu_dry_run_checks_everything_that_applies(pytester: pytest.Pytester) -
     assert result.ret == (1 if any(cells[2] == "FAIL" for cells in rows.values()) else 0)
 
 
-def _nvml_run(uuid: str, total: int, item_uuid: str) -> Any:
+def _nvml_run(
+    uuid: str, total: int, item_uuid: str, process: int | None = 2 * 2**30, reason: str = ""
+) -> Any:
     from pytest_tbench.selfcheck.checks import PluginRun
 
     info = {
         "cuda_device_uuid": item_uuid,
         "nvml_device_used_bytes": 5 * 2**30,
-        "nvml_process_used_at_end_bytes": 2 * 2**30,
+        "nvml_process_used_at_end_bytes": process,
+        "nvml_unavailable_reason": reason or None,
         "cuda_max_allocated_bytes": 2**30,
     }
     gpus = [{"torch_index": 0, "nvml_index": 1, "uuid": f"GPU-{uuid}", "memory_total_bytes": total}]
@@ -189,6 +192,37 @@ def test_nvml_check_names_a_record_of_another_gpu(
     assert present.verdict == "pass"
     assert record.verdict == verdict, record
     assert two_gpus.verdict == "skip"
+
+
+@pytest.mark.parametrize(
+    ("reason", "verdict"),
+    [
+        # A container: NVML lists the host's pids, not this namespace's (the forkserver check skips too).
+        (
+            "NVML lists no compute process with this process's pid 12 on the GPU (1 listed); in a container",
+            "skip",
+        ),
+        ("NVML cannot list the GPU's compute processes: NVMLError_Unknown", "fail"),  # NVML itself failed
+    ],
+)
+def test_the_nvml_check_skips_a_process_nvml_cannot_see(
+    monkeypatch: pytest.MonkeyPatch, reason: str, verdict: str
+) -> None:
+    from types import SimpleNamespace
+
+    from pytest_tbench.selfcheck import checks
+
+    run = _nvml_run("aaaa-1111", 80 * 2**30, "aaaa-1111", process=None, reason=reason)
+    monkeypatch.setattr(checks, "run_plugin", lambda source, args: run)
+    monkeypatch.setattr(checks, "cuda_index", lambda device: 0)
+    monkeypatch.setattr(checks, "cuda_uuid", lambda index: "aaaa-1111")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda index: SimpleNamespace(total_memory=80 * 2**30)
+    )
+    present, record, _ = checks.check_nvml(checks.Setup(device="cuda"))
+    assert present.verdict == verdict, present
+    assert record.verdict == "pass"
 
 
 @pytest.mark.parametrize(

@@ -69,6 +69,12 @@ class MemoryInUse:
     unavailable_reason: str | None  # why a figure above is None; None when both are known
 
 
+# How a per-process figure's absence begins where NVML works but cannot give it (a container's pid namespace,
+# a GPU without per-process accounting), as opposed to NVML failing: the self-check skips these.
+NOT_LISTED = "NVML lists no compute process with this process's pid"
+NO_PROCESS_MEMORY = "NVML does not report per-process memory on this GPU"
+
+
 def _process_used(nvml: Any, handle: Any, pid: int) -> tuple[int | None, str | None]:
     try:
         processes = list(nvml.nvmlDeviceGetComputeRunningProcesses(handle))
@@ -77,12 +83,11 @@ def _process_used(nvml: Any, handle: Any, pid: int) -> tuple[int | None, str | N
     mine = [p for p in processes if int(p.pid) == pid]
     if not mine:
         return None, (
-            f"NVML lists no compute process with this process's pid {pid} on the GPU ({len(processes)} "
-            "listed); in a container NVML reports host pids"
+            f"{NOT_LISTED} {pid} on the GPU ({len(processes)} listed); in a container NVML reports host pids"
         )
     used = [p.usedGpuMemory for p in mine]
     if any(u is None for u in used):
-        return None, "NVML does not report per-process memory on this GPU (e.g. Windows WDDM, MIG)"
+        return None, f"{NO_PROCESS_MEMORY} (e.g. Windows WDDM, MIG)"
     return sum(int(u) for u in used), None
 
 
