@@ -1,7 +1,10 @@
-"""The project-wide "bad input" error, in a module that imports nothing, so that every layer can raise it.
+"""The project-wide errors, in a module that imports nothing, so that every layer can raise them.
 
-Setting parsers, the gate's expressions, run files and model names all raise it; the plugin turns it into a
-usage error, the console script into exit code 2.
+``OptionError``: bad input. Setting parsers, the gate's expressions, run files and model names all raise it;
+the plugin turns it into a usage error, the console script into exit code 2. ``ItemFailed`` and
+``ItemSkipped``: one item's end, raised where it is decided (a launcher, the gate's retries); the plugin
+(plugin/fixture.py) turns them into pytest's fail and skip, so that the layers below pytest do not raise
+pytest's outcomes themselves.
 """
 
 from __future__ import annotations
@@ -9,3 +12,13 @@ from __future__ import annotations
 
 class OptionError(ValueError):
     """A bad setting value or input file; the message names the value and the fix."""
+
+
+class ItemFailed(Exception):
+    """An item that failed for a reason its message says in full (a worker that died, a side that broke, a
+    regression the gate confirmed): failed without a traceback, and the session goes on."""
+
+
+class ItemSkipped(Exception):
+    """An item that cannot run here (it ran out of memory, a closure under --tbench-tp): skipped with the
+    message as its reason."""

@@ -57,7 +57,8 @@ class Attempt:
 
 class Launcher(Protocol):
     """Where an item's rounds run. A launcher records its timings in the item's pytest-benchmark fixture
-    and returns the attempt, or the out-of-memory it ran into (``memory_errors.skip_out_of_memory`` turns
-    that into the item's skip, outside any ``except`` block); any other failure raises."""
+    and returns the attempt, or the out-of-memory it ran into (the plugin skips the item for it, outside any
+    ``except`` block: ``memory_errors.settle_out_of_memory``); any other failure raises (``ItemFailed``:
+    the item fails with its message alone)."""
 
     def measure(self, job: Job) -> Attempt | OutOfMemory: ...

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
 from pytest_tbench.core.axes import TP_NONE
+from pytest_tbench.core.errors import ItemSkipped
 from pytest_tbench.launch.base import Job, Launcher
 from pytest_tbench.launch.conftests import Conftest
 from pytest_tbench.launch.inprocess import InProcessLauncher
@@ -43,7 +42,9 @@ def choose_launcher(
     if tp != TP_NONE:
         if work is not None or ab is not None:
             what = "a tbench.measure() call (a closure of this process)" if work else "--tbench-ab"
-            pytest.skip(f"--tbench-tp runs the scenario in one process per rank: {what} cannot run there")
+            raise ItemSkipped(
+                f"--tbench-tp runs the scenario in one process per rank: {what} cannot run there"
+            )
         from pytest_tbench.launch.torchrun import (
             TorchrunLauncher,  # torch.distributed's launcher only when asked for
         )

@@ -9,8 +9,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-import pytest
-
+from pytest_tbench.core.errors import ItemFailed
 from pytest_tbench.launch.base import Attempt, Job
 from pytest_tbench.launch.forkserver import ItemTimedOut, WorkerDied, run_isolated
 from pytest_tbench.launch.pooling import pool
@@ -33,7 +32,7 @@ def measure_in_workers(benchmark: Any, job: Job, shares: list[int]) -> Attempt |
     try:
         rules = round_rules(benchmark)
     except ValueError as exc:
-        pytest.fail(f"{job.case.id}: {exc}", pytrace=False)
+        raise ItemFailed(f"{job.case.id}: {exc}") from None
     outcomes = []
     for index, share in enumerate(shares):
         outcome = run_worker(replace(job, rounds=share, rules=rules, count_flops=index == 0))
@@ -53,13 +52,13 @@ def run_worker(job: Job) -> Outcome | OutOfMemory:
     try:
         outcome = run_isolated(job)
     except ItemTimedOut as late:
-        pytest.fail(f"{job.case.id}: {late}; the rest of the session goes on", pytrace=False)
+        raise ItemFailed(f"{job.case.id}: {late}; the rest of the session goes on") from None
     except WorkerDied as died:
         if not died.killed:
-            pytest.fail(f"{job.case.id}: {died}; the rest of the session goes on", pytrace=False)
+            raise ItemFailed(f"{job.case.id}: {died}; the rest of the session goes on") from None
         return OutOfMemory(died.describe())
     if outcome.status == "oom":
         return OutOfMemory(outcome.message)
     if outcome.status == "error":
-        pytest.fail(f"{job.case.id}: the isolated worker raised:\n{outcome.message}", pytrace=False)
+        raise ItemFailed(f"{job.case.id}: the isolated worker raised:\n{outcome.message}")
     return outcome

@@ -17,8 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
-
+from pytest_tbench.core.errors import ItemFailed
 from pytest_tbench.core.metric_table import (
     AB_BASE,
     GATE_ATTEMPTS,
@@ -116,7 +115,7 @@ def settle(judged: Judged, benchmark: Any, gate: Gate | None) -> None:
         return
     gate.record_attempts(benchmark.fullname, judged.verdicts, judged.earlier)
     if any(v.failed for v in judged.verdicts):
-        pytest.fail(gate.failure_message(judged.verdicts, judged.earlier), pytrace=False)
+        raise ItemFailed(gate.failure_message(judged.verdicts, judged.earlier))
 
 
 def _attempt_record(attempt: Attempt, regressed: list[Verdict]) -> dict[str, Any]:

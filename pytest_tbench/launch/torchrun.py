@@ -19,10 +19,10 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-import pytest
 import torch
 from torch.distributed.elastic.multiprocessing.errors import record
 
+from pytest_tbench.core.errors import ItemFailed
 from pytest_tbench.core.metric_table import (
     DECODE_KV_READ_BYTES,
     DECODE_WEIGHTS_READ_BYTES,
@@ -60,7 +60,7 @@ class TorchrunLauncher:
         try:
             rules = round_rules(self.benchmark)
         except ValueError as exc:
-            pytest.fail(f"{job.case.id}: {exc}", pytrace=False)
+            raise ItemFailed(f"{job.case.id}: {exc}") from None
         with weights_folder(job) as target:
             outcomes = launch(replace(job, target=target, model_config=None, rules=rules), self.ranks)
         if isinstance(outcomes, OutOfMemory):
@@ -125,7 +125,7 @@ def launch(job: Job, ranks: int) -> list[Outcome] | OutOfMemory:
             if OOM_PREFIX in message:
                 return OutOfMemory(f"tensor-parallel rank {rank}: {message.split(OOM_PREFIX, 1)[1]}")
         details = "\n".join(f"rank {rank}: {message}" for rank, message in messages.items())
-        pytest.fail(f"{job.case.id}: a tensor-parallel rank failed:\n{details}", pytrace=False)
+        raise ItemFailed(f"{job.case.id}: a tensor-parallel rank failed:\n{details}") from None
     return [results[rank] for rank in sorted(results)]
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
-import pytest
 import torch
 
 from pytest_tbench.machine.devices import empty_cache
@@ -83,11 +82,12 @@ def free_memory(device: str) -> None:
     empty_cache(device)
 
 
-def skip_out_of_memory(
+def settle_out_of_memory(
     case: BenchCase, detail: str, ooms: OomRecord, release: Callable[[], None] | None = None
-) -> NoReturn:
+) -> str:
     """How every item that ran out of memory ends, wherever it did (model load, in-process rounds, isolated
-    worker): ``release`` what it holds, free the device's cache, record it for --tbench-oom-skip, skip it.
+    worker): ``release`` what it holds, free the device's cache, record it for --tbench-oom-skip; the reason
+    the item is skipped with (by the plugin).
 
     Call it outside any ``except`` block (see ``catch_out_of_memory``): inside one, the exception being
     handled still holds the failed call's frames, so their memory is not freed, and the skip chains to it."""
@@ -95,7 +95,7 @@ def skip_out_of_memory(
         release()
     free_memory(case.device)
     ooms.add(case)
-    pytest.skip(oom_reason(case, detail))
+    return oom_reason(case, detail)
 
 
 def _family(case: BenchCase) -> tuple[str, str, str, str, str]:

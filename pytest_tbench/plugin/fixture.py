@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_tbench.core.axes import BACKEND_PYTORCH, COMPILE_OFF
+from pytest_tbench.core.errors import ItemFailed, ItemSkipped
 from pytest_tbench.judge.gate import Gate
 from pytest_tbench.launch.base import Attempt
 from pytest_tbench.launch.choose import choose_launcher, in_workers, job_for
 from pytest_tbench.launch.conftests import Conftest
 from pytest_tbench.launch.retries import measure_judged, settle
 from pytest_tbench.measure.limits import GivenPeaks
-from pytest_tbench.measure.memory_errors import OomRecord, OutOfMemory, skip_out_of_memory
+from pytest_tbench.measure.memory_errors import OomRecord, OutOfMemory, settle_out_of_memory
 from pytest_tbench.measure.pytest_benchmark_api import drop_unfinished
 from pytest_tbench.measure.rounds import planned_rounds
 from pytest_tbench.models.code import MODEL_CODE, ModelCode, check_here
@@ -174,13 +175,18 @@ class TBench:
             if isinstance(exc, (KeyboardInterrupt, pytest.exit.Exception)):
                 # pytest makes no report of an interrupted item, so its plugin hook cannot record it.
                 self._not_measured("interrupted")
+            # The layers below end an item with errors of their own: here they become pytest's outcomes.
+            if isinstance(exc, ItemFailed):
+                pytest.fail(str(exc), pytrace=False)
+            if isinstance(exc, ItemSkipped):
+                pytest.skip(str(exc))
             raise
         settle(judged, self.benchmark, self._gate)
         return judged.info
 
     def _attempt(self, result: Attempt | OutOfMemory, in_worker: bool) -> Attempt:
         if isinstance(result, OutOfMemory):  # outside the except block: the failed call's frames are gone
-            skip_out_of_memory(self.case, result.detail, self._ooms)
+            pytest.skip(settle_out_of_memory(self.case, result.detail, self._ooms))
         if in_worker and isinstance(result.info.get(MODEL_CODE), dict):
             _check_worker_code(self.case.id, ModelCode.from_json(result.info[MODEL_CODE]))
         return result

@@ -22,7 +22,7 @@ from pytest_tbench.machine.environment import environment
 from pytest_tbench.measure.memory_errors import (
     OutOfMemory,
     catch_out_of_memory,
-    skip_out_of_memory,
+    settle_out_of_memory,
 )
 from pytest_tbench.measure.pytest_benchmark_api import measure_in_worker, worker_saves_nothing
 from pytest_tbench.models.families import family_of
@@ -329,11 +329,13 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
     if reason:
         pytest.skip(reason)
     if isinstance(loaded, OutOfMemory):  # skipped like an item that ran out while measuring, and recorded
-        skip_out_of_memory(
-            case,
-            f"while loading the model: {loaded.detail}",
-            state.ooms,
-            release=lambda: state.models.release(case.model_key),
+        pytest.skip(
+            settle_out_of_memory(
+                case,
+                f"while loading the model: {loaded.detail}",
+                state.ooms,
+                release=lambda: state.models.release(case.model_key),
+            )
         )
     if state.config.isolated:
         _preload_model_code(state)

@@ -16,9 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-import pytest
-
 from pytest_tbench.core.criteria import Criterion
+from pytest_tbench.core.errors import ItemFailed
 from pytest_tbench.core.metric_table import (
     AB,
     AB_BASE,
@@ -133,9 +132,7 @@ class ABLauncher:
                 side, outcome = failure
                 if outcome.status == "oom":
                     return OutOfMemory(f"{side} side: {outcome.message}")
-                pytest.fail(
-                    f"{case.id}: --tbench-ab: the {side} side failed:\n{outcome.message}", pytrace=False
-                )
+                raise ItemFailed(f"{case.id}: --tbench-ab: the {side} side failed:\n{outcome.message}")
             if not room_to_keep(list(result.outcomes.values()), case.device):
                 for process in sides.values():
                     process.release_worker()
@@ -183,4 +180,4 @@ def _or_fail(item: str, call: Callable[[], T]) -> T:
         return call()
     except (ValueError, SideError) as exc:
         problem = str(exc)
-    pytest.fail(f"{item}: --tbench-ab: {problem}", pytrace=False)
+    raise ItemFailed(f"{item}: --tbench-ab: {problem}")
