@@ -1,4 +1,4 @@
-"""--tbench-backend (``backends/``, ``scenarios/backend.py``): a forward run by ONNX Runtime or as a
+"""--tbench-backend (``scenarios/backends/``, ``scenarios/backend.py``): a forward run by ONNX Runtime or as a
 TorchScript trace, its export timed apart and never in the rounds, its output checked once against PyTorch's,
 and the skips (other modes, compile and quantization, the onnx extra missing, dtypes ONNX Runtime cannot
 run).

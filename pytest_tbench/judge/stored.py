@@ -5,8 +5,8 @@ measured on this machine (the label the store gives runs: host and GPUs, or host
 JSON, so that the gate checks and pools them as it does saved files.
 
 They are exported by ``tbench store export --last`` in a child process: SQLAlchemy imported in this process,
-which measures CPU items, would add its memory to every item's peak RSS (location.py avoids it for the same
-reason).
+which measures CPU items, would add its memory to every item's peak RSS (settings/store.py avoids it for the
+same reason).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ cannot stop it early); the count is checked after each round. A stopping criteri
 generate runs it once per step, after the step's token is chosen and appended to the output, so a stamp marks
 the token's existence (the forward pass, logits processing and sampling of that step all come before it).
 
-The model runs from a generation config the plugin builds (``generate_settings.py``), installed as the model's
+The model runs from a generation config the plugin builds (``settings/generate.py``), installed as the model's
 own for the item: transformers fills whatever a passed config leaves unset from ``model.generation_config``,
 so a checkpoint's beams or penalties would otherwise apply. The model's config is put back when the item ends.
 
