@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from pytest_tbench.core.errors import ItemFailed
+from pytest_tbench.core.metric_table import SAMPLES_PER_CALL, TOKENS_PER_CALL
 from pytest_tbench.launch.base import Attempt, Job
 from pytest_tbench.launch.forkserver import ItemTimedOut, WorkerDied, run_isolated
 from pytest_tbench.launch.pooling import pool
@@ -44,7 +45,7 @@ def measure_in_workers(benchmark: Any, job: Job, shares: list[int]) -> Attempt |
     info["worker_wall_time_s"] = time.perf_counter() - start
     record_samples(benchmark, samples)
     timings = [] if benchmark.disabled else samples
-    return Attempt(info, info["samples_per_call"], info["tokens_per_call"], timings)
+    return Attempt(info, info[SAMPLES_PER_CALL], info[TOKENS_PER_CALL], timings)
 
 
 def run_worker(job: Job) -> Outcome | OutOfMemory:

@@ -28,10 +28,13 @@ from pytest_tbench.core.metric_table import (
     DECODE_WEIGHTS_READ_BYTES,
     FLOPS_PER_CALL,
     MODEL_LOAD_TIME_S,
+    PARAMETER_BYTES,
     PEAK_MEMORY_BYTES,
     PEAK_MEMORY_INCREASE_BYTES,
     PEAK_MEMORY_PER_RANK_BYTES,
     RANK_MEDIANS_S,
+    SAMPLES_PER_CALL,
+    TOKENS_PER_CALL,
     TP_RANKS,
 )
 from pytest_tbench.core.record import number
@@ -68,7 +71,7 @@ class TorchrunLauncher:
         samples, info = merge_ranks(job.case, outcomes)
         record_samples(self.benchmark, samples)
         timings = [] if self.benchmark.disabled else samples
-        return Attempt(info, info["samples_per_call"], info["tokens_per_call"], timings)
+        return Attempt(info, info[SAMPLES_PER_CALL], info[TOKENS_PER_CALL], timings)
 
 
 @contextmanager
@@ -173,7 +176,7 @@ def merge_ranks(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], 
     peaks = [int(o.info.get(PEAK_MEMORY_BYTES) or 0) for o in outcomes]
     increases = [int(o.info.get(PEAK_MEMORY_INCREASE_BYTES) or 0) for o in outcomes]
     # Each rank's parameter_bytes is its shard (replicated norms and embeddings in every rank).
-    shards = [int(o.info.get("parameter_bytes") or 0) for o in outcomes]
+    shards = [int(o.info.get(PARAMETER_BYTES) or 0) for o in outcomes]
     info.update(
         {
             "device": case.device,  # rank 0's was its own GPU; the item is the case's
@@ -181,7 +184,7 @@ def merge_ranks(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], 
             PEAK_MEMORY_BYTES: sum(peaks),
             PEAK_MEMORY_INCREASE_BYTES: sum(increases),
             PEAK_MEMORY_PER_RANK_BYTES: peaks,
-            "parameter_bytes": sum(shards),
+            PARAMETER_BYTES: sum(shards),
             "parameter_bytes_per_rank": shards,
             RANK_MEDIANS_S: [statistics.median(o.samples) for o in outcomes if o.samples],
             MODEL_LOAD_TIME_S: max(float(o.info.get(MODEL_LOAD_TIME_S) or 0.0) for o in outcomes),

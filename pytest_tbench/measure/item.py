@@ -14,9 +14,16 @@ from pytest_tbench.core.metric_table import (
     DEVICE_NAME,
     MATMUL_PRECISION,
     MEDIAN_S,
+    MODE,
+    MODEL,
     MODEL_DEVICES,
+    MODEL_LOAD_TIME_S,
+    PARAMETER_BYTES,
+    ROUNDS,
+    SAMPLES_PER_CALL,
     THROUGHPUT_SAMPLES_PER_S,
     THROUGHPUT_TOKENS_PER_S,
+    TOKENS_PER_CALL,
 )
 from pytest_tbench.machine.devices import device_name, matmul_precision, on_device
 from pytest_tbench.measure.trackers import memory_tracker
@@ -96,15 +103,15 @@ def run_item(
 
 def describe(case: BenchCase, loaded: LoadedModel, work: Work, rounds: int, warmup: int) -> dict[str, Any]:
     return {
-        "mode": case.mode,
-        "model": case.model,
+        MODE: case.mode,
+        MODEL: case.model,
         "model_class": type(loaded.model).__name__,
         # The code the model ran here, to compare with the pytest process' and the other A/B side's.
         MODEL_CODE: fingerprint(loaded.model).as_json(),
         "model_source": loaded.source,
-        "model_load_time_s": loaded.load_time_s,
+        MODEL_LOAD_TIME_S: loaded.load_time_s,
         "num_parameters": loaded.num_parameters,
-        "parameter_bytes": loaded.parameter_bytes,
+        PARAMETER_BYTES: loaded.parameter_bytes,
         "batch_size": case.batch_size,
         "seq_len": case.seq_len,
         "media": case.media,  # an image's or audio window's tag ("" for text): models/families.py
@@ -121,10 +128,10 @@ def describe(case: BenchCase, loaded: LoadedModel, work: Work, rounds: int, warm
         # Where a spread model's weights are (models/placement.py): empty for a model on the item's device.
         MODEL_DEVICES: list(loaded.devices),
         DEVICE_MAP_PLACEMENT: placement_summary(loaded.model),
-        "rounds": rounds,
+        ROUNDS: rounds,
         "warmup_rounds": warmup,
-        "samples_per_call": work.samples,
-        "tokens_per_call": work.tokens,
+        SAMPLES_PER_CALL: work.samples,
+        TOKENS_PER_CALL: work.tokens,
     }
 
 

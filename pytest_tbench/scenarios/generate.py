@@ -28,6 +28,13 @@ import torch
 from transformers import PretrainedConfig, StoppingCriteria, StoppingCriteriaList
 
 from pytest_tbench.core.axes import COMPILE_OFF
+from pytest_tbench.core.metric_table import (
+    DECODE_TIME_MEAN_S,
+    E2E_TOKENS_PER_S,
+    TOTAL_TIME_MEAN_S,
+    TTFT_MEAN_S,
+    TTFT_PER_ROUND_S,
+)
 from pytest_tbench.measure.trackers.compiles import (
     CompileWatch,
     MeasuredCompileError,
@@ -129,19 +136,19 @@ def timing_metrics(
     info: dict[str, Any] = {
         "new_tokens": new,
         "measured_rounds": len(rounds),
-        "ttft_mean_s": ttft_mean,
+        TTFT_MEAN_S: ttft_mean,
         "ttft_median_s": statistics.median(ttft),
-        "ttft_per_round_s": ttft,  # raw, so that a later comparison can test significance
-        "decode_time_mean_s": decode_mean,
+        TTFT_PER_ROUND_S: ttft,  # raw, so that a later comparison can test significance
+        DECODE_TIME_MEAN_S: decode_mean,
         "decode_time_median_s": statistics.median(decode),
-        "total_time_mean_s": total_mean,
+        TOTAL_TIME_MEAN_S: total_mean,
         "total_time_median_s": statistics.median(total),
         "prefill_tokens_per_round": batch * prompt,
         "decode_tokens_per_round": batch * (new - 1),
         "generated_tokens_per_round": batch * new,
         "decode_token_latency_count": len(steps),
         "prefill_tokens_per_s": batch * prompt / ttft_mean,
-        "e2e_tokens_per_s": batch * new / total_mean,
+        E2E_TOKENS_PER_S: batch * new / total_mean,
     }
     if steps:
         info.update(

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from pytest_tbench.core.metric_table import OPTIMIZER_STATE_BYTES, TRAIN_PRECISION, TRAIN_STEPS
 from pytest_tbench.measure.work import Work
 from pytest_tbench.models.families import family_of, flop_tokens
 from pytest_tbench.models.flops import FlopEstimate, FlopPass, Mark, matmul_parameters
@@ -187,10 +188,10 @@ def train_work(loaded: LoadedModel, case: BenchCase, optimizer_name: str) -> Wor
         optimizer_state = optimizer.state.values() if optimizer is not None else []
         info: dict[str, Any] = {
             "optimizer": optimizer_name,
-            "train_precision": precision.name,
-            "train_steps": steps.count,
+            TRAIN_PRECISION: precision.name,
+            TRAIN_STEPS: steps.count,
             "gradient_bytes": sum(p.numel() * p.element_size() for p in params),
-            "optimizer_state_bytes": sum(_tensor_bytes(s.values()) for s in optimizer_state),
+            OPTIMIZER_STATE_BYTES: sum(_tensor_bytes(s.values()) for s in optimizer_state),
             "last_loss": float(steps.loss) if steps.loss is not None else None,
             # Evidence that the steps trained, judged over all of them (a GradScaler may skip the first).
             "weights_changed": any(changed),

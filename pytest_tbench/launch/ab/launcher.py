@@ -24,6 +24,8 @@ from pytest_tbench.core.metric_table import (
     PEAK_MEMORY_INCREASE_BYTES,
     PEAK_MEMORY_INCREASE_PER_PROCESS_BYTES,
     ROUNDS_S,
+    SAMPLES_PER_CALL,
+    TOKENS_PER_CALL,
 )
 from pytest_tbench.judge.paired import PairedVerdict, judge_paired
 from pytest_tbench.judge.rejudge import sides_of
@@ -113,7 +115,7 @@ class ABLauncher:
         info["isolated"] = True
         record_samples(self.benchmark, samples)
         timings = [] if disabled else samples
-        return Attempt(info, info["samples_per_call"], info["tokens_per_call"], timings)
+        return Attempt(info, info[SAMPLES_PER_CALL], info[TOKENS_PER_CALL], timings)
 
     def _measure_pairs(self, job: Job, pairs: int, results: list[PairResult]) -> OutOfMemory | None:
         """Pairs up to ``pairs`` (after those in ``results``), appended to ``results``; the out-of-memory of a
@@ -155,7 +157,7 @@ class ABLauncher:
                 found[PEAK_MEMORY_INCREASE_PER_PROCESS_BYTES] = [int(figure or 0) for figure in figures]
         # The median and rates the current side gets from the item runner, so both sides read alike.
         base_median = statistics.median(base_samples) if base_samples else None
-        base_info |= throughput(base_info["samples_per_call"], base_info["tokens_per_call"], base_median)
+        base_info |= throughput(base_info[SAMPLES_PER_CALL], base_info[TOKENS_PER_CALL], base_median)
         info[AB_BASE] = base_info
         if self.benchmark.disabled:
             return samples, info, []
