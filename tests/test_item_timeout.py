@@ -7,16 +7,12 @@ import pytest
 
 from .forked import runpytest_forked
 from .test_signals_workers import ARGS as WORKER_ARGS
-from .test_signals_workers import BENCH, CONFTEST
+from .test_signals_workers import BENCH, CONFTEST, WORKER_LAUNCHERS
 
 ARGS = [*WORKER_ARGS, "--tbench-item-timeout", "5", "-rf"]
 
 
-@pytest.mark.parametrize(
-    "launcher",
-    [["--tbench-isolate"], ["--tbench-ab", "env:X=1", "--tbench-ab-pairs", "2"]],
-    ids=["isolated", "ab"],
-)
+@WORKER_LAUNCHERS
 def test_a_stuck_item_fails_by_its_limit_and_the_session_goes_on(
     pytester: pytest.Pytester, launcher: list[str]
 ) -> None:

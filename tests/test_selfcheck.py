@@ -163,6 +163,22 @@ def _nvml_run(
     return PluginRun(0, {"benchmarks": [{"extra_info": info}], "machine_info": {"tbench": {"gpus": gpus}}})
 
 
+def _check_nvml_on_one_gpu(monkeypatch: pytest.MonkeyPatch, run: Any) -> list[Any]:
+    """check_nvml on one 80 GiB GPU (cuda:0, UUID aaaa-1111) whose plugin run is ``run``."""
+    from types import SimpleNamespace
+
+    from pytest_tbench.selfcheck import checks
+
+    monkeypatch.setattr(checks, "run_plugin", lambda source, args: run)
+    monkeypatch.setattr(checks, "cuda_index", lambda device: 0)
+    monkeypatch.setattr(checks, "cuda_uuid", lambda index: "aaaa-1111")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda index: SimpleNamespace(total_memory=80 * 2**30)
+    )
+    return checks.check_nvml(checks.Setup(device="cuda"))
+
+
 @pytest.mark.parametrize(
     ("nvml_uuid", "nvml_total", "item_uuid", "verdict"),
     [
@@ -175,20 +191,8 @@ def _nvml_run(
 def test_nvml_check_names_a_record_of_another_gpu(
     monkeypatch: pytest.MonkeyPatch, nvml_uuid: str, nvml_total: int, item_uuid: str, verdict: str
 ) -> None:
-    from types import SimpleNamespace
-
-    from pytest_tbench.selfcheck import checks
-
-    monkeypatch.setattr(
-        checks, "run_plugin", lambda source, args: _nvml_run(nvml_uuid, nvml_total, item_uuid)
-    )
-    monkeypatch.setattr(checks, "cuda_index", lambda device: 0)
-    monkeypatch.setattr(checks, "cuda_uuid", lambda index: "aaaa-1111")
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(
-        torch.cuda, "get_device_properties", lambda index: SimpleNamespace(total_memory=80 * 2**30)
-    )
-    present, record, two_gpus = checks.check_nvml(checks.Setup(device="cuda"))
+    run = _nvml_run(nvml_uuid, nvml_total, item_uuid)
+    present, record, two_gpus = _check_nvml_on_one_gpu(monkeypatch, run)
     assert present.verdict == "pass"
     assert record.verdict == verdict, record
     assert two_gpus.verdict == "skip"
@@ -208,19 +212,8 @@ def test_nvml_check_names_a_record_of_another_gpu(
 def test_the_nvml_check_skips_a_process_nvml_cannot_see(
     monkeypatch: pytest.MonkeyPatch, reason: str, verdict: str
 ) -> None:
-    from types import SimpleNamespace
-
-    from pytest_tbench.selfcheck import checks
-
     run = _nvml_run("aaaa-1111", 80 * 2**30, "aaaa-1111", process=None, reason=reason)
-    monkeypatch.setattr(checks, "run_plugin", lambda source, args: run)
-    monkeypatch.setattr(checks, "cuda_index", lambda device: 0)
-    monkeypatch.setattr(checks, "cuda_uuid", lambda index: "aaaa-1111")
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(
-        torch.cuda, "get_device_properties", lambda index: SimpleNamespace(total_memory=80 * 2**30)
-    )
-    present, record, _ = checks.check_nvml(checks.Setup(device="cuda"))
+    present, record, _ = _check_nvml_on_one_gpu(monkeypatch, run)
     assert present.verdict == verdict, present
     assert record.verdict == "pass"
 

@@ -48,11 +48,15 @@ def _alive(pid: int) -> bool:
     return status.exists() and "\nState:\tZ" not in status.read_text()
 
 
-@pytest.mark.parametrize(
+# The launchers whose items run in worker processes.
+WORKER_LAUNCHERS = pytest.mark.parametrize(
     "launcher",
     [["--tbench-isolate"], ["--tbench-ab", "env:X=1", "--tbench-ab-pairs", "2"]],
     ids=["isolated", "ab"],
 )
+
+
+@WORKER_LAUNCHERS
 def test_sigterm_during_a_worker_s_item_ends_the_session_quickly_and_saves(
     pytester: pytest.Pytester, launcher: list[str]
 ) -> None:

@@ -10,7 +10,6 @@ if the worker dies.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import multiprocessing
 import os
 import signal
@@ -30,15 +29,6 @@ from pytest_tbench.launch.worker import Outcome, worker_main
 FORK_SAFE_ENV = {"PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
 # Imported last by the forkserver: the session's conftests, after the models' code they may patch.
 CONFTESTS_MODULE = "pytest_tbench.launch.preload_conftests"
-
-
-def modeling_module(model_type: str) -> str | None:
-    """transformers' modeling module of an architecture, if it has one under the usual name."""
-    name = f"transformers.models.{model_type}.modeling_{model_type}"
-    try:
-        return name if importlib.util.find_spec(name) is not None else None
-    except (ImportError, ValueError):
-        return None
 
 
 class ItemTimedOut(RuntimeError):

@@ -7,10 +7,21 @@ what it imports runs there)."""
 
 from __future__ import annotations
 
+import importlib.util
+
 BASE = ("torch", "transformers", "pytest_tbench.launch.worker")
 # transformers' modeling modules of the session's models, added at collection (plugin/hooks.py); each worker
 # would import them again otherwise (~1 s a model).
 _MODEL_CODE: list[str] = []
+
+
+def modeling_module(model_type: str) -> str | None:
+    """transformers' modeling module of an architecture, if it has one under the usual name."""
+    name = f"transformers.models.{model_type}.modeling_{model_type}"
+    try:
+        return name if importlib.util.find_spec(name) is not None else None
+    except (ImportError, ValueError):
+        return None
 
 
 def add_model_code(modules: list[str]) -> None:

@@ -15,8 +15,7 @@ from pytest_tbench.judge.gate import open_gate
 from pytest_tbench.judge.run_verdict import RunVerdict
 from pytest_tbench.launch.ab.session import open_ab
 from pytest_tbench.launch.conftests import session_conftests
-from pytest_tbench.launch.forkserver import modeling_module
-from pytest_tbench.launch.preload import add_model_code
+from pytest_tbench.launch.preload import add_model_code, modeling_module
 from pytest_tbench.machine.devices import absent_reason, is_cuda
 from pytest_tbench.machine.environment import environment
 from pytest_tbench.measure.memory_errors import (

@@ -61,13 +61,15 @@ def run_pair(sides: dict[str, SideProcess], job: Job, first: str) -> PairResult:
     """``job`` (its ``rounds`` paired rounds) on both sides, interleaved by rounds; by whole processes if the
     second model does not fit beside the first."""
     second = CURRENT if first == BASE else BASE
+    in_turn = warms_in_turn(job)
     workers: dict[str, Worker] = {}
     ready: dict[str, Any] = {}
     for side in (first, second):
         workers[side] = sides[side].worker_for(job)
-        if warms_in_turn(job):
+        if in_turn:  # the first side is ready before the second starts
             ready[side] = workers[side].receive()
-    ready = ready or {side: worker.receive() for side, worker in workers.items()}
+    if not in_turn:  # both warm up at once
+        ready = {side: worker.receive() for side, worker in workers.items()}
     failed = {side: r for side, r in ready.items() if isinstance(r, Outcome)}
     if failed:
         for worker in workers.values():

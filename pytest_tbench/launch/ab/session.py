@@ -19,7 +19,6 @@ from pytest_tbench.launch.ab.side_process import Launch, SideError, SideProcess,
 from pytest_tbench.launch.ab.worktree import Worktree
 from pytest_tbench.launch.conftests import Conftest
 from pytest_tbench.launch.forkserver import FORK_SAFE_ENV
-from pytest_tbench.launch.preload import BASE as BASE_PRELOAD
 from pytest_tbench.settings.ab import Side
 
 BASE, CURRENT = "base", "current"
@@ -87,7 +86,7 @@ class ABSession:
             return self.pairs[:pairs]
         if self._home is None:
             self._home = plugin_home()
-            self._preload = list(dict.fromkeys([*BASE_PRELOAD, *modules]))
+            self._preload = list(modules)  # launch/preload.py's list
             self._conftests = tuple(conftests)
         new = [
             {
