@@ -26,11 +26,12 @@ timing = pytest.mark.timing
 
 # Every forward call sleeps: AB_SLEEP_S seconds, or AB_SLOW_SLEEP_S for batch-2 items, so that one session
 # holds an unchanged item (b1) and a changed one (b2) when only one side sets AB_SLOW_SLEEP_S.
-# AB_PROCESS_JITTER: each worker process's sleeps are off by a random fraction up to it, drawn once per item
-# (from the OS, not the random module, whose state forked workers share): an offset of the process's own,
-# which only more pairs average away.
+# AB_PROCESS_OFFSETS: the side with X=1 has processes whose sleeps are off by these fractions, the first of
+# its processes by the first (counted in a file of AB_COUNTER_DIR): an offset of the process's own, which only
+# more pairs average away. Fixed, not random: two random offsets a hair apart made a 2-pair interval narrow
+# enough to decide (CI, 12-07).
 SLEEP_MODULE = """
-import dataclasses, os, random, time
+import dataclasses, fcntl, os, time
 import pytest_tbench.scenarios.forward as scenarios
 
 original = scenarios.forward_work
@@ -40,9 +41,24 @@ def sleeping_work(loaded, case):
     seconds = float(os.environ.get("AB_SLEEP_S", "0.01"))
     if case.batch_size == 2:
         seconds = float(os.environ.get("AB_SLOW_SLEEP_S", str(seconds)))
-    jitter = float(os.environ.get("AB_PROCESS_JITTER", "0"))
-    seconds *= 1 + random.SystemRandom().uniform(-jitter, jitter)
+    seconds *= 1 + process_offset()
     return dataclasses.replace(work, call=lambda: time.sleep(seconds))
+
+OFFSETS = {}
+
+def process_offset():
+    offsets = os.environ.get("AB_PROCESS_OFFSETS")
+    if not offsets or os.environ.get("X") != "1":
+        return 0.0
+    if os.getpid() not in OFFSETS:  # one draw per process (a forked process starts with its parent's dict)
+        with open(os.path.join(os.environ["AB_COUNTER_DIR"], "processes"), "a+") as counter:
+            fcntl.flock(counter, fcntl.LOCK_EX)
+            counter.seek(0)
+            index = len(counter.read())
+            counter.write("x")
+        values = [float(v) for v in offsets.split(",")]
+        OFFSETS[os.getpid()] = values[index % len(values)]
+    return OFFSETS[os.getpid()]
 
 scenarios.forward_work = sleeping_work
 """
@@ -219,8 +235,9 @@ def test_a_side_that_fails_to_start_is_named(pytester: pytest.Pytester) -> None:
 def test_an_undecided_item_warns_by_default_and_fails_or_passes_as_asked(
     sleeping: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # An A/A of two pairs whose processes are off by up to 20% each: the interval holds 0 and 5%.
-    monkeypatch.setenv("AB_PROCESS_JITTER", "0.2")
+    # An A/A whose X=1 processes are off by +20%, -20%, +10%: at 2 and at 3 pairs the interval holds 0 and 5%.
+    monkeypatch.setenv("AB_PROCESS_OFFSETS", "0.2,-0.2,0.1")
+    monkeypatch.setenv("AB_COUNTER_DIR", str(sleeping.path))
     args = [*ARGS, "--tbench-batch-sizes", "1", "--tbench-ab", "env:X=1", "--tbench-ab-pairs", "2:3"]
     result, data = run_json(sleeping, *args)
     assert result.ret == 0
@@ -233,6 +250,10 @@ def test_an_undecided_item_warns_by_default_and_fails_or_passes_as_asked(
     # The first look knew the run's tests: this one item's (no run-level test under 4 items).
     assert ab["looks"][0]["run_tests"] == len({verdict["test"] for verdict in ab["verdicts"]})
     assert data["tbench"]["ab_run"]["undecided"] == [name]
+    # The sides ran the same model code (the conftest patches the scenario, not the model): said under the
+    # A/B table.
+    assert ab["model_code"] == {"identical": True, "functions": [], "files": []}
+    result.stdout.fnmatch_lines(["*identical model code on both sides (tiny-gpt2-b1-s8-cpu-float32)*"])
     assert data["tbench"]["ab_run"]["undecided_mode"] == "warn"
     result.stdout.fnmatch_lines(["*--tbench-ab: 1 item(s) the run cannot tell: test_bench.py::test_forward*"])
     result.stdout.fnmatch_lines(["tbench A/B: 1 item: 1 cannot tell; no run-level test under 4 items"])

@@ -65,39 +65,23 @@ def _functions(info: dict[str, Any]) -> dict[str, Any]:
     return dict(info["model_code"]["functions"])
 
 
-def test_a_conftest_patch_runs_in_every_launcher_s_workers(pytester: pytest.Pytester) -> None:
+def test_a_conftest_patch_runs_in_every_worker_of_an_item(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(PATCHING_CONFTEST)
     pytester.makepyfile(test_bench=BENCH)
-    medians, infos = {}, {}
-    # The two ways a worker starts: forked by the forkserver (--tbench-isolate takes the same path with one
-    # worker) and by an A/B side's process. Each item's fixture also checks its worker's code against the
-    # pytest process' (test_a_patch_made_in_the_test_body_...).
-    launchers = {
-        "processes": ["--tbench-processes", "2"],
-        "ab": ["--tbench-ab", "env:TBENCH_TEST_SIDE=base", "--tbench-ab-pairs", "2"],
-    }
-    for name, extra in launchers.items():
-        result, data = run_json(pytester, *ARGS, *extra, subprocess=True)
-        result.assert_outcomes(passed=1)
-        medians[name] = _median(data)
-        infos[name] = data["benchmarks"][0]["extra_info"]
-    # Sides that ran the same model code: said under the A/B table.
-    result.stdout.fnmatch_lines(["*identical model code on both sides (tiny-gpt2-b1-s8-cpu-float32)*"])
-    # Two patched MLP calls a forward: every launcher measured them (unpatched, a forward is ~1 ms). No upper
+    # Workers forked by the forkserver (--tbench-isolate takes the same path with one worker); an A/B side's
+    # workers: test_git_ab_of_a_model_change_made_through_a_conftest_import, both sides. Each item's fixture
+    # also checks its worker's code against the pytest process' (test_a_patch_made_in_the_test_body_...).
+    result, data = run_json(pytester, *ARGS, "--tbench-processes", "2", subprocess=True)
+    result.assert_outcomes(passed=1)
+    info = data["benchmarks"][0]["extra_info"]
+    # Two patched MLP calls a forward: both workers measured them (unpatched, a forward is ~1 ms). No upper
     # bound: under the parallel part's load, a worker's own OpenMP threads spinning after a call kept its
     # sleeps from waking on time (160 ms medians against 43 ms in-process, once in CI); what ran is checked
     # below, by its code.
-    for name, median in medians.items():
-        assert median >= 2 * SLEEP_S, f"{name}: {median * 1e3:.1f} ms, the conftest's patch did not run"
-    base = infos["ab"]["ab_base"]
-    assert base["median_s"] >= 2 * SLEEP_S  # the base side's workers import the conftest too
-    # Each launcher says the code it ran: the conftest's patched forward, alike in every worker.
-    patched = _functions(infos["processes"])["GPT2MLP.forward"]
-    assert patched["source"].startswith("conftest.py:")
-    for name, info in infos.items():
-        assert _functions(info)["GPT2MLP.forward"] == patched, name
-    assert _functions(base) == _functions(infos["ab"])
-    assert infos["ab"]["ab"]["model_code"] == {"identical": True, "functions": [], "files": []}
+    assert len(info["process_rounds"]) == 2
+    assert min(data["benchmarks"][0]["stats"]["data"]) >= 2 * SLEEP_S, "the conftest's patch did not run"
+    # The item says the code its workers ran: the conftest's patched forward.
+    assert _functions(info)["GPT2MLP.forward"]["source"].startswith("conftest.py:")
 
 
 def test_a_conftest_that_fails_in_the_worker_fails_the_item_with_its_traceback(
@@ -191,6 +175,10 @@ def test_git_ab_of_a_model_change_made_through_a_conftest_import(pytester: pytes
     )  # fmt: skip
     base = entry["extra_info"]["ab"]["sides"]["base"]
     assert (base["revision"], base["commit"]) == ("HEAD~1", base_commit)
+    # The base side's workers imported its conftest too: 2 x 10 ms a forward (stock GPT-2: about 1 ms).
+    assert entry["extra_info"]["ab_base"]["median_s"] >= 0.02
+    base_code = entry["extra_info"]["ab_base"]["model_code"]["functions"]["GPT2MLP.forward"]
+    assert base_code["source"].startswith("mymodel.py:")
     assert "tbench-ab-base" not in _git(pytester.path, "worktree", "list")  # removed with the session
 
 

@@ -139,9 +139,11 @@ class ABSession:
         return bool(kept)
 
     def close(self) -> None:
-        for pair in self.pairs:
-            for process in pair.values():
-                process.close()
+        processes = [process for pair in self.pairs for process in pair.values()]
+        for process in processes:
+            process.close(wait=False)
+        for process in processes:
+            process.close()
         self.pairs = []
         if self.worktree is not None:
             self.worktree.remove()

@@ -129,7 +129,9 @@ class SideProcess:
         conn.send(("reap", pid))
         return int(self._receive("collecting a worker")[1])
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """End the process; with ``wait=False`` only ask it to end (a session ends its sides side by side,
+        then waits for each)."""
         if self.kept is not None and self._conn is not None:
             with contextlib.suppress(SideError):  # the process died: its worker is gone with it
                 self.release_worker()
@@ -140,6 +142,8 @@ class SideProcess:
             if not self.facts:
                 # Never ready: still importing (another side failed first), or broken; nothing to finish.
                 self._process.kill()
+            if not wait:
+                return
             try:
                 self._process.wait(timeout=30)
             except subprocess.TimeoutExpired:
