@@ -97,9 +97,10 @@ def _default(key: str) -> str:
     # The settings a preset also has (batch sizes, lengths, new tokens) default to the preset's.
     if key in {f.name for f in dataclasses.fields(Preset)}:
         return f"the preset's ({DEFAULT_PRESET}: {_value(getattr(PRESETS[DEFAULT_PRESET], key))})"
-    field = {f.name: f for f in dataclasses.fields(config.TBenchConfig)}.get(key)
-    if field is None:
+    if key not in config.PATHS:
         return ""
+    section, name = config.PATHS[key]
+    field = {f.name: f for f in dataclasses.fields(config.SECTIONS[section])}[name]
     if field.default_factory is not dataclasses.MISSING:
         return _value(field.default_factory())
     return _value(field.default)

@@ -39,7 +39,7 @@ from pytest_tbench.launch.base import Job
 from pytest_tbench.launch.worker import Outcome
 from pytest_tbench.settings.ab import PairBudget, Side, parse_pairs, parse_side
 from pytest_tbench.settings.cases import BenchCase
-from pytest_tbench.settings.config import TBenchConfig
+from pytest_tbench.settings.config import RunSettings, TBenchConfig
 
 
 def test_a_side_combines_a_revision_an_interpreter_and_environment_variables() -> None:
@@ -59,7 +59,9 @@ def test_a_side_s_secret_values_reach_its_processes_but_no_record() -> None:
         "OMP_NUM_THREADS": "1",
     }
     assert side.label == "origin/main env:HF_TOKEN=***,WANDB_API_KEY=***,PGPASSWORD=***,OMP_NUM_THREADS=1"
-    recorded = TBenchConfig(ab=side, sources={"ab": "command line"}).record()  # machine_info.tbench.settings
+    recorded = TBenchConfig.of(
+        ab=side, sources={"ab": "command line"}
+    ).record()  # machine_info.tbench.settings
     assert "hf_abc" not in str(recorded) and "pw" not in str(recorded["ab"]) and "***" in str(recorded)
 
 
@@ -288,7 +290,7 @@ class FakeSide:
 
 def _job(rounds: int) -> Job:
     case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cpu", "float32")
-    return Job(case, "tiny-gpt2", "builtin", None, None, TBenchConfig(), rounds, 0)
+    return Job(case, "tiny-gpt2", "builtin", None, None, RunSettings(), rounds, 0)
 
 
 def test_a_pair_interleaves_its_rounds_and_keeps_both_workers_for_the_next_item() -> None:

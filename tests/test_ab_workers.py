@@ -25,7 +25,7 @@ from pytest_tbench.settings.config import TBenchConfig
 def _job(batch_size: int = 1, dtype: str = "float32", mode: str = "forward") -> Job:
     head = "causal-lm" if mode == "train" else "base"
     case = BenchCase(mode, "tiny-gpt2", head, batch_size, 8, "cpu", dtype)
-    settings = TBenchConfig(isolate=True)
+    settings = TBenchConfig.of(isolate=True)
     return job_for(case, resolve("tiny-gpt2", {}), settings, rounds=2, warmup=1)
 
 

@@ -24,7 +24,7 @@ from pytest_tbench.show.report.frame import row_of
 from .conftest import FORWARD_BENCH, run_json
 
 SOURCE = "config file tb.yaml"
-CPU = TBenchConfig(devices=("cpu",))  # the session's settings, as if --tbench-devices cpu
+CPU = TBenchConfig.of(devices=("cpu",))  # the session's settings, as if --tbench-devices cpu
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -65,7 +65,7 @@ def test_entries_expand_into_their_own_items_with_their_own_settings() -> None:
     assert [case.id for case, _ in list_cases(entries, "generate", "causal-lm")] == [
         "tiny-gpt2-b1-s8-n20-cpu-float32"
     ]
-    assert [e.config.rounds_for("forward") for e in entries] == [2, 3]
+    assert [e.config.measure.rounds_for("forward") for e in entries] == [2, 3]
     assert entries[1].record() == {
         "index": 1,
         "name": "bert",
@@ -165,16 +165,22 @@ def test_precedence_entry_over_command_line_over_file_over_ini(pytester: pytest.
         },
     )
     cfg = configured(pytester, "--tbench-config", name, "--tbench-rounds", "9")
-    silent, own = (entry.config for entry in cfg.benchmarks)
+    silent, own = (entry.config for entry in cfg.sweep.benchmarks)
     # Where the entry is silent: command line, then the file's top level, then ini, then the preset.
-    assert (silent.rounds, silent.warmup, silent.batch_sizes, silent.new_tokens, silent.seq_lens) == (
+    assert (
+        silent.measure.rounds,
+        silent.measure.warmup,
+        silent.sweep.batch_sizes,
+        silent.sweep.new_tokens,
+        silent.sweep.seq_lens,
+    ) == (
         9,
         1,
         (3,),
         7,
         (32, 64),
     )
-    assert (own.rounds, own.warmup, own.batch_sizes) == (2, 0, (3,))
+    assert (own.measure.rounds, own.measure.warmup, own.sweep.batch_sizes) == (2, 0, (3,))
     assert (silent.sources["rounds"], own.sources["rounds"]) == (
         "command line",
         f"config file {name} benchmarks[1]",
@@ -192,7 +198,8 @@ def test_toml_array_of_tables(pytester: pytest.Pytester) -> None:
     )
     cfg = configured(pytester, "--tbench-config", "tb.toml")
     assert [
-        (e.model, e.modes, e.config.batch_sizes, e.config.seq_lens, e.config.rounds) for e in cfg.benchmarks
+        (e.model, e.modes, e.config.sweep.batch_sizes, e.config.sweep.seq_lens, e.config.measure.rounds)
+        for e in cfg.sweep.benchmarks
     ] == [
         ("tiny-gpt2", None, (4,), (32, 64), 2),
         ("tiny-bert", ("train",), (1, 2), (8, 16), 2),
@@ -278,8 +285,14 @@ def test_a_list_run_measures_each_entry_with_its_settings(pytester: pytest.Pytes
 def test_the_seeds_default_file_reads_as_given(pytester: pytest.Pytester) -> None:
     cfg = configured(pytester, "--tbench-config", str(REPO / "benches" / "seeds_default.yml"))
     shapes = [
-        (e.model, e.config.batch_sizes, e.config.seq_lens, e.config.rounds, e.config.devices)
-        for e in cfg.benchmarks
+        (
+            e.model,
+            e.config.sweep.batch_sizes,
+            e.config.sweep.seq_lens,
+            e.config.measure.rounds,
+            e.config.sweep.devices,
+        )
+        for e in cfg.sweep.benchmarks
     ]
     assert shapes == [
         ("bert-base-uncased", (1,), (128,), 100, ("cuda",)),
@@ -291,10 +304,10 @@ def test_the_seeds_default_file_reads_as_given(pytester: pytest.Pytester) -> Non
         ("openai/clip-vit-base-patch32", (4,), (32, 64), 100, ("cuda",)),  # no length: the preset's
     ]
     # global_settings are the file's top-level settings, so every entry has them.
-    assert {(e.config.warmup, e.config.dtype, e.config.use_cache) for e in cfg.benchmarks} == {
-        (10, ("float16",), True)
-    }
-    assert (cfg.warmup, cfg.trust_remote_code, cfg.sources["warmup"]) == (
+    assert {
+        (e.config.measure.warmup, e.config.sweep.dtype, e.config.run.use_cache) for e in cfg.sweep.benchmarks
+    } == {(10, ("float16",), True)}
+    assert (cfg.measure.warmup, cfg.run.trust_remote_code, cfg.sources["warmup"]) == (
         10,
         False,
         f"config file {REPO}/benches/seeds_default.yml",
@@ -393,9 +406,9 @@ def test_a_seeds_format_run_in_worker_processes(pytester: pytest.Pytester) -> No
 
 
 def test_trust_remote_code_setting(pytester: pytest.Pytester) -> None:
-    assert configured(pytester).trust_remote_code is False
+    assert configured(pytester).run.trust_remote_code is False
     cfg = configured(pytester, "--tbench-trust-remote-code")
-    assert cfg.trust_remote_code is True
+    assert cfg.run.trust_remote_code is True
     assert cfg.record()["trust_remote_code"] == {"value": True, "source": "command line"}
 
 
@@ -431,6 +444,6 @@ def test_trust_remote_code_reaches_from_pretrained(monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize("trust", [True, False])
 def test_a_worker_loads_with_the_sessions_trust_remote_code(trust: bool) -> None:
     case = BenchCase("forward", "org/model", "base", 1, 8, "cpu", "float32")
-    settings = TBenchConfig(trust_remote_code=trust)
-    job = Job(case, "org/model", "hub", None, "org/model", settings, rounds=1, warmup=0)
+    settings = TBenchConfig.of(trust_remote_code=trust)
+    job = Job(case, "org/model", "hub", None, "org/model", settings.run, rounds=1, warmup=0)
     assert resolved_spec(job).trust_remote_code is trust

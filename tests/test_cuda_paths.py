@@ -417,7 +417,7 @@ def test_ab_worker_rounds_synchronise_every_gpu_of_a_device_mapped_model(
     from pytest_tbench.launch import worker as ab_worker
     from pytest_tbench.launch.base import Job
     from pytest_tbench.settings.cases import BenchCase
-    from pytest_tbench.settings.config import TBenchConfig
+    from pytest_tbench.settings.config import RunSettings
 
     mapped = ("cuda:0", "cuda:1")
     synchronised: list[tuple[str, ...]] = []
@@ -443,7 +443,7 @@ def test_ab_worker_rounds_synchronise_every_gpu_of_a_device_mapped_model(
             self.sent.append(message)
 
     case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cuda", "float32")
-    job = Job(case, "tiny-gpt2", "builtin", None, None, TBenchConfig(), rounds=2, warmup=1)
+    job = Job(case, "tiny-gpt2", "builtin", None, None, RunSettings(), rounds=2, warmup=1)
     conn = Conn()
     drive = ab_worker._conversation(conn, job)  # type: ignore[arg-type]
     outcome = ab_worker.measure(job, ab_worker.ModelSlot(), drive)

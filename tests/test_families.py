@@ -178,7 +178,7 @@ def test_a_head_the_architecture_lacks_is_named_with_it() -> None:
 
 
 def test_ids_and_the_length_axis_per_family() -> None:
-    config = TBenchConfig(
+    config = TBenchConfig.of(
         models=("tiny-gpt2", "tiny-vit", "tiny-whisper", "tiny-wav2vec2", "tiny-clip", "no/such-model"),
         batch_sizes=(1,),
         seq_lens=(8, 16),
@@ -200,7 +200,7 @@ def test_ids_and_the_length_axis_per_family() -> None:
 
 def test_skips_read_the_family() -> None:
     models = ModelCache({})
-    settings = TBenchConfig(max_batch_input_product=100)
+    settings = TBenchConfig.of(max_batch_input_product=100)
     # CLIP's text tower has 77 positions.
     clip = _case("forward", "tiny-clip", "base", 1, 96)
     assert (

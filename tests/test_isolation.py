@@ -13,7 +13,7 @@ from pytest_tbench.launch.base import Job
 from pytest_tbench.launch.forkserver import WorkerDied, run_isolated
 from pytest_tbench.measure.memory_errors import OomRecord
 from pytest_tbench.settings.cases import BenchCase
-from pytest_tbench.settings.config import TBenchConfig
+from pytest_tbench.settings.config import RunSettings
 
 from .conftest import TINY, run_json
 
@@ -30,7 +30,7 @@ def test_train(tbench):
 
 def _job() -> Job:
     case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cpu", "float32")
-    return Job(case, "tiny-gpt2", "builtin", None, None, TBenchConfig(), rounds=1, warmup=0)
+    return Job(case, "tiny-gpt2", "builtin", None, None, RunSettings(), rounds=1, warmup=0)
 
 
 def _segfault(conn: Connection, job: Job) -> None:

@@ -148,7 +148,7 @@ def test_cuda_timed_calls_are_synchronised_inside_the_timed_region(monkeypatch: 
     monkeypatch.setattr("pytest_tbench.measure.item.on_device", lambda device: contextlib.nullcontext())
     monkeypatch.setattr("pytest_tbench.measure.item.device_name", lambda device: "Fake GPU")
     case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cuda:0", "float16")
-    settings = TBenchConfig(rounds=2, warmup=1)
+    settings = TBenchConfig.of(rounds=2, warmup=1)
     loaded = _fake_loaded()
     tbench = TBench(
         case,

@@ -47,7 +47,7 @@ def resolved(pytester: pytest.Pytester, *args: str) -> TBenchConfig:
 
 
 def forward_rounds(cfg: TBenchConfig) -> int:
-    return cfg.rounds_for("forward")
+    return cfg.measure.rounds_for("forward")
 
 
 def usage_error(pytester: pytest.Pytester, *args: str) -> str:
@@ -101,7 +101,7 @@ def test_higher_level_wins(pytester: pytest.Pytester, key: str, high: str, low: 
         at["cli"]["preset"] = "medium_scale"
     cfg = resolved(pytester, *arrange(pytester, at["cli"], at["file"], at["ini"]))
     expected = {"preset": PRESET_LEVEL[key], "default": DEFAULT_LEVEL[key]}.get(high)
-    actual = forward_rounds(cfg) if key == "rounds" else getattr(cfg, key)
+    actual = forward_rounds(cfg) if key == "rounds" else cfg.value(key)
     assert actual == (LEVELS[key][high][1] if expected is None else expected)
 
 
@@ -121,7 +121,7 @@ def test_preset_is_chosen_at_each_level(pytester: pytest.Pytester, high: str, lo
     }
     cfg = resolved(pytester, *arrange(pytester, at["cli"], at["file"], at["ini"]))
     batch_sizes, seq_lens, _, runs = PRESET_TABLE[PRESET_AT[high]]
-    assert (cfg.preset, cfg.batch_sizes, cfg.seq_lens, forward_rounds(cfg)) == (
+    assert (cfg.sweep.preset, cfg.sweep.batch_sizes, cfg.sweep.seq_lens, forward_rounds(cfg)) == (
         PRESET_AT[high],
         batch_sizes,
         seq_lens,
@@ -131,11 +131,20 @@ def test_preset_is_chosen_at_each_level(pytester: pytest.Pytester, high: str, lo
 
 def test_built_in_defaults(pytester: pytest.Pytester) -> None:
     cfg = resolved(pytester)
-    assert cfg.preset == "quick_test"
-    assert cfg.models == ("gpt2", "bert-base-uncased", "smollm-135m", "t5-small")
-    assert (cfg.batch_sizes, cfg.seq_lens, forward_rounds(cfg), cfg.warmup) == ((1, 2), (32, 64), 10, 2)
-    assert (cfg.devices, cfg.dtype, cfg.max_batch_input_product) == (("auto",), ("auto",), 131072)
-    assert cfg.custom_models == {}
+    assert cfg.sweep.preset == "quick_test"
+    assert cfg.sweep.models == ("gpt2", "bert-base-uncased", "smollm-135m", "t5-small")
+    assert (cfg.sweep.batch_sizes, cfg.sweep.seq_lens, forward_rounds(cfg), cfg.measure.warmup) == (
+        (1, 2),
+        (32, 64),
+        10,
+        2,
+    )
+    assert (cfg.sweep.devices, cfg.sweep.dtype, cfg.sweep.max_batch_input_product) == (
+        ("auto",),
+        ("auto",),
+        131072,
+    )
+    assert cfg.sweep.custom_models == {}
 
 
 def test_help_lists_every_option(pytester: pytest.Pytester) -> None:
@@ -155,7 +164,7 @@ def test_ini_files(pytester: pytest.Pytester, name: str, section: str) -> None:
     lines = [f"tbench_{key} = {quote}{value}{quote}" for key, value in values.items()]
     (pytester.path / name).write_text("\n".join([section, *lines, ""]))
     cfg = resolved(pytester)
-    assert (cfg.preset, cfg.batch_sizes, cfg.seq_lens, forward_rounds(cfg)) == (
+    assert (cfg.sweep.preset, cfg.sweep.batch_sizes, cfg.sweep.seq_lens, forward_rounds(cfg)) == (
         "small_scale",
         (3, 5),
         (32, 64, 128),
@@ -168,7 +177,7 @@ def test_native_toml_pytest_table_takes_strings(pytester: pytest.Pytester) -> No
     # belong in a --tbench-config file.
     pytester.makepyprojecttoml('[tool.pytest]\ntbench_batch_sizes = "3,5"\ntbench_rounds = "4"\n')
     cfg = resolved(pytester)
-    assert (cfg.batch_sizes, forward_rounds(cfg)) == ((3, 5), 4)
+    assert (cfg.sweep.batch_sizes, forward_rounds(cfg)) == ((3, 5), 4)
 
 
 # -- config files -------------------------------------------------------------------------------------
@@ -191,13 +200,19 @@ FILE_VALUES: dict[str, Any] = {
 def test_config_file_yaml_and_toml(pytester: pytest.Pytester, suffix: str, prefix: str) -> None:
     write_config(pytester.path / f"tb{suffix}", {prefix + k: v for k, v in FILE_VALUES.items()})
     cfg = resolved(pytester, "--tbench-config", f"tb{suffix}")
-    assert (cfg.preset, cfg.models, cfg.batch_sizes, cfg.seq_lens) == (
+    assert (cfg.sweep.preset, cfg.sweep.models, cfg.sweep.batch_sizes, cfg.sweep.seq_lens) == (
         "small_scale",
         ("tiny-gpt2", "tiny-bert"),
         (3, 5),
         (8, 16),
     )
-    assert (cfg.devices, cfg.dtype, forward_rounds(cfg), cfg.warmup, cfg.max_batch_input_product) == (
+    assert (
+        cfg.sweep.devices,
+        cfg.sweep.dtype,
+        forward_rounds(cfg),
+        cfg.measure.warmup,
+        cfg.sweep.max_batch_input_product,
+    ) == (
         ("cpu",),
         ("float32",),
         4,
@@ -216,7 +231,7 @@ def test_config_file_yaml_and_toml(pytester: pytest.Pytester, suffix: str, prefi
 def test_config_file_custom_models(pytester: pytest.Pytester, name: str, text: str) -> None:
     (pytester.path / name).write_text(text)
     cfg = resolved(pytester, "--tbench-config", name)
-    assert cfg.custom_models == {"mine": CustomModel("tiny-gpt2", {"n_layer": 1})}
+    assert cfg.sweep.custom_models == {"mine": CustomModel("tiny-gpt2", {"n_layer": 1})}
 
 
 def test_ini_config_path_is_relative_to_the_ini_directory(
@@ -248,7 +263,7 @@ def test_command_line_config_path_is_relative_to_cwd_and_replaces_the_ini_one(
     monkeypatch.chdir(pytester.path / "sub")
     cfg = resolved(pytester, "--tbench-config", "tb.yaml")
     # sub/tb.yaml is read, the ini's tb.yaml not at all (its warmup: 1 is lost); the ini's own key still is.
-    assert (forward_rounds(cfg), cfg.warmup) == (7, 5)
+    assert (forward_rounds(cfg), cfg.measure.warmup) == (7, 5)
 
 
 # -- presets and listings -----------------------------------------------------------------------------
@@ -259,7 +274,7 @@ def test_presets_table(pytester: pytest.Pytester, name: str) -> None:
     batch_sizes, seq_lens, new_tokens, runs = PRESET_TABLE[name]
     assert (PRESETS[name].new_tokens, PRESETS[name].runs) == (new_tokens, runs)
     cfg = resolved(pytester, "--tbench-preset", name)
-    assert (cfg.preset, cfg.batch_sizes, cfg.seq_lens) == (name, batch_sizes, seq_lens)
+    assert (cfg.sweep.preset, cfg.sweep.batch_sizes, cfg.sweep.seq_lens) == (name, batch_sizes, seq_lens)
     assert forward_rounds(cfg) == runs * 10
 
 

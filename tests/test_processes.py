@@ -20,7 +20,7 @@ from pytest_tbench.measure.rounds import DEFAULT_RULES
 from pytest_tbench.measure.trackers.steps import RoundTiming
 from pytest_tbench.scenarios.generate import GenerateRound
 from pytest_tbench.settings.cases import BenchCase
-from pytest_tbench.settings.config import TBenchConfig
+from pytest_tbench.settings.config import RunSettings
 
 from .conftest import TINY, run_json
 from .forked import runpytest_forked
@@ -89,7 +89,7 @@ def test_the_one_worker_that_counted_flops_gives_the_pooled_count(monkeypatch: p
     monkeypatch.setattr(isolated, "run_worker", run_worker)
     monkeypatch.setattr(isolated, "round_rules", lambda benchmark: DEFAULT_RULES)
     monkeypatch.setattr(isolated, "record_samples", lambda benchmark, samples: None)
-    job = Job(case, "tiny-gpt2", "builtin", None, None, TBenchConfig(), 5, 1)
+    job = Job(case, "tiny-gpt2", "builtin", None, None, RunSettings(), 5, 1)
     isolated.measure_in_workers(SimpleNamespace(disabled=False), job, [2, 2, 1])
     assert [j.count_flops for j in jobs] == [True, False, False]
 

@@ -31,7 +31,7 @@ def test_ids_carry_only_non_default_variants() -> None:
 
 
 def test_the_sweep_keeps_each_loaded_model_together() -> None:
-    config = TBenchConfig(
+    config = TBenchConfig.of(
         models=("tiny-gpt2",),
         batch_sizes=(1, 2),
         seq_lens=(8,),

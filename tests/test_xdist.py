@@ -81,7 +81,7 @@ def test_cpus_are_disjoint_equal_slices() -> None:
 
 
 def test_plans_for_gpu_and_cpu_items() -> None:
-    gpu = TBenchConfig(gpus_per_worker=2)
+    gpu = TBenchConfig.of(gpus_per_worker=2)
     plans = plan_workers(4, {"cuda"}, gpu, EIGHT, [0, 1], explicit_gpus=False)
     assert [p.gpus for p in plans] == [("0", "1"), ("2", "3"), ("4", "5"), ("6", "7")]
     assert all(p.cpus is None for p in plans)  # GPU items leave the cores alone
@@ -92,7 +92,7 @@ def test_plans_for_gpu_and_cpu_items() -> None:
     # them (refuse_shared_cpu), and ordinary tests run as usual.
     unpinned = plan_workers(2, {"cpu", "cuda"}, gpu, EIGHT, [0, 1], explicit_gpus=False)
     assert [p.cpus for p in unpinned] == [None, None]
-    shared = TBenchConfig(allow_shared_cpu=True)
+    shared = TBenchConfig.of(allow_shared_cpu=True)
     plans = plan_workers(2, {"cpu"}, shared, [], [0, 1, 2, 3], explicit_gpus=False)
     assert [p.cpus for p in plans] == [(0, 1), (2, 3)]
     assert all(WorkerPlan.from_input(p.to_input()) == p for p in plans)

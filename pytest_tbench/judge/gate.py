@@ -103,7 +103,7 @@ def _brief(verdicts: list[Verdict]) -> str:
 
 def open_gate(config: pytest.Config, settings: TBenchConfig) -> Gate | None:
     """The session's gate under --tbench-compare, baseline loaded and checked; usage errors otherwise."""
-    if settings.compare is None and settings.compare_last == 1:
+    if settings.gate.baseline is None and settings.gate.last == 1:
         return None
     here_env = environment()
     del here_env["torch_flags"]  # not known yet: checked at the first item (Gate.check_torch_flags)
@@ -115,18 +115,16 @@ def open_gate(config: pytest.Config, settings: TBenchConfig) -> Gate | None:
     here = {"machine_info": {"tbench": here_env}}
     for name, run in named:
         differences = machine_differences(run, here)
-        if differences and not settings.compare_any_machine:
+        if differences and not settings.gate.any_machine:
             raise pytest.UsageError(
                 f"--tbench-compare: baseline {name} comes from another machine or software ("
                 + "; ".join(differences)
                 + "); its timings are not comparable. Pass --tbench-compare-any-machine to compare anyway."
             )
-    flag_baselines = {} if settings.compare_any_machine else dict(named)
-    criteria = settings.compare_fail or parse_criteria(DEFAULT_CRITERIA)
+    flag_baselines = {} if settings.gate.any_machine else dict(named)
+    criteria = settings.gate.criteria or parse_criteria(DEFAULT_CRITERIA)
     runs = [run for _, run in named]
-    gate = Gate(
-        pool_runs(runs), [name for name, _ in named], criteria, flag_baselines, settings.compare_drift
-    )
+    gate = Gate(pool_runs(runs), [name for name, _ in named], criteria, flag_baselines, settings.gate.drift)
     gate.skipped = skipped
     return gate
 
@@ -138,15 +136,15 @@ def _baseline_runs(
     saved files. A saved run found by search that cannot be read (a save cut short) is left out, said in
     ``skipped``, and the next older one taken: one broken file must not turn the gate off. A file named
     by its path is read or refused."""
-    if is_store_baseline(settings.compare):
-        assert settings.compare is not None
-        machine = None if settings.compare_any_machine else this_machine(here_env)
-        store = settings.store.url if settings.store else None
+    if is_store_baseline(settings.gate.baseline):
+        assert settings.gate.baseline is not None
+        machine = None if settings.gate.any_machine else this_machine(here_env)
+        store = settings.output.store.url if settings.output.store else None
         cwd = config.invocation_params.dir
-        return stored_baselines(settings.compare, store, settings.compare_last, machine, cwd)
-    wanted = settings.compare or None
+        return stored_baselines(settings.gate.baseline, store, settings.gate.last, machine, cwd)
+    wanted = settings.gate.baseline or None
     if wanted and (wanted.endswith(".json") or Path(wanted).is_file()):
-        paths = find_saved_runs(storage_folder(config), wanted, settings.compare_last)
+        paths = find_saved_runs(storage_folder(config), wanted, settings.gate.last)
         return [(path.name, load_run(path)) for path in paths]
     found: list[tuple[str, dict[str, Any]]] = []
     for path in reversed(find_saved_runs(storage_folder(config), wanted, last=MAX_SAVED_RUNS)):
@@ -154,7 +152,7 @@ def _baseline_runs(
             found.append((path.name, load_run(path)))
         except OptionError as exc:
             skipped.append(str(exc))
-        if len(found) == settings.compare_last:
+        if len(found) == settings.gate.last:
             break
     if not found:
         raise OptionError("no saved run could be read: " + "; ".join(skipped))

@@ -14,14 +14,15 @@ from pytest_tbench.measure.memory_errors import OutOfMemory
 from pytest_tbench.measure.rounds import DEFAULT_RULES, RoundRules
 from pytest_tbench.models.registry import SpecKind
 from pytest_tbench.settings.cases import BenchCase
-from pytest_tbench.settings.config import TBenchConfig
+from pytest_tbench.settings.config import RunSettings
 
 
 @dataclass(frozen=True)
 class Job:
-    """One item's measurement: its case, its model's source, the plugin settings, the rounds to run (already
-    reduced to one under --benchmark-disable) and how to time them. All of it picklable: a user's config
-    factory becomes the config it made."""
+    """One item's measurement: its case, its model's source, the settings a worker reads to build its work
+    (``RunSettings``, not the session's), the rounds to run (already reduced to one under
+    --benchmark-disable), how to time them and how long the worker may take. All of it picklable: a user's
+    config factory becomes the config it made."""
 
     case: BenchCase
     spec: str
@@ -29,7 +30,7 @@ class Job:
     # For random-weight models run in a worker; in-process (None) the session's model cache makes it.
     model_config: PretrainedConfig | None
     target: str | None  # for from_pretrained models
-    settings: TBenchConfig
+    run: RunSettings
     rounds: int
     warmup: int
     rules: RoundRules = DEFAULT_RULES
@@ -38,6 +39,7 @@ class Job:
     # Count one call's FLOPs after the rounds (an untimed pass as long as a call or more): False in every
     # worker of an item but the first (per A/B side), whose count the pooled result carries (pooling.py).
     count_flops: bool = True
+    item_timeout: float | None = None  # seconds a worker may take for the item (--tbench-item-timeout)
 
 
 @dataclass(frozen=True)

@@ -57,10 +57,10 @@ def choose_launcher(
         from pytest_tbench.launch.ab.launcher import ABLauncher
         from pytest_tbench.launch.preload import preload_modules
 
-        criteria = settings.compare_fail or parse_criteria(DEFAULT_CRITERIA)
-        return ABLauncher(benchmark, ab, settings.ab_pairs, criteria, preload_modules())
-    if settings.processes > 1:
-        return ProcessesLauncher(benchmark, settings.processes)
+        criteria = settings.gate.criteria or parse_criteria(DEFAULT_CRITERIA)
+        return ABLauncher(benchmark, ab, settings.ab.pairs, criteria, preload_modules())
+    if settings.launch.processes > 1:
+        return ProcessesLauncher(benchmark, settings.launch.processes)
     return IsolatedLauncher(benchmark)
 
 
@@ -83,8 +83,9 @@ def job_for(
         kind=resolved.kind,
         model_config=make_config() if make_config is not None else None,
         target=resolved.target,
-        settings=settings,
+        run=settings.run,
         rounds=rounds,
+        item_timeout=settings.launch.item_timeout,
         warmup=warmup,
         conftests=conftests if workers else (),
     )

@@ -101,7 +101,7 @@ def run_isolated(job: Job, target: Callable[[Connection, Job], None] = worker_ma
     theirs.close()  # the worker holds the only other end: its death makes recv() fail, not hang
     interrupted = True
     try:
-        outcome = _converse(ours, process.sentinel, job.rounds, job.settings.item_timeout)
+        outcome = _converse(ours, process.sentinel, job.rounds, job.item_timeout)
         interrupted = False
     finally:
         ours.close()  # a worker still waiting for its next job sees end-of-file and exits

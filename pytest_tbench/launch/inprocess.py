@@ -26,7 +26,7 @@ class InProcessLauncher:
     def measure(self, job: Job) -> Attempt | OutOfMemory:
         case = job.case
         loaded = self._load()  # once: a train item's next load would be a fresh copy, not the one measured
-        work = self._work if self._work is not None else build_work(loaded, case, job.settings)
+        work = self._work if self._work is not None else build_work(loaded, case, job.run)
         result = catch_out_of_memory(
             lambda: run_item(
                 case,

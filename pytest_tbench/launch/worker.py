@@ -63,7 +63,7 @@ def resolved_spec(job: Job) -> ResolvedSpec:
         job.kind,
         make_config=make_config,
         target=job.target,
-        trust_remote_code=job.settings.trust_remote_code,
+        trust_remote_code=job.run.trust_remote_code,
     )
 
 
@@ -107,7 +107,7 @@ def measure(
     try:
         ensure(job.conftests)
         loaded, fresh = slot.get(job)
-        work = build_work(loaded, case, job.settings)
+        work = build_work(loaded, case, job.run)
         if at_round_start is not None:
             work = _starting_with(work, at_round_start)
         samples: list[float] = []

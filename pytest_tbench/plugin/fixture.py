@@ -62,8 +62,8 @@ class TBench:
         self._resolved = resolved
         self.benchmark = benchmark
         self.tbench_settings = settings
-        self.rounds = settings.rounds_for(case.mode)
-        self.warmup = settings.warmup
+        self.rounds = settings.measure.rounds_for(case.mode)
+        self.warmup = settings.measure.warmup
         self._record = record
         self._nodeid = nodeid
         self._ooms = ooms if ooms is not None else OomRecord()
@@ -158,8 +158,8 @@ class TBench:
                 lambda: self._attempt(launcher.measure(job), in_worker),
                 self.benchmark,
                 self._gate,
-                settings.compare_retries,
-                GivenPeaks(settings.peak_tflops, settings.peak_bandwidth),
+                settings.gate.retries,
+                GivenPeaks(settings.measure.peak_tflops, settings.measure.peak_bandwidth),
             )
             if self._memory_estimate is not None:  # beside the measured peaks, so the estimate can be checked
                 judged.info.update(self._memory_estimate.record())

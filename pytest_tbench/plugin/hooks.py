@@ -37,6 +37,7 @@ from pytest_tbench.models.placement import spread_unsupported_reason
 from pytest_tbench.models.quantization import unavailable_reason as quantization_reason
 from pytest_tbench.plugin import xdist as xdist_session
 from pytest_tbench.plugin.fixture import TBench
+from pytest_tbench.plugin.settings import session_settings
 from pytest_tbench.plugin.signals import defer_sigterm, save_on_sigterm
 from pytest_tbench.plugin.state import STATE, SessionState
 from pytest_tbench.scenarios import SCENARIOS
@@ -45,7 +46,6 @@ from pytest_tbench.settings.benchlist import check_unique, list_cases
 from pytest_tbench.settings.cases import BenchCase, build_cases
 from pytest_tbench.settings.config import TBenchConfig
 from pytest_tbench.settings.options import SETTINGS, legacy_spelling_errors, normalise_compare_args
-from pytest_tbench.settings.resolve import session_settings
 from pytest_tbench.show.compare_table import render
 from pytest_tbench.show.listing import list_models, list_presets
 from pytest_tbench.show.summary import LEGEND, summary_tables
@@ -98,10 +98,10 @@ def pytest_configure(config: pytest.Config) -> None:
         # Raw samples are what later statistics (and regression gates) are computed from: always keep them.
         config.option.benchmark_save_data = True
     tbench_config = session_settings(config)
-    models = ModelCache(tbench_config.custom_models, tbench_config.trust_remote_code)
+    models = ModelCache(tbench_config.sweep.custom_models, tbench_config.run.trust_remote_code)
     try:
         # Before collection, so that it is a usage error at once.
-        check_unique(tbench_config.benchmarks, models.config)
+        check_unique(tbench_config.sweep.benchmarks, models.config)
     except OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
     xdist_session.start_controller(config, tbench_config)
@@ -116,8 +116,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if xdist_session.is_worker(session.config):
         worker_saves_nothing(session.config)  # the controller saves every worker's items, once
     state.gate = open_gate(session.config, state.config)
-    if state.config.ab is not None:
-        state.ab = open_ab(state.config.ab, session.config.rootpath, state.config.ab_path)
+    if state.config.ab.side is not None:
+        try:
+            state.ab = open_ab(state.config.ab.side, session.config.rootpath, state.config.ab.path)
+        except OptionError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
@@ -150,9 +153,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     mode, head = _mode_and_head(metafunc.definition.get_closest_marker("tbench"))
     state = metafunc.config.stash[STATE]
-    if state.config.benchmarks:
+    if state.config.sweep.benchmarks:
         try:
-            made = list_cases(state.config.benchmarks, mode, head, state.models.config)
+            made = list_cases(state.config.sweep.benchmarks, mode, head, state.models.config)
         except OptionError as exc:  # a mode registered after configure can still make two entries collide
             raise pytest.UsageError(str(exc)) from None
         state.entries.update(made)
@@ -186,7 +189,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if case is not None:
             state.last_user[case.model_key] = xdist_session.plain_nodeid(item)
     cpu_items = sum(1 for _, case in cases if case is not None and case.device == "cpu")
-    xdist_session.refuse_shared_cpu(session.config, session.items, cpu_items, state.config.allow_shared_cpu)
+    xdist_session.refuse_shared_cpu(
+        session.config, session.items, cpu_items, state.config.launch.allow_shared_cpu
+    )
     xdist_session.check_grouping(session.config, session.items)
     if state.ab is not None:
         state.ab.items = sum(1 for _, case in cases if case is not None)
@@ -211,10 +216,10 @@ def _batch_input_reason(case: BenchCase, config: TBenchConfig, models: ModelCach
         text = f"input length {case.seq_len} + " if case.seq_len else ""
         what = f"{text}{case.media} ({length} positions per sample)"
     product = case.batch_size * length
-    if product > config.max_batch_input_product:
+    if product > config.sweep.max_batch_input_product:
         return (
             f"batch {case.batch_size} x {what} = {product} exceeds "
-            f"--tbench-max-batch-input-product {config.max_batch_input_product}"
+            f"--tbench-max-batch-input-product {config.sweep.max_batch_input_product}"
         )
     return None
 
@@ -232,7 +237,7 @@ def _skip_reason(case: BenchCase, config: TBenchConfig, models: ModelCache) -> s
     unsupported = (
         scenario.unsupported_reason(case.model, model_config)
         or head_unsupported_reason(case.model, case.head, model_config)
-        or scenario.variant_reason(case, config)
+        or scenario.variant_reason(case, config.run)
         or models.attention_reason(case.model_key)
         or quantization_reason(case.quantization, case.model_key.train, case.device)
         or backend_reason(case)
@@ -260,7 +265,7 @@ def _skip_reason(case: BenchCase, config: TBenchConfig, models: ModelCache) -> s
 
 def _memory_estimate(case: BenchCase, config: TBenchConfig, models: ModelCache) -> MemoryEstimate | None:
     """What the item needs and what its device has free (models/fit.py); None without --tbench-fit-check."""
-    if not config.fit_check:
+    if not config.measure.fit_check:
         return None
     key = case.model_key
     model_config = models.config(case.model)
@@ -281,7 +286,7 @@ def _preload_model_code(state: SessionState) -> None:
         return
     state.preloaded = True
     modules = []
-    specs = [entry.model for entry in state.config.benchmarks] or state.config.models
+    specs = [entry.model for entry in state.config.sweep.benchmarks] or state.config.sweep.models
     for spec in dict.fromkeys(specs):
         try:
             module = modeling_module(state.models.config(spec).model_type)
@@ -312,7 +317,7 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
         memory = _memory_estimate(case, settings, state.models) if reason is None else None
         if reason is None and memory is not None:
             reason = memory.skip_reason()
-        if reason is None and state.config.oom_skip:
+        if reason is None and state.config.measure.oom_skip:
             reason = state.ooms.covering(case)
         if xdist_session.is_worker(request.config):
             state.models.release_others(case.model_key)
@@ -431,14 +436,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     ab_run = state.settled_ab_run()
     if ab_run is not None:
         _end_ab_run(session, ab_run)
-    if state.config.store is None:
+    if state.config.output.store is None:
         return
     from pytest_tbench.plugin.store_session import (
         store_session_run,  # SQLAlchemy only for sessions that give a store
     )
 
-    state.store_line, failed = store_session_run(session.config, state.run_json, state.config.store)
-    if failed and state.config.store_required and session.exitstatus == pytest.ExitCode.OK:
+    state.store_line, failed = store_session_run(session.config, state.run_json, state.config.output.store)
+    if failed and state.config.output.store_required and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -487,13 +492,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         for reason in state.gate.skipped:
             terminalreporter.write_line(f"saved run skipped: {reason}", yellow=True)
         terminalreporter.write_line(render(state.gate.finish()))
-    if state.config.report:
-        from pytest_tbench.show.report.session import (
+    if state.config.output.report:
+        from pytest_tbench.plugin.report import (
             write_session_report,  # matplotlib only when a report is asked for
         )
 
         terminalreporter.write_sep("-", "tbench REPORT")
-        terminalreporter.write_line(write_session_report(config, state.run_json, state.config.report))
+        terminalreporter.write_line(write_session_report(config, state.run_json, state.config.output.report))
     if state.store_line is not None:
         terminalreporter.write_sep("-", "tbench STORE")
         terminalreporter.write_line(state.store_line)

@@ -52,7 +52,7 @@ class SessionState:
         """--tbench-ab: the run's decision over every item measured (each item's verdicts set to it in
         place, in its extra_info and so in the JSON); decided once, when the first caller needs it (the JSON
         being saved, or the session's end), after the last item."""
-        if self.config.ab is None or self.ab_run is not None:
+        if self.config.ab.side is None or self.ab_run is not None:
             return self.ab_run
         from pytest_tbench.judge.run_verdict import settle_run
 
@@ -62,7 +62,7 @@ class SessionState:
             if isinstance(result.extra_info.get(AB), dict)
         ]
         if items:
-            self.ab_run = settle_run(items, self.config.ab_undecided)
+            self.ab_run = settle_run(items, self.config.ab.undecided)
         return self.ab_run
 
     def not_measured_item(self, nodeid: str, outcome: str) -> None:

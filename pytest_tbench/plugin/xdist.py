@@ -131,15 +131,15 @@ def plan_workers(
     """Each worker's share (OptionError: the machine cannot give every worker its own GPUs). Cores are
     pinned only under --tbench-allow-shared-cpu; without it, CPU items are refused in the workers, once they
     know whether there are any (``refuse_shared_cpu``), so that ordinary tests still run under -n."""
-    uses_cpu = "cpu" in devices and settings.allow_shared_cpu
+    uses_cpu = "cpu" in devices and settings.launch.allow_shared_cpu
     uses_cuda = any(device.startswith("cuda") for device in devices)
     if uses_cuda and not explicit_gpus:
-        check_gpu_count(workers, settings.gpus_per_worker, visible_gpus)
+        check_gpu_count(workers, settings.launch.gpus_per_worker, visible_gpus)
     plans = []
     for index in range(workers):
         gpus = None
         if uses_cuda and not explicit_gpus:
-            gpus = tuple(gpus_for_worker(index, settings.gpus_per_worker, visible_gpus))
+            gpus = tuple(gpus_for_worker(index, settings.launch.gpus_per_worker, visible_gpus))
         pinned = tuple(cpus_for_worker(index, workers, cpus)) if uses_cpu and workers > 1 else None
         plans.append(WorkerPlan(gpus, pinned))
     return plans
@@ -147,9 +147,9 @@ def plan_workers(
 
 def session_devices(settings: TBenchConfig) -> set[str]:
     """The devices the session's items run on (``auto`` resolved), benchmark list entries' included."""
-    names = set(settings.devices)
-    for entry in settings.benchmarks:
-        names.update(entry.config.devices)
+    names = set(settings.sweep.devices)
+    for entry in settings.sweep.benchmarks:
+        names.update(entry.config.sweep.devices)
     return {resolve_device(name) for name in names}
 
 
@@ -171,7 +171,7 @@ def start_controller(config: pytest.Config, settings: TBenchConfig) -> None:
     """Plan the workers and register the hooks that hand them their share and receive their items."""
     if not is_controller(config):
         return
-    if settings.ab is not None:
+    if settings.ab.side is not None:
         # Each worker would open its own base side (worktree, processes) and keep the pairs it measured, which
         # the controller's A/B table and verdict summary never see; and on CPU, two workers' pairs at once
         # would disturb the very interleaving that makes A/B fair.

@@ -22,7 +22,7 @@ from pytest_tbench.models.loading import HEADS, LoadedModel
 from pytest_tbench.scenarios.compiled import steady_compiled
 from pytest_tbench.scenarios.scenario import Scenario
 from pytest_tbench.settings.cases import BenchCase
-from pytest_tbench.settings.config import TBenchConfig
+from pytest_tbench.settings.config import RunSettings
 
 # The built-in modes' scenarios: each mode in the table at import (the built-ins) has a module of its name.
 SCENARIOS: dict[str, Scenario] = {
@@ -58,7 +58,7 @@ def register_mode(mode: Mode, scenario: Scenario) -> None:
     # the scenario's build function (launch/preload.py), which registers it there too.
 
 
-def build_work(loaded: LoadedModel, case: BenchCase, settings: TBenchConfig) -> Work:
+def build_work(loaded: LoadedModel, case: BenchCase, settings: RunSettings) -> Work:
     scenario = SCENARIOS.get(case.mode)
     if scenario is None:
         # The plugin checks marks against this table, so the mode was registered in the pytest process but

@@ -51,7 +51,7 @@ from pytest_tbench.models.loading import LoadedModel
 from pytest_tbench.scenarios.decode_reads import decode_reads
 from pytest_tbench.scenarios.scenario import Scenario
 from pytest_tbench.settings.cases import BenchCase
-from pytest_tbench.settings.config import TBenchConfig
+from pytest_tbench.settings.config import RunSettings
 from pytest_tbench.settings.generate import GenerateSettings
 
 
@@ -196,7 +196,7 @@ def pooled_metrics(case: BenchCase, rounds: list[GenerateRound]) -> dict[str, An
     return generate_metrics(case, rounds) if rounds else {}
 
 
-def variant_reason(case: BenchCase, settings: TBenchConfig) -> str | None:
+def variant_reason(case: BenchCase, settings: RunSettings) -> str | None:
     """Why a compiled generate item cannot run with the session's cache settings (None: it can)."""
     if case.compile == COMPILE_OFF:
         return None

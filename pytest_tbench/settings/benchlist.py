@@ -17,7 +17,6 @@ read through its aliases.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from pytest_tbench.core.errors import OptionError
@@ -128,8 +127,7 @@ def parse_entry(raw: Any, index: int, session: TBenchConfig, source: str) -> Ben
         key: SETTINGS_BY_KEY[key].parse_from(v, f"{where} key {spelled[key]}") for key, v in values.items()
     }
     origin = f"{source} benchmarks[{index}]"
-    config = replace(
-        session,
+    config = session.with_values(
         models=(model,),
         benchmarks=(),
         sources={**session.sources, **dict.fromkeys(parsed, origin)},

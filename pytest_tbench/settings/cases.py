@@ -69,25 +69,25 @@ def build_cases(
     variant by variant (axes that change the loaded model outermost), each over every shape. The length axis
     is expanded only for a model whose family has a token axis (``models/families.py``); ``read_config``
     reads a spec's config (the session's ModelCache.config; by default a cache of this call's own)."""
-    read_config = read_config or ModelCache(config.custom_models, config.trust_remote_code).config
-    devices = dict.fromkeys(resolve_device(d) for d in config.devices)
-    new_tokens = config.new_tokens if generates(mode) else 0
+    read_config = read_config or ModelCache(config.sweep.custom_models, config.run.trust_remote_code).config
+    devices = dict.fromkeys(resolve_device(d) for d in config.sweep.devices)
+    new_tokens = config.sweep.new_tokens if generates(mode) else 0
     axes = sorted(AXES, key=lambda axis: not axis.loads_model)  # stable: table order otherwise
     variants = [
         dict(zip((a.key for a in axes), values, strict=True))
-        for values in itertools.product(*(dict.fromkeys(getattr(config, a.key)) for a in axes))
+        for values in itertools.product(*(dict.fromkeys(config.value(a.key)) for a in axes))
     ]
     cases = []
-    for model in config.models:
+    for model in config.sweep.models:
         family, model_config = model_family(model, read_config)
         media = family.media(model_config) if model_config is not None else ""
-        seq_lens = config.seq_lens if family.token_axis else (0,)
+        seq_lens = config.sweep.seq_lens if family.token_axis else (0,)
         cases += [
             BenchCase(mode, model, head, batch, seq, device, dtype, new_tokens, **variant, media=media)
             for device in devices
-            for dtype in dict.fromkeys(resolve_dtype(d, device) for d in config.dtype)
+            for dtype in dict.fromkeys(resolve_dtype(d, device) for d in config.sweep.dtype)
             for variant in variants
-            for batch in config.batch_sizes
+            for batch in config.sweep.batch_sizes
             for seq in seq_lens
         ]
     return cases

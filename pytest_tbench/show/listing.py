@@ -108,9 +108,11 @@ def _weights_row(spec: ResolvedSpec) -> list[str]:
 
 def list_models(config: TBenchConfig) -> str:
     rows = []
-    for name in known_names(config.custom_models):
-        resolved = resolve(name, config.custom_models)
-        rows.append([name, resolved.kind, *_weights_row(resolved), "yes" if name in config.models else ""])
+    for name in known_names(config.sweep.custom_models):
+        resolved = resolve(name, config.sweep.custom_models)
+        rows.append(
+            [name, resolved.kind, *_weights_row(resolved), "yes" if name in config.sweep.models else ""]
+        )
     headers = [
         "spec",
         "kind",

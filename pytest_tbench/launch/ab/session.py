@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from pytest_tbench.core.errors import OptionError
 from pytest_tbench.launch.ab.side_process import Launch, SideError, SideProcess, plugin_home
 from pytest_tbench.launch.ab.worktree import Worktree
@@ -169,9 +167,8 @@ def project_dirs(path: Sequence[str]) -> list[str]:
 
 
 def open_ab(side: Side, rootdir: Path, ab_paths: Sequence[str]) -> ABSession:
+    """The session's base side, opened; raises OptionError naming what does not work (the plugin's usage
+    error)."""
     session = ABSession(side, rootdir, ab_paths)
-    try:
-        session.open()
-    except OptionError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    session.open()
     return session

@@ -101,7 +101,7 @@ class SideProcess:
             self.release_worker()
             kept = self._fork()
         kept.model_key = job.case.model_key
-        limit = job.settings.item_timeout
+        limit = job.item_timeout
         kept.deadline = None if limit is None else time.monotonic() + limit
         kept.limit_s = limit
         # The worker checks that this side's conftests imported (a base revision has its own copies).

@@ -1,10 +1,10 @@
-"""A session's settings, resolved from where they are given. Precedence, highest first: command line, config
-file (``--tbench-config``), ini key, preset, default; a config file's ``benchmarks:`` list (benchlist.py)
-then gives each of its entries a config of its own."""
+"""A session's settings, resolved from where they are given: the pytest side of settings/, whose other modules
+read no pytest. Precedence, highest first: command line, config file (``--tbench-config``), ini key, preset,
+default; a config file's ``benchmarks:`` list (settings/benchlist.py) then gives each of its entries a config
+of its own."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,9 @@ def _resolve(config: pytest.Config) -> TBenchConfig:
             sources[key] = f"preset {preset.name}"
 
     custom = parse_custom_models(file_values.get("custom_models", {}), source=f"config file {file_path}")
-    session = TBenchConfig(**resolved, runs=preset.runs, custom_models=custom, sources=sources, notes=notes)
+    session = TBenchConfig.of(
+        **resolved, runs=preset.runs, custom_models=custom, sources=sources, notes=notes
+    )
     if "benchmarks" not in file_values:
         return session
     where = f"config file {file_path}"
@@ -88,4 +90,4 @@ def _resolve(config: pytest.Config) -> TBenchConfig:
         )
     entries = parse_benchmarks(file_values["benchmarks"], session, where)
     notes = (*session.notes, *overridden_notes(entries, session))
-    return replace(session, benchmarks=entries, notes=notes)
+    return session.with_values(benchmarks=entries, notes=notes)
