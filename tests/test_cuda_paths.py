@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 
+from pytest_tbench.core.errors import RunStopped
 from pytest_tbench.judge.gate import Gate
 from pytest_tbench.judge.runs import machine_differences
 from pytest_tbench.machine import devices, nvml
@@ -353,7 +354,8 @@ def test_gate_checks_torch_flags_when_the_first_item_is_judged(monkeypatch: pyte
     assert gate.judge("item", [0.1], {}) == []
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     stale = Gate(baseline, [Path("base.json")], (), {Path("base.json"): baseline})
-    with pytest.raises(pytest.exit.Exception, match=r"torch_flags.cudnn_benchmark: baseline True, now False"):
+    # RunStopped: the plugin's fixture stops the session with a usage error (pytest.exit).
+    with pytest.raises(RunStopped, match=r"torch_flags.cudnn_benchmark: baseline True, now False"):
         stale.judge("item", [0.1], {})
 
 

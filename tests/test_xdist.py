@@ -13,7 +13,6 @@ from pytest_tbench.core.errors import OptionError
 
 # Imported before any in-process session: one that imports SQLAlchemy first leaves a second copy's classes.
 from pytest_tbench.history.store import open_store
-from pytest_tbench.measure.pytest_benchmark_api import ReceivedBenchmark
 from pytest_tbench.models.loading import ModelCache, ModelKey
 from pytest_tbench.plugin import xdist
 from pytest_tbench.plugin.assign import (
@@ -23,6 +22,7 @@ from pytest_tbench.plugin.assign import (
     parent_visible_gpus,
     worker_index,
 )
+from pytest_tbench.plugin.pytest_benchmark_session import ReceivedBenchmark
 from pytest_tbench.plugin.xdist import (
     WorkerPlan,
     expanded_specs,

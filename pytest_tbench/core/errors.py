@@ -2,9 +2,9 @@
 
 ``OptionError``: bad input. Setting parsers, the gate's expressions, run files and model names all raise it;
 the plugin turns it into a usage error, the console script into exit code 2. ``ItemFailed`` and
-``ItemSkipped``: one item's end, raised where it is decided (a launcher, the gate's retries); the plugin
-(plugin/fixture.py) turns them into pytest's fail and skip, so that the layers below pytest do not raise
-pytest's outcomes themselves.
+``ItemSkipped``: one item's end, raised where it is decided (a launcher, the gate's retries); ``RunStopped``:
+the session's end, found during an item. The plugin (plugin/fixture.py) turns them into pytest's fail, skip
+and exit, so that the layers below pytest do not raise pytest's outcomes themselves.
 """
 
 from __future__ import annotations
@@ -17,6 +17,11 @@ class OptionError(ValueError):
 class ItemFailed(Exception):
     """An item that failed for a reason its message says in full (a worker that died, a side that broke, a
     regression the gate confirmed): failed without a traceback, and the session goes on."""
+
+
+class RunStopped(Exception):
+    """A session that cannot go on, for a reason its message says in full (a baseline whose torch flags
+    differ, found at the first item): the plugin stops the session with a usage error."""
 
 
 class ItemSkipped(Exception):

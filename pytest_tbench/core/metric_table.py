@@ -71,6 +71,8 @@ RANK_MEDIANS_S = "rank_medians_s"
 # the sides, pairing and paired verdicts.
 AB = "ab"
 AB_BASE = "ab_base"
+# --tbench-profile: the item's profiled rounds (measure/profile.py): its trace file and top operators.
+PROFILE = "profile"
 # An item the gate measured again (--tbench-compare-retries): how many measurements are pooled, and each
 # earlier one alone.
 GATE_ATTEMPTS = "gate_attempts"

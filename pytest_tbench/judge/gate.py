@@ -6,14 +6,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 # The significance test's scipy (judge.py imports it late, for the console script) is loaded with the
 # gate, before any item is measured: loaded at the first judgement, it would land in the next item's peak RSS.
 import scipy.stats  # noqa: F401
 
 from pytest_tbench.core.criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
-from pytest_tbench.core.errors import OptionError
+from pytest_tbench.core.errors import OptionError, RunStopped
 from pytest_tbench.core.record import ItemRecord
 from pytest_tbench.core.run_file import find_saved_runs, load_run
 from pytest_tbench.judge.baseline import pool_runs
@@ -21,7 +19,6 @@ from pytest_tbench.judge.judge import Verdict
 from pytest_tbench.judge.runs import Comparer, machine_differences, torch_flag_differences
 from pytest_tbench.judge.stored import is_store_baseline, stored_baselines, this_machine
 from pytest_tbench.machine.environment import environment, torch_flags
-from pytest_tbench.measure.pytest_benchmark_api import storage_folder
 from pytest_tbench.settings.config import TBenchConfig
 
 MAX_SAVED_RUNS = 1000  # searched newest first for readable baselines
@@ -44,18 +41,18 @@ class Gate(Comparer):
         self._flag_baselines = flag_baselines or {}
 
     def check_torch_flags(self) -> None:
-        """Stop the session (usage error) if the torch flags now differ from a baseline's; once."""
+        """Stop the session (``RunStopped``: a usage error) if the torch flags now differ from a baseline's;
+        once."""
         pending, self._flag_baselines = self._flag_baselines, {}
         now = torch_flags() if pending else {}
         for name, run in pending.items():
             differences = torch_flag_differences(run, now)
             if differences:
-                pytest.exit(
+                raise RunStopped(
                     f"--tbench-compare: baseline {name} ran with other torch flags ("
                     + "; ".join(differences)
                     + "); its timings are not comparable. Set the same flags, or pass "
-                    "--tbench-compare-any-machine to compare anyway.",
-                    returncode=pytest.ExitCode.USAGE_ERROR,
+                    "--tbench-compare-any-machine to compare anyway."
                 )
 
     @property
@@ -101,22 +98,24 @@ def _brief(verdicts: list[Verdict]) -> str:
     return ", ".join(f"{v.criterion.metric} {v.change:+.1%} (p={v.significance})" for v in verdicts)
 
 
-def open_gate(config: pytest.Config, settings: TBenchConfig) -> Gate | None:
-    """The session's gate under --tbench-compare, baseline loaded and checked; usage errors otherwise."""
+def open_gate(settings: TBenchConfig, storage: Path, cwd: Path) -> Gate | None:
+    """The session's gate under --tbench-compare, baseline loaded and checked (``storage``: the folder this
+    machine's saved runs are in; ``cwd``: where a store URL's relative path starts); raises OptionError
+    naming what is wrong (the plugin's usage error)."""
     if settings.gate.baseline is None and settings.gate.last == 1:
         return None
     here_env = environment()
     del here_env["torch_flags"]  # not known yet: checked at the first item (Gate.check_torch_flags)
     skipped: list[str] = []
     try:
-        named = _baseline_runs(config, settings, here_env, skipped)
+        named = _baseline_runs(settings, storage, cwd, here_env, skipped)
     except OptionError as exc:
-        raise pytest.UsageError(f"--tbench-compare: {exc}") from None
+        raise OptionError(f"--tbench-compare: {exc}") from None
     here = {"machine_info": {"tbench": here_env}}
     for name, run in named:
         differences = machine_differences(run, here)
         if differences and not settings.gate.any_machine:
-            raise pytest.UsageError(
+            raise OptionError(
                 f"--tbench-compare: baseline {name} comes from another machine or software ("
                 + "; ".join(differences)
                 + "); its timings are not comparable. Pass --tbench-compare-any-machine to compare anyway."
@@ -130,7 +129,7 @@ def open_gate(config: pytest.Config, settings: TBenchConfig) -> Gate | None:
 
 
 def _baseline_runs(
-    config: pytest.Config, settings: TBenchConfig, here_env: dict[str, Any], skipped: list[str]
+    settings: TBenchConfig, storage: Path, cwd: Path, here_env: dict[str, Any], skipped: list[str]
 ) -> list[tuple[str, dict[str, Any]]]:
     """(name, run) of each baseline run, oldest first: from the history store (``store:[BRANCH]``), else
     saved files. A saved run found by search that cannot be read (a save cut short) is left out, said in
@@ -140,14 +139,13 @@ def _baseline_runs(
         assert settings.gate.baseline is not None
         machine = None if settings.gate.any_machine else this_machine(here_env)
         store = settings.output.store.url if settings.output.store else None
-        cwd = config.invocation_params.dir
         return stored_baselines(settings.gate.baseline, store, settings.gate.last, machine, cwd)
     wanted = settings.gate.baseline or None
     if wanted and (wanted.endswith(".json") or Path(wanted).is_file()):
-        paths = find_saved_runs(storage_folder(config), wanted, settings.gate.last)
+        paths = find_saved_runs(storage, wanted, settings.gate.last)
         return [(path.name, load_run(path)) for path in paths]
     found: list[tuple[str, dict[str, Any]]] = []
-    for path in reversed(find_saved_runs(storage_folder(config), wanted, last=MAX_SAVED_RUNS)):
+    for path in reversed(find_saved_runs(storage, wanted, last=MAX_SAVED_RUNS)):
         try:
             found.append((path.name, load_run(path)))
         except OptionError as exc:

@@ -11,6 +11,7 @@ from transformers import PretrainedConfig
 
 from pytest_tbench.launch.conftests import Conftest
 from pytest_tbench.measure.memory_errors import OutOfMemory
+from pytest_tbench.measure.profile import ProfileRequest
 from pytest_tbench.measure.rounds import DEFAULT_RULES, RoundRules
 from pytest_tbench.models.registry import SpecKind
 from pytest_tbench.settings.cases import BenchCase
@@ -40,6 +41,8 @@ class Job:
     # worker of an item but the first (per A/B side), whose count the pooled result carries (pooling.py).
     count_flops: bool = True
     item_timeout: float | None = None  # seconds a worker may take for the item (--tbench-item-timeout)
+    # --tbench-profile: profile more rounds after the measured ones, in the worker that counts FLOPs.
+    profile: ProfileRequest | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pytest_tbench.launch.conftests import Conftest
 from pytest_tbench.launch.inprocess import InProcessLauncher
 from pytest_tbench.launch.isolated import IsolatedLauncher
 from pytest_tbench.launch.processes import ProcessesLauncher
+from pytest_tbench.measure.profile import ProfileRequest
 from pytest_tbench.models.loading import LoadedModel
 from pytest_tbench.models.registry import ResolvedSpec
 from pytest_tbench.scenarios import Work
@@ -72,9 +73,11 @@ def job_for(
     warmup: int,
     work: Work | None = None,
     conftests: tuple[Conftest, ...] = (),
+    nodeid: str = "",
 ) -> Job:
     """The job ``choose_launcher``'s launcher takes: the model's config is made only for a worker (in-process,
-    the session's model cache made it), which also imports the session's ``conftests`` first."""
+    the session's model cache made it), which also imports the session's ``conftests`` first. ``nodeid``
+    names the item's profile trace (--tbench-profile)."""
     workers = in_workers(settings, work, case.tp)
     make_config = resolved.make_config if workers else None
     return Job(
@@ -86,6 +89,11 @@ def job_for(
         run=settings.run,
         rounds=rounds,
         item_timeout=settings.launch.item_timeout,
+        profile=(
+            ProfileRequest(settings.measure.profile, settings.measure.profile_rounds, nodeid or case.id)
+            if settings.measure.profile is not None
+            else None
+        ),
         warmup=warmup,
         conftests=conftests if workers else (),
     )

@@ -37,6 +37,7 @@ class InProcessLauncher:
                 lambda metered: run_with_pedantic(
                     self.benchmark, RoundBody(metered, case.device, loaded.devices), job.rounds, job.warmup
                 ),
+                profile=job.profile,
             )
         )
         if isinstance(result, OutOfMemory):

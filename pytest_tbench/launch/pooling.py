@@ -19,6 +19,7 @@ from pytest_tbench.core.metric_table import (
     PROCESS_MEDIANS_S,
     PROCESS_ROUNDS,
     PROCESSES,
+    PROFILE,
     ROUNDS,
     TOKENS_PER_CALL,
     TRAIN_STEPS,
@@ -54,6 +55,10 @@ def pool(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], dict[st
     # One worker of the item counted its FLOPs (Job.count_flops): its count stands for every process's.
     counted = next((o.info for o in outcomes if FLOPS_PER_CALL in o.info), {})
     info.update({key: value for key, value in counted.items() if is_flop_pass_key(key)})
+    # ... and profiled it (--tbench-profile), the same worker.
+    info.pop(PROFILE, None)
+    if PROFILE in outcomes[0].info:
+        info[PROFILE] = outcomes[0].info[PROFILE]
     samples = [s for o in outcomes for s in o.samples]
     info[ROUNDS] = sum(int(r.metric(ROUNDS) or 0) for r in records)
     for key in ADDITIVE_KEYS:

@@ -157,7 +157,9 @@ def rank_main(job: Job) -> Outcome:
         if dist.is_initialized():  # transformers initialised the group while loading
             dist.barrier()
 
-    outcome = run_job(replace(job, case=case), barrier, ENERGY_UNAVAILABLE)
+    # Every rank profiles (the barrier needs them all in each round), each into a trace of its own.
+    profile = replace(job.profile, label=f"rank{local_rank}") if job.profile is not None else None
+    outcome = run_job(replace(job, case=case, profile=profile), barrier, ENERGY_UNAVAILABLE)
     if outcome.status == "oom":
         raise RankFailed(OOM_PREFIX + outcome.message)
     if outcome.status == "error":

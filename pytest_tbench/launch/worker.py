@@ -117,8 +117,10 @@ def measure(
             samples.extend(drive(metered, loaded))
             records.extend(work.records(job.warmup))
 
+        # The worker that counts the item's FLOPs (one per item and A/B side) also profiles it.
+        profile = job.profile if job.count_flops else None
         info = run_item(
-            case, loaded, work, job.rounds, job.warmup, rounds, energy_unavailable, job.count_flops
+            case, loaded, work, job.rounds, job.warmup, rounds, energy_unavailable, job.count_flops, profile
         )
         # A device-mapped model's room is on several GPUs: not one figure, so such a worker is not kept.
         room = memory_room(case.device) if len(loaded.devices) <= 1 else None

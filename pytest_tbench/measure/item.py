@@ -19,6 +19,7 @@ from pytest_tbench.core.metric_table import (
     MODEL_DEVICES,
     MODEL_LOAD_TIME_S,
     PARAMETER_BYTES,
+    PROFILE,
     ROUNDS,
     SAMPLES_PER_CALL,
     THROUGHPUT_SAMPLES_PER_S,
@@ -26,6 +27,8 @@ from pytest_tbench.core.metric_table import (
     TOKENS_PER_CALL,
 )
 from pytest_tbench.machine.devices import device_name, matmul_precision, on_device
+from pytest_tbench.measure.profile import ProfileRequest, profile_rounds
+from pytest_tbench.measure.rounds import RoundBody
 from pytest_tbench.measure.trackers import memory_tracker
 from pytest_tbench.measure.trackers.energy import EnergyWindow, open_meter
 from pytest_tbench.measure.work import Work
@@ -47,10 +50,12 @@ def run_item(
     run_rounds: Callable[[Work], object],
     energy_unavailable: str | None = None,
     flops_pass: bool = True,
+    profile: ProfileRequest | None = None,
 ) -> dict[str, Any]:
     """Run the rounds (``run_rounds`` of the work it is given, in whichever launcher) under the memory tracker
     and the energy meter, count one call's FLOPs after them (unless ``flops_pass`` is False: another worker of
-    the item counts them), and return the item's extra_info; the work's cleanup runs even when a round fails.
+    the item counts them), profile more rounds where ``profile`` asks (--tbench-profile; after the metrics
+    are read), and return the item's extra_info; the work's cleanup runs even when a round fails.
     ``energy_unavailable``: why this launcher's rounds cannot be metered (None: they can, where the device has
     a meter)."""
     try:
@@ -89,6 +94,11 @@ def run_item(
                 MATMUL_PRECISION: matmul_precision(case.device, case.dtype),
             }
         metrics = work.metrics(warmup)  # before cleanup, which drops what it reads
+        profiled: dict[str, Any] = {}
+        if profile is not None:  # after the metrics: its rounds must not enter the per-round records
+            with on_device(case.device):
+                body = RoundBody(work, case.device, loaded.devices)
+                profiled[PROFILE] = profile_rounds(body, profile)
     finally:
         work.cleanup()
     return {
@@ -98,6 +108,7 @@ def run_item(
         **metrics,
         **flops,
         **energy.extra_info(work.tokens),
+        **profiled,
     }
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_tbench.core.axes import BACKEND_PYTORCH, COMPILE_OFF
-from pytest_tbench.core.errors import ItemFailed, ItemSkipped
+from pytest_tbench.core.errors import ItemFailed, ItemSkipped, RunStopped
 from pytest_tbench.judge.gate import Gate
 from pytest_tbench.launch.base import Attempt
 from pytest_tbench.launch.choose import choose_launcher, in_workers, job_for
@@ -152,7 +152,9 @@ class TBench:
         try:
             launcher = choose_launcher(settings, self.benchmark, self._load, work, self._ab, self.case.tp)
             rounds, warmup = planned_rounds(self.rounds, self.warmup, self.benchmark.disabled)
-            job = job_for(self.case, self._resolved, settings, rounds, warmup, work, self._conftests)
+            job = job_for(
+                self.case, self._resolved, settings, rounds, warmup, work, self._conftests, self._nodeid
+            )
             in_worker = in_workers(settings, work, self.case.tp)
             judged = measure_judged(
                 lambda: self._attempt(launcher.measure(job), in_worker),
@@ -172,7 +174,7 @@ class TBench:
             # no measurement: pytest-benchmark would save its rounds so far like any other item's, and a later
             # comparison would take them for one.
             drop_unfinished(self.benchmark)
-            if isinstance(exc, (KeyboardInterrupt, pytest.exit.Exception)):
+            if isinstance(exc, (KeyboardInterrupt, pytest.exit.Exception, RunStopped)):
                 # pytest makes no report of an interrupted item, so its plugin hook cannot record it.
                 self._not_measured("interrupted")
             # The layers below end an item with errors of their own: here they become pytest's outcomes.
@@ -180,6 +182,8 @@ class TBench:
                 pytest.fail(str(exc), pytrace=False)
             if isinstance(exc, ItemSkipped):
                 pytest.skip(str(exc))
+            if isinstance(exc, RunStopped):
+                pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
             raise
         settle(judged, self.benchmark, self._gate)
         return judged.info

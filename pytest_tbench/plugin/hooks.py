@@ -23,7 +23,6 @@ from pytest_tbench.measure.memory_errors import (
     catch_out_of_memory,
     settle_out_of_memory,
 )
-from pytest_tbench.measure.pytest_benchmark_api import measure_in_worker, worker_saves_nothing
 from pytest_tbench.models.families import family_of
 from pytest_tbench.models.fit import MemoryEstimate, WorkShape, estimate
 from pytest_tbench.models.loading import (
@@ -37,6 +36,11 @@ from pytest_tbench.models.placement import spread_unsupported_reason
 from pytest_tbench.models.quantization import unavailable_reason as quantization_reason
 from pytest_tbench.plugin import xdist as xdist_session
 from pytest_tbench.plugin.fixture import TBench
+from pytest_tbench.plugin.pytest_benchmark_session import (
+    measure_in_worker,
+    storage_folder,
+    worker_saves_nothing,
+)
 from pytest_tbench.plugin.settings import session_settings
 from pytest_tbench.plugin.signals import defer_sigterm, save_on_sigterm
 from pytest_tbench.plugin.state import STATE, SessionState
@@ -48,6 +52,7 @@ from pytest_tbench.settings.config import TBenchConfig
 from pytest_tbench.settings.options import SETTINGS, legacy_spelling_errors, normalise_compare_args
 from pytest_tbench.show.compare_table import render
 from pytest_tbench.show.listing import list_models, list_presets
+from pytest_tbench.show.profile_table import profile_lines
 from pytest_tbench.show.summary import LEGEND, summary_tables
 
 
@@ -115,7 +120,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     state = session.config.stash[STATE]
     if xdist_session.is_worker(session.config):
         worker_saves_nothing(session.config)  # the controller saves every worker's items, once
-    state.gate = open_gate(session.config, state.config)
+    try:
+        state.gate = open_gate(
+            state.config, storage_folder(session.config), session.config.invocation_params.dir
+        )
+    except OptionError as exc:
+        raise pytest.UsageError(str(exc)) from None
     if state.config.ab.side is not None:
         try:
             state.ab = open_ab(state.config.ab.side, session.config.rootpath, state.config.ab.path)
@@ -477,6 +487,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             terminalreporter.write_sep("-", title)
             terminalreporter.write_line(table)
         terminalreporter.write_line(LEGEND)
+    profiled = profile_lines((r.nodeid, r.extra_info) for r in state.results)
+    if profiled:
+        terminalreporter.write_sep("-", "tbench PROFILE (--tbench-profile: rounds after the measured ones)")
+        for line in profiled:
+            terminalreporter.write_line(line)
     if state.ab is not None:
         from pytest_tbench.judge.sides_code import code_lines
         from pytest_tbench.show.ab_summary import ab_table, ab_title

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pytest_tbench.measure.pytest_benchmark_api import build_run_json
+from pytest_tbench.plugin.pytest_benchmark_session import build_run_json
 from pytest_tbench.show.report import write_report
 from pytest_tbench.show.report.frame import run_of
 

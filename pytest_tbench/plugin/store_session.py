@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_tbench.core.errors import OptionError
-from pytest_tbench.measure.pytest_benchmark_api import build_run_json
+from pytest_tbench.plugin.pytest_benchmark_session import build_run_json
 from pytest_tbench.settings.store import StoreLocation, mask_text
 
 

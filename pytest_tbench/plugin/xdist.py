@@ -13,7 +13,7 @@ group at all (#1386). Under the default ``--dist load`` a worker keeps one model
 (``ModelCache.release_others``), as it cannot know which item of a model it gets last.
 
 pytest-benchmark disables its fixture under xdist, as it cannot gather results: a worker re-enables it for
-tbench items (pytest_benchmark_api.measure_in_worker), so an item is measured exactly as in one process, and
+tbench items (measure_in_worker), so an item is measured exactly as in one process, and
 saves nothing itself. Each item's results travel to the controller on its teardown report, as an attribute
 that xdist serialises with the report: per item, so that the items a worker measured before it crashed are
 already with the controller (``workeroutput`` arrives only at a clean shutdown), and not as
@@ -36,7 +36,6 @@ from pytest_tbench.core.errors import OptionError
 from pytest_tbench.core.metric_table import VISIBLE_DEVICES, WORKER_CPUS, XDIST_WORKER
 from pytest_tbench.core.record import ItemRecord
 from pytest_tbench.machine.devices import cuda_uuids, resolve_device
-from pytest_tbench.measure.pytest_benchmark_api import add_received, entries_of
 from pytest_tbench.plugin.assign import (
     check_gpu_count,
     cpus_for_worker,
@@ -44,6 +43,7 @@ from pytest_tbench.plugin.assign import (
     parent_visible_gpus,
     worker_index,
 )
+from pytest_tbench.plugin.pytest_benchmark_session import add_received, entries_of
 from pytest_tbench.settings.cases import BenchCase
 from pytest_tbench.settings.config import TBenchConfig
 from pytest_tbench.show.results import ItemResult

@@ -74,6 +74,8 @@ class MeasureSettings:
     fit_check: bool = True  # skip an item whose estimated memory exceeds the device's free memory
     peak_tflops: float | None = None  # the device's dense peak for MFU; None: the known-GPU table's
     peak_bandwidth: float | None = None  # the device's peak memory bandwidth in GB/s for MBU; None: table's
+    profile: str | None = None  # --tbench-profile: the (absolute) folder for the profiled rounds' traces
+    profile_rounds: int = 1
 
     def rounds_for(self, mode: str) -> int:
         """Measured rounds of an item: ``--tbench-rounds``, else derived from the preset's runs per mode."""

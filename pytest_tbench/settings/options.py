@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pytest_tbench.core.axes import BACKENDS, COMPILE_MODES, DEVICE_MAPS, QUANTIZATIONS
@@ -224,6 +225,12 @@ def parse_report_dir(value: Any) -> str:
     if not text:
         raise OptionError("no folder given")
     return text
+
+
+def parse_profile_dir(value: Any) -> str:
+    """The folder for --tbench-profile's traces, made absolute here: workers (an A/B base side's in its
+    worktree) may run in another directory."""
+    return str(Path(parse_report_dir(value)).resolve())
 
 
 def parse_store(value: Any) -> StoreLocation:
@@ -466,6 +473,20 @@ SETTINGS: tuple[Setting, ...] = (
         parse_report_dir,
         "DIR",
         "at the end of the session write CSV, Markdown, PNG plots and HTML of the run into DIR",
+    ),
+    Setting(
+        "profile",
+        parse_profile_dir,
+        "DIR",
+        "after each item's measured rounds, profile more rounds with torch.profiler (never timed): a gzipped "
+        "Chrome/Perfetto trace per item (and A/B side) in DIR, the top operators by self time in the item's "
+        "extra_info (profile) and the terminal summary",
+    ),
+    Setting(
+        "profile_rounds",
+        _parse_min(1),
+        "N",
+        "rounds profiled per item under --tbench-profile (default 1)",
     ),
     Setting(
         "store",

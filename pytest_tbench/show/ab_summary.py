@@ -11,6 +11,7 @@ from tabulate import tabulate
 from pytest_tbench.core.metric_table import AB
 from pytest_tbench.judge.judge import REGRESSED, format_value
 from pytest_tbench.judge.paired import ITEM_MEMORY_FLOOR_BYTES
+from pytest_tbench.judge.profile_diff import where_line
 from pytest_tbench.judge.run_verdict import RunVerdict
 from pytest_tbench.judge.sides_code import code_line
 from pytest_tbench.models.code import MODEL_CODE
@@ -101,6 +102,9 @@ def ab_failures(items: Iterable[tuple[str, Mapping[str, Any]]], run: RunVerdict)
         code = code_line(found.get(MODEL_CODE) or {})  # whether the sides ran other model code at all
         if code:
             lines.append(f"  {code}")
+        where = where_line(info)  # --tbench-profile: the operators that added the time
+        if where:
+            lines.append(f"  {where}")
     if run.run is not None and run.run.status == REGRESSED:
         lines.append(
             f"the whole run is slower by {run.run.describe()} ({run.run.pairs} pairs over "

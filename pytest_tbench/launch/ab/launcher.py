@@ -28,6 +28,7 @@ from pytest_tbench.core.metric_table import (
     TOKENS_PER_CALL,
 )
 from pytest_tbench.judge.paired import PairedVerdict, judge_paired
+from pytest_tbench.judge.profile_diff import activity, operator_changes, sides_profiles
 from pytest_tbench.judge.rejudge import sides_of
 from pytest_tbench.judge.sequential import first_look, last_look, run_tests, spent, undecided
 from pytest_tbench.judge.sides_code import compare_sides
@@ -112,6 +113,12 @@ class ABLauncher:
             "wall_time_s": time.perf_counter() - start - self._starting_s,
             "sides_start_s": round(self._starting_s, 3),  # 0.0 where the item's sides were running
         }
+        profiles = sides_profiles(info)  # --tbench-profile: where the sides' time differs, by operator
+        if profiles is not None:
+            info[AB]["profile_diff"] = {
+                "activity": activity(*profiles),
+                "operators": [change.as_json() for change in operator_changes(*profiles)],
+            }
         info["isolated"] = True
         record_samples(self.benchmark, samples)
         timings = [] if disabled else samples

@@ -16,7 +16,7 @@ candidates, and a side warming beside the other would choose its kernels under t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pytest_tbench.core.axes import COMPILE_OFF
@@ -65,7 +65,7 @@ def run_pair(sides: dict[str, SideProcess], job: Job, first: str) -> PairResult:
     workers: dict[str, Worker] = {}
     ready: dict[str, Any] = {}
     for side in (first, second):
-        workers[side] = sides[side].worker_for(job)
+        workers[side] = sides[side].worker_for(_side_job(job, side))
         if in_turn:  # the first side is ready before the second starts
             ready[side] = workers[side].receive()
     if not in_turn:  # both warm up at once
@@ -106,7 +106,7 @@ def _run_in_turn(sides: dict[str, SideProcess], job: Job, first: str, second: st
 
 
 def _run_alone(process: SideProcess, job: Job, side: str, order: list[str]) -> Outcome:
-    worker = process.worker_for(job)
+    worker = process.worker_for(_side_job(job, side))
     reply = worker.receive()
     if isinstance(reply, Outcome):
         worker.close()
@@ -137,3 +137,8 @@ def _finish(worker: Worker) -> Outcome:
 
 def _stopped(workers: dict[str, Worker], failed: str) -> dict[str, Any]:
     return {side: Outcome("error", message=STOPPED) for side in workers if side != failed}
+
+
+def _side_job(job: Job, side: str) -> Job:
+    """The job as one side runs it: its profile's trace named after the side (--tbench-profile)."""
+    return job if job.profile is None else replace(job, profile=replace(job.profile, label=side))

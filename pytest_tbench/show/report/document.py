@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pytest_tbench.show.report.frame import Run
@@ -35,7 +36,11 @@ class Document:
     not_measured: Table | None
 
 
-def build_document(runs: list[Run], plots: list[Plot], ab_verdicts: Table | None = None) -> Document:
+def build_document(
+    runs: list[Run], plots: list[Plot], ab_verdicts: Table | None = None, extra: Sequence[Section] = ()
+) -> Document:
+    """The report's sections: A/B verdicts, then one per mode (its tables and plots), then ``extra`` (the
+    profiles); a plot of a section of its own in ``extra`` is not repeated in its mode's."""
     rows = [row for run in runs for row in run.rows]
     several = len(runs) > 1
     by_mode = group_by(rows, lambda r: r.mode)
@@ -45,6 +50,8 @@ def build_document(runs: list[Run], plots: list[Plot], ab_verdicts: Table | None
         tables = [mode_summary(mode, mode_rows, several), *model_tables(mode, mode_rows, several)]
         if groups := variant_groups(mode_rows):
             tables.append(variant_table(mode, groups, several))
-        sections.append(Section(mode, tables, [p for p in plots if p.mode == mode]))
+        own = {id(p) for section in extra for p in section.plots}
+        sections.append(Section(mode, tables, [p for p in plots if p.mode == mode and id(p) not in own]))
+    sections.extend(extra)
     title = "tbench report: " + ", ".join(run.label for run in runs)
     return Document(title, environment_table(runs), observations(rows), sections, not_measured_table(runs))

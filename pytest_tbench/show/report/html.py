@@ -47,14 +47,18 @@ document.querySelectorAll("table.sortable th").forEach(function (th, _) {
 _NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?( \S+)?$")
 
 
-def _cell(text: str) -> str:
+def _cell(text: str, link: str | None = None) -> str:
     css = ' class="num"' if _NUMBER.match(text) else ""
-    return f"<td{css}>{escape(text)}</td>"
+    content = escape(text) if link is None else f'<a href="{escape(link)}">{escape(text)}</a>'
+    return f"<td{css}>{content}</td>"
 
 
 def _table(table: Table, level: int = 3, sortable: bool = True) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in table.headers)
-    body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in table.cells)
+    body = "".join(
+        "<tr>" + "".join(_cell(c, table.links.get((r, k))) for k, c in enumerate(row)) + "</tr>"
+        for r, row in enumerate(table.cells)
+    )
     css = ' class="sortable"' if sortable else ""
     note = f"<p>{escape(table.note)}</p>\n" if table.note else ""
     return (

@@ -11,7 +11,11 @@ from pytest_tbench.show.report.tables import Table
 
 
 def _table(table: Table, level: str = "###") -> list[str]:
-    body = tabulate(table.cells, table.headers, tablefmt="github", disable_numparse=True)
+    cells = [
+        [f"[{c}]({table.links[(r, k)]})" if (r, k) in table.links else c for k, c in enumerate(row)]
+        for r, row in enumerate(table.cells)
+    ]
+    body = tabulate(cells, table.headers, tablefmt="github", disable_numparse=True)
     note = [table.note, ""] if table.note else []
     return [f"{level} {table.title}", "", body, "", *note]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pytest_tbench.core.metric_table import LATENCY, PEAK_MEMORY, Metric
 from pytest_tbench.core.modes import Column, TableItem, columns_for, mode_names, throughput
@@ -28,6 +28,7 @@ class Table:
     headers: list[str]
     cells: list[list[str]]
     note: str = ""  # a line under the table: what its columns mean
+    links: dict[tuple[int, int], str] = field(default_factory=dict)  # (row, column) -> the cell's link target
 
 
 def _text(value: object) -> str:

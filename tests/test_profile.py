@@ -1,0 +1,177 @@
+"""--tbench-profile: more rounds after the measured ones under torch.profiler, a trace per item (and A/B
+side), the top operators in extra_info and on the terminal, and an A/B item's operator-level difference."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_tbench.judge.profile_diff import operator_changes, where_line
+from pytest_tbench.measure.profile import ProfileRequest
+from pytest_tbench.show.report import load_runs, write_report
+
+from .conftest import run_json
+
+BENCH = """
+import pytest
+
+def test_forward(tbench):
+    tbench.forward()
+
+@pytest.mark.tbench(mode="train")
+def test_train(tbench):
+    tbench.train()
+"""
+
+ARGS = [
+    "--tbench-models", "tiny-gpt2", "--tbench-batch-sizes", "1", "--tbench-seq-lens", "8",
+    "--tbench-rounds", "4", "--tbench-warmup", "1", "-p", "no:cacheprovider",
+]  # fmt: skip
+
+
+def _entries(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {entry["name"].split("[")[0]: entry for entry in data["benchmarks"]}
+
+
+@pytest.mark.parametrize("launcher", [[], ["--tbench-isolate"]], ids=["in-process", "isolated"])
+def test_a_profiled_item_writes_its_trace_and_top_operators_and_keeps_its_rounds(
+    pytester: pytest.Pytester, launcher: list[str]
+) -> None:
+    pytester.makepyfile(test_bench=BENCH)
+    folder = pytester.path / "profiles"
+    result, data = run_json(
+        pytester, *ARGS, *launcher, "--tbench-profile", "profiles", "--tbench-profile-rounds", "2"
+    )
+    result.assert_outcomes(passed=2)
+    entries = _entries(data)
+    for name, entry in entries.items():
+        profile = entry["extra_info"]["profile"]
+        assert profile["rounds"] == 2 and profile["unit"] == "ms per round" and profile["round_ms"] > 0
+        # The trace: gzipped Chrome/Perfetto JSON in the folder asked for, each timed part a tbench::round.
+        trace = Path(profile["trace"])
+        assert trace.parent == folder and trace.name.endswith(".pt.trace.json.gz")
+        events = json.loads(gzip.decompress(trace.read_bytes()))["traceEvents"]
+        assert sum(1 for e in events if e.get("name") == "tbench::round") == 2, name
+        host = profile["host"]
+        assert host and any(op["name"].startswith("aten::") for op in host)
+        assert all(op["self_ms"] >= 0 and op["calls"] > 0 and 0 <= op["share"] <= 1.5 for op in host)
+        assert host == sorted(host, key=lambda op: -op["self_ms"])
+        assert "device" not in profile  # CPU items have no device activity
+        # The profiled rounds are not measured ones: pytest-benchmark's rounds and train's steps are the
+        # measured rounds (and warm-up) only.
+        assert entry["stats"]["rounds"] == 4, name
+    assert entries["test_train"]["extra_info"]["train_steps"] == 4 + 1
+    linear = [
+        op for op in entries["test_forward"]["extra_info"]["profile"]["host"] if op["name"] == "aten::addmm"
+    ]
+    assert linear and linear[0]["shapes"].startswith("[[")  # GPT-2's Conv1D: its heaviest call's shapes
+    if not launcher:  # the report of the run: each item's operator breakdown and a link to its trace
+        written = write_report(load_runs([pytester.path / "out.json"]), pytester.path / "report")
+        assert pytester.path / "report" / "plots" / "operators_forward.png" in written
+        markdown = (pytester.path / "report" / "report.md").read_text()
+        assert "## profiles" in markdown and "### profiled items: train" in markdown
+        trace = Path(entries["test_forward"]["extra_info"]["profile"]["trace"])
+        assert f"[{trace.name}]({trace.as_uri()})" in markdown
+        assert (
+            f'<a href="{trace.as_uri()}">{trace.name}</a>'
+            in (pytester.path / "report" / "report.html").read_text()
+        )
+    result.stdout.fnmatch_lines(
+        ["*tbench PROFILE*",
+         "*test_forward?tiny-gpt2-b1-s8-cpu-float32?: 2 profiled round(s), * ms per round; trace *profiles*",
+         "host operator*calls/round*self (ms/round)*share of round*shapes (heaviest call)*"]
+    )  # fmt: skip
+
+
+@pytest.mark.timing  # compares timings: runs alone, after the parallel part of the suite
+def test_profiling_leaves_the_measured_median_alone(pytester: pytest.Pytester) -> None:
+    # One process, the same item with and without profiling, alternately: the profiled rounds come after the
+    # measured ones, so the medians agree within noise (a generous bound: the timings are a forward of ~1 ms).
+    pytester.makepyfile(test_bench="def test_forward(tbench):\n    tbench.forward()\n")
+    medians: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(2):
+        for profiled in (False, True):
+            extra = ["--tbench-profile", "profiles"] if profiled else []
+            result, data = run_json(pytester, *ARGS, "--tbench-rounds", "15", *extra)
+            result.assert_outcomes(passed=1)
+            medians[profiled].append(data["benchmarks"][0]["stats"]["median"])
+    plain, profiled_median = min(medians[False]), min(medians[True])
+    assert 0.5 < profiled_median / plain < 2.0, medians
+
+
+def test_trace_names_are_safe_file_names_per_side() -> None:
+    request = ProfileRequest("/tmp/p", 1, "t.py::test_forward[tiny-gpt2-b1-s8-cpu-float32]", "base")
+    assert request.trace_path().name == "t.py_test_forward_tiny-gpt2-b1-s8-cpu-float32_.base.pt.trace.json.gz"
+
+
+def _profile(ops: dict[str, tuple[float, float]], round_ms: float) -> dict[str, Any]:
+    return {
+        "round_ms": round_ms,
+        "host": [{"name": n, "self_ms": ms, "calls": c} for n, (ms, c) in ops.items()],
+    }
+
+
+def test_the_difference_ranks_added_time_and_names_new_operators() -> None:
+    base = _profile({"aten::addmm": (2.0, 8), "aten::add": (0.5, 4), "aten::gelu": (0.3, 2)}, 3.0)
+    current = _profile({"aten::addmm": (3.0, 16), "aten::add": (0.5, 4), "aten::mm": (0.8, 2)}, 4.6)
+    changes = operator_changes(base, current)
+    assert [c.name for c in changes] == ["aten::addmm", "aten::mm", "aten::add", "aten::gelu"]
+    assert changes[0].describe() == "aten::addmm +1.00 ms (+50%, 2x calls)"
+    assert changes[1].describe() == "aten::mm new 0.80 ms"
+    assert changes[-1].describe() == "aten::gelu gone -0.30 ms"
+    info = {"profile": current, "ab_base": {"profile": base}}
+    assert where_line(info) == (
+        "where (host self time per profiled round; round 3.00 -> 4.60 ms): "
+        "aten::addmm +1.00 ms (+50%, 2x calls), aten::mm new 0.80 ms"
+    )
+    assert where_line({"profile": current}) is None  # one side alone: nothing to compare
+
+
+# The current side (X=1) runs an extra matmul in each MLP call: the difference names it first.
+EXTRA_MATMUL = """
+import os
+import torch
+from transformers.models.gpt2 import modeling_gpt2
+
+original = modeling_gpt2.GPT2MLP.forward
+EXTRA = torch.ones(256, 256)
+
+
+def forward(self, hidden_states):
+    if os.environ.get("X") == "1":
+        for _ in range(20):
+            torch.mm(EXTRA, EXTRA)
+    return original(self, hidden_states)
+
+
+modeling_gpt2.GPT2MLP.forward = forward
+"""
+
+
+def test_an_ab_item_names_the_operator_that_added_its_time(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("X", "1")  # the current side's; the base side's is X=0
+    pytester.makeconftest(EXTRA_MATMUL)
+    pytester.makepyfile(test_bench="def test_forward(tbench):\n    tbench.forward()\n")
+    args = [*ARGS, "--tbench-ab", "env:X=0", "--tbench-ab-pairs", "3", "--tbench-profile", "profiles"]
+    result, data = run_json(pytester, *args, subprocess=True)
+    result.assert_outcomes(passed=1)
+    info = data["benchmarks"][0]["extra_info"]
+    # Each side profiled its first pair's worker, into a file of its own.
+    traces = {Path(info["profile"]["trace"]).name, Path(info["ab_base"]["profile"]["trace"]).name}
+    name = "test_bench.py_test_forward_tiny-gpt2-b1-s8-cpu-float32_"
+    assert traces == {f"{name}.{side}.pt.trace.json.gz" for side in ("base", "current")}
+    diff = info["ab"]["profile_diff"]
+    assert diff["activity"] == "host"
+    first = diff["operators"][0]
+    assert first["name"] == "aten::mm" and first["base_ms"] == 0.0 and first["current_calls"] == 40  # 2 MLPs
+    # A regression this large (a forward of ~1 ms against 40 matmuls) fails with its cause beside it.
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        ["*tbench A/B RUN*", "*: REGRESSED", "*where (host self time*): aten::mm new *"]
+    )
