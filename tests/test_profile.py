@@ -175,3 +175,16 @@ def test_an_ab_item_names_the_operator_that_added_its_time(
     result.stdout.fnmatch_lines(
         ["*tbench A/B RUN*", "*: REGRESSED", "*where (host self time*): aten::mm new *"]
     )
+
+
+def test_a_profile_that_fails_leaves_the_item_measured(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_bench="def test_forward(tbench):\n    tbench.forward()\n")
+    (pytester.path / "taken").write_text("a file where the folder would be\n")
+    result, data = run_json(pytester, *ARGS, "--tbench-profile", "taken")
+    result.assert_outcomes(passed=1)
+    (entry,) = data["benchmarks"]
+    assert entry["stats"]["rounds"] == 4  # measured and saved
+    assert entry["extra_info"]["profile"]["unavailable_reason"].startswith(
+        ("FileExistsError", "NotADirectory")
+    )
+    result.stdout.fnmatch_lines(["*test_forward?tiny-gpt2-b1-s8-cpu-float32?: not profiled: *"])

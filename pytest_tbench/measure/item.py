@@ -27,7 +27,7 @@ from pytest_tbench.core.metric_table import (
     TOKENS_PER_CALL,
 )
 from pytest_tbench.machine.devices import device_name, matmul_precision, on_device
-from pytest_tbench.measure.profile import ProfileRequest, profile_rounds
+from pytest_tbench.measure.profile import ProfileRequest, profile_or_reason
 from pytest_tbench.measure.rounds import RoundBody
 from pytest_tbench.measure.trackers import memory_tracker
 from pytest_tbench.measure.trackers.energy import EnergyWindow, open_meter
@@ -97,8 +97,7 @@ def run_item(
         profiled: dict[str, Any] = {}
         if profile is not None:  # after the metrics: its rounds must not enter the per-round records
             with on_device(case.device):
-                body = RoundBody(work, case.device, loaded.devices)
-                profiled[PROFILE] = profile_rounds(body, profile)
+                profiled[PROFILE] = profile_or_reason(RoundBody(work, case.device, loaded.devices), profile)
     finally:
         work.cleanup()
     return {

@@ -76,6 +76,15 @@ def profile_rounds(body: RoundBody, request: ProfileRequest) -> dict[str, Any]:
     return entry
 
 
+def profile_or_reason(body: RoundBody, request: ProfileRequest) -> dict[str, Any]:
+    """``profile_rounds``, or where it failed (a folder that cannot be written, out of memory under the
+    profiler) why, as ``{"unavailable_reason": ...}``: the item's measured figures stand either way."""
+    try:
+        return profile_rounds(body, request)
+    except Exception as exc:
+        return {"unavailable_reason": f"{type(exc).__name__}: {exc}"}
+
+
 def _top(
     averages: list[Any], by_shape: list[Any], field: str, rounds: int, timed_s: float
 ) -> list[dict[str, Any]]:

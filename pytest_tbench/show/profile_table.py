@@ -22,6 +22,9 @@ def profile_lines(items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
         for label, profile in sides:
             if not isinstance(profile, Mapping):
                 continue
+            if "unavailable_reason" in profile:
+                lines.append(f"{item}{label}: not profiled: {profile['unavailable_reason']}")
+                continue
             round_ms = float(profile.get("round_ms") or 0.0)
             lines.append(
                 f"{item}{label}: {profile.get('rounds')} profiled round(s), {round_ms:.2f} ms per round; "

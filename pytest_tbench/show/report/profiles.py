@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from matplotlib import colormaps
 from matplotlib.figure import Figure
@@ -42,17 +42,19 @@ class Profiled:
 
 def profiled_items(runs: Sequence[Run]) -> list[Profiled]:
     """Every profiled item of ``runs`` (an A/B item's base side beside it), in run and item order."""
-    found = []
+    found: list[Profiled] = []
     for run in runs:
         for bench in run.data.get("benchmarks") or []:
             info = bench.get("extra_info") or {} if isinstance(bench, Mapping) else {}
             mode, item = str(info.get("mode", "")), str(bench.get("name", ""))
-            base = (info.get(AB_BASE) or {}).get(PROFILE)
-            if isinstance(base, Mapping):
-                found.append(Profiled(run.label, mode, item, "base", base))
-            if isinstance(info.get(PROFILE), Mapping):
-                found.append(Profiled(run.label, mode, item, "", info[PROFILE]))
+            sides = (("base", (info.get(AB_BASE) or {}).get(PROFILE)), ("", info.get(PROFILE)))
+            found.extend(Profiled(run.label, mode, item, side, p) for side, p in sides if _profiled(p))
     return found
+
+
+def _profiled(profile: Any) -> TypeGuard[Mapping[str, Any]]:
+    """A profile that ran (one that failed has only its ``unavailable_reason``)."""
+    return isinstance(profile, Mapping) and profile.get("host") is not None
 
 
 def breakdown_plot(items: Sequence[Profiled], mode: str, path: Path) -> Plot | None:
