@@ -55,10 +55,12 @@ def pool(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], dict[st
     # One worker of the item counted its FLOPs (Job.count_flops): its count stands for every process's.
     counted = next((o.info for o in outcomes if FLOPS_PER_CALL in o.info), {})
     info.update({key: value for key, value in counted.items() if is_flop_pass_key(key)})
-    # ... and profiled it (--tbench-profile), the same worker.
+    # The same worker profiled it (--tbench-profile), found the same way: a work without a FLOP pass has
+    # a profile all the same.
     info.pop(PROFILE, None)
-    if PROFILE in outcomes[0].info:
-        info[PROFILE] = outcomes[0].info[PROFILE]
+    profiled = next((o.info[PROFILE] for o in outcomes if PROFILE in o.info), None)
+    if profiled is not None:
+        info[PROFILE] = profiled
     samples = [s for o in outcomes for s in o.samples]
     info[ROUNDS] = sum(int(r.metric(ROUNDS) or 0) for r in records)
     for key in ADDITIVE_KEYS:

@@ -120,17 +120,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     state = session.config.stash[STATE]
     if xdist_session.is_worker(session.config):
         worker_saves_nothing(session.config)  # the controller saves every worker's items, once
-    try:
-        state.gate = open_gate(
-            state.config, storage_folder(session.config), session.config.invocation_params.dir
-        )
+    storage, cwd = storage_folder(session.config), session.config.invocation_params.dir
+    try:  # what the gate's baseline or the A/B base side cannot use is the user's to fix
+        state.gate = open_gate(state.config, storage, cwd)
+        if state.config.ab.side is not None:
+            state.ab = open_ab(state.config.ab.side, session.config.rootpath, state.config.ab.path)
     except OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
-    if state.config.ab.side is not None:
-        try:
-            state.ab = open_ab(state.config.ab.side, session.config.rootpath, state.config.ab.path)
-        except OptionError as exc:
-            raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
