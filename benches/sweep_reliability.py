@@ -4,6 +4,7 @@ real change of model code (issue 27, item 8).
     python benches/sweep_reliability.py --runs 12 [--sweep four|quick] [--pairs 8 | 4:12]
                                         [--kinds aa,all,one] [--change projection|busy] [--model gpt2]
                                         [--seed 0] [--busy | --bursts] [--out FILE] [--keep DIR]
+                                        [--calibration EARLIER_OUT.json]
     python benches/sweep_reliability.py --merge PART1.json PART2.json ... [--out FILE]
 
 The project under test is a throwaway git repository in a temporary folder, laid out as a user's would be: its
@@ -235,6 +236,16 @@ def calibrate_in_child(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     if done.returncode != 0:
         raise SystemExit(f"calibration failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def reused_calibration(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """``--calibration FILE``: the changes an earlier part of the same plan calibrated (its --out JSON), so
+    that every part of a plan measures the same change and the next part skips the calibration (~16 min for
+    the quick sweep here)."""
+    earlier = json.loads(args.calibration.read_text())
+    if (earlier["sweep"], earlier["model"], earlier["change"]) != (args.sweep, args.model, args.change):
+        raise SystemExit(f"{args.calibration}: calibrated another sweep, model or change")
+    return dict(earlier["calibration"])
 
 
 def calibrate(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -835,7 +846,7 @@ def progress(records: list[dict[str, Any]]) -> str:
 
 def sweep_runs(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     started = time.perf_counter()
-    calibration = calibrate_in_child(args)
+    calibration = reused_calibration(args) if args.calibration else calibrate_in_child(args)
     rng = random.Random(args.seed)
     records: list[dict[str, Any]] = []
     with load_beside(args), tempfile.TemporaryDirectory() as tmp:
@@ -920,6 +931,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", type=Path, help="copy every session's JSON into this folder")
     parser.add_argument(
         "--merge", type=Path, nargs="+", help="merge these --out files of one plan (run nothing)"
+    )
+    parser.add_argument(
+        "--calibration", type=Path, help="reuse this earlier --out's calibration (same sweep and change)"
     )
     parser.add_argument("--calibrate-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_tbench.judge.profile_diff import operator_changes, where_line
-from pytest_tbench.measure.profile import ProfileRequest
+from pytest_tbench.measure.profile import ProfileRequest, memory_history_or_reason, summarize_allocations
 from pytest_tbench.show.report import load_runs, write_report
 
 from .conftest import run_json
@@ -188,3 +188,94 @@ def test_a_profile_that_fails_leaves_the_item_measured(pytester: pytest.Pytester
         ("FileExistsError", "NotADirectory")
     )
     result.stdout.fnmatch_lines(["*test_forward?tiny-gpt2-b1-s8-cpu-float32?: not profiled: *"])
+
+
+# --tbench-profile-memory: CUDA's allocator history for one more round.
+def _alloc(size: int, filename: str, line: int = 1) -> dict[str, Any]:
+    frames = [
+        {"filename": "/site/torch/nn/modules/linear.py", "line": 125, "name": "forward"},
+        {"filename": filename, "line": line, "name": "forward"},
+    ]
+    return {"action": "alloc", "size": size, "frames": frames}
+
+
+def test_the_rounds_allocations_are_summed_and_the_largest_placed_in_the_models_code() -> None:
+    trace = [
+        _alloc(100, "/site/transformers/models/gpt2/modeling_gpt2.py", 10),
+        _alloc(300, "/project/mymodel.py", 7),
+        {"action": "free_requested", "size": 100},
+        {"action": "free_completed", "size": 100},
+        _alloc(50, "/project/mymodel.py", 9),
+        {"action": "free_completed", "size": 1000},  # a block from before the round
+        {"action": "segment_alloc", "size": 2097152},  # the allocator's own, not a tensor's
+    ]
+    summary = summarize_allocations(trace)
+    assert summary["allocations"] == 3 and summary["allocated_bytes"] == 450 and summary["unit"] == "bytes"
+    assert summary["round_peak_increase_bytes"] == 400  # 100 + 300 live at once, before the first free
+    assert summary["largest"] == [
+        {"bytes": 300, "where": "/project/mymodel.py:7 (forward)"},
+        {"bytes": 100, "where": "/site/transformers/models/gpt2/modeling_gpt2.py:10 (forward)"},
+        {"bytes": 50, "where": "/project/mymodel.py:9 (forward)"},
+    ]
+
+
+class _Body:
+    def __init__(self, calls: list[str], device: str = "cuda:0") -> None:
+        self.calls, self.device = calls, device
+
+    def whole(self) -> None:
+        self.calls.append("round")
+
+
+def test_the_memory_round_runs_between_history_on_and_off_and_pickles_its_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pickle
+
+    import torch
+
+    calls: list[str] = []
+    snapshot = {"segments": [], "device_traces": [[_alloc(4096, "/project/mymodel.py")]]}
+
+    def record(enabled: str | None = "all", **kwargs: Any) -> None:
+        calls.append(f"history {'off' if enabled is None else 'on'} {kwargs.get('device')}")
+        if enabled is not None:
+            assert kwargs["clear_history"] and kwargs["stacks"] == "python"
+
+    def take(device: Any = None) -> dict[str, Any]:
+        calls.append("snapshot")
+        return snapshot
+
+    monkeypatch.setattr(torch.cuda.memory, "_record_memory_history", record)
+    monkeypatch.setattr(torch.cuda.memory, "_snapshot", take)
+    request = ProfileRequest(str(tmp_path), 1, "t.py::test_forward[x]", memory=True)
+    memory = memory_history_or_reason(_Body(calls), request)  # type: ignore[arg-type]
+    assert calls == ["history on cuda:0", "round", "snapshot", "history off cuda:0"]
+    assert memory["snapshot"] == str(request.snapshot_path()) and memory["allocated_bytes"] == 4096
+    assert pickle.loads(request.snapshot_path().read_bytes()) == snapshot
+    assert memory["largest"] == [{"bytes": 4096, "where": "/project/mymodel.py:1 (forward)"}]
+
+    def fail(device: Any = None) -> dict[str, Any]:
+        raise RuntimeError("snapshot failed")
+
+    calls.clear()
+    monkeypatch.setattr(torch.cuda.memory, "_snapshot", fail)
+    memory = memory_history_or_reason(_Body(calls), request)  # type: ignore[arg-type]
+    assert memory == {"unavailable_reason": "RuntimeError: snapshot failed"}
+    assert calls[-1] == "history off cuda:0"  # recording stops whatever happened
+
+
+def test_a_cpu_item_says_why_it_has_no_memory_history_and_the_flag_needs_a_folder(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_bench="def test_forward(tbench):\n    tbench.forward()\n")
+    result, data = run_json(pytester, *ARGS, "--tbench-profile", "profiles", "--tbench-profile-memory")
+    result.assert_outcomes(passed=1)
+    profile = data["benchmarks"][0]["extra_info"]["profile"]
+    assert profile["host"]  # the operator profile stands
+    reason = "--tbench-profile-memory records CUDA's allocator history; this item runs on cpu"
+    assert profile["memory"] == {"unavailable_reason": reason}
+    result.stdout.fnmatch_lines(["CUDA memory history: not recorded: *this item runs on cpu"])
+    result = pytester.runpytest(*ARGS, "--tbench-profile-memory")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--tbench-profile-memory saves its snapshot in --tbench-profile's folder*"])

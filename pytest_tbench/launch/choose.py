@@ -90,7 +90,12 @@ def job_for(
         rounds=rounds,
         item_timeout=settings.launch.item_timeout,
         profile=(
-            ProfileRequest(settings.measure.profile, settings.measure.profile_rounds, nodeid or case.id)
+            ProfileRequest(
+                settings.measure.profile,
+                settings.measure.profile_rounds,
+                nodeid or case.id,
+                memory=settings.measure.profile_memory,
+            )
             if settings.measure.profile is not None
             else None
         ),

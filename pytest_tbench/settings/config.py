@@ -22,6 +22,7 @@ from pytest_tbench.core.axes import (
     QUANT_NONE,
     TP_NONE,
 )
+from pytest_tbench.core.errors import OptionError
 from pytest_tbench.models.registry import DEFAULT_MODELS, CustomModel
 from pytest_tbench.settings.ab import DEFAULT_PAIRS, PairBudget, Side
 from pytest_tbench.settings.presets import DEFAULT_PRESET, PRESETS, rounds_for_mode
@@ -76,6 +77,14 @@ class MeasureSettings:
     peak_bandwidth: float | None = None  # the device's peak memory bandwidth in GB/s for MBU; None: table's
     profile: str | None = None  # --tbench-profile: the (absolute) folder for the profiled rounds' traces
     profile_rounds: int = 1
+    profile_memory: bool = False  # --tbench-profile-memory: CUDA's allocator history for one more round
+
+    def __post_init__(self) -> None:
+        if self.profile_memory and self.profile is None:
+            raise OptionError(
+                "--tbench-profile-memory saves its snapshot in --tbench-profile's folder: "
+                "add --tbench-profile DIR (or drop --tbench-profile-memory)"
+            )
 
     def rounds_for(self, mode: str) -> int:
         """Measured rounds of an item: ``--tbench-rounds``, else derived from the preset's runs per mode."""

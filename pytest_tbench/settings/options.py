@@ -489,6 +489,15 @@ SETTINGS: tuple[Setting, ...] = (
         "rounds profiled per item under --tbench-profile (default 1)",
     ),
     Setting(
+        "profile_memory",
+        parse_bool,
+        "",
+        "under --tbench-profile, one more round with CUDA's allocator history recorded: its snapshot "
+        "(for https://pytorch.org/memory_viz) in the profile folder, the round's largest allocations and "
+        "where they were made in extra_info (profile.memory); on a CPU item, the reason there is none",
+        flag=True,
+    ),
+    Setting(
         "store",
         parse_store,
         "URL",

@@ -12,6 +12,7 @@ from pytest_tbench.core.metric_table import AB_BASE, PROFILE
 
 SHOWN = 8  # operators per item and activity on the terminal; the JSON holds more
 SHAPES_WIDTH = 48
+LARGEST_SHOWN = 3  # allocations per item under --tbench-profile-memory
 
 
 def profile_lines(items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
@@ -34,6 +35,24 @@ def profile_lines(items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
                 operators = profile.get(kind) or []
                 if operators:
                     lines.append(_table(kind, operators[:SHOWN]))
+            if isinstance(profile.get("memory"), Mapping):
+                lines.extend(_memory_lines(profile["memory"]))
+    return lines
+
+
+def _memory_lines(memory: Mapping[str, Any]) -> list[str]:
+    """--tbench-profile-memory: the round's allocations summed, the largest and where they were made."""
+    if "unavailable_reason" in memory:
+        return [f"CUDA memory history: not recorded: {memory['unavailable_reason']}"]
+    mib = 1024**2
+    lines = [
+        f"CUDA memory history: {memory.get('allocations')} allocations, "
+        f"{memory.get('allocated_bytes', 0) / mib:.1f} MiB allocated, at most "
+        f"{memory.get('round_peak_increase_bytes', 0) / mib:.1f} MiB live above the round's start; "
+        f"snapshot {memory.get('snapshot')} (open it in https://pytorch.org/memory_viz)"
+    ]
+    for allocation in (memory.get("largest") or [])[:LARGEST_SHOWN]:
+        lines.append(f"  {allocation['bytes'] / mib:.1f} MiB at {allocation['where']}")
     return lines
 
 
