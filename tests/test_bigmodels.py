@@ -11,6 +11,7 @@ import torch
 from transformers import GPT2Config, LlamaConfig
 
 from pytest_tbench.core.errors import OptionError
+from pytest_tbench.core.measurement import Measurement
 from pytest_tbench.launch.torchrun import merge_ranks
 from pytest_tbench.launch.worker import Outcome
 from pytest_tbench.measure import rounds as rounds_module
@@ -191,12 +192,32 @@ def test_ranks_merge_into_one_item() -> None:
         Outcome(
             "ok",
             [0.010, 0.030, 0.020],
-            {"peak_memory_bytes": 100, "parameter_bytes": 40, "device": "cuda:0", "flops_per_call": 600},
+            Measurement.of(
+                (
+                    "rank 0",
+                    {
+                        "peak_memory_bytes": 100,
+                        "parameter_bytes": 40,
+                        "device": "cuda:0",
+                        "flops_per_call": 600,
+                    },
+                )
+            ),
         ),
         Outcome(
             "ok",
             [0.015, 0.025, 0.020],
-            {"peak_memory_bytes": 120, "parameter_bytes": 40, "device": "cuda:1", "flops_per_call": 600},
+            Measurement.of(
+                (
+                    "rank 1",
+                    {
+                        "peak_memory_bytes": 120,
+                        "parameter_bytes": 40,
+                        "device": "cuda:1",
+                        "flops_per_call": 600,
+                    },
+                )
+            ),
         ),
     ]
     samples, info = merge_ranks(case, ranks)

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from pytest_tbench.core.errors import RunStopped
+from pytest_tbench.core.measurement import Measurement
 from pytest_tbench.judge.gate import Gate
 from pytest_tbench.judge.runs import machine_differences
 from pytest_tbench.machine import devices, nvml
@@ -431,7 +432,7 @@ def test_ab_worker_rounds_synchronise_every_gpu_of_a_device_mapped_model(
     monkeypatch.setattr(ab_worker, "load_model", lambda spec, key: SimpleNamespace(devices=mapped))
     monkeypatch.setattr(ab_worker, "build_work", lambda *_: SimpleNamespace(records=lambda warmup: []))
     monkeypatch.setattr(ab_worker, "run_rounds", run_rounds)
-    monkeypatch.setattr(ab_worker, "run_item", lambda *args, **kwargs: args[5](args[2]) or {})
+    monkeypatch.setattr(ab_worker, "run_item", lambda *args, **kwargs: args[5](args[2]) or Measurement())
 
     class Conn:
         def __init__(self) -> None:

@@ -12,6 +12,7 @@ import statistics
 import pytest
 
 from pytest_tbench.core.criteria import METRICS, parse_criteria, parse_criterion
+from pytest_tbench.core.measurement import Measurement
 from pytest_tbench.judge.baseline import pool_runs
 from pytest_tbench.judge.gate import retryable
 from pytest_tbench.judge.judge import (
@@ -133,8 +134,8 @@ def test_a_pooled_baseline_keeps_each_sessions_rounds_apart() -> None:
 
 
 def test_re_measured_attempts_are_pooled_with_one_group_each() -> None:
-    first = Attempt({"rounds": 3, "ttft_per_round_s": [1.0, 1.0, 1.0]}, 1, 8, [0.5, 0.5, 0.5])
-    second = Attempt({"rounds": 3, "ttft_per_round_s": [0.1, 0.1, 0.1]}, 1, 8, [0.1, 0.1, 0.1])
+    first = Attempt(Measurement.of(("item", {"rounds": 3, "ttft_per_round_s": [1.0] * 3})), 1, 8, [0.5] * 3)
+    second = Attempt(Measurement.of(("item", {"rounds": 3, "ttft_per_round_s": [0.1] * 3})), 1, 8, [0.1] * 3)
     regressed = judge("x", TIME, _values([0.1] * 5), _values([0.5] * 5), drift=0.0)
     pooled = pool_attempts([first, second], [[regressed]])
     assert pooled.timings == [0.5, 0.5, 0.5, 0.1, 0.1, 0.1]

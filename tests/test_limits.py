@@ -680,11 +680,15 @@ def test_a_bad_peak_is_a_usage_error(pytester: pytest.Pytester) -> None:
 
 
 def test_the_ab_base_side_gets_its_own_limits_from_its_own_median() -> None:
-    from pytest_tbench.launch.retries import base_side_limits
+    from pytest_tbench.core.measurement import Measurement
+    from pytest_tbench.launch.base import Attempt
+    from pytest_tbench.launch.retries import derived
 
     side = {"device": "cpu", "device_name": "x", "matmul_precision": "float32", "flops_per_call": 3e9}
-    info: dict[str, Any] = {**side, "ab_base": {**side, "rounds_s": [0.02, 0.01, 0.03]}}
-    base_side_limits(info, GivenPeaks(tflops=1.5))
+    measured = Measurement.of(("item", {**side, "ab_base": {**side, "rounds_s": [0.02, 0.01, 0.03]}}))
+    info = derived(Attempt(measured, 1, 8, [0.04, 0.04]), GivenPeaks(tflops=1.5))
     assert info["ab_base"]["achieved_tflops"] == pytest.approx(0.15)  # 3e9 FLOPs over its median, 20 ms
     assert info["ab_base"]["mfu"] == pytest.approx(0.1)
-    assert "achieved_tflops" not in info  # the current side's come from the item runner, not from here
+    assert info["achieved_tflops"] == pytest.approx(0.075)  # the current side's, over its own median, 40 ms
+    assert measured["ab_base"].get("achieved_tflops") is None  # the measurement it was given is unchanged
+    assert info.source("achieved_tflops") == "derived" and info.source("flops_per_call") == "item"

@@ -227,3 +227,25 @@ class _no_memory:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def test_a_works_preparation_runs_before_its_memory_is_tracked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A compiled item compiles in prepare: inductor's autotuning and scratch are not the item's peak.
+    from pytest_tbench.measure.item import run_item
+    from pytest_tbench.measure.work import Work
+
+    events: list[str] = []
+
+    class Tracker(_no_memory):
+        def __enter__(self) -> dict[str, Any]:
+            events.append("tracking")
+            return self.info
+
+        def __exit__(self, *exc: object) -> None:
+            events.append("tracked")
+
+    monkeypatch.setattr("pytest_tbench.measure.item.memory_tracker", Tracker)
+    work = Work(lambda: events.append("call"), samples=1, tokens=8, prepare=lambda: events.append("prepare"))
+    case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cpu", "float32")
+    run_item(case, _fake_loaded(), work, 1, 0, lambda metered: metered.call())
+    assert events == ["prepare", "tracking", "call", "tracked"]

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from pytest_tbench.core.criteria import parse_criterion
+from pytest_tbench.core.measurement import Measurement
 from pytest_tbench.judge.judge import IMPROVED, REGRESSED, UNCHANGED, judge
 from pytest_tbench.judge.metrics import MetricValues, extract
 from pytest_tbench.launch import isolated
@@ -53,7 +54,7 @@ def test_rounds_are_split_evenly_and_never_below_one_per_process() -> None:
 def _outcome(samples: list[float], peak: int, records: list[RoundTiming] | None = None) -> Outcome:
     info = {"rounds": len(samples), "peak_memory_bytes": peak, "peak_rss_bytes": peak + 1, "train_steps": 3}
     info["model_load_time_s"] = 1.0
-    return Outcome("ok", samples, info, records or [])
+    return Outcome("ok", samples, Measurement.of(("worker", info)), records or [])
 
 
 def test_pooling_keeps_every_round_and_the_largest_peak() -> None:
@@ -73,7 +74,9 @@ def test_the_one_worker_that_counted_flops_gives_the_pooled_count(monkeypatch: p
     # The FLOP pass is a call's work or more, untimed: the first worker of an item counts, the rest do not.
     case = BenchCase("forward", "tiny-gpt2", "lm", 1, 8, "cpu", "float32")
     counted = _outcome([1.0], 100)
-    counted.info.update(flops_per_call=1234, flops_method="counted", prefill_flops=1000)
+    counted.info = counted.info.add(
+        ("flops", {"flops_per_call": 1234, "flops_method": "counted", "prefill_flops": 1000})
+    )
     _, info = pool(case, [counted, _outcome([2.0], 300)])  # the peak is the second's, which did not count
     assert (info["peak_memory_bytes"], info["flops_per_call"], info["flops_method"]) == (300, 1234, "counted")
     assert info["prefill_flops"] == 1000
@@ -83,7 +86,7 @@ def test_the_one_worker_that_counted_flops_gives_the_pooled_count(monkeypatch: p
     def run_worker(job: Job) -> Outcome:
         jobs.append(job)
         outcome = _outcome([1.0] * job.rounds, 100)
-        outcome.info.update(samples_per_call=1, tokens_per_call=8)
+        outcome.info = outcome.info.add(("item", {"samples_per_call": 1, "tokens_per_call": 8}))
         return outcome
 
     monkeypatch.setattr(isolated, "run_worker", run_worker)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ class Gate(Comparer):
             return self.names[0]
         return f"{len(self.names)} pooled runs ({', '.join(self.names)})"
 
-    def judge(self, fullname: str, samples: list[float], info: dict[str, Any]) -> list[Verdict]:
+    def judge(self, fullname: str, samples: list[float], info: Mapping[str, Any]) -> list[Verdict]:
         """Judge an attempt at an item (its raw timings and extra_info, in the shape of its JSON entry),
         recording nothing: a new measurement may replace it."""
         self.check_torch_flags()

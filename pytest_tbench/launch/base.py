@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from transformers import PretrainedConfig
 
+from pytest_tbench.core.measurement import Measurement
 from pytest_tbench.launch.conftests import Conftest
 from pytest_tbench.measure.memory_errors import OutOfMemory
 from pytest_tbench.measure.profile import ProfileRequest
@@ -47,10 +48,10 @@ class Job:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One measurement of an item: its extra_info so far, what one call processes, and the kept timings (none
+    """One measurement of an item: its figures so far, what one call processes, and the kept timings (none
     under --benchmark-disable). A regressed attempt may be replaced by a new one (``retries.py``)."""
 
-    info: dict[str, Any]
+    info: Measurement
     samples: int
     tokens: int
     timings: list[float]

@@ -40,9 +40,8 @@ def measure_in_workers(benchmark: Any, job: Job, shares: list[int]) -> Attempt |
         if isinstance(outcome, OutOfMemory):
             return outcome
         outcomes.append(outcome)
-    samples, info = pool(job.case, outcomes)
-    info["isolated"] = True
-    info["worker_wall_time_s"] = time.perf_counter() - start
+    samples, pooled = pool(job.case, outcomes)
+    info = pooled.add(("processes", {"isolated": True, "worker_wall_time_s": time.perf_counter() - start}))
     record_samples(benchmark, samples)
     timings = [] if benchmark.disabled else samples
     return Attempt(info, info[SAMPLES_PER_CALL], info[TOKENS_PER_CALL], timings)

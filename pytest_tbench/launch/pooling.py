@@ -9,8 +9,10 @@ per-process medians instead of rounds.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
 from typing import Any
 
+from pytest_tbench.core.measurement import Measurement
 from pytest_tbench.core.metric_table import (
     FLOPS_PER_CALL,
     MODEL_LOAD_TIME_S,
@@ -43,36 +45,35 @@ def split_rounds(rounds: int, processes: int) -> list[int]:
     return [share + (1 if index < extra else 0) for index in range(used)]
 
 
-def pool(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], dict[str, Any]]:
-    """All processes' samples in order, and one extra_info: the memory figures of the process that reached
+def pool(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], Measurement]:
+    """All processes' samples in order, and one measurement: the memory figures of the process that reached
     the highest peak (the item's peak), rounds and counts summed, round-based metrics over all rounds, the
     FLOPs of the process that counted them."""
     if len(outcomes) == 1:
-        return list(outcomes[0].samples), dict(outcomes[0].info)
+        return list(outcomes[0].samples), outcomes[0].info
     records = [ItemRecord.from_extra_info(case.as_params(), o.info, {"data": o.samples}) for o in outcomes]
     peaks = [int(r.metric(PEAK_MEMORY_BYTES) or 0) for r in records]
-    info = dict(outcomes[peaks.index(max(peaks))].info)
+    peak_holder = outcomes[peaks.index(max(peaks))].info
     # One worker of the item counted its FLOPs (Job.count_flops): its count stands for every process's.
-    counted = next((o.info for o in outcomes if FLOPS_PER_CALL in o.info), {})
-    info.update({key: value for key, value in counted.items() if is_flop_pass_key(key)})
+    counted: Mapping[str, Any] = next((o.info for o in outcomes if FLOPS_PER_CALL in o.info), {})
+    pooled: dict[str, Any] = {key: value for key, value in counted.items() if is_flop_pass_key(key)}
     # The same worker profiled it (--tbench-profile), found the same way: a work without a FLOP pass has
     # a profile all the same.
-    info.pop(PROFILE, None)
     profiled = next((o.info[PROFILE] for o in outcomes if PROFILE in o.info), None)
     if profiled is not None:
-        info[PROFILE] = profiled
+        pooled[PROFILE] = profiled
     samples = [s for o in outcomes for s in o.samples]
-    info[ROUNDS] = sum(int(r.metric(ROUNDS) or 0) for r in records)
+    pooled[ROUNDS] = sum(int(r.metric(ROUNDS) or 0) for r in records)
     for key in ADDITIVE_KEYS:
-        if key in info:
-            info[key] = sum(int(r.metric(key) or 0) for r in records)
+        if key in peak_holder:
+            pooled[key] = sum(int(r.metric(key) or 0) for r in records)
     pooled_metrics = SCENARIOS[case.mode].pooled_metrics
     if pooled_metrics is not None:
-        info.update(pooled_metrics(case, [record for o in outcomes for record in o.records]))
+        pooled.update(pooled_metrics(case, [record for o in outcomes for record in o.records]))
     # Every process's meter window as one: the energy of all the measured rounds.
-    tokens = int(info.get(TOKENS_PER_CALL) or 0)
-    info.update(pooled_energy([o.info for o in outcomes], [len(o.samples) for o in outcomes], tokens))
-    info.update(
+    tokens = int(peak_holder.get(TOKENS_PER_CALL) or 0)
+    pooled.update(pooled_energy([o.info for o in outcomes], [len(o.samples) for o in outcomes], tokens))
+    pooled.update(
         {
             PROCESSES: len(outcomes),
             PROCESS_ROUNDS: [len(o.samples) for o in outcomes],
@@ -81,4 +82,4 @@ def pool(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], dict[st
             MODEL_LOAD_TIME_S: statistics.fmean(r.metric(MODEL_LOAD_TIME_S) or 0.0 for r in records),
         }
     )
-    return samples, info
+    return samples, peak_holder.without(PROFILE).add(("processes", pooled))

@@ -13,11 +13,12 @@ it. The pooled item is what the results hold; each earlier attempt's rounds and 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pytest_tbench.core.errors import ItemFailed
+from pytest_tbench.core.measurement import Measurement
 from pytest_tbench.core.metric_table import (
     AB_BASE,
     GATE_ATTEMPTS,
@@ -43,7 +44,7 @@ class Judged:
     earlier judgement found before the item was measured again."""
 
     attempt: Attempt
-    info: dict[str, Any]
+    info: Measurement
     verdicts: list[Verdict]
     earlier: list[list[Verdict]]
 
@@ -63,10 +64,7 @@ def measure_judged(
     while True:
         attempts.append(measure())
         attempt = attempts[0] if len(attempts) == 1 else pool_attempts(attempts, earlier)
-        info = attempt.info
-        info.update(throughput(attempt.samples, attempt.tokens, attempt.median_s))
-        info.update(limits_info(info, attempt.median_s, peaks or GivenPeaks()))
-        base_side_limits(info, peaks or GivenPeaks())
+        info = derived(attempt, peaks or GivenPeaks())
         verdicts = []
         if gate is not None and attempt.timings:
             verdicts = gate.judge(benchmark.fullname, attempt.timings, info)
@@ -81,31 +79,39 @@ def measure_judged(
     return Judged(attempt, info, verdicts, earlier)
 
 
-def base_side_limits(info: dict[str, Any], peaks: GivenPeaks) -> None:
-    """Under --tbench-ab the base side's record gets the same derived limits (TFLOP/s, MFU, MBU) as the
-    current side's, from its own pooled median, so that reports compare the sides on them too."""
+def derived(attempt: Attempt, peaks: GivenPeaks) -> Measurement:
+    """The attempt's measurement with what its pooled median gives: throughput and the limits (TFLOP/s, MFU,
+    MBU). Under --tbench-ab the base side's record gets the same limits from its own pooled median, so that
+    reports compare the sides on them too."""
+    rates = throughput(attempt.samples, attempt.tokens, attempt.median_s)
+    info = attempt.info.add(("derived", rates))
+    info = info.add(("derived", limits_info(info, attempt.median_s, peaks)))
     base = info.get(AB_BASE)
-    if isinstance(base, dict) and base.get(ROUNDS_S):
-        base.update(limits_info(base, statistics.median(base[ROUNDS_S]), peaks))
+    if isinstance(base, Mapping) and base.get(ROUNDS_S):
+        limits = limits_info(base, statistics.median(base[ROUNDS_S]), peaks)
+        info = info.add(("derived", {AB_BASE: {**base, **limits}}))
+    return info
 
 
 def pool_attempts(attempts: list[Attempt], regressions: list[list[Verdict]]) -> Attempt:
     """Every attempt's rounds as one result: the last attempt's extra_info with the rounds, process groups and
     per-round generate figures of all; one group per attempt that ran in the pytest process."""
     last = attempts[-1]
-    info = dict(last.info)
     timings = [t for a in attempts for t in a.timings]
-    info[PROCESS_ROUNDS] = [n for a in attempts for n in a.info.get(PROCESS_ROUNDS, [len(a.timings)])]
-    info[ROUNDS] = len(timings)
-    medians = [m for a in attempts for m in a.info.get(PROCESS_MEDIANS_S, [statistics.median(a.timings)])]
-    info[PROCESS_MEDIANS_S] = medians
+    pooled: dict[str, Any] = {
+        PROCESS_ROUNDS: [n for a in attempts for n in a.info.get(PROCESS_ROUNDS, [len(a.timings)])],
+        ROUNDS: len(timings),
+        PROCESS_MEDIANS_S: [
+            m for a in attempts for m in a.info.get(PROCESS_MEDIANS_S, [statistics.median(a.timings)])
+        ],
+    }
     if all(TTFT_PER_ROUND_S in a.info for a in attempts):
-        info[TTFT_PER_ROUND_S] = [x for a in attempts for x in a.info[TTFT_PER_ROUND_S]]
-    info[GATE_ATTEMPTS] = len(attempts)
-    info[GATE_EARLIER_ATTEMPTS] = [
+        pooled[TTFT_PER_ROUND_S] = [x for a in attempts for x in a.info[TTFT_PER_ROUND_S]]
+    pooled[GATE_ATTEMPTS] = len(attempts)
+    pooled[GATE_EARLIER_ATTEMPTS] = [
         _attempt_record(attempt, found) for attempt, found in zip(attempts[:-1], regressions, strict=True)
     ]
-    return Attempt(info, last.samples, last.tokens, timings)
+    return Attempt(last.info.add(("attempts", pooled)), last.samples, last.tokens, timings)
 
 
 def settle(judged: Judged, benchmark: Any, gate: Gate | None) -> None:

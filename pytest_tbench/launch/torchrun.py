@@ -23,6 +23,7 @@ import torch
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from pytest_tbench.core.errors import ItemFailed
+from pytest_tbench.core.measurement import Measurement
 from pytest_tbench.core.metric_table import (
     DECODE_KV_READ_BYTES,
     DECODE_WEIGHTS_READ_BYTES,
@@ -167,33 +168,29 @@ def rank_main(job: Job) -> Outcome:
     return outcome
 
 
-def merge_ranks(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], dict[str, Any]]:
+def merge_ranks(case: BenchCase, outcomes: list[Outcome]) -> tuple[list[float], Measurement]:
     """The ranks' results as one item: each round as long as its slowest rank (the ranks exchange
     activations every layer, so the call is done when the last one is), rank 0's other entries, memory per
     rank and summed (every rank holds its shard of the weights and its own activations), the longest load,
     and the work each rank counts of its own shard (FLOPs, decode bytes read) summed."""
     rounds = min(len(o.samples) for o in outcomes)
     samples = [max(o.samples[index] for o in outcomes) for index in range(rounds)]
-    info = dict(outcomes[0].info)
     peaks = [int(o.info.get(PEAK_MEMORY_BYTES) or 0) for o in outcomes]
     increases = [int(o.info.get(PEAK_MEMORY_INCREASE_BYTES) or 0) for o in outcomes]
     # Each rank's parameter_bytes is its shard (replicated norms and embeddings in every rank).
     shards = [int(o.info.get(PARAMETER_BYTES) or 0) for o in outcomes]
-    info.update(
-        {
-            "device": case.device,  # rank 0's was its own GPU; the item is the case's
-            TP_RANKS: len(outcomes),
-            PEAK_MEMORY_BYTES: sum(peaks),
-            PEAK_MEMORY_INCREASE_BYTES: sum(increases),
-            PEAK_MEMORY_PER_RANK_BYTES: peaks,
-            PARAMETER_BYTES: sum(shards),
-            "parameter_bytes_per_rank": shards,
-            RANK_MEDIANS_S: [statistics.median(o.samples) for o in outcomes if o.samples],
-            MODEL_LOAD_TIME_S: max(float(o.info.get(MODEL_LOAD_TIME_S) or 0.0) for o in outcomes),
-        }
-    )
-    info.update(_whole_model_work(outcomes))
-    return samples, info
+    merged: dict[str, Any] = {
+        "device": case.device,  # rank 0's was its own GPU; the item is the case's
+        TP_RANKS: len(outcomes),
+        PEAK_MEMORY_BYTES: sum(peaks),
+        PEAK_MEMORY_INCREASE_BYTES: sum(increases),
+        PEAK_MEMORY_PER_RANK_BYTES: peaks,
+        PARAMETER_BYTES: sum(shards),
+        "parameter_bytes_per_rank": shards,
+        RANK_MEDIANS_S: [statistics.median(o.samples) for o in outcomes if o.samples],
+        MODEL_LOAD_TIME_S: max(float(o.info.get(MODEL_LOAD_TIME_S) or 0.0) for o in outcomes),
+    }
+    return samples, outcomes[0].info.add(("ranks", merged), ("ranks", _whole_model_work(outcomes)))
 
 
 # What each rank counts of its own shard: the item's figure is the ranks' sum (measure/limits.py then sets the

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from transformers import PretrainedConfig
 
+from pytest_tbench.core.measurement import Measurement
 from pytest_tbench.launch.base import Job
 from pytest_tbench.launch.conftests import ConftestImportError, ensure
 from pytest_tbench.machine.devices import memory_room
@@ -38,11 +39,11 @@ from pytest_tbench.scenarios import Work, build_work
 
 @dataclass
 class Outcome:
-    """What a worker sends back: its rounds' samples and extra_info, or why it has none."""
+    """What a worker sends back: its rounds' samples and the item's measurement, or why it has none."""
 
     status: Literal["ok", "oom", "error"]
     samples: list[float] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
+    info: Measurement = field(default_factory=Measurement)
     records: list[Any] = field(default_factory=list)  # the measured rounds' raw records (Work.records)
     message: str = ""
     loaded_model: bool = True  # False: the model was kept loaded from this worker's previous item

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pytest_tbench.core.axes import BACKEND_PYTORCH
+from pytest_tbench.core.measurement import Measurement
 from pytest_tbench.core.metric_table import (
     ATTN_IMPLEMENTATION_USED,
     BACKEND,
@@ -51,11 +52,11 @@ def run_item(
     energy_unavailable: str | None = None,
     flops_pass: bool = True,
     profile: ProfileRequest | None = None,
-) -> dict[str, Any]:
+) -> Measurement:
     """Run the rounds (``run_rounds`` of the work it is given, in whichever launcher) under the memory tracker
     and the energy meter, count one call's FLOPs after them (unless ``flops_pass`` is False: another worker of
     the item counts them), profile more rounds where ``profile`` asks (--tbench-profile; after the metrics
-    are read), and return the item's extra_info; the work's cleanup runs even when a round fails.
+    are read), and return the item's measurement; the work's cleanup runs even when a round fails.
     ``energy_unavailable``: why this launcher's rounds cannot be metered (None: they can, where the device has
     a meter)."""
     try:
@@ -68,12 +69,15 @@ def run_item(
                 else open_meter(case.device, loaded.devices)
             )
             energy = EnergyWindow(meter, warmup, rounds)
+            # Before the memory tracking: a compiled item's compiling (inductor's autotuning and its scratch)
+            # is not the item's peak. What it leaves allocated (compiled graphs' buffers) is memory in use
+            # when the item starts, in its peak but not in its "item +mem", as the weights are.
+            work.prepare()
             # Another backend's runtime (ONNX Runtime) allocates outside PyTorch's allocator.
             torch_memory = case.backend == BACKEND_PYTORCH
             with memory_tracker(
                 case.device, devices=loaded.devices, pytorch_allocator=torch_memory
             ) as memory:
-                work.prepare()
                 run_rounds(energy.wrap(work))
             # After the rounds and outside the memory tracker: never timed, and not in the item's peak memory.
             # FlopCounterMode has no formula for torchao's int8 matmuls or bitsandbytes' kernels: it would
@@ -100,15 +104,15 @@ def run_item(
                 profiled[PROFILE] = profile_or_reason(RoundBody(work, case.device, loaded.devices), profile)
     finally:
         work.cleanup()
-    return {
-        **describe(case, loaded, work, rounds, warmup),
-        **hardware,
-        **memory,
-        **metrics,
-        **flops,
-        **energy.extra_info(work.tokens),
-        **profiled,
-    }
+    return Measurement.of(
+        ("item", describe(case, loaded, work, rounds, warmup)),
+        ("hardware", hardware),
+        ("memory", memory),
+        ("metrics", metrics),
+        ("flops", flops),
+        ("energy", energy.extra_info(work.tokens)),
+        ("profile", profiled),
+    )
 
 
 def describe(case: BenchCase, loaded: LoadedModel, work: Work, rounds: int, warmup: int) -> dict[str, Any]:

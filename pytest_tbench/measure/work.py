@@ -24,14 +24,14 @@ def _no_records(warmup_rounds: int) -> list[Any]:
 class Work:
     """One measured call, how much it processes (for throughput), and optional per-round hooks.
 
-    ``prepare`` runs once, untimed, before the first round (inside the item's memory tracking; a compiled
-    variant compiles there, see ``scenarios/compiled.py``); ``before_round`` and ``after_round`` run untimed
-    around every round, warm-up included (after the device is synchronised); ``metrics`` turns what the rounds
-    recorded into extra_info, given how many leading rounds were warm-up; ``records`` returns the measured
-    rounds' raw records (picklable), from which the scenario's ``pooled_metrics`` recomputes the metrics over
-    rounds taken in several processes; ``cleanup`` runs once after the item, even when it failed; ``flops``:
-    how one call's FLOPs are counted, once, untimed, after the rounds (None: not counted, as for a user's
-    call, which may not be run again freely).
+    ``prepare`` runs once, untimed, before the first round and before the item's memory tracking (a compiled
+    variant compiles there, see ``scenarios/compiled.py``: its scratch is not the item's peak);
+    ``before_round`` and ``after_round`` run untimed around every round, warm-up included (after the device is
+    synchronised); ``metrics`` turns what the rounds recorded into extra_info, given how many leading rounds
+    were warm-up; ``records`` returns the measured rounds' raw records (picklable), from which the scenario's
+    ``pooled_metrics`` recomputes the metrics over rounds taken in several processes; ``cleanup`` runs once
+    after the item, even when it failed; ``flops``: how one call's FLOPs are counted, once, untimed, after the
+    rounds (None: not counted, as for a user's call, which may not be run again freely).
     """
 
     call: Callable[[], object]

@@ -163,12 +163,12 @@ class TBench:
                 settings.gate.retries,
                 GivenPeaks(settings.measure.peak_tflops, settings.measure.peak_bandwidth),
             )
-            if self._memory_estimate is not None:  # beside the measured peaks, so the estimate can be checked
-                judged.info.update(self._memory_estimate.record())
-            judged.info[BENCHMARK_ENTRY] = self._benchmark_entry
-            judged.info.update(self._placement)
-            self.benchmark.extra_info.update(judged.info)
-            self._record(ItemResult(self._nodeid, self.case, judged.info))
+            # Beside the measured peaks, so that the estimate can be checked.
+            estimate = self._memory_estimate.record() if self._memory_estimate is not None else {}
+            session = {**estimate, BENCHMARK_ENTRY: self._benchmark_entry, **self._placement}
+            extra_info = judged.info.add(("session", session)).extra_info()  # the one conversion
+            self.benchmark.extra_info.update(extra_info)
+            self._record(ItemResult(self._nodeid, self.case, extra_info))
         except BaseException as exc:
             # An attempt that did not finish (Ctrl-C in the middle of the rounds, an error, out of memory) is
             # no measurement: pytest-benchmark would save its rounds so far like any other item's, and a later
@@ -186,7 +186,7 @@ class TBench:
                 pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
             raise
         settle(judged, self.benchmark, self._gate)
-        return judged.info
+        return extra_info
 
     def _attempt(self, result: Attempt | OutOfMemory, in_worker: bool) -> Attempt:
         if isinstance(result, OutOfMemory):  # outside the except block: the failed call's frames are gone

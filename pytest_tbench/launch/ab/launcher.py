@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from pytest_tbench.core.criteria import Criterion
 from pytest_tbench.core.errors import ItemFailed
+from pytest_tbench.core.measurement import Measurement
 from pytest_tbench.core.metric_table import (
     AB,
     AB_BASE,
@@ -96,7 +97,7 @@ class ABLauncher:
         elif not disabled:
             looks.append(last_look(budget, len(results)))
         verdicts = spent(verdicts, looks)
-        info[AB] = {
+        ab: dict[str, Any] = {
             "sides": self.session.describe(),
             "pairs": len(results),
             "looks": looks,
@@ -115,11 +116,11 @@ class ABLauncher:
         }
         profiles = sides_profiles(info)  # --tbench-profile: where the sides' time differs, by operator
         if profiles is not None:
-            info[AB]["profile_diff"] = {
+            ab["profile_diff"] = {
                 "activity": activity(*profiles),
                 "operators": [change.as_json() for change in operator_changes(*profiles)],
             }
-        info["isolated"] = True
+        info = info.add(("ab", {AB: ab, "isolated": True}))
         record_samples(self.benchmark, samples)
         timings = [] if disabled else samples
         return Attempt(info, info[SAMPLES_PER_CALL], info[TOKENS_PER_CALL], timings)
@@ -150,22 +151,25 @@ class ABLauncher:
 
     def _judged(
         self, case: BenchCase, results: list[PairResult]
-    ) -> tuple[list[float], dict[str, Any], list[PairedVerdict]]:
-        """The current side's samples and extra_info (the base side's under ``ab_base``) pooled over the
+    ) -> tuple[list[float], Measurement, list[PairedVerdict]]:
+        """The current side's samples and measurement (the base side's under ``ab_base``) pooled over the
         pairs, and the item's verdicts on them (none under --benchmark-disable)."""
-        samples, info = pool(case, [r.outcomes[CURRENT] for r in results])
-        base_samples, base_info = pool(case, [r.outcomes[BASE] for r in results])
-        base_info[ROUNDS_S] = base_samples
+        samples, current = pool(case, [r.outcomes[CURRENT] for r in results])
+        base_samples, base = pool(case, [r.outcomes[BASE] for r in results])
         # Each pair's own item memory, per side: memory is judged pair by pair on it (judge/paired.py).
-        for side, found in ((CURRENT, info), (BASE, base_info)):
+        per_pair: dict[str, dict[str, Any]] = {CURRENT: {}, BASE: {}}
+        for side in (CURRENT, BASE):
             figures = [r.outcomes[side].info.get(PEAK_MEMORY_INCREASE_BYTES) for r in results]
             # Unknown in a pair (another backend's memory where NVML cannot tell): memory is not judged.
             if None not in figures:
-                found[PEAK_MEMORY_INCREASE_PER_PROCESS_BYTES] = [int(figure or 0) for figure in figures]
+                per_pair[side][PEAK_MEMORY_INCREASE_PER_PROCESS_BYTES] = [
+                    int(figure or 0) for figure in figures
+                ]
         # The median and rates the current side gets from the item runner, so both sides read alike.
         base_median = statistics.median(base_samples) if base_samples else None
-        base_info |= throughput(base_info[SAMPLES_PER_CALL], base_info[TOKENS_PER_CALL], base_median)
-        info[AB_BASE] = base_info
+        base_rates = throughput(base.samples_per_call, base.tokens_per_call, base_median)
+        base = base.add(("ab", {ROUNDS_S: base_samples, **per_pair[BASE], **base_rates}))
+        info = current.add(("ab", {**per_pair[CURRENT], AB_BASE: dict(base)}))
         if self.benchmark.disabled:
             return samples, info, []
         # Judged as read back from its JSON entry: `tbench compare RUN.json` judges the same two records.
