@@ -96,7 +96,7 @@ def test_export_time_is_kept_out_of_the_rounds(
 ) -> None:
     """An export of a known length (0.3 s) around a call of microseconds: export_time_s holds it, no round."""
 
-    def slow_export(backend: str, model: Any, kwargs: dict[str, Any], device: str) -> Runner:
+    def slow_export(backend: str, model: Any, kwargs: dict[str, Any], case: BenchCase) -> Runner:
         time.sleep(0.3)
         reference = model(**kwargs).last_hidden_state.detach()
         return Runner(lambda: None, lambda: reference)
@@ -125,9 +125,11 @@ def test_other_modes_are_skipped_with_the_reason(pytester: pytest.Pytester) -> N
 
 def test_unknown_backend_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_bench=FORWARD_BENCH)
-    bad = pytester.runpytest(*TINY, "--tbench-backend", "tensorrt")
+    bad = pytester.runpytest(*TINY, "--tbench-backend", "openvino")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
-    bad.stderr.fnmatch_lines(["*unknown backend 'tensorrt'; valid: pytorch, onnxruntime, torchscript*"])
+    bad.stderr.fnmatch_lines(
+        ["*unknown backend 'openvino'; valid: pytorch, onnxruntime, torchscript, tensorrt*"]
+    )
 
 
 def test_combinations_and_dtypes_are_skips_that_say_why() -> None:
@@ -307,3 +309,86 @@ def test_an_isolated_item_exports_in_its_worker(pytester: pytest.Pytester) -> No
     assert info["isolated"] is True and info["onnxruntime_provider"] == "CPUExecutionProvider"
     assert max(bench["stats"]["data"]) < info["export_time_s"]
     assert 0 <= info["backend_max_abs_diff"] < 1e-4
+
+
+# --tbench-backend tensorrt: ONNX Runtime's TensorRT provider on a CUDA GPU.
+def test_tensorrt_items_that_cannot_run_here_are_skips_that_say_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import onnxruntime
+
+    tensorrt = dict(backend="tensorrt", device="cuda:0", dtype="float16")
+    assert "runs on a CUDA GPU (TensorRT has no CPU path); this item is on cpu" in str(
+        unavailable_reason(_case(backend="tensorrt"))
+    )
+    assert "no bfloat16" in str(unavailable_reason(_case(**{**tensorrt, "dtype": "bfloat16"})))
+    # This onnxruntime is the CPU build: the provider and the extra that brings it are named.
+    reason = str(unavailable_reason(_case(**tensorrt)))
+    assert "has no TensorrtExecutionProvider" in reason and "pytest-tbench[tensorrt]" in reason
+    providers = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: providers)
+    assert unavailable_reason(_case(**tensorrt)) is None
+    # float32: TensorRT allows TF32, which the provider cannot forbid: only where PyTorch allows it too.
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        assert "TF32" in str(unavailable_reason(_case(**{**tensorrt, "dtype": "float32"})))
+        torch.set_float32_matmul_precision("high")
+        assert unavailable_reason(_case(**{**tensorrt, "dtype": "float32"})) is None
+    finally:
+        torch.set_float32_matmul_precision(before)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(backends.importlib.util, "find_spec", lambda n: None if n == "onnx" else real(n))
+    assert unavailable_reason(_case(**tensorrt)) == (
+        "backend tensorrt needs onnx: pip install 'pytest-tbench[tensorrt]'"
+    )
+
+
+def test_the_tensorrt_session_puts_tensorrt_first_and_fails_where_it_fell_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import onnxruntime
+
+    asked: list[Any] = []
+    opened_on = ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+
+    class Session:
+        def __init__(self, path: str, options: Any, providers: list[Any]) -> None:
+            asked.extend(providers)
+
+        def get_providers(self) -> list[str]:
+            return opened_on
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
+    ort.open_session(Path("model.onnx"), "cuda:1", threads=2, tensorrt=True, fp16=True)
+    trt = {"device_id": 1, "trt_fp16_enable": "1", "trt_engine_cache_enable": "0"}
+    assert asked[0] == ("TensorrtExecutionProvider", trt)
+    assert asked[1][0] == "CUDAExecutionProvider"  # behind it, for nodes TensorRT does not take
+    opened_on = ["CUDAExecutionProvider"]  # TensorRT's libraries did not load
+    with pytest.raises(BackendError, match="instead of TensorrtExecutionProvider"):
+        ort.open_session(Path("model.onnx"), "cuda:1", threads=2, tensorrt=True)
+
+
+def test_the_tensorrt_engine_is_built_before_any_round(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """TensorRT builds its engine at the session's first run: that run is in the runner's opening (so in
+    export_time_s), timed apart, and the rounds run the built engine."""
+    session = _Session()
+    opened: list[Any] = []
+
+    def exported(model: Any, kwargs: Any, device: str, tensorrt: bool = False, fp16: bool = False) -> Any:
+        opened.append((device, tensorrt, fp16))
+        return tmp_path, 18, session, ort.session_feeds(session, kwargs)
+
+    session.get_providers = lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider"]  # type: ignore[attr-defined]
+    monkeypatch.setattr(ort, "_exported", exported)
+    ids = torch.ones(1, 8, dtype=torch.int64)
+    runner = ort.tensorrt_runner(
+        torch.nn.Identity(), {"input_ids": ids, "attention_mask": ids}, "cuda:0", "float16"
+    )
+    assert opened == [("cuda:0", True, True)]
+    assert session.calls[-2:] == [("run_with_iobinding",), ("synchronize_outputs",)]  # the build run
+    assert runner.info["tensorrt_fp16"] is True and runner.info["tensorrt_engine_build_s"] >= 0
+    assert runner.info["onnxruntime_provider"] == "TensorrtExecutionProvider"
+    assert "tensorrt_version" in runner.info

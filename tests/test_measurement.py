@@ -89,15 +89,30 @@ def test_alloc(tbench, mib):
     assert by_mib[64]["peak_memory_bytes"] < by_mib[512]["peak_memory_bytes"] - 300 * MIB
 
 
-def test_sampling_fallback_sees_a_held_allocation() -> None:
+@pytest.mark.parametrize("method", ["sampling", "sampling_thread"])
+def test_sampling_fallbacks_see_a_held_allocation(method: str) -> None:
+    import threading
+
+    import psutil
+
     tracker = RssTracker(force_sampling=True, interval_s=0.001)
+    assert tracker.method == "sampling"  # Linux: a sampler process
+    tracker.method = method
     tracker.start()
+    samplers = [t for t in threading.enumerate() if t.name == "tbench-rss-sampler"]
+    sampler = tracker._sampler
+    # The sampler process takes no GIL from the timed calls: no thread of this process samples.
+    assert len(samplers) == (0 if method == "sampling" else 1)
+    assert (sampler is not None) == (method == "sampling")
+    if sampler is not None:
+        assert sampler.pid in [child.pid for child in psutil.Process().children()]
     block = torch.ones(ALLOC_MIB * MIB // 4)
     time.sleep(0.1)
     del block
     info = tracker.stop()
-    assert info["peak_rss_method"] == "sampling"
+    assert info["peak_rss_method"] == method
     assert info["peak_rss_increase_bytes"] == pytest.approx(ALLOC_MIB * MIB, rel=0.05)
+    assert sampler is None or sampler.poll() is not None  # the sampler ended with the item
 
 
 def test_warmup_rounds_are_not_counted(pytester: pytest.Pytester) -> None:

@@ -133,10 +133,12 @@ def test_cpu_dry_run_checks_everything_that_applies(pytester: pytest.Pytester) -
         "generate bfloat16 TTFT (median)",
         "generate bfloat16 decode per token (median)",
         "train bfloat16",
+        "train bfloat16 step median vs hand-written step",
         "known allocation of 128 MiB: item +mem (peak_rss)",
         "known allocation of 16 MiB: item +mem (peak_rss)",
         "reserved peak after a larger item",
         "NVML fields mapped to the item's GPU",
+        "bf16 GEMM 8192^3 within [50%, 100%] of the table's peak",
     ):
         assert expected in rows, f"{expected!r} missing from:\n{names}"
     broken = {name: cells for name, cells in rows.items() if cells[1] == "no error"}
@@ -144,6 +146,7 @@ def test_cpu_dry_run_checks_everything_that_applies(pytester: pytest.Pytester) -
     assert rows["forkserver holds no CUDA context"][2] == "PASS"
     assert rows["reserved peak after a larger item"][2] == "SKIP"
     assert rows["NVML fields mapped to the item's GPU"][2] == "SKIP"
+    assert rows["bf16 GEMM 8192^3 within [50%, 100%] of the table's peak"][2] == "SKIP"
     assert result.ret == (1 if any(cells[2] == "FAIL" for cells in rows.values()) else 0)
 
 
@@ -251,3 +254,27 @@ def test_the_host_clock_loop_times_the_call_with_the_device_synchronised(
     times = loops.host_timed_calls(lambda: events.append("call"), "cuda:1", rounds=2)
     assert times == pytest.approx([0.004, 0.006])
     assert events == ["sync:cuda:1", "clock", "call", "sync:cuda:1", "clock"] * 2
+
+
+def test_the_roofline_check_bounds_a_measured_gemm_by_the_tables_peak(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pytest_tbench.selfcheck import checks
+
+    monkeypatch.setattr(checks, "device_name", lambda device: "NVIDIA H100 80GB HBM3")
+    setup = checks.Setup(device="cuda:0")
+    for achieved, verdict in ((700.0, "pass"), (1200.0, "fail"), (300.0, "fail")):
+        monkeypatch.setattr(checks, "matmul_tflops", lambda *args, a=achieved: a)
+        (check,) = checks.check_roofline(setup)
+        assert check.verdict == verdict, (achieved, check)
+    assert "TFLOP/s on NVIDIA H100" in check.measured
+    monkeypatch.setattr(checks, "device_name", lambda device: "NVIDIA A100-SXM4-40GB MIG 1g.5gb")
+    (check,) = checks.check_roofline(setup)
+    assert check.verdict == "skip" and "MIG slice" in check.expected
+
+
+def test_the_hand_matmul_counts_two_flops_per_multiply_add(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_tbench.selfcheck import loops
+
+    monkeypatch.setattr(loops, "timed_calls", lambda call, device, rounds, warmup: [0.5, 0.25, 1.0])
+    assert loops.matmul_tflops("cpu", "float32", 100, 3) == pytest.approx(2 * 100**3 / 0.5 / 1e12)

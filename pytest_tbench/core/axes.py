@@ -37,7 +37,7 @@ QUANTIZATIONS = (QUANT_NONE, "int8-weight-only", "int8-dynamic", "bnb-int8", "bn
 # The runtime of a forward item (backends/): PyTorch itself, the model exported to ONNX and run by ONNX
 # Runtime, or the classic TorchScript trace.
 BACKEND_PYTORCH = "pytorch"
-BACKENDS = (BACKEND_PYTORCH, "onnxruntime", "torchscript")
+BACKENDS = (BACKEND_PYTORCH, "onnxruntime", "torchscript", "tensorrt")
 
 # A model spread over several GPUs (models/placement.py): no map (the model on the item's device), or a
 # ``device_map`` strategy from_pretrained hands to accelerate's big-model dispatch.

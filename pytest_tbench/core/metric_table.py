@@ -52,6 +52,11 @@ ONNXRUNTIME_VERSION = "onnxruntime_version"
 ONNXRUNTIME_PROVIDER = "onnxruntime_provider"
 # CUDA: whether ONNX Runtime's float32 matmuls ran in TF32 (set to match PyTorch; its provider's default: on).
 ONNXRUNTIME_USE_TF32 = "onnxruntime_use_tf32"
+# --tbench-backend tensorrt (ONNX Runtime's TensorRT provider): TensorRT's version, whether its engine was
+# built with float16 layers, and the engine build (the first run), which export_time_s includes.
+TENSORRT_VERSION = "tensorrt_version"
+TENSORRT_FP16 = "tensorrt_fp16"
+TENSORRT_ENGINE_BUILD_S = "tensorrt_engine_build_s"
 # Several worker processes (--tbench-processes): how the rounds split over them, and per-process figures.
 PROCESSES = "processes"
 PROCESS_ROUNDS = "process_rounds"

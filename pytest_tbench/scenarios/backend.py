@@ -27,7 +27,7 @@ import torch
 from pytest_tbench.core.metric_table import BACKEND_MAX_ABS_DIFF, EXPORT_TIME_S
 from pytest_tbench.machine.devices import synchronize
 from pytest_tbench.measure.work import Work
-from pytest_tbench.scenarios.backends import ONNXRUNTIME, TORCHSCRIPT
+from pytest_tbench.scenarios.backends import ONNXRUNTIME, TENSORRT, TORCHSCRIPT
 from pytest_tbench.scenarios.backends.runner import BackendError, Runner
 from pytest_tbench.settings.cases import BenchCase
 
@@ -38,11 +38,15 @@ class BackendMismatch(AssertionError):
     """The backend's output is not PyTorch's within the tolerance."""
 
 
-def open_runner(backend: str, model: torch.nn.Module, kwargs: dict[str, Any], device: str) -> Runner:
+def open_runner(backend: str, model: torch.nn.Module, kwargs: dict[str, Any], case: BenchCase) -> Runner:
     if backend == ONNXRUNTIME:
         from pytest_tbench.scenarios.backends.ort import onnxruntime_runner
 
-        return onnxruntime_runner(model, kwargs, device)
+        return onnxruntime_runner(model, kwargs, case.device)
+    if backend == TENSORRT:
+        from pytest_tbench.scenarios.backends.ort import tensorrt_runner
+
+        return tensorrt_runner(model, kwargs, case.device, case.dtype)
     if backend == TORCHSCRIPT:
         from pytest_tbench.scenarios.backends.torchscript import torchscript_runner
 
@@ -85,7 +89,7 @@ def backend_work(work: Work, model: torch.nn.Module, case: BenchCase, kwargs: di
     """``work`` (the PyTorch forward on ``kwargs``) run by ``case.backend``: exported now, checked once."""
     synchronize(case.device)
     start = time.perf_counter()
-    runner = open_runner(case.backend, model, kwargs, case.device)
+    runner = open_runner(case.backend, model, kwargs, case)
     synchronize(case.device)
     export_time_s = time.perf_counter() - start
     try:

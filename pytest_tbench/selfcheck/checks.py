@@ -26,11 +26,17 @@ import pytest
 import torch
 
 from pytest_tbench.machine import nvml
-from pytest_tbench.machine.devices import cuda_index, cuda_uuid, is_cuda
+from pytest_tbench.machine.devices import cuda_index, cuda_uuid, device_name, is_cuda
+from pytest_tbench.machine.hardware import peak_tflops
 from pytest_tbench.models.inputs import make_inputs
 from pytest_tbench.models.loading import LoadedModel, ModelKey, load_model
 from pytest_tbench.models.registry import resolve
-from pytest_tbench.selfcheck.loops import decode_medians_s, forward_medians_s
+from pytest_tbench.selfcheck.loops import (
+    decode_medians_s,
+    forward_medians_s,
+    matmul_tflops,
+    train_step_median_s,
+)
 from pytest_tbench.selfcheck.verdicts import Check, agreement, at_most, bracketed, holds
 
 FORWARD = """
@@ -84,6 +90,10 @@ MEMORY_TOLERANCE = 0.02
 # criteria, cache set-up before the prefill): its TTFT may exceed a bare prefill by that much.
 TTFT_TOLERANCE = 0.25
 DECODE_TOLERANCE = 0.15
+# A train step's optimizer and backward launch many small kernels: wider than the forward's 3%.
+TRAIN_TOLERANCE = 0.08
+ROOFLINE_SIZE = 8192
+ROOFLINE_ROUNDS = 20
 
 
 class SelfCheckError(RuntimeError):
@@ -224,8 +234,29 @@ def check_generate(setup: Setup, dtype: str) -> list[Check]:
     ]
 
 
+def _hand_built_lm(setup: Setup) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The model and input ids built here, not by the plugin's loader and input maker: transformers'
+    causal-LM class for the model's config (float32 master weights, as the plugin's train copies), random
+    weights and ids from a seeded generator."""
+    from transformers import AutoModelForCausalLM
+
+    make_config = resolve(setup.model).make_config
+    if make_config is None:
+        raise SelfCheckError(f"{setup.model}: the train reference needs a built-in or registered config")
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(make_config()).to(setup.device)
+    generator = torch.Generator(device=setup.device).manual_seed(0)
+    shape = (setup.batch_size, setup.seq_len)
+    ids = torch.randint(0, model.config.vocab_size, shape, device=setup.device, generator=generator)
+    return model, ids
+
+
 def check_train(setup: Setup, dtype: str) -> list[Check]:
-    run = run_plugin(TRAIN, setup.args(dtype))
+    model, ids = _hand_built_lm(setup)
+    (before,), (after,), run = _bracketed(
+        lambda: (train_step_median_s(model, ids, setup.device, dtype, setup.rounds, setup.warmup),),
+        lambda: run_plugin(TRAIN, setup.args(dtype)),
+    )
     info = run.only_item()["extra_info"]
     loss = info.get("last_loss")
     finite = isinstance(loss, float) and math.isfinite(loss)
@@ -239,6 +270,37 @@ def check_train(setup: Setup, dtype: str) -> list[Check]:
             f"last loss {loss}, weights changed: {changed}, {precision}, {step_ms:.4g} ms/step",
             f"finite loss, weights changed, {expected_precision}",
             finite and changed and precision == expected_precision,
+        ),
+        # A step whose device work the plugin's timer did not wait for would be shorter than the events say.
+        bracketed(
+            f"train {dtype} step median vs hand-written step",
+            step_ms,
+            before * 1e3,
+            after * 1e3,
+            TRAIN_TOLERANCE,
+            "ms",
+        ),
+    ]
+
+
+def check_roofline(setup: Setup) -> list[Check]:
+    """The peak table against a measured matmul: a large bfloat16 GEMM's achieved TFLOP/s must be at most the
+    table's dense peak for this GPU (a peak below what runs makes MFU exceed 100%) and at least half of it (a
+    peak far above it makes every MFU look poor)."""
+    name = "bf16 GEMM 8192^3 within [50%, 100%] of the table's peak"
+    if not is_cuda(setup.device):
+        return [Check.skipped(name, "a CUDA GPU (the table holds no CPU peaks)")]
+    gpu = device_name(setup.device)
+    peak = peak_tflops(setup.device, gpu, "bfloat16", None)
+    if peak.value is None:
+        return [Check.skipped(name, peak.source)]
+    achieved = matmul_tflops(setup.device, "bfloat16", ROOFLINE_SIZE, ROOFLINE_ROUNDS)
+    return [
+        holds(
+            name,
+            f"{achieved:.1f} TFLOP/s on {gpu}",
+            f"{0.5 * peak.value:.0f}-{peak.value:.0f} TFLOP/s ({peak.source})",
+            0.5 * peak.value <= achieved <= peak.value,
         )
     ]
 
@@ -428,6 +490,7 @@ def run_all(setup: Setup, report: Callable[[list[Check]], None] = lambda checks:
         (f"generate {half[0]}", lambda: check_generate(setup, half[0])),
         *[(f"train {d}", lambda d=d: check_train(setup, d)) for d in half],
         ("memory", lambda: check_memory(setup)),
+        ("roofline", lambda: check_roofline(setup)),
         ("nvml", lambda: check_nvml(setup)),
     ]
     checks: list[Check] = []

@@ -118,3 +118,47 @@ def decode_medians_s(
         firsts.append(first)
         steps.extend(intervals)
     return statistics.median(firsts), statistics.median(steps)
+
+
+def train_step_median_s(
+    model: Any, input_ids: torch.Tensor, device: str, dtype: str, rounds: int, warmup: int
+) -> float:
+    """Median of a training step written by hand as the plugin's train mode takes one: forward with the
+    inputs as labels, backward, AdamW at lr 1e-5, gradients freed; float16/bfloat16 under autocast over
+    float32 weights, float16 with a GradScaler. Timed by the stopwatch (events on CUDA): a step whose
+    device work the plugin did not wait for would be shorter there than here."""
+    device_type = torch.device(device).type
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    amp = getattr(torch, dtype) if dtype in ("float16", "bfloat16") else None
+    scaler = torch.amp.GradScaler(device_type) if dtype == "float16" else None
+
+    def step() -> None:
+        if amp is None:
+            loss = model(input_ids=input_ids, labels=input_ids).loss
+        else:
+            with torch.autocast(device_type, dtype=amp):
+                loss = model(input_ids=input_ids, labels=input_ids).loss
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    model.train()
+    try:
+        return statistics.median(timed_calls(step, device, rounds, warmup))
+    finally:
+        model.eval()
+
+
+def matmul_tflops(device: str, dtype: str, size: int, rounds: int) -> float:
+    """Achieved TFLOP/s of a square ``size`` x ``size`` matmul in ``dtype`` (2 size^3 FLOPs a call), its
+    operands built here: the median call by the stopwatch."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(size, size, device=device, dtype=getattr(torch, dtype), generator=generator)
+    b = torch.randn(size, size, device=device, dtype=getattr(torch, dtype), generator=generator)
+    median = statistics.median(timed_calls(lambda: torch.mm(a, b), device, rounds, warmup=3))
+    return 2 * size**3 / median / 1e12

@@ -325,7 +325,8 @@ SETTINGS: tuple[Setting, ...] = (
         parse_backends,
         "NAME,NAME",
         f"forward runtimes to sweep: {', '.join(BACKENDS)} (default pytorch); the model is exported once per "
-        "item, outside the rounds (export_time_s); onnxruntime needs pip install 'pytest-tbench[onnx]'",
+        "item, outside the rounds (export_time_s); onnxruntime needs pip install 'pytest-tbench[onnx]', "
+        "tensorrt (a CUDA GPU) 'pytest-tbench[tensorrt]'",
     ),
     Setting(
         "device_map",

@@ -1,5 +1,6 @@
 """Runtimes a forward item can run on besides PyTorch itself (``--tbench-backend``): the model exported to
-ONNX and run by ONNX Runtime (``ort.py``), or the classic TorchScript trace (``torchscript.py``).
+ONNX and run by ONNX Runtime (``ort.py``), the same ONNX graph built into a TensorRT engine by ONNX Runtime's
+TensorRT provider (``ort.py``), or the classic TorchScript trace (``torchscript.py``).
 
 Here: which case can run on which backend, decided before anything is loaded, so that a variant that cannot
 run is a skip with the reason, affecting that item only. Torch-free: the plugin asks it for every item.
@@ -14,11 +15,14 @@ from pytest_tbench.core.record import Case
 
 ONNXRUNTIME = "onnxruntime"
 TORCHSCRIPT = "torchscript"
+TENSORRT = "tensorrt"
 # What the onnx extra installs: the exporter (torch.onnx's dynamo exporter writes through onnxscript and onnx)
 # and the runtime.
 ONNX_MODULES = ("onnxruntime", "onnx", "onnxscript")
 ONNX_EXTRA = "pip install 'pytest-tbench[onnx]'"
 CUDA_PROVIDER = "CUDAExecutionProvider"
+TENSORRT_PROVIDER = "TensorrtExecutionProvider"
+TENSORRT_EXTRA = "pip install 'pytest-tbench[tensorrt]'"
 CPU_PROVIDER = "CPUExecutionProvider"
 
 
@@ -41,6 +45,8 @@ def unavailable_reason(case: Case) -> str | None:
         )
     if backend == ONNXRUNTIME:
         return _onnxruntime_reason(case)
+    if backend == TENSORRT:
+        return _tensorrt_reason(case)
     return None
 
 
@@ -68,5 +74,37 @@ def _onnxruntime_reason(case: Case) -> str | None:
         return (
             f"backend onnxruntime on {case.device}: this onnxruntime build has no {CUDA_PROVIDER} "
             f"(providers: {', '.join(onnxruntime.get_available_providers())}); pip install onnxruntime-gpu"
+        )
+    return None
+
+
+def _tensorrt_reason(case: Case) -> str | None:
+    missing = [name for name in ONNX_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        return f"backend tensorrt needs {', '.join(missing)}: {TENSORRT_EXTRA}"
+    if case.device.split(":")[0] != "cuda":
+        return (
+            f"backend tensorrt runs on a CUDA GPU (TensorRT has no CPU path); this item is on {case.device}"
+        )
+    if case.dtype == "bfloat16":
+        return "backend tensorrt: no bfloat16 (numpy outputs lack it); use float16"
+    if case.dtype == "float32":
+        import torch
+
+        if not torch.backends.cuda.matmul.allow_tf32:
+            # ONNX Runtime's TensorRT provider has no switch for it: the item would be timed in TF32 against
+            # PyTorch's float32 and a float32 peak.
+            return (
+                "backend tensorrt: TensorRT builds float32 layers with TF32 allowed, and ONNX Runtime's "
+                "provider cannot forbid it, while PyTorch's float32 matmuls here do not use TF32; use "
+                "float16, or allow TF32 in PyTorch too (torch.backends.cuda.matmul.allow_tf32 = True)"
+            )
+    import onnxruntime
+
+    if TENSORRT_PROVIDER not in onnxruntime.get_available_providers():
+        return (
+            f"backend tensorrt: this onnxruntime build has no {TENSORRT_PROVIDER} (providers: "
+            f"{', '.join(onnxruntime.get_available_providers())}); {TENSORRT_EXTRA} "
+            "(onnxruntime-gpu and tensorrt)"
         )
     return None
