@@ -139,6 +139,8 @@ def test_cpu_dry_run_checks_everything_that_applies(pytester: pytest.Pytester) -
         "reserved peak after a larger item",
         "NVML fields mapped to the item's GPU",
         "bf16 GEMM 8192^3 within [50%, 100%] of the table's peak",
+        "forward float32 median, --tbench-isolate",
+        "forward float32 median, --tbench-ab A/A, current side",
     ):
         assert expected in rows, f"{expected!r} missing from:\n{names}"
     broken = {name: cells for name, cells in rows.items() if cells[1] == "no error"}
@@ -147,6 +149,7 @@ def test_cpu_dry_run_checks_everything_that_applies(pytester: pytest.Pytester) -
     assert rows["reserved peak after a larger item"][2] == "SKIP"
     assert rows["NVML fields mapped to the item's GPU"][2] == "SKIP"
     assert rows["bf16 GEMM 8192^3 within [50%, 100%] of the table's peak"][2] == "SKIP"
+    assert rows["forward float32 median, --tbench-ab A/A, current side"][2] == "SKIP"
     assert result.ret == (1 if any(cells[2] == "FAIL" for cells in rows.values()) else 0)
 
 
@@ -278,3 +281,28 @@ def test_the_hand_matmul_counts_two_flops_per_multiply_add(monkeypatch: pytest.M
 
     monkeypatch.setattr(loops, "timed_calls", lambda call, device, rounds, warmup: [0.5, 0.25, 1.0])
     assert loops.matmul_tflops("cpu", "float32", 100, 3) == pytest.approx(2 * 100**3 / 0.5 / 1e12)
+
+
+def test_the_launchers_check_brackets_each_launchers_median_by_the_hand_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    from pytest_tbench.selfcheck import checks
+    from pytest_tbench.selfcheck.checks import PluginRun
+
+    args: list[list[str]] = []
+    medians = iter([0.010, 0.0125])  # the isolated item agrees with the loop, the A/A's side does not
+
+    def run_plugin(source: str, given: list[str]) -> PluginRun:
+        args.append(given)
+        return PluginRun(0, {"benchmarks": [{"stats": {"median": next(medians)}, "extra_info": {}}]})
+
+    monkeypatch.setattr(checks, "run_plugin", run_plugin)
+    monkeypatch.setattr(checks, "is_cuda", lambda device: True)
+    monkeypatch.setattr(checks, "_load", lambda setup, head, dtype: SimpleNamespace(model=None, config=None))
+    monkeypatch.setattr(checks, "make_inputs", lambda *a: {})
+    monkeypatch.setattr(checks, "forward_medians_s", lambda *a: (0.010, 0.010))
+    isolated, ab = checks.check_launchers(checks.Setup(device="cuda"))
+    assert (isolated.verdict, ab.verdict) == ("pass", "fail")
+    assert args[0][-1] == "--tbench-isolate" and "--tbench-ab" in args[1]

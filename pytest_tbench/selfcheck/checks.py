@@ -19,6 +19,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +284,41 @@ def check_train(setup: Setup, dtype: str) -> list[Check]:
     ]
 
 
+# What the other launchers add to a run of the forward: a worker of its own, or an A/A's pairs of side
+# processes (the side variable changes nothing: both sides run the same code).
+LAUNCHERS = (
+    ("--tbench-isolate", ["--tbench-isolate"]),
+    (
+        "--tbench-ab A/A, current side",
+        ["--tbench-ab", "env:TBENCH_SELFCHECK_SIDE=base", "--tbench-ab-pairs", "2"],
+    ),
+)
+
+
+def check_launchers(setup: Setup) -> list[Check]:
+    """The forward's median as a worker measures it (isolated) and as an A/A's current side pools it, each
+    against the hand loop run before and after it, as the in-process forward is: a worker that timed
+    something else, or a side's figure that is not its own, disagrees. The A/A runs on a GPU only (on a CPU
+    its side processes take longer than the rest of the dry run)."""
+    loaded = _load(setup, "base", "float32")
+    inputs = make_inputs(loaded.config, setup.batch_size, setup.seq_len, setup.device)
+    checks = []
+    for name, extra in LAUNCHERS:
+        row = f"forward float32 median, {name}"
+        if "--tbench-ab" in extra and not is_cuda(setup.device):
+            checks.append(
+                Check.skipped(row, "CUDA only (an A/A's side processes on a CPU: slow for a dry run)")
+            )
+            continue
+        (before, _), (after, _), run = _bracketed(
+            lambda: forward_medians_s(loaded.model, inputs, setup.device, setup.rounds, setup.warmup),
+            partial(run_plugin, FORWARD, [*setup.args("float32"), *extra]),
+        )
+        median = run.only_item()["stats"]["median"]
+        checks.append(bracketed(row, median * 1e3, before * 1e3, after * 1e3, FORWARD_TOLERANCE, "ms"))
+    return checks
+
+
 def check_roofline(setup: Setup) -> list[Check]:
     """The peak table against a measured matmul: a large bfloat16 GEMM's achieved TFLOP/s must be at most the
     table's dense peak for this GPU (a peak below what runs makes MFU exceed 100%) and at least half of it (a
@@ -489,6 +525,7 @@ def run_all(setup: Setup, report: Callable[[list[Check]], None] = lambda checks:
         ],
         (f"generate {half[0]}", lambda: check_generate(setup, half[0])),
         *[(f"train {d}", lambda d=d: check_train(setup, d)) for d in half],
+        ("launchers", lambda: check_launchers(setup)),
         ("memory", lambda: check_memory(setup)),
         ("roofline", lambda: check_roofline(setup)),
         ("nvml", lambda: check_nvml(setup)),
