@@ -19,7 +19,6 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -182,13 +181,21 @@ def _bracketed(
     return before, after, run
 
 
-def check_forward(setup: Setup, dtype: str) -> list[Check]:
+def _bracketed_forward(
+    setup: Setup, dtype: str, extra: tuple[str, ...] = ()
+) -> tuple[tuple[float, ...], tuple[float, ...], PluginRun]:
+    """The hand forward loop's (events, host clock) medians before and after the plugin's forward item, run
+    with ``extra`` arguments (another launcher)."""
     loaded = _load(setup, "base", dtype)
     inputs = make_inputs(loaded.config, setup.batch_size, setup.seq_len, setup.device)
-    (before, host_before), (after, host_after), run = _bracketed(
+    return _bracketed(
         lambda: forward_medians_s(loaded.model, inputs, setup.device, setup.rounds, setup.warmup),
-        lambda: run_plugin(FORWARD, setup.args(dtype)),
+        lambda: run_plugin(FORWARD, [*setup.args(dtype), *extra]),
     )
+
+
+def check_forward(setup: Setup, dtype: str) -> list[Check]:
+    (before, host_before), (after, host_after), run = _bracketed_forward(setup, dtype)
     median = run.only_item()["stats"]["median"]
     if not is_cuda(setup.device):
         return [
@@ -287,10 +294,10 @@ def check_train(setup: Setup, dtype: str) -> list[Check]:
 # What the other launchers add to a run of the forward: a worker of its own, or an A/A's pairs of side
 # processes (the side variable changes nothing: both sides run the same code).
 LAUNCHERS = (
-    ("--tbench-isolate", ["--tbench-isolate"]),
+    ("--tbench-isolate", ("--tbench-isolate",)),
     (
         "--tbench-ab A/A, current side",
-        ["--tbench-ab", "env:TBENCH_SELFCHECK_SIDE=base", "--tbench-ab-pairs", "2"],
+        ("--tbench-ab", "env:TBENCH_SELFCHECK_SIDE=base", "--tbench-ab-pairs", "2"),
     ),
 )
 
@@ -300,8 +307,6 @@ def check_launchers(setup: Setup) -> list[Check]:
     against the hand loop run before and after it, as the in-process forward is: a worker that timed
     something else, or a side's figure that is not its own, disagrees. The A/A runs on a GPU only (on a CPU
     its side processes take longer than the rest of the dry run)."""
-    loaded = _load(setup, "base", "float32")
-    inputs = make_inputs(loaded.config, setup.batch_size, setup.seq_len, setup.device)
     checks = []
     for name, extra in LAUNCHERS:
         row = f"forward float32 median, {name}"
@@ -310,10 +315,7 @@ def check_launchers(setup: Setup) -> list[Check]:
                 Check.skipped(row, "CUDA only (an A/A's side processes on a CPU: slow for a dry run)")
             )
             continue
-        (before, _), (after, _), run = _bracketed(
-            lambda: forward_medians_s(loaded.model, inputs, setup.device, setup.rounds, setup.warmup),
-            partial(run_plugin, FORWARD, [*setup.args("float32"), *extra]),
-        )
+        (before, _), (after, _), run = _bracketed_forward(setup, "float32", extra)
         median = run.only_item()["stats"]["median"]
         checks.append(bracketed(row, median * 1e3, before * 1e3, after * 1e3, FORWARD_TOLERANCE, "ms"))
     return checks
@@ -323,7 +325,7 @@ def check_roofline(setup: Setup) -> list[Check]:
     """The peak table against a measured matmul: a large bfloat16 GEMM's achieved TFLOP/s must be at most the
     table's dense peak for this GPU (a peak below what runs makes MFU exceed 100%) and at least half of it (a
     peak far above it makes every MFU look poor)."""
-    name = "bf16 GEMM 8192^3 within [50%, 100%] of the table's peak"
+    name = f"bf16 GEMM {ROOFLINE_SIZE}^3 within [50%, 100%] of the table's peak"
     if not is_cuda(setup.device):
         return [Check.skipped(name, "a CUDA GPU (the table holds no CPU peaks)")]
     gpu = device_name(setup.device)

@@ -50,10 +50,16 @@ def unavailable_reason(case: Case) -> str | None:
     return None
 
 
-def _onnxruntime_reason(case: Case) -> str | None:
+def _missing_modules(backend: str, extra: str) -> str | None:
+    """Why ``backend`` cannot export or run here for want of the ONNX packages, naming the extra."""
     missing = [name for name in ONNX_MODULES if importlib.util.find_spec(name) is None]
+    return f"backend {backend} needs {', '.join(missing)}: {extra}" if missing else None
+
+
+def _onnxruntime_reason(case: Case) -> str | None:
+    missing = _missing_modules(ONNXRUNTIME, ONNX_EXTRA)
     if missing:
-        return f"backend onnxruntime needs {', '.join(missing)}: {ONNX_EXTRA}"
+        return missing
     if case.dtype == "bfloat16":
         # The Python API hands outputs back as numpy arrays, which have no bfloat16, and most of ONNX
         # Runtime's kernels have no bfloat16 version.
@@ -79,9 +85,9 @@ def _onnxruntime_reason(case: Case) -> str | None:
 
 
 def _tensorrt_reason(case: Case) -> str | None:
-    missing = [name for name in ONNX_MODULES if importlib.util.find_spec(name) is None]
+    missing = _missing_modules(TENSORRT, TENSORRT_EXTRA)
     if missing:
-        return f"backend tensorrt needs {', '.join(missing)}: {TENSORRT_EXTRA}"
+        return missing
     if case.device.split(":")[0] != "cuda":
         return (
             f"backend tensorrt runs on a CUDA GPU (TensorRT has no CPU path); this item is on {case.device}"
@@ -89,9 +95,9 @@ def _tensorrt_reason(case: Case) -> str | None:
     if case.dtype == "bfloat16":
         return "backend tensorrt: no bfloat16 (numpy outputs lack it); use float16"
     if case.dtype == "float32":
-        import torch
+        from pytest_tbench.scenarios.backends.ort import torch_uses_tf32  # torch and numpy: this branch only
 
-        if not torch.backends.cuda.matmul.allow_tf32:
+        if not torch_uses_tf32():
             # ONNX Runtime's TensorRT provider has no switch for it: the item would be timed in TF32 against
             # PyTorch's float32 and a float32 peak.
             return (
