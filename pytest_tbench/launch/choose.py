@@ -1,8 +1,10 @@
-"""Which launcher measures an item, chosen from the settings in this one place, and the job it is given."""
+"""Which launcher measures an item, chosen from the settings in this one place (``LAUNCHERS``, by the name
+--tbench-launcher takes), and the job it is given."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_tbench.core.axes import TP_NONE
@@ -17,16 +19,95 @@ from pytest_tbench.models.loading import LoadedModel
 from pytest_tbench.models.registry import ResolvedSpec
 from pytest_tbench.scenarios import Work
 from pytest_tbench.settings.cases import BenchCase
-from pytest_tbench.settings.config import TBenchConfig
+from pytest_tbench.settings.config import LAUNCHER_AUTO, TBenchConfig
 
 if TYPE_CHECKING:
     from pytest_tbench.launch.ab.session import ABSession
 
 
+@dataclass(frozen=True)
+class Where:
+    """What a launcher is made from: the item's pytest-benchmark fixture, the session's settings and (for a
+    launcher of this process) the loader of the session's cached model."""
+
+    benchmark: Any
+    settings: TBenchConfig
+    load: Callable[[], LoadedModel]
+
+
+@dataclass(frozen=True)
+class LauncherRow:
+    """A launcher that ``--tbench-launcher NAME`` names: how it is made, whether it takes an item's job to
+    worker processes (then the job carries the model's config and the session's conftests, and a user's
+    ``tbench.measure()`` call stays in this process), and what in the settings contradicts it."""
+
+    make: Callable[[Where], Launcher]
+    workers: bool
+    conflict: Callable[[TBenchConfig], str | None] = lambda settings: None
+
+
+def _asks_for_workers(settings: TBenchConfig) -> str | None:
+    launch = settings.launch
+    if launch.isolate or launch.processes > 1:
+        return "--tbench-isolate / --tbench-processes N ask for worker processes"
+    return None
+
+
+def _asks_for_several(settings: TBenchConfig) -> str | None:
+    if settings.launch.processes > 1:
+        return f"--tbench-processes {settings.launch.processes} spreads rounds over several workers"
+    return None
+
+
+def _needs_several(settings: TBenchConfig) -> str | None:
+    if settings.launch.processes < 2:
+        return "it spreads rounds over --tbench-processes N workers: set N >= 2"
+    return None
+
+
+# Every launcher an item's scenario can run under, by the name --tbench-launcher takes. A new launcher is
+# its module and a row here. Tensor-parallel items (torchrun, chosen by their --tbench-tp axis) and
+# --tbench-ab's paired sides (launch/ab/) are chosen by their own settings.
+LAUNCHERS: dict[str, LauncherRow] = {
+    "inprocess": LauncherRow(lambda w: InProcessLauncher(w.benchmark, w.load), False, _asks_for_workers),
+    "isolated": LauncherRow(lambda w: IsolatedLauncher(w.benchmark), True, _asks_for_several),
+    "processes": LauncherRow(
+        lambda w: ProcessesLauncher(w.benchmark, w.settings.launch.processes), True, _needs_several
+    ),
+}
+
+
+def launcher_name(settings: TBenchConfig) -> str:
+    """The launcher --tbench-launcher names; ``auto``: the one --tbench-isolate / --tbench-processes say."""
+    if settings.launch.launcher != LAUNCHER_AUTO:
+        return settings.launch.launcher
+    if settings.launch.processes > 1:
+        return "processes"
+    return "isolated" if settings.launch.isolate else "inprocess"
+
+
+def launcher_error(settings: TBenchConfig) -> str | None:
+    """What is wrong with the session's choice of launcher, for a usage error; None: nothing."""
+    name = settings.launch.launcher
+    if name == LAUNCHER_AUTO:
+        return None
+    if name not in LAUNCHERS:
+        return f"--tbench-launcher {name!r} is not a launcher; valid: {LAUNCHER_AUTO}, {', '.join(LAUNCHERS)}"
+    if settings.ab.side is not None:
+        return f"--tbench-launcher {name} and --tbench-ab: A/B runs its own side processes; drop one"
+    conflict = LAUNCHERS[name].conflict(settings)
+    return f"--tbench-launcher {name}: {conflict}; drop one" if conflict else None
+
+
+def runs_in_workers(settings: TBenchConfig) -> bool:
+    """Whether the session's items run in worker processes: its launcher's, or A/B's side processes."""
+    return settings.ab.side is not None or LAUNCHERS[launcher_name(settings)].workers
+
+
 def in_workers(settings: TBenchConfig, work: Work | None, tp: str = TP_NONE) -> bool:
-    """Whether an item runs in worker processes (isolated, or tensor-parallel ranks): only a scenario's work
-    can (a user's call is a closure, which cannot move to another process)."""
-    return (settings.isolated or tp != TP_NONE) and work is None
+    """Whether an item runs in worker processes (a worker launcher, or tensor-parallel ranks): only a
+    scenario's work can (a user's call is a closure, which cannot move to another process)."""
+    return (runs_in_workers(settings) or tp != TP_NONE) and work is None
 
 
 def choose_launcher(
@@ -51,7 +132,7 @@ def choose_launcher(
         )
 
         return TorchrunLauncher(benchmark, int(tp))
-    if not in_workers(settings, work):
+    if work is not None:
         return InProcessLauncher(benchmark, load, work)
     if ab is not None:
         from pytest_tbench.core.criteria import DEFAULT_CRITERIA, parse_criteria
@@ -60,9 +141,7 @@ def choose_launcher(
 
         criteria = settings.gate.criteria or parse_criteria(DEFAULT_CRITERIA)
         return ABLauncher(benchmark, ab, settings.ab.pairs, criteria, preload_modules())
-    if settings.launch.processes > 1:
-        return ProcessesLauncher(benchmark, settings.launch.processes)
-    return IsolatedLauncher(benchmark)
+    return LAUNCHERS[launcher_name(settings)].make(Where(benchmark, settings, load))
 
 
 def job_for(

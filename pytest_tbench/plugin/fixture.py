@@ -13,7 +13,7 @@ from pytest_tbench.core.axes import BACKEND_PYTORCH, COMPILE_OFF
 from pytest_tbench.core.errors import ItemFailed, ItemSkipped, RunStopped
 from pytest_tbench.judge.gate import Gate
 from pytest_tbench.launch.base import Attempt
-from pytest_tbench.launch.choose import choose_launcher, in_workers, job_for
+from pytest_tbench.launch.choose import choose_launcher, in_workers, job_for, runs_in_workers
 from pytest_tbench.launch.conftests import Conftest
 from pytest_tbench.launch.retries import measure_judged, settle
 from pytest_tbench.measure.limits import GivenPeaks
@@ -110,7 +110,7 @@ class TBench:
     ) -> dict[str, Any]:
         """Benchmark any call on this item's model: ``samples`` and ``tokens`` per call give throughput.
         It always runs in this process: a closure cannot move to an isolated worker."""
-        if self.tbench_settings.isolated:
+        if runs_in_workers(self.tbench_settings):
             warnings.warn(
                 f"{self.case.id}: tbench.measure() runs in the pytest process (a closure cannot move to a "
                 "worker), so --tbench-isolate / --tbench-processes do not apply to it; use tbench.forward(), "

@@ -14,6 +14,7 @@ from pytest_tbench.core.modes import DEFAULT_MODE, mode_names
 from pytest_tbench.judge.gate import open_gate
 from pytest_tbench.judge.run_verdict import RunVerdict
 from pytest_tbench.launch.ab.session import open_ab
+from pytest_tbench.launch.choose import runs_in_workers
 from pytest_tbench.launch.conftests import session_conftests
 from pytest_tbench.launch.preload import add_model_code, modeling_module
 from pytest_tbench.machine.devices import absent_reason, is_cuda
@@ -280,7 +281,7 @@ def _memory_estimate(case: BenchCase, config: TBenchConfig, models: ModelCache) 
     bytes_per_element = TORCH_DTYPES[case.dtype].itemsize
     shape = WorkShape(case.mode, case.head, case.batch_size, positions, case.new_tokens, bytes_per_element)
     # Tensor parallel ranks are processes of their own, like isolated workers.
-    in_this_process = not config.isolated and case.tp == TP_NONE
+    in_this_process = not runs_in_workers(config) and case.tp == TP_NONE
     loaded = in_this_process and models.is_loaded(key)
     found = models.weights_estimate(key)
     every_gpu = case.device_map != DEVICE_MAP_NONE  # the map may use any visible GPU
@@ -331,7 +332,7 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
         # worker).
         loaded = (
             None
-            if reason or state.config.isolated or case.tp != TP_NONE  # ranks load their own shards
+            if reason or runs_in_workers(state.config) or case.tp != TP_NONE  # ranks load their own shards
             else catch_out_of_memory(lambda: state.models.get(case.model_key))
         )
     except ModelLoadError as exc:
@@ -347,9 +348,9 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
                 release=lambda: state.models.release(case.model_key),
             )
         )
-    if state.config.isolated:
+    if runs_in_workers(state.config):
         _preload_model_code(state)
-    if state.conftests is None and (state.config.isolated or case.tp != TP_NONE):
+    if state.conftests is None and (runs_in_workers(state.config) or case.tp != TP_NONE):
         # Every conftest is imported by now (collection is over): workers import the same, in this order.
         state.conftests = session_conftests(request.config.pluginmanager.list_name_plugin())
     nodeid = xdist_session.plain_nodeid(request.node)

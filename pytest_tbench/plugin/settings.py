@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_tbench.core.errors import OptionError
+from pytest_tbench.launch.choose import launcher_error
 from pytest_tbench.models.registry import parse_custom_models
 from pytest_tbench.settings.benchlist import overridden_notes, parse_benchmarks
 from pytest_tbench.settings.config import TBenchConfig
@@ -22,9 +23,13 @@ from pytest_tbench.settings.seeds_format import translate
 
 def session_settings(config: pytest.Config) -> TBenchConfig:
     try:
-        return _resolve(config)
+        settings = _resolve(config)
     except OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
+    error = launcher_error(settings)
+    if error:
+        raise pytest.UsageError(error)
+    return settings
 
 
 def _resolve(config: pytest.Config) -> TBenchConfig:

@@ -32,6 +32,7 @@ SESSION_KEYS = frozenset(
     {
         "preset",
         "models",
+        "launcher",
         "isolate",
         "processes",
         "oom_skip",

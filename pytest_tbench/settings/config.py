@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # imported when called: the scenarios package imports this mo
     from pytest_tbench.settings.generate import GenerateSettings
 
 DEFAULT_WARMUP = 2
+LAUNCHER_AUTO = "auto"  # --tbench-launcher's default: the launcher --tbench-isolate / --tbench-processes say
 DEFAULT_MAX_BATCH_INPUT_PRODUCT = 131072
 
 
@@ -115,6 +116,8 @@ class RunSettings:
 class LaunchSettings:
     """Where items run (launch/, plugin/xdist.py): in this process or in workers, and with what limits."""
 
+    # A name in launch/choose.py's LAUNCHERS (checked there: this layer cannot see the launchers).
+    launcher: str = LAUNCHER_AUTO
     isolate: bool = False
     processes: int = 1  # worker processes per item; > 1 implies isolation
     item_timeout: float | None = None  # seconds a worker may take for an item; None: no limit
@@ -218,11 +221,6 @@ class TBenchConfig:
             return str(value)  # e.g. compare criteria, written as on the command line
 
         return {key: {"value": plain(self.value(key)), "source": src} for key, src in self.sources.items()}
-
-    @property
-    def isolated(self) -> bool:
-        """Items run in worker processes: --tbench-isolate, rounds spread over several processes, or A/B."""
-        return self.launch.isolate or self.launch.processes > 1 or self.ab.side is not None
 
 
 @dataclass(frozen=True)

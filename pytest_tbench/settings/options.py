@@ -139,6 +139,14 @@ parse_optimizer = _choice("optimizer", OPTIMIZERS)
 parse_cache_implementation = _choice("cache implementation", CACHE_IMPLEMENTATIONS)
 
 
+def parse_name(value: Any) -> str:
+    """A name checked later against a table this layer cannot import (--tbench-launcher's launchers)."""
+    name = str(value).strip()
+    if not name.isidentifier():
+        raise OptionError(f"{value!r} is not a name")
+    return name
+
+
 def parse_attn_implementations(value: Any) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(parse_str_list(value)))
     # Asked of the installed transformers (its attention registry), so imported only when the option is given.
@@ -372,6 +380,14 @@ SETTINGS: tuple[Setting, ...] = (
         "KV cache for generate: dynamic or static (default: the model's)",
     ),
     Setting("optimizer", parse_optimizer, "NAME", "train: adamw (default), sgd, or none (forward+backward)"),
+    Setting(
+        "launcher",
+        parse_name,
+        "NAME",
+        "where each item runs: auto (default: in this process, unless --tbench-isolate or --tbench-processes "
+        "say otherwise), inprocess, isolated, processes (with --tbench-processes N); an unknown name's error "
+        "lists every launcher",
+    ),
     Setting("isolate", parse_bool, "", "run each item in a fresh worker process", flag=True),
     Setting(
         "processes",
