@@ -262,15 +262,16 @@ def test_the_compiling_calls_are_timed_to_every_gpu_of_a_device_mapped_model(
 ) -> None:
     """compile_time_s ends when the last GPU of a device-mapped model is done, as a round does (it once waited
     for the item's device alone)."""
+    from pytest_tbench.measure import rounds
     from pytest_tbench.scenarios import Work, compiled
     from pytest_tbench.settings.cases import BenchCase
 
     synchronised: list[str] = []
-    monkeypatch.setattr(compiled, "synchronize", synchronised.append)
+    monkeypatch.setattr(rounds, "synchronize", synchronised.append)  # the rounds' own synchronisation
     frames = iter([0, 1, 1, 1])  # dynamo's count around each call: the first compiles, the second not
     monkeypatch.setattr(compiled, "dynamo_frame_compiles", lambda: next(frames))
     case = BenchCase("forward", "tiny-gpt2", "base", 1, 8, "cuda", "float32", compile="default")
-    work = compiled.steady_compiled(Work(lambda: None, samples=1, tokens=8), case, ("cuda:0", "cuda:1"))
+    work = compiled.SteadyCompiled(Work(lambda: None, samples=1, tokens=8), case, ("cuda:0", "cuda:1"))
     work.prepare()
     assert synchronised[:4] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
     work.cleanup()

@@ -24,8 +24,8 @@ from pytest_tbench.models.loading import (
 from pytest_tbench.models.registry import resolve
 from pytest_tbench.plugin.hooks import _skip_reason
 from pytest_tbench.scenarios.forward import forward_work
-from pytest_tbench.scenarios.generate import generate_work
-from pytest_tbench.scenarios.train import train_work
+from pytest_tbench.scenarios.generate import GenerateWork
+from pytest_tbench.scenarios.train import TrainWork
 from pytest_tbench.settings.cases import BenchCase, build_cases
 from pytest_tbench.settings.config import TBenchConfig
 from pytest_tbench.settings.generate import GenerateSettings
@@ -122,7 +122,7 @@ def test_whisper_generates_the_new_tokens_from_audio() -> None:
     loaded = _loaded("tiny-whisper", "lm")
     assert type(loaded.model).__name__ == "WhisperForConditionalGeneration"
     case = _case("generate", "tiny-whisper", "lm", 2, 0, new_tokens=3)
-    info = _rounds(generate_work(loaded, case, GenerateSettings(new_tokens=3)), rounds=2)
+    info = _rounds(GenerateWork(loaded, case, GenerateSettings(new_tokens=3)), rounds=2)
     assert info["generated_tokens_per_round"] == 2 * 3
     # The prefill is the encoder's window (32 positions), not the empty token axis.
     assert info["prefill_tokens_per_round"] == 2 * 32
@@ -131,7 +131,7 @@ def test_whisper_generates_the_new_tokens_from_audio() -> None:
 def test_llava_generates_from_image_and_text() -> None:
     loaded = _loaded("tiny-llava", "lm")
     case = _case("generate", "tiny-llava", "lm", 2, 8, new_tokens=3)
-    info = _rounds(generate_work(loaded, case, GenerateSettings(new_tokens=3)))
+    info = _rounds(GenerateWork(loaded, case, GenerateSettings(new_tokens=3)))
     assert info["generated_tokens_per_round"] == 2 * 3
     assert info["prefill_tokens_per_round"] == 2 * (16 + 8)
 
@@ -154,7 +154,7 @@ def test_heads_give_their_output_shapes_and_train(
     assert {name: tuple(out[name].shape) for name in outputs} == outputs
     # Train: the head's targets (class ids, answer spans) make a loss, and a step trains.
     trained = _loaded(spec, head, train=True)
-    info = _rounds(train_work(trained, _case("train", spec, head, 2, 8), "sgd"))
+    info = _rounds(TrainWork(trained, _case("train", spec, head, 2, 8), "sgd"))
     assert info["weights_changed"] and info["last_loss"] > 0
 
 
@@ -162,7 +162,7 @@ def test_heads_give_their_output_shapes_and_train(
 def test_each_family_trains_with_its_own_head(spec: str) -> None:
     loaded = _loaded(spec, "lm", train=True)
     case = _case("train", spec, "lm", 2, 0 if family_of(loaded.config).token_axis is False else 8)
-    info = _rounds(train_work(loaded, case, "sgd"))
+    info = _rounds(TrainWork(loaded, case, "sgd"))
     assert info["weights_changed"] and info["last_loss"] > 0
 
 

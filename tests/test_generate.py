@@ -19,9 +19,9 @@ from pytest_tbench.models.loading import LoadedModel, ModelKey, load_model
 from pytest_tbench.models.registry import resolve
 from pytest_tbench.scenarios.generate import (
     GenerateRound,
+    GenerateWork,
     MeasuredCompileError,
     generate_metrics,
-    generate_work,
 )
 from pytest_tbench.settings.cases import BenchCase
 from pytest_tbench.settings.generate import GenerateSettings
@@ -368,7 +368,7 @@ def test_greedy_ignores_the_checkpoints_generation_defaults(
     model = cast(Any, loaded.model)
     own = model.generation_config
     own.num_beams, own.repetition_penalty, own.no_repeat_ngram_size = 4, 2.0, 2
-    info = _run(generate_work(loaded, _case(), GenerateSettings(new_tokens=6)), rounds=1)
+    info = _run(GenerateWork(loaded, _case(), GenerateSettings(new_tokens=6)), rounds=1)
 
     ((prompt, output),) = generate_calls
     expected = prompt
@@ -415,7 +415,7 @@ def test_each_step_stamp_comes_after_its_token_is_chosen(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(torch, "multinomial", multinomial)
     monkeypatch.setattr(StepClock, "stamp", stamp)
-    _run(generate_work(_loaded(), _case(new_tokens=4), GenerateSettings(4, top_p=0.9)), rounds=1)
+    _run(GenerateWork(_loaded(), _case(new_tokens=4), GenerateSettings(4, top_p=0.9)), rounds=1)
     assert seen == [0, 1, 2, 3, 4, 4]  # start, one per token once drawn, end
 
 
@@ -424,7 +424,7 @@ def test_static_cache_state_does_not_outlive_the_item() -> None:
     loaded = _loaded()
     model = cast(Any, loaded.model)
     settings = GenerateSettings(new_tokens=3, cache_implementation="static")
-    info = _run(generate_work(loaded, _case(new_tokens=3), settings), rounds=1)
+    info = _run(GenerateWork(loaded, _case(new_tokens=3), settings), rounds=1)
     leftovers = set(vars(model)) & {*GENERATE_STATE_ATTRS, "_valid_auto_compile_criteria"}
     assert not leftovers
     assert info["generate_compiled"] is False  # CPU: transformers compiles on CUDA only

@@ -15,7 +15,7 @@ from pytest_tbench.models.inputs import make_inputs
 from pytest_tbench.models.loading import TORCH_DTYPES, ModelCache, ModelKey, load_model
 from pytest_tbench.models.registry import resolve
 from pytest_tbench.scenarios import train
-from pytest_tbench.scenarios.train import TrainingDiverged, train_work
+from pytest_tbench.scenarios.train import TrainingDiverged, TrainWork
 from pytest_tbench.settings.cases import BenchCase
 
 from .conftest import MID_CONFTEST, TINY, run_json
@@ -42,7 +42,7 @@ def test_one_step_per_round_changes_the_weights() -> None:
     loaded = load_model(resolve("tiny-gpt2"), ModelKey("tiny-gpt2", "lm", "cpu", "float32", train=True))
     case = BenchCase("train", "tiny-gpt2", "lm", 2, 16, "cpu", "float32")
     before = {name: p.detach().clone() for name, p in loaded.model.named_parameters()}
-    work = train_work(loaded, case, "adamw")
+    work = TrainWork(loaded, case, "adamw")
     for _ in range(3):
         work.before_round()
         work.call()
@@ -61,7 +61,7 @@ def test_one_step_per_round_changes_the_weights() -> None:
 def test_optimizer_none_runs_backward_only() -> None:
     loaded = load_model(resolve("tiny-bert"), ModelKey("tiny-bert", "lm", "cpu", "float32", train=True))
     before = [p.detach().clone() for p in loaded.model.parameters()]
-    work = train_work(loaded, BenchCase("train", "tiny-bert", "lm", 1, 8, "cpu", "float32"), "none")
+    work = TrainWork(loaded, BenchCase("train", "tiny-bert", "lm", 1, 8, "cpu", "float32"), "none")
     work.call()
     assert all(torch.equal(a, b) for a, b in zip(before, loaded.model.parameters(), strict=True))
     assert work.metrics(0)["optimizer_state_bytes"] == 0
@@ -151,7 +151,7 @@ def _run_rounds(work: Work, rounds: int) -> None:
 def test_half_precision_steps_stay_finite_and_train(dtype: str) -> None:
     # Pure float16 AdamW at lr 1e-5 (the old train mode) gave losses 6.9, nan, nan here.
     loaded = load_model(resolve("tiny-gpt2"), ModelKey("tiny-gpt2", "lm", "cpu", dtype, train=True))
-    work = train_work(loaded, BenchCase("train", "tiny-gpt2", "lm", 2, 16, "cpu", dtype), "adamw")
+    work = TrainWork(loaded, BenchCase("train", "tiny-gpt2", "lm", 2, 16, "cpu", dtype), "adamw")
     _run_rounds(work, 3)
     info = work.metrics(1)
     assert info["train_precision"] == f"amp-{dtype}"
@@ -169,7 +169,7 @@ def test_float32_training_has_no_autocast_and_no_scaler(monkeypatch: pytest.Monk
     monkeypatch.setattr(torch, "autocast", forbidden)
     monkeypatch.setattr(torch.amp, "GradScaler", forbidden)
     loaded = load_model(resolve("tiny-gpt2"), ModelKey("tiny-gpt2", "lm", "cpu", "float32", train=True))
-    work = train_work(loaded, BenchCase("train", "tiny-gpt2", "lm", 1, 8, "cpu", "float32"), "adamw")
+    work = TrainWork(loaded, BenchCase("train", "tiny-gpt2", "lm", 1, 8, "cpu", "float32"), "adamw")
     _run_rounds(work, 1)
     info = work.metrics(0)
     assert info["train_precision"] == "float32" and "amp_skipped_steps" not in info
@@ -180,7 +180,7 @@ def test_a_half_precision_model_is_refused_as_master_weights() -> None:
         resolve("tiny-gpt2"), ModelKey("tiny-gpt2", "lm", "cpu", "float16")
     )  # not a train copy
     with pytest.raises(ValueError, match=r"needs float32 master weights.*train=True"):
-        train_work(loaded, BenchCase("train", "tiny-gpt2", "lm", 1, 8, "cpu", "float16"), "adamw")
+        TrainWork(loaded, BenchCase("train", "tiny-gpt2", "lm", 1, 8, "cpu", "float16"), "adamw")
 
 
 class _FakeScaler:
@@ -228,7 +228,7 @@ def test_cuda_float16_step_autocasts_and_scales_in_order(monkeypatch: pytest.Mon
     monkeypatch.setattr(torch.amp, "GradScaler", _FakeScaler)
     monkeypatch.setattr(train, "make_inputs", lambda config, b, s, device: make_inputs(config, b, s, "cpu"))
     loaded = load_model(resolve("tiny-gpt2"), ModelKey("tiny-gpt2", "lm", "cpu", "float16", train=True))
-    work = train_work(loaded, BenchCase("train", "tiny-gpt2", "lm", 1, 8, "cuda:0", "float16"), "adamw")
+    work = TrainWork(loaded, BenchCase("train", "tiny-gpt2", "lm", 1, 8, "cuda:0", "float16"), "adamw")
     _run_rounds(work, 3)
     info = work.metrics(0)
     (scaler,) = _FakeScaler.made
@@ -241,7 +241,7 @@ def test_cuda_float16_step_autocasts_and_scales_in_order(monkeypatch: pytest.Mon
 
 def test_a_non_finite_measured_loss_fails_as_diverged() -> None:
     loaded = load_model(resolve("tiny-gpt2"), ModelKey("tiny-gpt2", "lm", "cpu", "float32", train=True))
-    work = train_work(loaded, BenchCase("train", "tiny-gpt2", "lm", 1, 8, "cpu", "float32"), "none")
+    work = TrainWork(loaded, BenchCase("train", "tiny-gpt2", "lm", 1, 8, "cpu", "float32"), "none")
     weight = loaded.model.transformer.wte.weight
     kept = weight.detach().clone()
     with torch.no_grad():
@@ -324,7 +324,7 @@ def test_model_cache_loads_afresh_after_a_train_item() -> None:
     loaded = cache.get(key)
     assert cache.get(key) is loaded  # untrained: shared as before
     start = [p.detach().clone() for p in loaded.model.parameters()]
-    work = train_work(loaded, BenchCase("train", "tiny-gpt2", "lm", 1, 8, "cpu", "float32"), "adamw")
+    work = TrainWork(loaded, BenchCase("train", "tiny-gpt2", "lm", 1, 8, "cpu", "float32"), "adamw")
     _run_rounds(work, 1)
     work.cleanup()
     fresh = cache.get(key)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 
@@ -32,6 +32,7 @@ from pytest_tbench.machine.devices import memory_room
 from pytest_tbench.measure.item import run_item
 from pytest_tbench.measure.memory_errors import is_out_of_memory
 from pytest_tbench.measure.rounds import run_rounds
+from pytest_tbench.measure.work import WorkWrapper
 from pytest_tbench.models.loading import LoadedModel, ModelKey, collect, load_model
 from pytest_tbench.models.registry import ResolvedSpec
 from pytest_tbench.scenarios import Work, build_work
@@ -110,7 +111,7 @@ def measure(
         loaded, fresh = slot.get(job)
         work = build_work(loaded, case, job.run)
         if at_round_start is not None:
-            work = _starting_with(work, at_round_start)
+            work = _StartingWith(work, at_round_start)
         samples: list[float] = []
         records: list[Any] = []
 
@@ -146,12 +147,16 @@ def run_job(
     return measure(job, ModelSlot(), drive, energy_unavailable, at_round_start)
 
 
-def _starting_with(work: Work, at_round_start: Callable[[], None]) -> Work:
-    def before_round() -> None:
-        work.before_round()
-        at_round_start()
+class _StartingWith(WorkWrapper):
+    """A work that also calls ``at_round_start`` after its own ``before_round``."""
 
-    return replace(work, before_round=before_round)
+    def __init__(self, inner: Work, at_round_start: Callable[[], None]) -> None:
+        super().__init__(inner)
+        self.at_round_start = at_round_start
+
+    def before_round(self) -> None:
+        self.inner.before_round()
+        self.at_round_start()
 
 
 class Stopped(BaseException):

@@ -25,7 +25,7 @@ from pytest_tbench.models.fit import MemoryEstimate
 from pytest_tbench.models.loading import LoadedModel
 from pytest_tbench.models.registry import ResolvedSpec
 from pytest_tbench.scenarios import Work
-from pytest_tbench.scenarios.compiled import steady_compiled
+from pytest_tbench.scenarios.compiled import SteadyCompiled
 from pytest_tbench.settings.benchlist import BENCHMARK_ENTRY
 from pytest_tbench.settings.cases import BenchCase
 from pytest_tbench.settings.config import TBenchConfig
@@ -129,7 +129,7 @@ class TBench:
         if self.case.compile != COMPILE_OFF:
             # A compiled item's call (one that runs compiled_module(tbench.model, tbench.case.compile)) gets
             # its compiling kept out of the rounds like a scenario's; one that compiles nothing fails there.
-            work = steady_compiled(work, self.case, self.loaded.devices)
+            work = SteadyCompiled(work, self.case, self.loaded.devices)
         return self._measured(work)
 
     def _scenario(self, mode: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pytest_tbench.core.modes import MODES as MODE_TABLE
 from pytest_tbench.core.modes import Mode
 from pytest_tbench.measure.work import Work
 from pytest_tbench.models.loading import HEADS, LoadedModel
-from pytest_tbench.scenarios.compiled import steady_compiled
+from pytest_tbench.scenarios.compiled import SteadyCompiled
 from pytest_tbench.scenarios.scenario import Scenario
 from pytest_tbench.settings.cases import BenchCase
 from pytest_tbench.settings.config import RunSettings
@@ -69,7 +69,7 @@ def build_work(loaded: LoadedModel, case: BenchCase, settings: RunSettings) -> W
             "build function; define it in an importable module (or the conftest.py that registers it)"
         )
     work = scenario.build(loaded, case, settings)
-    return work if case.compile == COMPILE_OFF else steady_compiled(work, case, loaded.devices)
+    return work if case.compile == COMPILE_OFF else SteadyCompiled(work, case, loaded.devices)
 
 
 __all__ = ["SCENARIOS", "Scenario", "Work", "build_work", "register_mode"]

@@ -19,14 +19,13 @@ accumulate in other precisions). Beyond it the item fails: its rounds would time
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any
 
 import torch
 
 from pytest_tbench.core.metric_table import BACKEND_MAX_ABS_DIFF, EXPORT_TIME_S
 from pytest_tbench.machine.devices import synchronize
-from pytest_tbench.measure.work import Work
+from pytest_tbench.measure.work import Work, WorkWrapper
 from pytest_tbench.scenarios.backends import ONNXRUNTIME, TENSORRT, TORCHSCRIPT
 from pytest_tbench.scenarios.backends.runner import BackendError, Runner
 from pytest_tbench.settings.cases import BenchCase
@@ -101,19 +100,26 @@ def backend_work(work: Work, model: torch.nn.Module, case: BenchCase, kwargs: di
         runner.close()
         raise
 
-    def metrics(warmup_rounds: int) -> dict[str, Any]:
-        return {
-            **work.metrics(warmup_rounds),
-            EXPORT_TIME_S: export_time_s,
-            BACKEND_MAX_ABS_DIFF: diff,
-            **runner.info,
-        }
+    return BackendWork(work, runner, {EXPORT_TIME_S: export_time_s, BACKEND_MAX_ABS_DIFF: diff})
 
-    def cleanup() -> None:
+
+class BackendWork(WorkWrapper):
+    """The PyTorch forward's work with its call run by the backend's ``runner``; the FLOP pass stays the
+    PyTorch forward's (the same products)."""
+
+    def __init__(self, inner: Work, runner: Runner, facts: dict[str, Any]) -> None:
+        super().__init__(inner)
+        self.runner = runner
+        self.facts = facts  # the export's time and the output check's difference
+
+    def call(self) -> object:
+        return self.runner.call()
+
+    def metrics(self, warmup_rounds: int) -> dict[str, Any]:
+        return {**self.inner.metrics(warmup_rounds), **self.facts, **self.runner.info}
+
+    def cleanup(self) -> None:
         try:
-            work.cleanup()
+            self.inner.cleanup()
         finally:
-            runner.close()
-
-    # replace(), as compiled.py does: the FLOP pass stays the PyTorch forward's (the same products).
-    return replace(work, call=runner.call, metrics=metrics, cleanup=cleanup)
+            self.runner.close()

@@ -2,7 +2,7 @@
 compile it kept out of the rounds, and evidence that the measured rounds ran compiled code without compiling.
 
 A scenario that honours ``case.compile`` calls ``compiled_module`` (forward, train) or has transformers
-compile (generate); ``build_work`` then wraps its work with ``steady_compiled``, whose ``prepare`` step runs
+compile (generate); ``build_work`` then wraps its work in ``SteadyCompiled``, whose ``prepare`` step runs
 before the warm-up rounds:
 
 - dynamo is reset first, so the item's first call is a first compile (not one a previous item paid for), and
@@ -25,7 +25,6 @@ measures a cold one.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -39,9 +38,9 @@ from pytest_tbench.core.metric_table import (
     COMPILE_WARMUP_ROUNDS,
     RECOMPILES_MEASURED,
 )
-from pytest_tbench.machine.devices import synchronize
+from pytest_tbench.measure.rounds import RoundBody
 from pytest_tbench.measure.trackers.compiles import MeasuredCompileError, dynamo_frame_compiles
-from pytest_tbench.measure.work import Work
+from pytest_tbench.measure.work import Work, WorkWrapper
 from pytest_tbench.settings.cases import BenchCase
 
 # Rounds a compiled item may take to stop compiling before it fails: a shape or guard that changes on every
@@ -66,116 +65,103 @@ def compiled_module(model: torch.nn.Module, mode: str) -> Any:
     return torch.compile(model, mode=mode)
 
 
-@dataclass
-class _Compiles:
-    settle_rounds: int = 0
-    compile_time_s: float = 0.0
-    # Dynamo frame compiles per round, in order: settling, warm-up, measured.
-    per_round: list[int] = field(default_factory=list)
-    at_round_start: int = 0
-    fail_on_limit: bool | None = None  # dynamo's setting before the item (once prepared), put back by cleanup
-
-
-def steady_compiled(work: Work, case: BenchCase, devices: tuple[str, ...] = ()) -> Work:
-    """``work`` (whose call runs the compiled model) with its compiling done in ``prepare`` and its frame
+class SteadyCompiled(WorkWrapper):
+    """``inner`` (whose call runs the compiled model) with its compiling done in ``prepare`` and its frame
     compiles counted in every round; ``devices``: every device the model touches (a device-mapped model's
     GPUs), all synchronised around the timed compiling calls, as the rounds are."""
-    state = _Compiles()
 
-    def synchronize_all() -> None:
-        for device in devices or (case.device,):
-            synchronize(device)
+    def __init__(self, inner: Work, case: BenchCase, devices: tuple[str, ...] = ()) -> None:
+        super().__init__(inner)
+        self.case = case
+        self.devices = devices or (case.device,)
+        self.settle_rounds = 0
+        self.compile_time_s = 0.0
+        # Dynamo frame compiles per round, in order: settling, warm-up, measured.
+        self.per_round: list[int] = []
+        self._at_round_start = 0
+        self._fail_on_limit: bool | None = None  # dynamo's setting before the item, put back by cleanup
 
-    def before_round() -> None:
-        work.before_round()
-        state.at_round_start = dynamo_frame_compiles()
+    def before_round(self) -> None:
+        self.inner.before_round()
+        self._at_round_start = dynamo_frame_compiles()
 
-    def call() -> object:
+    def call(self) -> object:
         try:
-            return work.call()
+            return self.inner.call()
         except FailOnRecompileLimitHit as exc:
             raise CompileNotSteady(
-                f"{case.id}: dynamo reached its recompile limit (torch._dynamo.config.recompile_limit = "
+                f"{self.case.id}: dynamo reached its recompile limit (torch._dynamo.config.recompile_limit = "
                 f"{torch._dynamo.config.recompile_limit}); past it the call would run eager while reported "
-                f"as compile:{case.compile}, so this item fails. {_RECOMPILES_HINT}"
+                f"as compile:{self.case.compile}, so this item fails. {_RECOMPILES_HINT}"
             ) from exc
 
-    def after_round() -> None:
-        state.per_round.append(dynamo_frame_compiles() - state.at_round_start)
-        work.after_round()
+    def after_round(self) -> None:
+        self.per_round.append(dynamo_frame_compiles() - self._at_round_start)
+        self.inner.after_round()
 
-    def prepare() -> None:
-        work.prepare()
+    def prepare(self) -> None:
+        self.inner.prepare()
         # A user's work (tbench.measure) is measured again as it is under the gate's retries: start afresh.
-        state.settle_rounds, state.compile_time_s = 0, 0.0
-        state.per_round.clear()
-        state.fail_on_limit = torch._dynamo.config.fail_on_recompile_limit_hit
+        self.settle_rounds, self.compile_time_s = 0, 0.0
+        self.per_round.clear()
+        self._fail_on_limit = torch._dynamo.config.fail_on_recompile_limit_hit
         if not torch._dynamo.config.suppress_errors:  # dynamo refuses the two together
             torch._dynamo.config.fail_on_recompile_limit_hit = True
         torch._dynamo.reset()
-        while True:
-            synchronize_all()
-            before_round()
-            start = time.perf_counter()
-            call()
-            synchronize_all()
-            elapsed = time.perf_counter() - start
-            after_round()
-            state.settle_rounds += 1
-            compiled = state.per_round[-1]
-            if not compiled:
-                if state.settle_rounds == 1:
-                    raise CompileNotSteady(
-                        f"{case.id}: the first call compiled nothing, so the rounds would time eager code as "
-                        f"compile:{case.compile}; the call does not run the model through torch.compile "
-                        "(scenarios.compiled.compiled_module)"
-                    )
-                return
-            state.compile_time_s += elapsed
-            if state.settle_rounds >= MAX_COMPILE_ROUNDS:
+        while self._compiling_round():
+            if self.settle_rounds >= MAX_COMPILE_ROUNDS:
                 raise CompileNotSteady(
-                    f"{case.id}: still compiling after {MAX_COMPILE_ROUNDS} calls (dynamo frame compiles per "
-                    f"call: {state.per_round}), so no round would time steady compiled code and this item "
-                    f"fails. {_RECOMPILES_HINT}"
+                    f"{self.case.id}: still compiling after {MAX_COMPILE_ROUNDS} calls (dynamo frame "
+                    f"compiles per call: {self.per_round}), so no round would time steady compiled code and "
+                    f"this item fails. {_RECOMPILES_HINT}"
                 )
 
-    def metrics(warmup_rounds: int) -> dict[str, Any]:
-        unmeasured = state.settle_rounds + warmup_rounds
-        measured = state.per_round[unmeasured:]
+    def _compiling_round(self) -> bool:
+        """One whole round, its call timed with every device synchronised, as the rounds' are; whether it
+        compiled (its time is then compile time)."""
+        body = RoundBody(self, self.case.device, self.devices)
+        body.before()
+        start = time.perf_counter()
+        body.timed()
+        elapsed = time.perf_counter() - start
+        body.after()
+        self.settle_rounds += 1
+        if self.per_round[-1]:
+            self.compile_time_s += elapsed
+            return True
+        if self.settle_rounds == 1:
+            raise CompileNotSteady(
+                f"{self.case.id}: the first call compiled nothing, so the rounds would time eager code as "
+                f"compile:{self.case.compile}; the call does not run the model through torch.compile "
+                "(scenarios.compiled.compiled_module)"
+            )
+        return False
+
+    def metrics(self, warmup_rounds: int) -> dict[str, Any]:
+        unmeasured = self.settle_rounds + warmup_rounds
+        measured = self.per_round[unmeasured:]
         if any(measured):
             raise MeasuredCompileError(
-                f"{case.id}: dynamo compiled {sum(measured)} frame(s) during the measured rounds (per round: "
-                f"{measured}) after {state.settle_rounds} compiling call(s) settled; those rounds time "
+                f"{self.case.id}: dynamo compiled {sum(measured)} frame(s) during the measured rounds (per "
+                f"round: {measured}) after {self.settle_rounds} compiling call(s) settled; those rounds time "
                 f"compilation, not compiled code, so this item fails. {_RECOMPILES_HINT}"
             )
         return {
-            **work.metrics(unmeasured),
-            COMPILE_TIME_S: state.compile_time_s,
-            COMPILE_WARMUP_ROUNDS: state.settle_rounds,
-            COMPILE_FRAMES: sum(state.per_round[:unmeasured]),
+            **self.inner.metrics(unmeasured),
+            COMPILE_TIME_S: self.compile_time_s,
+            COMPILE_WARMUP_ROUNDS: self.settle_rounds,
+            COMPILE_FRAMES: sum(self.per_round[:unmeasured]),
             RECOMPILES_MEASURED: sum(measured),
         }
 
-    def records(warmup_rounds: int) -> list[Any]:
-        return work.records(state.settle_rounds + warmup_rounds)
+    def records(self, warmup_rounds: int) -> list[Any]:
+        return self.inner.records(self.settle_rounds + warmup_rounds)
 
-    def cleanup() -> None:
+    def cleanup(self) -> None:
         try:
-            work.cleanup()
+            self.inner.cleanup()
         finally:
             # The next item starts with dynamo's caches empty, and with dynamo's own setting.
             torch._dynamo.reset()
-            if state.fail_on_limit is not None:
-                torch._dynamo.config.fail_on_recompile_limit_hit = state.fail_on_limit
-
-    # replace(), not a new Work: what this wrapper does not change (the FLOP pass, ...) stays the work's.
-    return replace(
-        work,
-        call=call,
-        before_round=before_round,
-        after_round=after_round,
-        metrics=metrics,
-        records=records,
-        cleanup=cleanup,
-        prepare=prepare,
-    )
+            if self._fail_on_limit is not None:
+                torch._dynamo.config.fail_on_recompile_limit_hit = self._fail_on_limit

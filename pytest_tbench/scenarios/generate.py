@@ -214,111 +214,112 @@ def variant_reason(case: BenchCase, settings: RunSettings) -> str | None:
     return None
 
 
-def generate_work(loaded: LoadedModel, case: BenchCase, settings: GenerateSettings) -> Work:
-    model, config = cast(Any, loaded.model), loaded.config
-    family = family_of(config)
-    settings = replace(settings, compile=case.compile)
-    inputs = make_inputs(config, case.batch_size, case.seq_len, case.device)
-    inputs.pop("decoder_input_ids", None)  # generate starts the decoder itself
-    prompt = family.prompt_tokens(config, case.seq_len)
-    model_generation = model.generation_config
-    recorded = settings.generation_values(config, model_generation)
-    generation_config = settings.generation_config(config, model_generation)
-    # The output holds the prompt for decoder-only models, the decoder start token for encoder-decoders.
-    expected_len = family.generate_output_len(config, case.seq_len, case.new_tokens)
-    never = torch.zeros(case.batch_size, dtype=torch.bool, device=case.device)
-    rounds: list[GenerateRound] = []
-    state: dict[str, Any] = {}
+class GenerateWork(Work):
+    """One ``model.generate`` request per call, its steps stamped; each round's record (``GenerateRound``)
+    is kept on the work, from which ``metrics`` and ``records`` are made."""
 
-    # For the item only (cleanup restores it): generate fills unset values from the model's config.
-    model.generation_config = copy.deepcopy(generation_config)
-    watch = CompileWatch(model)
-    compiles_at_start = dynamo_frame_compiles()
+    def __init__(self, loaded: LoadedModel, case: BenchCase, settings: GenerateSettings) -> None:
+        model, config = cast(Any, loaded.model), loaded.config
+        family = family_of(config)
+        settings = replace(settings, compile=case.compile)
+        self.model, self.case = model, case
+        self.inputs = make_inputs(config, case.batch_size, case.seq_len, case.device)
+        self.inputs.pop("decoder_input_ids", None)  # generate starts the decoder itself
+        self.prompt = family.prompt_tokens(config, case.seq_len)
+        self.model_generation = model.generation_config
+        self.recorded = settings.generation_values(config, self.model_generation)
+        self.generation_config = settings.generation_config(config, self.model_generation)
+        # The output holds the prompt for decoder-only models, the decoder start token for encoder-decoders.
+        self.expected_len = family.generate_output_len(config, case.seq_len, case.new_tokens)
+        self.never = torch.zeros(case.batch_size, dtype=torch.bool, device=case.device)
+        self.rounds: list[GenerateRound] = []
+        # The round in progress: its clock and stopping criteria, dynamo's count at its start, its output.
+        self.clock = StepClock(case.device)
+        self.criteria = StoppingCriteriaList()
+        self.compiles_at_round = 0
+        self.output: torch.Tensor | None = None
 
-    def before_round() -> None:
-        state["clock"] = StepClock(case.device)
-        state["criteria"] = StoppingCriteriaList([_TokenStamp(state["clock"], never)])
-        state["compiles"] = dynamo_frame_compiles()
-        watch.take()  # forget any call outside the rounds
-        torch.manual_seed(len(rounds))  # sampled runs repeat from one session to the next
+        # For the item only (cleanup restores it): generate fills unset values from the model's config.
+        model.generation_config = copy.deepcopy(self.generation_config)
+        self.watch = CompileWatch(model)
+        self.compiles_at_start = dynamo_frame_compiles()
+        matmul = matmul_parameters(model)
+        use_cache = self.generation_config.use_cache is not False
+        # Facts of the item, not of its rounds: the same in every process that measures it.
+        self.reads = decode_reads(
+            config.get_text_config(decoder=True),  # a vision-language model's cache is its LM's
+            matmul.bytes,
+            next(model.parameters()).element_size(),
+            case.batch_size,
+            self.prompt,
+            case.new_tokens,
+            use_cache,
+        )
+        tokens = forward_tokens(case.batch_size, self.prompt, case.new_tokens, use_cache)
+        super().__init__(
+            samples=case.batch_size,
+            tokens=case.batch_size * case.new_tokens,
+            flops=FlopPass(self._count_pass, FlopEstimate(2, matmul.count, tokens)),
+        )
 
-    def call() -> None:
-        clock = state["clock"]
-        clock.stamp()
+    def before_round(self) -> None:
+        self.clock = StepClock(self.case.device)
+        self.criteria = StoppingCriteriaList([_TokenStamp(self.clock, self.never)])
+        self.compiles_at_round = dynamo_frame_compiles()
+        self.watch.take()  # forget any call outside the rounds
+        torch.manual_seed(len(self.rounds))  # sampled runs repeat from one session to the next
+
+    def call(self) -> None:
+        self.clock.stamp()
         with torch.inference_mode():
-            state["output"] = model.generate(
-                **inputs, generation_config=generation_config, stopping_criteria=state["criteria"]
+            self.output = self.model.generate(
+                **self.inputs, generation_config=self.generation_config, stopping_criteria=self.criteria
             )
-        clock.stamp()
+        self.clock.stamp()
 
-    def after_round() -> None:
-        output, timing = state.pop("output"), state["clock"].timing()
-        if tuple(output.shape) != (case.batch_size, expected_len) or timing.steps != case.new_tokens:
+    def after_round(self) -> None:
+        case = self.case
+        output, self.output = self.output, None
+        shape = tuple(output.shape) if output is not None else None
+        timing = self.clock.timing()
+        if shape != (case.batch_size, self.expected_len) or timing.steps != case.new_tokens:
             raise TokenCountError(
                 f"{case.model}: asked for {case.new_tokens} new tokens per row x batch {case.batch_size}, "
-                f"got output shape {tuple(output.shape)} (expected {(case.batch_size, expected_len)}) over "
+                f"got output shape {shape} (expected {(case.batch_size, self.expected_len)}) over "
                 f"{timing.steps} generation steps; tokens/s would be wrong, so this item fails"
             )
-        compiles = dynamo_frame_compiles() - state["compiles"]
-        rounds.append(
-            GenerateRound(timing, watch.take(), compiles, None if prompt == case.seq_len else prompt)
-        )
+        compiles = dynamo_frame_compiles() - self.compiles_at_round
+        prompt = None if self.prompt == case.seq_len else self.prompt
+        self.rounds.append(GenerateRound(timing, self.watch.take(), compiles, prompt))
 
-    matmul = matmul_parameters(model)
-    use_cache = generation_config.use_cache is not False
-    # Facts of the item, not of its rounds: the same in every process that measures it.
-    reads = decode_reads(
-        config.get_text_config(decoder=True),  # a vision-language model's cache is its LM's
-        matmul.bytes,
-        next(model.parameters()).element_size(),
-        case.batch_size,
-        prompt,
-        case.new_tokens,
-        use_cache,
-    )
-
-    def count_pass(mark: Mark) -> None:
+    def _count_pass(self, mark: Mark) -> None:
         # The rounds' request with a criterion of its own: the rounds' clock and records stay untouched.
-        criteria = StoppingCriteriaList([_PhaseMark(mark, never)])
+        criteria = StoppingCriteriaList([_PhaseMark(mark, self.never)])
         with torch.inference_mode():
-            model.generate(**inputs, generation_config=generation_config, stopping_criteria=criteria)
+            self.model.generate(
+                **self.inputs, generation_config=self.generation_config, stopping_criteria=criteria
+            )
 
-    tokens = forward_tokens(case.batch_size, prompt, case.new_tokens, use_cache)
-    flops = FlopPass(count_pass, FlopEstimate(2, matmul.count, tokens))
+    def metrics(self, warmup_rounds: int) -> dict[str, Any]:
+        info = pooled_metrics(self.case, self.rounds[warmup_rounds:])
+        if self.rounds:
+            info["generate_compiles_warmup"] = sum(r.compiles for r in self.rounds[:warmup_rounds])
+        return {**info, **self.reads, "generation_config": self.recorded}
 
-    def metrics(warmup_rounds: int) -> dict[str, Any]:
-        info = pooled_metrics(case, rounds[warmup_rounds:])
-        if rounds:
-            info["generate_compiles_warmup"] = sum(r.compiles for r in rounds[:warmup_rounds])
-        return {**info, **reads, "generation_config": recorded}
+    def records(self, warmup_rounds: int) -> list[Any]:
+        return self.rounds[warmup_rounds:]
 
-    def records(warmup_rounds: int) -> list[Any]:
-        return rounds[warmup_rounds:]
-
-    def cleanup() -> None:
-        model.generation_config = model_generation
-        watch.close()
-        release_generate_state(
-            model, dynamo_compiled=watch.ever_compiled or dynamo_frame_compiles() > compiles_at_start
-        )
-
-    return Work(
-        call,
-        samples=case.batch_size,
-        tokens=case.batch_size * case.new_tokens,
-        before_round=before_round,
-        after_round=after_round,
-        metrics=metrics,
-        records=records,
-        cleanup=cleanup,
-        flops=flops,
-    )
+    def cleanup(self) -> None:
+        self.model.generation_config = self.model_generation
+        self.watch.close()
+        ever = self.watch.ever_compiled or dynamo_frame_compiles() > self.compiles_at_start
+        release_generate_state(self.model, dynamo_compiled=ever)
 
 
 SCENARIO = Scenario(
     "generate",
     lambda case: case.seq_len + case.new_tokens,
-    lambda loaded, case, settings: generate_work(loaded, case, settings.generate_settings(case.new_tokens)),
+    lambda loaded, case, settings: GenerateWork(loaded, case, settings.generate_settings(case.new_tokens)),
     unsupported_reason,
     pooled_metrics,
     variant_reason,

@@ -14,7 +14,7 @@ are marked spent, so the next train item of the model loads a fresh copy (``Mode
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -95,59 +95,61 @@ def _check_master_weights(
         )
 
 
-@dataclass
-class _Steps:
-    """What the rounds leave behind, read untimed after each round (the device is already synchronised)."""
+class TrainWork(Work):
+    """One optimizer step per call; what the rounds leave behind (steps, losses, the scaler's skips) is kept
+    on the work and read untimed after each round (the device is already synchronised)."""
 
-    count: int = 0
-    loss: torch.Tensor | None = None  # the last step's, on the device
-    losses: list[float] = field(default_factory=list)  # one per round, warm-up included
-    skipped: int = 0  # optimizer steps a GradScaler skipped because the scaled gradients overflowed
-    scale: float = 0.0  # the GradScaler's scale after the last round
+    def __init__(self, loaded: LoadedModel, case: BenchCase, optimizer_name: str) -> None:
+        model, family = loaded.model, family_of(loaded.config)
+        super().__init__(
+            samples=case.batch_size,
+            tokens=case.batch_size * family.sequence_tokens(loaded.config, case.seq_len),
+        )
+        self.loaded, self.model, self.case = loaded, model, case
+        self.inputs = _train_inputs(loaded, case)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.precision = train_precision(case.dtype)
+        _check_master_weights(self.params, self.precision, case)
+        self.device_type = torch.device(
+            case.device
+        ).type  # "cpu" or "cuda": what autocast and GradScaler take
+        self.optimizer_name = optimizer_name
+        self.optimizer = make_optimizer(optimizer_name, self.params)
+        # Without an optimizer nothing steps, so there is nothing for a scaler to guard or skip.
+        scaled = self.precision.scaled and self.optimizer is not None
+        self.scaler = torch.amp.GradScaler(self.device_type) if scaled else None
+        self.steps = 0
+        self.loss: torch.Tensor | None = None  # the last step's, on the device
+        self.losses: list[float] = []  # one per round, warm-up included
+        self.skipped = 0  # optimizer steps a GradScaler skipped because the scaled gradients overflowed
+        self.scale = self.scaler.get_scale() if self.scaler is not None else 0.0  # after the last round
+        self.start = weights_fingerprint(self.params)  # before the first round, untimed
+        self.run = compiled_module(model, case.compile)  # its backward is compiled too (AOTAutograd)
+        estimated = case.batch_size * flop_tokens(model, loaded.config, case.seq_len)
+        self.flops = FlopPass(self._count_pass, FlopEstimate(6, matmul_parameters(model).count, estimated))
 
-
-def train_work(loaded: LoadedModel, case: BenchCase, optimizer_name: str) -> Work:
-    model = loaded.model
-    family = family_of(loaded.config)
-    made = make_inputs(loaded.config, case.batch_size, case.seq_len, case.device)
-    # The head's targets (token ids, class ids, answer spans: models/families.py), put beside the inputs.
-    device = next(iter(made.values())).device
-    targets = family.train_inputs(loaded.config, case.head, made, inputs_generator())
-    inputs: dict[str, Any] = {
-        key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in targets.items()
-    }
-    params = [p for p in model.parameters() if p.requires_grad]
-    precision = train_precision(case.dtype)
-    _check_master_weights(params, precision, case)
-    device_type = torch.device(case.device).type  # "cpu" or "cuda": what autocast and GradScaler take
-    optimizer = make_optimizer(optimizer_name, params)
-    # Without an optimizer nothing steps, so there is nothing for a scaler to guard or skip.
-    scaler = torch.amp.GradScaler(device_type) if precision.scaled and optimizer is not None else None
-    steps = _Steps(scale=scaler.get_scale() if scaler is not None else 0.0)
-    start = weights_fingerprint(params)  # before the first round, untimed
-    run = compiled_module(model, case.compile)  # its backward is compiled too (AOTAutograd)
-
-    def forward_loss() -> torch.Tensor:
+    def _forward_loss(self) -> torch.Tensor:
         loss: torch.Tensor
-        if precision.autocast_dtype is None:
-            loss = run(**inputs).loss
+        if self.precision.autocast_dtype is None:
+            loss = self.run(**self.inputs).loss
         else:
-            with torch.autocast(device_type, dtype=precision.autocast_dtype):
-                loss = run(**inputs).loss
+            with torch.autocast(self.device_type, dtype=self.precision.autocast_dtype):
+                loss = self.run(**self.inputs).loss
         return loss
 
-    def before_round() -> None:
-        model.train()
+    def before_round(self) -> None:
+        self.model.train()
         # Before any step can change them: from here on these weights are not the model's starting point.
-        loaded.trained = True
+        self.loaded.trained = True
 
-    def call() -> None:
-        loss = forward_loss()
-        if scaler is not None:
+    def call(self) -> None:
+        loss = self._forward_loss()
+        optimizer = self.optimizer
+        if self.scaler is not None:
             assert optimizer is not None
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)  # unscales first; skips the step if any gradient is inf/NaN
-            scaler.update()
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)  # unscales first; skips the step if any gradient is inf/NaN
+            self.scaler.update()
             optimizer.zero_grad(set_to_none=True)
         elif optimizer is not None:
             loss.backward()
@@ -155,83 +157,84 @@ def train_work(loaded: LoadedModel, case: BenchCase, optimizer_name: str) -> Wor
             optimizer.zero_grad(set_to_none=True)
         else:
             loss.backward()
-            model.zero_grad(set_to_none=True)
-        steps.count += 1
-        steps.loss = loss.detach()
+            self.model.zero_grad(set_to_none=True)
+        self.steps += 1
+        self.loss = loss.detach()
 
-    def after_round() -> None:  # untimed: reading values here costs the measurement nothing
-        if steps.loss is not None:
-            steps.losses.append(float(steps.loss))
-        if scaler is not None:
+    def after_round(self) -> None:  # untimed: reading values here costs the measurement nothing
+        if self.loss is not None:
+            self.losses.append(float(self.loss))
+        if self.scaler is not None:
             # GradScaler halves its scale exactly when it skipped the step for overflowing gradients.
-            scale = scaler.get_scale()
-            if scale < steps.scale:
-                steps.skipped += 1
-            steps.scale = scale
+            scale = self.scaler.get_scale()
+            if scale < self.scale:
+                self.skipped += 1
+            self.scale = scale
 
-    def metrics(warmup_rounds: int) -> dict[str, Any]:
-        measured = steps.losses[warmup_rounds:]
-        if steps.loss is not None and len(steps.losses) < steps.count:
+    def _measured_losses(self, warmup_rounds: int) -> list[float]:
+        if self.loss is not None and len(self.losses) < self.steps:
             # A call without its after_round (pytest-benchmark's --benchmark-disable makes one bare call): its
             # step is the one that counts.
-            measured = [float(steps.loss)]
+            return [float(self.loss)]
+        return self.losses[warmup_rounds:]
+
+    def metrics(self, warmup_rounds: int) -> dict[str, Any]:
+        measured = self._measured_losses(warmup_rounds)
         bad = [(i, loss) for i, loss in enumerate(measured, 1) if not math.isfinite(loss)]
         if bad:
             index, loss = bad[0]
             raise TrainingDiverged(
-                f"training diverged: {case.id} measured step {index} of {len(measured)} has loss {loss} "
-                f"({len(bad)} non-finite; train_precision {precision.name}, {optimizer_name} lr "
+                f"training diverged: {self.case.id} measured step {index} of {len(measured)} has loss {loss} "
+                f"({len(bad)} non-finite; train_precision {self.precision.name}, {self.optimizer_name} lr "
                 f"{LEARNING_RATE}); a benchmark of NaN arithmetic is not a benchmark. Check that the model "
                 "trains in --tbench-dtype float32, or use bfloat16"
             )
-        changed = (weights_fingerprint(params) != start).any(dim=1).tolist()
-        optimizer_state = optimizer.state.values() if optimizer is not None else []
+        changed = (weights_fingerprint(self.params) != self.start).any(dim=1).tolist()
+        optimizer_state = self.optimizer.state.values() if self.optimizer is not None else []
         info: dict[str, Any] = {
-            "optimizer": optimizer_name,
-            TRAIN_PRECISION: precision.name,
-            TRAIN_STEPS: steps.count,
-            "gradient_bytes": sum(p.numel() * p.element_size() for p in params),
+            "optimizer": self.optimizer_name,
+            TRAIN_PRECISION: self.precision.name,
+            TRAIN_STEPS: self.steps,
+            "gradient_bytes": sum(p.numel() * p.element_size() for p in self.params),
             OPTIMIZER_STATE_BYTES: sum(_tensor_bytes(s.values()) for s in optimizer_state),
-            "last_loss": float(steps.loss) if steps.loss is not None else None,
+            "last_loss": float(self.loss) if self.loss is not None else None,
             # Evidence that the steps trained, judged over all of them (a GradScaler may skip the first).
             "weights_changed": any(changed),
             "changed_tensors_fraction": sum(changed) / len(changed) if changed else 0.0,
         }
-        if scaler is not None:
-            info["amp_skipped_steps"] = steps.skipped
+        if self.scaler is not None:
+            info["amp_skipped_steps"] = self.skipped
         return info
 
-    def count_pass(mark: Mark) -> None:
+    def _count_pass(self, mark: Mark) -> None:
         # Forward and backward without the optimizer's step, so that the rounds' steps stay the only ones that
         # train; the step is elementwise (about a dozen FLOPs per parameter for AdamW, against 6 per parameter
         # per token for forward and backward), so the count leaves out a share of ~2/tokens.
-        forward_loss().backward()
-        model.zero_grad(set_to_none=True)
+        self._forward_loss().backward()
+        self.model.zero_grad(set_to_none=True)
 
-    def cleanup() -> None:  # the next item starts from the model alone
-        model.zero_grad(set_to_none=True)
-        if optimizer is not None:
-            optimizer.state.clear()
-        steps.loss = None
-        model.eval()
+    def cleanup(self) -> None:  # the next item starts from the model alone
+        self.model.zero_grad(set_to_none=True)
+        if self.optimizer is not None:
+            self.optimizer.state.clear()
+        self.loss = None
+        self.model.eval()
 
-    tokens = case.batch_size * family.sequence_tokens(loaded.config, case.seq_len)
-    estimated = case.batch_size * flop_tokens(model, loaded.config, case.seq_len)
-    return Work(
-        call,
-        samples=case.batch_size,
-        tokens=tokens,
-        before_round=before_round,
-        after_round=after_round,
-        metrics=metrics,
-        cleanup=cleanup,
-        flops=FlopPass(count_pass, FlopEstimate(6, matmul_parameters(model).count, estimated)),
-    )
+
+def _train_inputs(loaded: LoadedModel, case: BenchCase) -> dict[str, Any]:
+    """The item's inputs with the head's targets (token ids, class ids, answer spans: models/families.py)
+    beside them, on the inputs' device."""
+    made = make_inputs(loaded.config, case.batch_size, case.seq_len, case.device)
+    device = next(iter(made.values())).device
+    targets = family_of(loaded.config).train_inputs(loaded.config, case.head, made, inputs_generator())
+    return {
+        key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in targets.items()
+    }
 
 
 SCENARIO = Scenario(
     "train",
     lambda case: case.seq_len,
-    lambda loaded, case, settings: train_work(loaded, case, settings.optimizer),
+    lambda loaded, case, settings: TrainWork(loaded, case, settings.optimizer),
     variant_reason=all_variants,
 )

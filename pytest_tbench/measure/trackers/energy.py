@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,7 +45,7 @@ from pytest_tbench.core.metric_table import (
 )
 from pytest_tbench.machine import nvml
 from pytest_tbench.machine.devices import cuda_index, cuda_uuid, is_cuda
-from pytest_tbench.measure.work import Work
+from pytest_tbench.measure.work import Work, WorkWrapper
 
 POWERCAP = Path("/sys/class/powercap")
 NVML_MIN_WINDOW_S = 5.0  # the module says why: periods sampled in part, averaged over many
@@ -267,18 +267,7 @@ class EnergyWindow:
     def wrap(self, work: Work) -> Work:
         """``work`` with the window's reads at the edges of its calls: after its ``before_round`` and before
         its ``after_round``, where the rounds are untimed and the device is synchronised."""
-        if isinstance(self.meter, str):
-            return work
-
-        def before_round() -> None:
-            work.before_round()
-            self._call_starting()
-
-        def after_round() -> None:
-            self._call_ended()
-            work.after_round()
-
-        return replace(work, before_round=before_round, after_round=after_round)
+        return work if isinstance(self.meter, str) else _Metered(work, self)
 
     def _read(self) -> tuple[Reading, float] | None:
         assert not isinstance(self.meter, str)
@@ -329,3 +318,19 @@ class EnergyWindow:
         if isinstance(result, str):
             return {ENERGY_UNAVAILABLE: result}
         return result.extra_info(tokens_per_call)
+
+
+class _Metered(WorkWrapper):
+    """A work whose rounds an energy window reads around each call."""
+
+    def __init__(self, inner: Work, window: EnergyWindow) -> None:
+        super().__init__(inner)
+        self.window = window
+
+    def before_round(self) -> None:
+        self.inner.before_round()
+        self.window._call_starting()
+
+    def after_round(self) -> None:
+        self.window._call_ended()
+        self.inner.after_round()
