@@ -64,6 +64,15 @@ def number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def metric_value(extra: Mapping[str, Any], key: str, stats_median_s: float | None) -> float | None:
+    """A numeric extra_info value; ``median_s`` falls back to pytest-benchmark's median (runs saved before
+    tbench recorded it)."""
+    value = number(extra.get(key))
+    if value is None and key == MEDIAN_S:
+        return stats_median_s
+    return value
+
+
 def _case_of(params: Any, extra_info: Mapping[str, Any]) -> Case | None:
     """The case from ``params`` (the item's, or its case alone), else from the coordinates ``extra_info``
     repeats; None where neither says (hand-made entries)."""
@@ -127,11 +136,7 @@ class ItemRecord:
         return info
 
     def metric(self, key: str) -> float | None:
-        """A numeric extra_info value; ``median_s`` falls back to pytest-benchmark's median."""
-        value = number(self.metrics.get(key))
-        if value is None and key == MEDIAN_S:
-            return self.stats_median_s
-        return value
+        return metric_value(self.metrics, key, self.stats_median_s)
 
     def field(self, key: str) -> Any:
         """A case coordinate by name, else the raw extra_info value (None where missing)."""

@@ -10,8 +10,7 @@ from typing import Any
 
 from pytest_tbench.core.axes import variant_label
 from pytest_tbench.core.errors import OptionError
-from pytest_tbench.core.metric_table import MEDIAN_S
-from pytest_tbench.core.record import CASE_PARAM, ItemRecord, number
+from pytest_tbench.core.record import CASE_PARAM, ItemRecord, metric_value, number
 from pytest_tbench.core.run_file import load_run
 
 
@@ -56,11 +55,7 @@ class Row:
     variant: str = ""  # the item's non-default variant axes (axes.variant_label); "" for none
 
     def metric(self, key: str) -> float | None:
-        """A numeric extra_info value; ``median_s`` falls back to pytest-benchmark's median."""
-        value = number(self.extra.get(key))
-        if value is None and key == MEDIAN_S:
-            return self.stats.get("median")
-        return value
+        return metric_value(self.extra, key, self.stats.get("median"))
 
     def field(self, key: str) -> Any:
         """A coordinate (or the item's name) by name, else the extra_info value: what a table column reads."""
