@@ -1,6 +1,10 @@
 """The checks: each runs the plugin in this process (``pytest.main`` on a small bench file) and sets what it
 reported beside an independent measurement of the same model and inputs, or beside a known quantity.
 
+The references share no measuring code with the plugin: their models and inputs are built here from the
+model's config (``hand_built``), their loops are ``loops``' (CUDA events, the host clock) and ``probes``'
+(ONNX Runtime's own ``run()``, NVML's power readings, a worker forked from the forkserver).
+
 The reference loops run before and after the plugin's item and their medians are averaged, so that a slow
 drift of the machine does not fall on one side only; a forward whose reference moved more than the tolerance
 between the two fails as "machine unstable" rather than as a disagreement.
@@ -25,17 +29,29 @@ from typing import Any
 import pytest
 import torch
 
+from pytest_tbench.core.metric_table import AVERAGE_POWER_W, ENERGY_UNAVAILABLE
 from pytest_tbench.machine import nvml
 from pytest_tbench.machine.devices import cuda_index, cuda_uuid, device_name, is_cuda
 from pytest_tbench.machine.hardware import peak_tflops
-from pytest_tbench.models.inputs import make_inputs
-from pytest_tbench.models.loading import LoadedModel, ModelKey, load_model
+from pytest_tbench.measure.trackers.energy import NVML_MIN_WINDOW_S
 from pytest_tbench.models.registry import resolve
+from pytest_tbench.scenarios.backends import CUDA_PROVIDER, ONNX_EXTRA, ONNXRUNTIME, missing_modules
 from pytest_tbench.selfcheck.loops import (
+    calls_for,
     decode_medians_s,
+    forward_call,
+    forward_kwargs,
     forward_medians_s,
     matmul_tflops,
     train_step_median_s,
+)
+from pytest_tbench.selfcheck.probes import (
+    mean_power_w,
+    nvml_power_reader,
+    onnxruntime_call,
+    probe_forkserver,
+    sample_power,
+    session_median_s,
 )
 from pytest_tbench.selfcheck.verdicts import Check, agreement, at_most, bracketed, holds
 
@@ -92,6 +108,18 @@ TTFT_TOLERANCE = 0.25
 DECODE_TOLERANCE = 0.15
 # A train step's optimizer and backward launch many small kernels: wider than the forward's 3%.
 TRAIN_TOLERANCE = 0.08
+# ONNX Runtime's thread pool spins, then parks, between runs, and the plugin's rounds add their host-side
+# bookkeeping to a call that can be a tenth of a millisecond on a CPU: wider than the forward's 3%. On a
+# 2-core VM (tiny-gpt2, 30 rounds; 0.1 ms at 1 x 16, 1.4 ms at 4 x 128) the item and the loop agreed within
+# 1-4%; at the dry-run test's 5 rounds the loop itself moved 11-41% between before and after (2026-12-07).
+ONNXRUNTIME_TOLERANCE = 0.10
+# The item's power is NVML's energy counter over its window, the reference NVML's power readings over another
+# window of the same load: two readings of one sensor that samples part of each ~100 ms period (the energy
+# module's docstring), each window holding its own idle gaps between calls, at a temperature that moves.
+POWER_TOLERANCE = 0.15
+# The item's rounds and the sampled window last this many times the tracker's minimum window.
+ENERGY_WINDOW_MARGIN = 1.5
+POWER_SETTLE_S = 1.5
 ROOFLINE_SIZE = 8192
 ROOFLINE_ROUNDS = 20
 
@@ -167,10 +195,6 @@ def run_plugin(source: str, args: list[str]) -> PluginRun:
     return PluginRun(int(code), json.loads(out.read_text()))
 
 
-def _load(setup: Setup, head: str, dtype: str) -> LoadedModel:
-    return load_model(resolve(setup.model), ModelKey(setup.model, head, setup.device, dtype))
-
-
 def _bracketed(
     reference: Callable[[], tuple[float, ...]], plugin: Callable[[], PluginRun]
 ) -> tuple[tuple[float, ...], tuple[float, ...], PluginRun]:
@@ -181,15 +205,32 @@ def _bracketed(
     return before, after, run
 
 
+def hand_built(setup: Setup, head: str, dtype: str) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    """The model and inputs built here, not by the plugin's loader and input maker: transformers' class for
+    ``head`` ("base": ``AutoModel``, the plugin's forward head; "lm": ``AutoModelForCausalLM``, its generate
+    and train head for a decoder) from the model's config, random weights in ``dtype``; the inputs the plugin
+    gives a decoder LM (int64 ids and an all-ones attention mask, batch x length), ids from a seeded
+    generator. The weights and ids are not the plugin's: a forward's time does not depend on their values."""
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    model_class = AutoModel if head == "base" else AutoModelForCausalLM
+    torch.manual_seed(0)
+    config = resolve(setup.model).load_config()  # the architecture only: make_config() for a built-in
+    model = model_class.from_config(config, dtype=getattr(torch, dtype)).to(setup.device).eval()
+    generator = torch.Generator(device=setup.device).manual_seed(0)
+    shape = (setup.batch_size, setup.seq_len)
+    ids = torch.randint(0, config.vocab_size, shape, device=setup.device, generator=generator)
+    return model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
 def _bracketed_forward(
     setup: Setup, dtype: str, extra: tuple[str, ...] = ()
 ) -> tuple[tuple[float, ...], tuple[float, ...], PluginRun]:
     """The hand forward loop's (events, host clock) medians before and after the plugin's forward item, run
     with ``extra`` arguments (another launcher)."""
-    loaded = _load(setup, "base", dtype)
-    inputs = make_inputs(loaded.config, setup.batch_size, setup.seq_len, setup.device)
+    model, inputs = hand_built(setup, "base", dtype)
     return _bracketed(
-        lambda: forward_medians_s(loaded.model, inputs, setup.device, setup.rounds, setup.warmup),
+        lambda: forward_medians_s(model, inputs, setup.device, setup.rounds, setup.warmup),
         lambda: run_plugin(FORWARD, [*setup.args(dtype), *extra]),
     )
 
@@ -217,12 +258,22 @@ def check_forward(setup: Setup, dtype: str) -> list[Check]:
     return [replace(check, measured=f"{check.measured}; host-clock loop {host:.4g} ms")]
 
 
+def check_second_gpu(setup: Setup) -> list[Check]:
+    """check_forward on ``cuda:1``: an item timed on the stream of another GPU than its own, or its model put
+    on GPU 0, disagrees with the events recorded on cuda:1's stream."""
+    name = "forward float32 median on cuda:1 vs CUDA-event loop"
+    if not is_cuda(setup.device):
+        return [Check.skipped(name, "CUDA only")]
+    if torch.cuda.device_count() < 2:
+        return [Check.skipped(name, "needs 2 GPUs")]
+    return [replace(check, name=name) for check in check_forward(replace(setup, device="cuda:1"), "float32")]
+
+
 def check_generate(setup: Setup, dtype: str) -> list[Check]:
-    loaded = _load(setup, "lm", dtype)
-    ids = make_inputs(loaded.config, setup.batch_size, setup.seq_len, setup.device)["input_ids"]
+    model, inputs = hand_built(setup, "lm", dtype)
     rounds = max(1, setup.rounds // 3)  # each round is a whole generation
     before, after, run = _bracketed(
-        lambda: decode_medians_s(loaded.model, ids, setup.new_tokens, setup.device, rounds, setup.warmup),
+        lambda: decode_medians_s(model, inputs, setup.new_tokens, setup.device, rounds, setup.warmup),
         lambda: run_plugin(GENERATE, setup.args(dtype)),
     )
     # generate's checks have wide tolerances for its own host-side work; the bracket's mean is the reference.
@@ -242,25 +293,9 @@ def check_generate(setup: Setup, dtype: str) -> list[Check]:
     ]
 
 
-def _hand_built_lm(setup: Setup) -> tuple[torch.nn.Module, torch.Tensor]:
-    """The model and input ids built here, not by the plugin's loader and input maker: transformers'
-    causal-LM class for the model's config (float32 master weights, as the plugin's train copies), random
-    weights and ids from a seeded generator."""
-    from transformers import AutoModelForCausalLM
-
-    make_config = resolve(setup.model).make_config
-    if make_config is None:
-        raise SelfCheckError(f"{setup.model}: the train reference needs a built-in or registered config")
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(make_config()).to(setup.device)
-    generator = torch.Generator(device=setup.device).manual_seed(0)
-    shape = (setup.batch_size, setup.seq_len)
-    ids = torch.randint(0, model.config.vocab_size, shape, device=setup.device, generator=generator)
-    return model, ids
-
-
 def check_train(setup: Setup, dtype: str) -> list[Check]:
-    model, ids = _hand_built_lm(setup)
+    model, inputs = hand_built(setup, "lm", "float32")  # float32 master weights, as the plugin's train copies
+    ids = inputs["input_ids"]
     (before,), (after,), run = _bracketed(
         lambda: (train_step_median_s(model, ids, setup.device, dtype, setup.rounds, setup.warmup),),
         lambda: run_plugin(TRAIN, setup.args(dtype)),
@@ -321,6 +356,61 @@ def check_launchers(setup: Setup) -> list[Check]:
     return checks
 
 
+def check_onnxruntime(setup: Setup) -> list[Check]:
+    """The forward on ``--tbench-backend onnxruntime`` against ONNX Runtime's own ``run()`` over a graph the
+    self-check exports from its own copy of the model, bracketing the plugin's item."""
+    name = "forward float32 median, onnxruntime vs its own run() loop"
+    missing = onnxruntime_missing(setup.device)
+    if missing is not None:
+        return [Check.skipped(name, missing)]
+    model, inputs = hand_built(setup, "base", "float32")
+    with onnxruntime_call(model, forward_kwargs(model, inputs), setup.device) as call:
+        (before,), (after,), run = _bracketed(
+            lambda: (session_median_s(call, setup.device, setup.rounds, setup.warmup),),
+            lambda: run_plugin(FORWARD, [*setup.args("float32"), "--tbench-backend", "onnxruntime"]),
+        )
+    median = run.only_item()["stats"]["median"]
+    return [bracketed(name, median * 1e3, before * 1e3, after * 1e3, ONNXRUNTIME_TOLERANCE, "ms")]
+
+
+def onnxruntime_missing(device: str) -> str | None:
+    """Why ONNX Runtime cannot run a forward on ``device`` here, as the plugin words it (None: it can)."""
+    missing = missing_modules(ONNXRUNTIME, ONNX_EXTRA)
+    if missing is not None or not is_cuda(device):
+        return missing
+    import onnxruntime
+
+    if CUDA_PROVIDER not in onnxruntime.get_available_providers():
+        return f"this onnxruntime build has no {CUDA_PROVIDER}: pip install onnxruntime-gpu"
+    return None
+
+
+def check_energy(setup: Setup) -> list[Check]:
+    """The forward item's average power (NVML's energy counter over its window) against the mean of NVML's
+    power readings taken while the hand loop runs the same forward on the same GPU for as long."""
+    name = "forward float32 average power vs NVML power samples"
+    if not is_cuda(setup.device):
+        return [Check.skipped(name, "CUDA only (NVML power)")]
+    read_w = nvml_power_reader(cuda_uuid(cuda_index(setup.device)))
+    if isinstance(read_w, str):
+        return [Check.skipped(name, read_w)]
+    model, inputs = hand_built(setup, "base", "float32")
+    _, host_s = forward_medians_s(model, inputs, setup.device, setup.rounds, setup.warmup)
+    # Enough rounds that the item's window passes the tracker's minimum (the gaps between calls only add).
+    rounds = math.ceil(ENERGY_WINDOW_MARGIN * NVML_MIN_WINDOW_S / host_s)
+    info = run_plugin(FORWARD, replace(setup, rounds=rounds).args("float32")).only_item()["extra_info"]
+    if AVERAGE_POWER_W not in info:
+        reason = info.get(ENERGY_UNAVAILABLE)
+        return [holds(name, f"no energy figure: {reason}", f"{AVERAGE_POWER_W} recorded", False)]
+    call = forward_call(model, inputs)
+    # A second and a half of load before the samples start: on Ampere and newer, NVML's power reading is an
+    # average over the last second, which would otherwise still hold the idle GPU before the loop.
+    calls_for(call, setup.device, POWER_SETTLE_S)
+    window_s = ENERGY_WINDOW_MARGIN * NVML_MIN_WINDOW_S
+    samples = sample_power(read_w, lambda: calls_for(call, setup.device, window_s))
+    return [agreement(name, float(info[AVERAGE_POWER_W]), mean_power_w(samples), POWER_TOLERANCE, "W")]
+
+
 def check_roofline(setup: Setup) -> list[Check]:
     """The peak table against a measured matmul: a large bfloat16 GEMM's achieved TFLOP/s must be at most the
     table's dense peak for this GPU (a peak below what runs makes MFU exceed 100%) and at least half of it (a
@@ -375,6 +465,9 @@ def check_memory(setup: Setup) -> list[Check]:
     return checks
 
 
+CONTEXT_ROW = "forkserver holds no CUDA context"
+
+
 def forkserver_pid() -> int | None:
     return getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
 
@@ -384,18 +477,32 @@ def maps_libcuda(pid: int) -> bool:
     return "libcuda.so" in Path(f"/proc/{pid}/maps").read_text()
 
 
-def check_forkserver(setup: Setup) -> Check:
-    """The forkserver must never have a CUDA context: every worker forks from it, and a context does not
-    survive a fork. On CUDA the test is NVML's list of processes with a context on the item's GPU (the
-    forkserver may map ``libcuda`` without one: it did, under torch 2.11+cu130 on an H100, 2026-11-27, and
-    its workers ran); on the CPU, that ``libcuda`` is not mapped at all."""
-    name = "forkserver holds no CUDA context"
+def check_forkserver(setup: Setup) -> list[Check]:
+    """Every worker forks from the forkserver, so the forkserver must never have initialised the CUDA driver
+    (a preloaded module that asks ``torch.cuda.is_available()`` at import may): torch then counts each
+    worker a bad fork and refuses it CUDA, context or none. So a worker forked from it is asked; on CUDA,
+    NVML's list of processes with a context on the item's GPU is read as well."""
+    name = "a worker forked from the forkserver can use CUDA (no driver initialised in the forkserver)"
     pid = forkserver_pid()
     if pid is None:
-        return Check.skipped(name, "no forkserver in this process")
-    mapped = maps_libcuda(pid)
+        return [Check.skipped(row, "no forkserver in this process") for row in (name, CONTEXT_ROW)]
+    bad_fork, error = probe_forkserver(setup.device)
+    cuda = is_cuda(setup.device)
+    measured = f"worker of pid {pid}: bad fork {bad_fork}" + (
+        f", torch.zeros(1) on {setup.device}: {error or 'ok'}" if cuda else ""
+    )
+    expected = "not a bad fork" + (", the allocation works" if cuda else "")
+    return [holds(name, measured, expected, not bad_fork and error is None), forkserver_context(setup, pid)]
+
+
+def forkserver_context(setup: Setup, pid: int) -> Check:
+    """On CUDA: NVML does not list the forkserver among the processes with a context on the item's GPU (it
+    may map ``libcuda`` without one: it did, under torch 2.11+cu130 on an H100, 2026-11-27, and its workers
+    ran)."""
+    name = CONTEXT_ROW
     if not is_cuda(setup.device):
-        return holds(name, f"libcuda mapped in pid {pid}: {mapped}", "not mapped", not mapped)
+        return Check.skipped(name, "CUDA only (NVML's list of processes with a context)")
+    mapped = maps_libcuda(pid)
     # A context of this process' own (the forkserver is running already) shows whether NVML lists the pids
     # of this pid namespace at all.
     torch.zeros(1, device=setup.device)
@@ -425,8 +532,7 @@ def check_isolation(setup: Setup) -> list[Check]:
             run.exit_code == 0 and isolated is True,
         )
     ]
-    checks.append(check_forkserver(setup))
-    return checks
+    return [*checks, *check_forkserver(setup)]
 
 
 # NVML's total is the board's; torch's is what a context can allocate, the board's less what the driver keeps
@@ -528,6 +634,9 @@ def run_all(setup: Setup, report: Callable[[list[Check]], None] = lambda checks:
         (f"generate {half[0]}", lambda: check_generate(setup, half[0])),
         *[(f"train {d}", lambda d=d: check_train(setup, d)) for d in half],
         ("launchers", lambda: check_launchers(setup)),
+        ("onnxruntime", lambda: check_onnxruntime(setup)),
+        ("energy", lambda: check_energy(setup)),
+        ("cuda:1", lambda: check_second_gpu(setup)),
         ("memory", lambda: check_memory(setup)),
         ("roofline", lambda: check_roofline(setup)),
         ("nvml", lambda: check_nvml(setup)),

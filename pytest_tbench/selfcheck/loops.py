@@ -67,39 +67,69 @@ def host_timed_calls(call: Callable[[], object], device: str, rounds: int) -> li
     return times
 
 
-def forward_medians_s(
-    model: Any, inputs: Mapping[str, torch.Tensor], device: str, rounds: int, warmup: int
-) -> tuple[float, float]:
-    """Medians of a lone forward, as the plugin's forward mode calls it (no cache built): by events on the
-    device's stream, then by the host clock."""
-
+def forward_kwargs(model: Any, inputs: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """A lone forward's arguments, as the plugin's forward mode passes them: no cache built."""
     kwargs: dict[str, Any] = dict(inputs)
     if "use_cache" in inspect.signature(model.forward).parameters:
         kwargs["use_cache"] = False
+    return kwargs
+
+
+def forward_call(model: Any, inputs: Mapping[str, torch.Tensor]) -> Callable[[], None]:
+    kwargs = forward_kwargs(model, inputs)
 
     def call() -> None:
         with torch.inference_mode():
             model(**kwargs)
 
+    return call
+
+
+def forward_medians_s(
+    model: Any, inputs: Mapping[str, torch.Tensor], device: str, rounds: int, warmup: int
+) -> tuple[float, float]:
+    """Medians of a lone forward: by events on the device's stream, then by the host clock."""
+    call = forward_call(model, inputs)
     events = statistics.median(timed_calls(call, device, rounds, warmup))
     return events, statistics.median(host_timed_calls(call, device, rounds))
 
 
+def calls_for(call: Callable[[], object], device: str, seconds: float) -> int:
+    """Call back to back, the device synchronised after each call as the plugin's rounds are, until
+    ``seconds`` have passed by the host clock; how many calls ran."""
+    end = time.perf_counter() + seconds
+    calls = 0
+    while time.perf_counter() < end:
+        call()
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+        calls += 1
+    return calls
+
+
 def greedy_decode(
-    model: Any, input_ids: torch.Tensor, new_tokens: int, device: str
+    model: Any,
+    input_ids: torch.Tensor,
+    new_tokens: int,
+    device: str,
+    attention_mask: torch.Tensor | None = None,
 ) -> tuple[float, list[float]]:
     """A prefill and ``new_tokens - 1`` KV-cache decode steps, greedy: the first token's time from the call's
-    start, and each later token's interval."""
+    start, and each later token's interval. An ``attention_mask`` grows by a column of ones a step, as
+    ``generate`` grows the one it is given."""
     # transformers 5.x names the cache argument and output ``cache``; 4.x ``past_key_values``.
     cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    masks = {} if attention_mask is None else {"attention_mask": attention_mask}
     watch = Stopwatch(device)
     with torch.inference_mode():
         watch.mark()
-        out = model(input_ids=input_ids, use_cache=True)
+        out = model(input_ids=input_ids, use_cache=True, **masks)
         token = out.logits[:, -1:].argmax(-1)
         watch.mark()
         for _ in range(new_tokens - 1):
-            out = model(input_ids=token, use_cache=True, **{cache_arg: out[cache_arg]})
+            if attention_mask is not None:
+                masks["attention_mask"] = torch.cat([masks["attention_mask"], torch.ones_like(token)], dim=1)
+            out = model(input_ids=token, use_cache=True, **{cache_arg: out[cache_arg]}, **masks)
             token = out.logits[:, -1:].argmax(-1)
             watch.mark()
     marks = watch.seconds()
@@ -107,14 +137,16 @@ def greedy_decode(
 
 
 def decode_medians_s(
-    model: Any, input_ids: torch.Tensor, new_tokens: int, device: str, rounds: int, warmup: int
+    model: Any, inputs: Mapping[str, torch.Tensor], new_tokens: int, device: str, rounds: int, warmup: int
 ) -> tuple[float, float]:
-    """Median time to first token over the rounds, and median per-token decode interval over every step."""
+    """Median time to first token over the rounds, and median per-token decode interval over every step;
+    ``inputs``: input ids and, where the model takes one, an attention mask."""
+    ids, mask = inputs["input_ids"], inputs.get("attention_mask")
     for _ in range(warmup):
-        greedy_decode(model, input_ids, new_tokens, device)
+        greedy_decode(model, ids, new_tokens, device, mask)
     firsts, steps = [], []
     for _ in range(rounds):
-        first, intervals = greedy_decode(model, input_ids, new_tokens, device)
+        first, intervals = greedy_decode(model, ids, new_tokens, device, mask)
         firsts.append(first)
         steps.extend(intervals)
     return statistics.median(firsts), statistics.median(steps)
