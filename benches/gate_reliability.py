@@ -86,25 +86,25 @@ def test_forward(tbench):
 # The injected regression: every forward call takes SLOWDOWN longer than it would. Imported by the conftest
 # (in-process runs) and preloaded by the forkserver (worker processes).
 SLOWDOWN_MODULE = """
-import dataclasses, os, time
+import os, time
 import pytest_tbench.scenarios.forward as scenarios
+from pytest_tbench.measure.work import WorkWrapper
 
 SLOWDOWN = float(os.environ.get("TBENCH_GATE_SLOWDOWN", "0"))
 
 if SLOWDOWN and not getattr(scenarios, "slowed", False):
     original = scenarios.forward_work
 
-    def slowed_work(loaded, case):
-        work = original(loaded, case)
-
-        def call():
+    class Slowed(WorkWrapper):
+        def call(self):
             start = time.perf_counter()
-            work.call()
+            self.inner.call()
             end = time.perf_counter() + SLOWDOWN * (time.perf_counter() - start)
             while time.perf_counter() < end:
                 pass
 
-        return dataclasses.replace(work, call=call)
+    def slowed_work(loaded, case):
+        return Slowed(original(loaded, case))
 
     scenarios.forward_work = slowed_work
     scenarios.slowed = True

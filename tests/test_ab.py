@@ -31,8 +31,9 @@ timing = pytest.mark.timing
 # more pairs average away. Fixed, not random: two random offsets a hair apart made a 2-pair interval narrow
 # enough to decide (CI, 12-07).
 SLEEP_MODULE = """
-import dataclasses, fcntl, os, time
+import fcntl, os, time
 import pytest_tbench.scenarios.forward as scenarios
+from pytest_tbench.measure.work import Work
 
 original = scenarios.forward_work
 
@@ -42,7 +43,7 @@ def sleeping_work(loaded, case):
     if case.batch_size == 2:
         seconds = float(os.environ.get("AB_SLOW_SLEEP_S", str(seconds)))
     seconds *= 1 + process_offset()
-    return dataclasses.replace(work, call=lambda: time.sleep(seconds))
+    return Work(lambda: time.sleep(seconds), work.samples, work.tokens, flops=work.flops)
 
 OFFSETS = {}
 
