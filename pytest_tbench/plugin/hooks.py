@@ -311,6 +311,7 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
     case = tbench_case
     settings = state.settings_of(case)
     entry = state.entries.get(case)
+    workers = runs_in_workers(state.config)  # the item runs in worker processes: they load the model
 
     def release_if_last() -> None:
         if state.last_user.get(case.model_key) == xdist_session.plain_nodeid(request.node):
@@ -332,7 +333,7 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
         # worker).
         loaded = (
             None
-            if reason or runs_in_workers(state.config) or case.tp != TP_NONE  # ranks load their own shards
+            if reason or workers or case.tp != TP_NONE  # ranks load their own shards
             else catch_out_of_memory(lambda: state.models.get(case.model_key))
         )
     except ModelLoadError as exc:
@@ -348,9 +349,9 @@ def tbench(request: pytest.FixtureRequest, tbench_case: BenchCase) -> TBench:
                 release=lambda: state.models.release(case.model_key),
             )
         )
-    if runs_in_workers(state.config):
+    if workers:
         _preload_model_code(state)
-    if state.conftests is None and (runs_in_workers(state.config) or case.tp != TP_NONE):
+    if state.conftests is None and (workers or case.tp != TP_NONE):
         # Every conftest is imported by now (collection is over): workers import the same, in this order.
         state.conftests = session_conftests(request.config.pluginmanager.list_name_plugin())
     nodeid = xdist_session.plain_nodeid(request.node)

@@ -30,12 +30,13 @@ import pytest
 import torch
 
 from pytest_tbench.core.metric_table import AVERAGE_POWER_W, ENERGY_UNAVAILABLE
+from pytest_tbench.core.record import Case
 from pytest_tbench.machine import nvml
 from pytest_tbench.machine.devices import cuda_index, cuda_uuid, device_name, is_cuda
 from pytest_tbench.machine.hardware import peak_tflops
 from pytest_tbench.measure.trackers.energy import NVML_MIN_WINDOW_S
 from pytest_tbench.models.registry import resolve
-from pytest_tbench.scenarios.backends import CUDA_PROVIDER, ONNX_EXTRA, ONNXRUNTIME, missing_modules
+from pytest_tbench.scenarios.backends import ONNXRUNTIME, unavailable_reason
 from pytest_tbench.selfcheck.loops import (
     calls_for,
     decode_medians_s,
@@ -360,7 +361,9 @@ def check_onnxruntime(setup: Setup) -> list[Check]:
     """The forward on ``--tbench-backend onnxruntime`` against ONNX Runtime's own ``run()`` over a graph the
     self-check exports from its own copy of the model, bracketing the plugin's item."""
     name = "forward float32 median, onnxruntime vs its own run() loop"
-    missing = onnxruntime_missing(setup.device)
+    # The plugin's own reasons for skipping the same item (missing extra, no CUDA provider): no copy of them.
+    case = Case("forward", setup.model, "base", setup.batch_size, setup.seq_len, setup.device, "float32")
+    missing = unavailable_reason(replace(case, backend=ONNXRUNTIME))
     if missing is not None:
         return [Check.skipped(name, missing)]
     model, inputs = hand_built(setup, "base", "float32")
@@ -371,18 +374,6 @@ def check_onnxruntime(setup: Setup) -> list[Check]:
         )
     median = run.only_item()["stats"]["median"]
     return [bracketed(name, median * 1e3, before * 1e3, after * 1e3, ONNXRUNTIME_TOLERANCE, "ms")]
-
-
-def onnxruntime_missing(device: str) -> str | None:
-    """Why ONNX Runtime cannot run a forward on ``device`` here, as the plugin words it (None: it can)."""
-    missing = missing_modules(ONNXRUNTIME, ONNX_EXTRA)
-    if missing is not None or not is_cuda(device):
-        return missing
-    import onnxruntime
-
-    if CUDA_PROVIDER not in onnxruntime.get_available_providers():
-        return f"this onnxruntime build has no {CUDA_PROVIDER}: pip install onnxruntime-gpu"
-    return None
 
 
 def check_energy(setup: Setup) -> list[Check]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from pytest_tbench.core.metric_table import AB_BASE, PROFILE
+from pytest_tbench.core.metric_table import AB_BASE, MIB, PROFILE
 
 SHOWN = 8  # operators per item and activity on the terminal; the JSON holds more
 SHAPES_WIDTH = 48
@@ -44,15 +44,14 @@ def _memory_lines(memory: Mapping[str, Any]) -> list[str]:
     """--tbench-profile-memory: the round's allocations summed, the largest and where they were made."""
     if "unavailable_reason" in memory:
         return [f"CUDA memory history: not recorded: {memory['unavailable_reason']}"]
-    mib = 1024**2
     lines = [
         f"CUDA memory history: {memory.get('allocations')} allocations, "
-        f"{memory.get('allocated_bytes', 0) / mib:.1f} MiB allocated, at most "
-        f"{memory.get('round_peak_increase_bytes', 0) / mib:.1f} MiB live above the round's start; "
+        f"{memory.get('allocated_bytes', 0) / MIB:.1f} MiB allocated, at most "
+        f"{memory.get('round_peak_increase_bytes', 0) / MIB:.1f} MiB live above the round's start; "
         f"snapshot {memory.get('snapshot')} (open it in https://pytorch.org/memory_viz)"
     ]
     for allocation in (memory.get("largest") or [])[:LARGEST_SHOWN]:
-        lines.append(f"  {allocation['bytes'] / mib:.1f} MiB at {allocation['where']}")
+        lines.append(f"  {allocation['bytes'] / MIB:.1f} MiB at {allocation['where']}")
     return lines
 
 

@@ -50,14 +50,14 @@ def unavailable_reason(case: Case) -> str | None:
     return None
 
 
-def missing_modules(backend: str, extra: str) -> str | None:
+def _missing_modules(backend: str, extra: str) -> str | None:
     """Why ``backend`` cannot export or run here for want of the ONNX packages, naming the extra."""
     missing = [name for name in ONNX_MODULES if importlib.util.find_spec(name) is None]
     return f"backend {backend} needs {', '.join(missing)}: {extra}" if missing else None
 
 
 def _onnxruntime_reason(case: Case) -> str | None:
-    missing = missing_modules(ONNXRUNTIME, ONNX_EXTRA)
+    missing = _missing_modules(ONNXRUNTIME, ONNX_EXTRA)
     if missing:
         return missing
     if case.dtype == "bfloat16":
@@ -85,7 +85,7 @@ def _onnxruntime_reason(case: Case) -> str | None:
 
 
 def _tensorrt_reason(case: Case) -> str | None:
-    missing = missing_modules(TENSORRT, TENSORRT_EXTRA)
+    missing = _missing_modules(TENSORRT, TENSORRT_EXTRA)
     if missing:
         return missing
     if case.device.split(":")[0] != "cuda":
